@@ -1,0 +1,439 @@
+"""`extract`: images on disk -> rows in a feature cache, extracting only what is missing.
+
+Steps, each a function below:
+1. `resolve_setup`: backbone, layer, input size, precision and weights -> a `FeatureSpec` (the
+   cache key). The weights fingerprint comes from a memo when possible, so an unchanged re-run
+   never imports TensorFlow.
+2. `index_dataset`: read the layout, hash every file (stat fast path), assign missing splits.
+3. Under the cache lock: find rows that already exist (cache, unfinished segments, sibling
+   caches with the same key), decode and run the backbone on the rest, commit segments.
+4. Write the consolidated cache atomically (skipped when nothing changed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from queue import Queue
+from typing import Callable
+
+import numpy as np
+
+from pipeline import cache_writer
+from pipeline.backbones import BackboneSpec, get_backbone
+from pipeline.cache import cache_file_name, open_cache_file, partial_dir_of
+from pipeline.dataset import DatasetIndex, ImageRecord, SkippedFile
+from pipeline.errors import DatasetError, PipelineError
+from pipeline.feeder import decoded_batches
+from pipeline.hashing import FileStamp, hash_files
+from pipeline.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ResizeSpec, decode_image
+from pipeline.layouts import discover
+from pipeline.precision import resolve_precision
+from pipeline.provenance import FeatureSpec, library_versions
+from pipeline.splits import DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VALID_FRACTION, assign_splits
+from pipeline.weights import FingerprintMemo, ResolvedWeights, resolve_weights
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 32
+_STRICT_LISTED = 20  # failures listed in a --strict error before "and N more"
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """Everything `extract` can be asked; defaults reproduce the classic VGG16 bottleneck."""
+
+    backbone: str = "vgg16"
+    layer: str | None = None
+    input_size: int | None = None
+    resize: str = "stretch"
+    pool: str = "none"
+    precision: str = "auto"
+    weights: str = "imagenet"
+    store_dtype: str = "float32"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    workers: int | None = None
+    layout: str = "auto"
+    name: str | None = None
+    valid_fraction: float = DEFAULT_VALID_FRACTION
+    test_fraction: float = DEFAULT_TEST_FRACTION
+    split_seed: int = DEFAULT_SPLIT_SEED
+    strict: bool = False
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    wait_for_lock: bool = False
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The resolved feature configuration of a run."""
+
+    backbone: BackboneSpec
+    resize: ResizeSpec
+    weights: ResolvedWeights
+    precision_reason: str
+    feature_spec: FeatureSpec
+
+
+@dataclass
+class ExtractSummary:
+    """What an `extract` run did, for the CLI summary and `--json`."""
+
+    cache_path: str
+    dataset: str
+    layout: str
+    classes: int
+    split_counts: dict
+    images: int
+    extracted: int
+    reused: int
+    failures: list
+    seconds: float
+    forward_seconds: float
+    weights: str
+    precision: str
+    feature_shape: list
+    wrote_cache: bool
+    notes: list = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.extracted / self.forward_seconds if self.forward_seconds else 0.0
+
+    def to_dict(self) -> dict:
+        data = dict(self.__dict__)
+        data["images_per_second"] = round(self.images_per_second, 2)
+        return data
+
+
+def dataset_name_of(data_dir: Path) -> str:
+    """A file-name-safe name for a dataset folder (its base name)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(data_dir).resolve().name).strip("._")
+    return name or "dataset"
+
+
+def resolve_setup(options: ExtractOptions, cache_dir: Path) -> tuple[Setup, object]:
+    """Resolve backbone, size, precision and weights into a `Setup`.
+
+    Returns (setup, extractor): `extractor` is the built `FeatureExtractor` when the weights
+    fingerprint had to be computed (no memo yet), else None - build it only if rows are missing.
+    """
+    backbone = get_backbone(options.backbone)
+    size = options.input_size or backbone.default_input_size
+    backbone.validate_input_size(size)
+    layer = options.layer or backbone.default_layer
+    resize = ResizeSpec(size, size, options.resize)
+    precision, reason = resolve_precision(options.precision)
+    weights = resolve_weights(backbone, options.weights, cache_dir, size)
+    memo = FingerprintMemo(cache_dir)
+    fingerprint = memo.get(weights.identity(layer))
+    extractor = None
+    if fingerprint is None:
+        extractor = _build_extractor(backbone, layer, size, weights, precision, options.pool)
+        fingerprint = extractor.fingerprint
+        memo.put(weights.identity(layer), fingerprint)
+    spec = FeatureSpec(
+        backbone=backbone.name, weights_fingerprint=fingerprint, layer=layer, input_size=size,
+        resize=resize.describe(), preprocessing=backbone.preprocessing, precision=precision,
+        pooling=options.pool, store_dtype=options.store_dtype,
+    )
+    return Setup(backbone, resize, weights, reason, spec), extractor
+
+
+def index_dataset(data_dir: Path, options: ExtractOptions, known_stamps: dict | None = None) -> DatasetIndex:
+    """Discover, hash and split the dataset. Unreadable files move to `skipped` with a reason."""
+    index = discover(data_dir, options.layout)
+    results = hash_files((index.path_of(r) for r in index.records), known=known_stamps or {})
+    records, skipped = [], []
+    for record, result in zip(index.records, results):
+        if result.sha256 is None:
+            skipped.append(SkippedFile(record.relpath, result.error))
+        else:
+            records.append(ImageRecord(
+                relpath=record.relpath, label=record.label, split=record.split, sha256=result.sha256,
+                size=result.stamp.size, mtime_ns=result.stamp.mtime_ns, extra_labels=record.extra_labels,
+            ))
+    hashed = index.with_records(records, skipped=skipped)
+    return assign_splits(hashed, options.valid_fraction, options.test_fraction, options.split_seed)
+
+
+def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = ExtractOptions(),
+                progress: Callable[[int, int], None] | None = None) -> ExtractSummary:
+    """Extract the features of every image under `data_dir` into a cache in `cache_dir`.
+
+    `progress(done, total)` is called after each batch. Returns an `ExtractSummary`. Raises
+    `PipelineError` subclasses for user-facing problems; an interruption leaves finished rows
+    committed, and the next run resumes from them.
+    """
+    started = time.perf_counter()
+    data_dir, cache_dir = Path(data_dir), Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _validate(options)
+    setup, extractor = resolve_setup(options, cache_dir)
+    spec = setup.feature_spec
+    name = options.name or dataset_name_of(data_dir)
+    cache_path = cache_dir / cache_file_name(name, spec)
+    index = index_dataset(data_dir, options, _known_stamps(cache_path))
+
+    with cache_writer.CacheLock(cache_path, wait=options.wait_for_lock):
+        available = cache_writer.existing_rows(cache_path, spec.key())
+        wanted = {}
+        for record in index.records:
+            if record.sha256 not in available:
+                wanted.setdefault(record.sha256, index.path_of(record))
+        if options.strict:
+            _refuse_failures(index, wanted)
+        if not index.records:
+            _refuse_empty(index.root, _failures(index, {}))
+        decode_failures, forward_seconds = {}, 0.0
+        if wanted:
+            def get_extractor():
+                built = extractor or _build_extractor(setup.backbone, spec.layer, spec.input_size, setup.weights,
+                                                      spec.precision, spec.pooling)
+                _check_fingerprint(built, spec)
+                return built
+
+            forward_seconds = _extract_rows(list(wanted.items()), cache_path, spec, setup.resize, get_extractor,
+                                            options, decode_failures, progress)
+            available = cache_writer.existing_rows(cache_path, spec.key())
+        if all(r.sha256 in decode_failures for r in index.records):
+            _refuse_empty(index.root, _failures(index, decode_failures))
+        wrote = _consolidate(cache_path, setup, index, name, available, decode_failures)
+
+    failures = _failures(index, decode_failures)
+    usable = [r for r in index.records if r.sha256 not in decode_failures]
+    split_counts = {}
+    for record in usable:
+        split_counts[record.split] = split_counts.get(record.split, 0) + 1
+    return ExtractSummary(
+        cache_path=str(cache_path), dataset=name, layout=index.layout, classes=len(index.class_names),
+        split_counts=split_counts, images=len(usable), extracted=len(wanted) - len(decode_failures),
+        reused=len({r.sha256 for r in usable}) - (len(wanted) - len(decode_failures)),
+        failures=[{"path": p, "reason": r} for p, r in failures], seconds=round(time.perf_counter() - started, 3),
+        forward_seconds=round(forward_seconds, 3), weights=setup.weights.describe(),
+        precision=f"{spec.precision} ({setup.precision_reason})", feature_shape=list(_shape_of(cache_path)),
+        wrote_cache=wrote, notes=list(index.notes),
+    )
+
+
+def _validate(options: ExtractOptions) -> None:
+    if options.batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {options.batch_size}")
+
+
+def _build_extractor(backbone, layer, size, weights, precision, pooling):
+    from pipeline.forward import FeatureExtractor
+
+    try:
+        return FeatureExtractor(backbone, layer, size, weights, precision, pooling)
+    except ValueError as error:
+        raise PipelineError(str(error)) from error
+
+
+def _check_fingerprint(extractor, spec: FeatureSpec) -> None:
+    if extractor.fingerprint != spec.weights_fingerprint:
+        raise PipelineError(
+            "the weights file changed while this run was starting (its fingerprint differs from the "
+            "recorded one); run the command again"
+        )
+
+
+def _known_stamps(cache_path: Path) -> dict:
+    """relpath -> (stamp, sha256) from the previous run of this cache, for the stat fast path."""
+    if not cache_path.exists():
+        return {}
+    try:
+        with open_cache_file(cache_path) as handle:
+            images = handle["images"]
+            relpaths = images["relpath"][()]
+            shas = images["sha256"][()].astype(str)
+            sizes, mtimes = images["size"][()], images["mtime_ns"][()]
+            root = json.loads(handle.attrs["dataset"]).get("root")
+    except (PipelineError, KeyError, OSError):
+        return {}
+    return {
+        str(Path(root) / bytes(p).decode("utf-8", "surrogateescape")): (FileStamp(int(s), int(m)), sha)
+        for p, sha, s, m in zip(relpaths, shas, sizes, mtimes)
+    }
+
+
+def _refuse_failures(index: DatasetIndex, wanted: dict) -> None:
+    """--strict: decode every image that needs extracting and fail before any forward pass."""
+    resize = ResizeSpec(32, 32)  # only decodability matters here; a small target keeps it quick
+    problems = [(s.relpath, s.reason) for s in index.skipped]
+    relpath_of = {r.sha256: r.relpath for r in index.records}
+    for sha, path in wanted.items():
+        try:
+            decode_image(path, resize)
+        except ImageDecodeError as error:
+            problems.append((relpath_of[sha], error.reason))
+    if problems:
+        listed = "\n  ".join(f"{p}: {r}" for p, r in problems[:_STRICT_LISTED])
+        more = f"\n  ... and {len(problems) - _STRICT_LISTED} more" if len(problems) > _STRICT_LISTED else ""
+        raise DatasetError(
+            f"--strict: {len(problems)} files cannot be used, so nothing was extracted:\n  {listed}{more}\n"
+            "Fix or remove these files, or run without --strict to skip them (they are then listed in the cache)."
+        )
+
+
+def _refuse_empty(root: Path, failures: list[tuple[str, str]]) -> None:
+    listed = "\n  ".join(f"{path}: {reason}" for path, reason in failures[:_STRICT_LISTED])
+    raise DatasetError(
+        f"none of the {len(failures)} image files in {root} could be read, so there is nothing to "
+        f"extract:\n  {listed}\nCheck that the folder holds real image files."
+    )
+
+
+class _BackgroundWriter:
+    """Runs a `SegmentWriter` in its own thread so disk writes overlap the forward pass."""
+
+    def __init__(self, writer: cache_writer.SegmentWriter):
+        self.writer = writer
+        self.queue: Queue = Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="segment-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            item = self.queue.get()
+            if item is None:
+                break
+            if self.error is None:
+                try:
+                    self.writer.add(*item)
+                except BaseException as error:  # re-raised in the main thread
+                    self.error = error
+
+    def put(self, shas, block):
+        if self.error is not None:
+            raise self.error
+        self.queue.put((shas, block))
+
+    def close(self):
+        """Drain the queue and commit what is buffered (also on interruption)."""
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is None:
+            self.writer.flush()
+        if self.error is not None:
+            raise self.error
+
+
+def _extract_rows(items, cache_path, spec, resize, get_extractor, options, decode_failures, progress) -> float:
+    """Decode and run the backbone on `items` [(sha, path)], committing segments. Returns forward seconds.
+
+    The backbone is built (`get_extractor()`) only when the first image decodes, so a re-run whose
+    only missing images are undecodable never loads TensorFlow.
+    """
+    extractor, writer = None, None
+    done, forward_seconds = 0, 0.0
+    try:
+        for batch in decoded_batches(items, resize, options.batch_size, options.workers, options.max_pixels):
+            decode_failures.update(batch.failures)
+            if batch.shas:
+                if extractor is None:
+                    extractor = get_extractor()
+                    writer = _BackgroundWriter(cache_writer.SegmentWriter(
+                        partial_dir_of(cache_path), spec.key(), extractor.feature_shape, spec.store_dtype))
+                tick = time.perf_counter()
+                features = extractor(batch.pixels)
+                forward_seconds += time.perf_counter() - tick
+                writer.put(batch.shas, features.astype(spec.store_dtype))
+            done += len(batch.shas) + len(batch.failures)
+            if progress is not None:
+                progress(done, len(items))
+    finally:
+        if writer is not None:
+            writer.close()
+    log.info("ran the backbone on %d images in %.1fs", done - len(decode_failures), forward_seconds)
+    return forward_seconds
+
+
+def _consolidate(cache_path, setup, index, name, available, decode_failures) -> bool:
+    """Write the cache with every usable image; returns False when nothing changed."""
+    spec = setup.feature_spec
+    usable = [r for r in index.records if r.sha256 not in decode_failures and r.sha256 in available]
+    old_rows = [source for source in available.values() if source.path == cache_path]
+    old_rows.sort(key=lambda source: source.row)
+    plan = list(old_rows)
+    row_of = {}
+    for sha, source in available.items():
+        if source.path == cache_path:
+            row_of[sha] = source.row
+    for record in usable:
+        if record.sha256 not in row_of:
+            row_of[record.sha256] = len(plan)
+            plan.append(available[record.sha256])
+    view = _view(index, usable, row_of, _failures(index, decode_failures))
+    dataset_attrs = {"name": name, "root": str(index.root.resolve()), "layout": index.layout, "notes": list(index.notes)}
+    view_digest = hashlib.sha256(json.dumps([view, dataset_attrs], sort_keys=True, default=str).encode()).hexdigest()
+    unchanged = len(plan) == len(old_rows) and not partial_dir_of(cache_path).exists()
+    created = cache_writer.now_iso()
+    if cache_path.exists():
+        with open_cache_file(cache_path) as handle:
+            created = str(handle.attrs["created"])
+            if unchanged and handle.attrs.get("view_digest") == view_digest:
+                return False
+    attrs = {
+        "schema_version": spec.schema_version,
+        "feature_key": spec.key(),
+        "feature_spec": spec.to_json(),
+        "weights": cache_writer.json_attr({"source": setup.weights.source, "path": setup.weights.path,
+                                           "verified": setup.weights.verified, "request": setup.weights.request,
+                                           "description": setup.weights.describe()}),
+        "versions": cache_writer.json_attr(library_versions()),
+        "dataset": cache_writer.json_attr(dataset_attrs),
+        "created": created,
+        "updated": cache_writer.now_iso(),
+        "view_digest": view_digest,
+    }
+    shape = _shape_from_sources(plan) if plan else _shape_of(cache_path)
+    cache_writer.write_cache(cache_path, attrs, view, plan, shape, spec.store_dtype)
+    cache_writer.remove_partial(cache_path)
+    return True
+
+
+def _view(index: DatasetIndex, usable: list[ImageRecord], row_of: dict, failures) -> dict:
+    view = {
+        "classes": list(index.class_names),
+        "relpath": [r.relpath for r in usable],
+        "label": [r.label for r in usable],
+        "split": [r.split for r in usable],
+        "sha256": [r.sha256 for r in usable],
+        "row": [row_of[r.sha256] for r in usable],
+        "size": [r.size for r in usable],
+        "mtime_ns": [r.mtime_ns for r in usable],
+        "failures": [list(f) for f in failures],
+    }
+    if index.extra_targets:
+        view["targets"] = {
+            task: (list(classes), [r.extra_labels[position] for r in usable])
+            for position, (task, classes) in enumerate(index.extra_targets.items())
+        }
+    return view
+
+
+def _failures(index: DatasetIndex, decode_failures: dict) -> list[tuple[str, str]]:
+    failures = [(s.relpath, s.reason) for s in index.skipped]
+    failures += [(r.relpath, decode_failures[r.sha256]) for r in index.records if r.sha256 in decode_failures]
+    return failures
+
+
+def _shape_from_sources(plan) -> tuple[int, ...]:
+    import h5py
+
+    with h5py.File(plan[0].path, "r") as handle:
+        return tuple(handle["features"].shape[1:])
+
+
+def _shape_of(cache_path: Path) -> tuple[int, ...]:
+    if not cache_path.exists():
+        return ()
+    with open_cache_file(cache_path) as handle:
+        return tuple(handle["features"].shape[1:])
