@@ -129,3 +129,16 @@ def build_feature_model(spec: BackboneSpec, layer: str, input_size: int, weights
 def preprocess_function(spec: BackboneSpec):
     """The family's `preprocess_input` (works on tensors; never pass it an array you reuse)."""
     return spec.keras_module().preprocess_input
+
+
+def list_layers(spec: BackboneSpec, input_size: int) -> list[dict]:
+    """Name and per-image output shape of every layer of `spec` (built with random weights)."""
+    spec.validate_input_size(input_size)
+    constructor = getattr(spec.keras_module(), spec.constructor)
+    base = constructor(include_top=False, weights=None, input_shape=(input_size, input_size, 3))
+    rows = []
+    for layer in base.layers:
+        output = layer.output
+        shape = output.shape if not isinstance(output, (list, tuple)) else output[0].shape
+        rows.append({"name": layer.name, "shape": [int(d) for d in shape[1:]]})
+    return rows

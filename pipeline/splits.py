@@ -85,7 +85,8 @@ def assign_splits(
     notes = []
     if carved:
         parts = ", ".join(f"{name} {fraction:.0%}" for name, fraction in (("valid", carve_valid), ("test", carve_test)) if fraction)
-        notes.append(f"carved {parts} of {len(pool)} unsplit images by content hash (seed {seed}); stable as images are added")
+        notes.append(f"carved {parts} of the {len(pool)} images without an official split, by content hash "
+                     f"(seed {seed}); adding images never moves existing ones")
     counts = index.with_records(records).class_counts()
     for split in carved:
         empty = [name for name, count in counts.get(split, dict.fromkeys(index.class_names, 0)).items() if count == 0]

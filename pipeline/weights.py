@@ -94,8 +94,11 @@ def keras_cache_file(spec: BackboneSpec, input_size: int) -> Path:
 
 
 def resolve_weights(spec: BackboneSpec, request: str, cache_dir: Path, input_size: int,
-                    allow_download: bool = True) -> ResolvedWeights:
-    """Resolve `request` ("imagenet", "none" or a file path) for `spec`; raise `WeightsError` if impossible."""
+                    allow_download: bool = True, use_keras_cache: bool = True) -> ResolvedWeights:
+    """Resolve `request` ("imagenet", "none" or a file path) for `spec`; raise `WeightsError` if impossible.
+
+    `allow_download` and `use_keras_cache` switch those sources off (used to inspect one source).
+    """
     if request == RANDOM:
         return ResolvedWeights(spec.name, RANDOM, SOURCE_RANDOM, None, None)
     if request != IMAGENET:
@@ -103,8 +106,10 @@ def resolve_weights(spec: BackboneSpec, request: str, cache_dir: Path, input_siz
 
     tried = []
     official = keras_cache_file(spec, input_size)
-    if official.is_file():
-        problems = _reference_problems(spec, official)
+    if not use_keras_cache:
+        tried.append("Keras cache: not consulted")
+    elif official.is_file():
+        problems = reference_problems(spec, official)
         if not problems:
             return ResolvedWeights(spec.name, IMAGENET, SOURCE_KERAS_CACHE, str(official), _verified(spec), tuple(tried))
         tried.append(f"Keras cache {official}: refused, does not match ImageNet ({problems[0]})")
@@ -191,7 +196,8 @@ def _verified(spec: BackboneSpec) -> bool | None:
     return True if spec.name == "vgg16" else None
 
 
-def _reference_problems(spec: BackboneSpec, path: Path) -> list[str]:
+def reference_problems(spec: BackboneSpec, path: Path) -> list[str]:
+    """Disagreements with the ImageNet reference values (none known, hence none, except for VGG16)."""
     return _reference_problems_vgg16(path) if spec.name == "vgg16" else []
 
 
@@ -203,7 +209,7 @@ def _explicit_file(spec: BackboneSpec, path: Path) -> ResolvedWeights:
         )
     verified = None
     if spec.name == "vgg16":
-        verified = not _reference_problems(spec, path)
+        verified = not reference_problems(spec, path)
     return ResolvedWeights(spec.name, str(path), SOURCE_FILE, str(path.resolve()), verified)
 
 

@@ -1,0 +1,518 @@
+"""Command-line interface: `python cli.py COMMAND ...` or, once installed, `bottleneck COMMAND ...`.
+
+This is the only module that reads arguments or prints. Every command takes `--json`, which
+prints exactly one JSON object on stdout (anything else goes to stderr), and `--cache-dir`
+(default `cache`, or the BOTTLENECK_CACHE_DIR environment variable). User mistakes end with a
+one-paragraph message and exit status 1 (2 for bad options), never a traceback; set
+BOTTLENECK_DEBUG=1 to see tracebacks anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+
+import click  # noqa: E402  (after the environment is set for TensorFlow)
+
+from pipeline.backbones import BACKBONES  # noqa: E402
+from pipeline.errors import PipelineError  # noqa: E402
+from pipeline.extract import DEFAULT_BATCH_SIZE, ExtractOptions  # noqa: E402
+from pipeline.images import RESIZE_POLICIES  # noqa: E402
+from pipeline.layouts import layout_names  # noqa: E402
+from pipeline.precision import PRECISIONS  # noqa: E402
+from pipeline.provenance import POOLINGS, STORE_DTYPES  # noqa: E402
+from pipeline.splits import DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VALID_FRACTION  # noqa: E402
+
+CACHE_DIR_ENV = "BOTTLENECK_CACHE_DIR"
+DEBUG_ENV = "BOTTLENECK_DEBUG"
+DEFAULT_CACHE_DIR = "cache"
+EXIT_INTERRUPTED = 130
+_FAILURES_SHOWN = 10
+
+
+# --------------------------------------------------------------------------------------------
+# Shared plumbing
+
+
+def json_option(function):
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of text.")(function)
+
+
+def cache_dir_option(function):
+    return click.option(
+        "--cache-dir", type=click.Path(file_okay=False, path_type=Path), envvar=CACHE_DIR_ENV,
+        default=DEFAULT_CACHE_DIR, show_default=True, show_envvar=True,
+        help="Directory holding feature caches, heads and converted weights.",
+    )(function)
+
+
+def command_body(function):
+    """Run a command: JSON envelope for --json, clean messages for user errors and interrupts."""
+    @functools.wraps(function)
+    def wrapper(*args, as_json: bool = False, **kwargs):
+        try:
+            if not as_json:
+                function(*args, as_json=False, **kwargs)
+                return
+            with contextlib.redirect_stdout(sys.stderr):
+                result = function(*args, as_json=True, **kwargs)
+            click.echo(json.dumps({"ok": True, **(result or {})}, default=str))
+        except PipelineError as error:
+            _fail(error, as_json, exit_code=1)
+        except ValueError as error:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            _fail(error, as_json, exit_code=2)
+        except KeyboardInterrupt:
+            message = "interrupted: finished work is saved; run the same command again to resume"
+            if as_json:
+                click.echo(json.dumps({"ok": False, "error": message}))
+            else:
+                click.echo(f"\n{message}", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+    return wrapper
+
+
+def _fail(error: Exception, as_json: bool, exit_code: int):
+    if as_json:
+        click.echo(json.dumps({"ok": False, "error": str(error)}))
+        sys.exit(exit_code)
+    if exit_code == 2:
+        raise click.UsageError(str(error))
+    raise click.ClickException(str(error))
+
+
+class ExtractProgress:
+    """A progress bar on stderr with images per second, fed by `run_extract(progress=...)`."""
+
+    def __init__(self, label: str = "extracting"):
+        self.label = label
+        self.bar = None
+        self.done = 0
+        self.started = None
+
+    def __call__(self, done: int, total: int):
+        if self.bar is None:
+            self.started = time.perf_counter()
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr, show_pos=True,
+                                         item_show_func=self._rate)
+            self.bar.__enter__()
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def _rate(self, _item):
+        elapsed = time.perf_counter() - (self.started or time.perf_counter())
+        return f"{self.done / elapsed:.1f} img/s" if elapsed > 0 and self.done else None
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("-v", "--verbose", is_flag=True, help="Show the library's progress log on stderr.")
+def main(verbose: bool):
+    """Transfer learning by feature extraction: cache a frozen ImageNet CNN's bottleneck
+    features once, then fit and compare many cheap classifier heads on them.
+
+    \b
+    Typical use:
+      python cli.py extract path/to/dataset          # features -> cache/<name>-vgg16-...h5
+      python cli.py fit-head cache/<file>.h5 --head logreg
+      python cli.py report cache/<file>.h5
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # clean shutdown, like Ctrl-C
+
+
+def _cache_argument(function):
+    return click.argument("cache", required=False, type=click.Path(exists=True, path_type=Path))(function)
+
+
+def _resolve_cache(cache: Path | None, cache_dir: Path) -> Path:
+    from pipeline.cache import resolve_cache_argument
+
+    return resolve_cache_argument(cache if cache is not None else cache_dir)
+
+
+def _extract_options(function):
+    options = [
+        click.option("--backbone", type=click.Choice(list(BACKBONES)), default="vgg16", show_default=True,
+                     help="ImageNet backbone from keras.applications."),
+        click.option("--layer", default=None, help="Feature layer (default: the backbone's bottleneck, e.g. block5_pool)."),
+        click.option("--input-size", type=click.IntRange(min=1), default=None,
+                     help="Square input size in pixels (default: the backbone's own, e.g. 224)."),
+        click.option("--resize", type=click.Choice(RESIZE_POLICIES), default="stretch", show_default=True,
+                     help="How images reach the input size: stretch, centre crop, or letterbox pad."),
+        click.option("--pool", type=click.Choice(POOLINGS), default="none", show_default=True,
+                     help="Spatial pooling before caching (none keeps the full h x w x c maps)."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
+                     help="Images per forward pass."),
+        click.option("--weights", default="imagenet", show_default=True,
+                     help="imagenet (verified, offline-capable), none (random, for tests), or a weights file path."),
+        click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+                     help="Compute precision; auto picks bfloat16/float16 only where hardware makes it fast."),
+        click.option("--store-dtype", type=click.Choice(STORE_DTYPES), default="float32", show_default=True,
+                     help="Precision of cached features (float16 halves the cache)."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+# --------------------------------------------------------------------------------------------
+# extract
+
+
+@main.command()
+@click.argument("data_dir", type=click.Path(exists=True, path_type=Path))
+@_extract_options
+@click.option("--layout", type=click.Choice(["auto"] + layout_names()), default="auto", show_default=True,
+              help="Dataset layout; auto detects it.")
+@click.option("--name", default=None, help="Dataset name used in the cache file name (default: the folder name).")
+@click.option("--valid-fraction", type=click.FloatRange(0, 1, max_open=True), default=DEFAULT_VALID_FRACTION,
+              show_default=True, help="Share of unsplit images carved into validation when there is no valid split.")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=DEFAULT_TEST_FRACTION,
+              show_default=True, help="Share of unsplit images carved into test when there is no test split.")
+@click.option("--split-seed", type=int, default=DEFAULT_SPLIT_SEED, show_default=True,
+              help="Seed of the content-hash split assignment.")
+@click.option("--strict", is_flag=True, help="Fail before extracting if any image cannot be read.")
+@click.option("--allow-large-images", is_flag=True, help="Accept images above the decompression-bomb pixel limit.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Decoding threads (default: CPU cores).")
+@click.option("--wait", is_flag=True, help="If another extract is writing this cache, wait for it instead of failing.")
+@cache_dir_option
+@json_option
+@command_body
+def extract(data_dir, backbone, layer, input_size, resize, pool, batch_size, weights, precision, store_dtype,
+            layout, name, valid_fraction, test_fraction, split_seed, strict, allow_large_images, workers, wait,
+            cache_dir, as_json):
+    """Extract bottleneck features of every image in DATA_DIR into a cache (only what is missing)."""
+    from pipeline.extract import run_extract
+    from pipeline.images import DEFAULT_MAX_PIXELS
+
+    options = ExtractOptions(
+        backbone=backbone, layer=layer, input_size=input_size, resize=resize, pool=pool, precision=precision,
+        weights=weights, store_dtype=store_dtype, batch_size=batch_size, workers=workers, layout=layout,
+        name=name, valid_fraction=valid_fraction, test_fraction=test_fraction, split_seed=split_seed,
+        strict=strict, max_pixels=None if allow_large_images else DEFAULT_MAX_PIXELS, wait_for_lock=wait,
+    )
+    progress = ExtractProgress()
+    try:
+        summary = run_extract(data_dir, cache_dir, options, progress=progress)
+    finally:
+        progress.close()
+    if not as_json:
+        _print_extract_summary(summary)
+    return summary.to_dict()
+
+
+def _print_extract_summary(summary):
+    splits = ", ".join(f"{split} {summary.split_counts.get(split, 0)}" for split in ("train", "valid", "test"))
+    shape = "x".join(str(d) for d in summary.feature_shape)
+    rate = f", {summary.images_per_second:.1f} img/s" if summary.extracted else ""
+    click.echo(f"Dataset    {summary.dataset} ({summary.layout} layout), {summary.classes} classes")
+    click.echo(f"Images     {summary.images} usable: {splits}")
+    click.echo(f"Features   {summary.extracted} extracted, {summary.reused} reused from the cache  [{shape}]")
+    click.echo(f"Weights    {summary.weights}")
+    click.echo(f"Precision  {summary.precision}")
+    click.echo(f"Time       {summary.seconds:.1f} s (forward pass {summary.forward_seconds:.1f} s{rate})")
+    if summary.failures:
+        click.echo(f"Failures   {len(summary.failures)} files skipped (recorded in the cache):")
+        for failure in summary.failures[:_FAILURES_SHOWN]:
+            click.echo(f"  {failure['path']}: {failure['reason']}")
+        if len(summary.failures) > _FAILURES_SHOWN:
+            click.echo(f"  ... and {len(summary.failures) - _FAILURES_SHOWN} more (see `cache show` or --json)")
+    for note in summary.notes:
+        click.echo(f"Note       {note}")
+    click.echo(f"Cache      {summary.cache_path}{'' if summary.wrote_cache else '  (unchanged)'}")
+
+
+# --------------------------------------------------------------------------------------------
+# heads
+
+
+@main.command("fit-head")
+@_cache_argument
+@click.option("--head", "kind", type=click.Choice(["gap-dense", "logreg", "svm"]), required=True,
+              help="Head to fit: gap-dense (GAP+Dense, Keras), logreg (logistic regression), svm (linear SVM).")
+@click.option("--recipe", type=click.Choice(["default", "classic"]), default=None,
+              help="gap-dense only: classic reproduces the dog-breed notebook; default trains a better head.")
+@cache_dir_option
+@json_option
+@command_body
+def fit_head_command(cache, kind, recipe, cache_dir, as_json):
+    """Fit a head on CACHE (a cache file, or a directory holding one; default --cache-dir)."""
+    from pipeline.evaluate import summary_line
+    from pipeline.fitting import fit_head
+
+    if recipe is not None and kind != "gap-dense":
+        raise click.BadParameter("--recipe applies to --head gap-dense only", param_hint="--recipe")
+    report = fit_head(_resolve_cache(cache, cache_dir), kind, recipe)
+    if not as_json:
+        click.echo(f"Fitted {kind} ({_params_text(report.params)}) in {report.fit_seconds:.1f} s")
+        for split in ("train", "valid", "test"):
+            if split in report.metrics:
+                click.echo(f"  {split:<6} {summary_line(report.metrics[split])}")
+        click.echo(f"Saved {report.sidecar_path}")
+    return report.to_dict()
+
+
+def _params_text(params: dict) -> str:
+    from pipeline.report import short_params
+
+    return short_params(params)
+
+
+@main.command()
+@_cache_argument
+@cache_dir_option
+@json_option
+@command_body
+def report(cache, cache_dir, as_json):
+    """Leaderboard of every head fitted on CACHE, best validation accuracy first."""
+    from pipeline.report import format_table, leaderboard
+
+    path = _resolve_cache(cache, cache_dir)
+    rows = leaderboard(path)
+    if not as_json:
+        if rows:
+            click.echo(format_table(rows))
+        else:
+            click.echo(f"No heads fitted on {path} yet; run `fit-head {path} --head logreg`.")
+    return {"cache": str(path), "heads": rows}
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--head", "head_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Head sidecar (.json) printed by fit-head.")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Labels shown per image.")
+@cache_dir_option
+@json_option
+@command_body
+def predict(images, head_path, top_k, cache_dir, as_json):
+    """Classify IMAGES with a fitted head, using the backbone and preprocessing it was fitted on."""
+    from pipeline.predict import predict_images
+
+    results = predict_images(images, head_path, cache_dir, top_k)
+    if not as_json:
+        for result in results:
+            if "error" in result:
+                click.echo(f"{result['path']}: cannot read ({result['error']})")
+                continue
+            ranked = ", ".join(f"{p['label']} {p['probability']:.3f}" for p in result["predictions"])
+            click.echo(f"{result['path']}: {ranked}")
+    return {"head": str(head_path), "results": results}
+
+
+# --------------------------------------------------------------------------------------------
+# export, quickstart, weights, layers
+
+
+@main.command("export-npz")
+@click.argument("cache", type=click.Path(exists=True, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@json_option
+@command_body
+def export_npz_command(cache, out, as_json):
+    """Write CACHE's features to OUT.npz in the classic bottleneck format (keys train, valid, test)."""
+    from pipeline.cache import resolve_cache_argument
+    from pipeline.npz import export_npz
+
+    counts = export_npz(resolve_cache_argument(cache), out)
+    if not as_json:
+        click.echo(f"Wrote {out}: " + ", ".join(f"{split} {n}" for split, n in counts.items()))
+    return {"out": str(out), "rows": counts}
+
+
+@main.command()
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="Compute precision of the extraction.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
+              help="Images per forward pass.")
+@cache_dir_option
+@json_option
+@command_body
+def quickstart(precision, batch_size, cache_dir, as_json):
+    """The whole pipeline offline on a generated shapes dataset: extract VGG16 features, fit 3 heads."""
+    from pipeline.quickstart import QUICKSTART_CLASSES, QUICKSTART_PER_CLASS, run_quickstart
+    from pipeline.report import format_table
+
+    if not as_json:
+        click.echo(f"Quickstart: {QUICKSTART_CLASSES} shape classes x {QUICKSTART_PER_CLASS} generated images, "
+                   "VGG16 ImageNet block5_pool features, three heads.")
+    progress = ExtractProgress()
+    announce = (lambda kind: None) if as_json else (lambda kind: click.echo(f"Fitting {kind} ...", err=True))
+    try:
+        result = run_quickstart(cache_dir, ExtractOptions(precision=precision, batch_size=batch_size),
+                                progress=progress, on_fit=announce)
+    finally:
+        progress.close()
+    if not as_json:
+        _print_extract_summary(result.extract)
+        click.echo("")
+        click.echo(format_table(result.leaderboard))
+        click.echo(f"\nNext: python cli.py predict {result.data_dir}/circle/circle_0000.jpg "
+                   f"--head {result.leaderboard[0]['path']}")
+    return {"data_dir": result.data_dir, "extract": result.extract.to_dict(),
+            "fits": [fit.to_dict() for fit in result.fits], "leaderboard": result.leaderboard}
+
+
+@main.command()
+@click.option("--backbone", "backbones", multiple=True, type=click.Choice(list(BACKBONES)),
+              help="Only this backbone (repeatable; default: all).")
+@click.option("--fingerprint/--no-fingerprint", default=True, show_default=True,
+              help="Load each available source to compute its fingerprint (needs TensorFlow).")
+@cache_dir_option
+@json_option
+@command_body
+def weights(backbones, fingerprint, cache_dir, as_json):
+    """Which ImageNet weight sources exist per backbone, verified or not, and their fingerprints."""
+    from pipeline.weights_report import weights_table
+
+    rows = weights_table(backbones or list(BACKBONES), cache_dir, fingerprint)
+    if not as_json:
+        for row in rows:
+            click.echo(f"{row['backbone']}:")
+            for source in row["sources"]:
+                state = "available" if source["available"] else "missing"
+                extra = ""
+                if source.get("verified") is not None:
+                    extra += "  verified" if source["verified"] else "  NOT ImageNet"
+                if source.get("fingerprint"):
+                    extra += f"  fingerprint {source['fingerprint'][:16]}"
+                click.echo(f"  {source['source']:<22} {state:<10} {source.get('path') or ''}{extra}")
+                if source.get("error"):
+                    click.echo(f"  {'':<22} {source['error']}")
+    return {"backbones": rows}
+
+
+@main.command()
+@click.argument("backbone", type=click.Choice(list(BACKBONES)))
+@click.option("--input-size", type=click.IntRange(min=1), default=None, help="Input size (default: the backbone's).")
+@json_option
+@command_body
+def layers(backbone, input_size, as_json):
+    """List BACKBONE's layers and output shapes (candidates for extract --layer)."""
+    from pipeline.backbones import get_backbone, list_layers
+
+    spec = get_backbone(backbone)
+    rows = list_layers(spec, input_size or spec.default_input_size)
+    if not as_json:
+        for row in rows:
+            marker = "  <- default" if row["name"] == spec.default_layer else ""
+            click.echo(f"{row['name']:<28} {'x'.join(str(d) for d in row['shape'])}{marker}")
+    return {"backbone": backbone, "default_layer": spec.default_layer, "layers": rows}
+
+
+# --------------------------------------------------------------------------------------------
+# cache management
+
+
+@main.group()
+def cache():
+    """List, verify and remove feature caches."""
+
+
+@cache.command("ls")
+@cache_dir_option
+@json_option
+@command_body
+def cache_ls(cache_dir, as_json):
+    """List the caches in --cache-dir with their dataset, features, size and heads."""
+    from pipeline.cache_admin import list_caches
+
+    rows = list_caches(cache_dir)
+    if not as_json:
+        if not rows:
+            click.echo(f"No caches in {cache_dir}.")
+        for row in rows:
+            if "error" in row:
+                click.echo(f"{row['file']}  DAMAGED: {row['error']}")
+                continue
+            click.echo(f"{row['file']}  {row['dataset']}  {row['backbone']}/{row['layer']}  {row['images']} images, "
+                       f"{row['rows']} rows, {row['megabytes']:.1f} MB, {row['heads']} heads"
+                       + ("  (unfinished extraction pending)" if row["partial"] else ""))
+    return {"cache_dir": str(cache_dir), "caches": rows}
+
+
+@cache.command("show")
+@_cache_argument
+@cache_dir_option
+@json_option
+@command_body
+def cache_show(cache, cache_dir, as_json):
+    """Show a cache's provenance, splits, classes and failures."""
+    from pipeline.cache_admin import describe_cache
+
+    details = describe_cache(_resolve_cache(cache, cache_dir))
+    if not as_json:
+        for key, value in details.items():
+            if key == "failures":
+                click.echo(f"failures: {len(value)}")
+                for failure in value:
+                    click.echo(f"  {failure['path']}: {failure['reason']}")
+            elif isinstance(value, (dict, list)):
+                click.echo(f"{key}: {json.dumps(value)}")
+            else:
+                click.echo(f"{key}: {value}")
+    return details
+
+
+@cache.command("verify")
+@_cache_argument
+@click.option("--quick", is_flag=True, help="Skip re-hashing every feature row.")
+@cache_dir_option
+@json_option
+@command_body
+def cache_verify(cache, quick, cache_dir, as_json):
+    """Check a cache's structure, provenance and feature-row digests."""
+    from pipeline.cache import verify_cache
+
+    path = _resolve_cache(cache, cache_dir)
+    problems = verify_cache(path, check_rows=not quick)
+    if problems:
+        raise PipelineError(f"cache {path} failed verification:\n  " + "\n  ".join(problems)
+                            + "\nDelete it (`cache rm`) and run extract again; other caches' rows are reused.")
+    if not as_json:
+        click.echo(f"{path}: OK")
+    return {"cache": str(path), "problems": problems}
+
+
+@cache.command("rm")
+@click.argument("caches", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@command_body
+def cache_rm(caches, yes, as_json):
+    """Delete CACHES with their unfinished segments, lock files and fitted heads."""
+    from pipeline.cache_admin import remove_cache
+
+    if not yes:
+        if as_json:
+            raise click.UsageError("cache rm --json cannot ask for confirmation; add --yes")
+        click.confirm(f"Delete {len(caches)} cache(s) and their heads?", abort=True)
+    removed = [remove_cache(path) for path in caches]
+    if not as_json:
+        for paths in removed:
+            click.echo("removed " + ", ".join(paths))
+    return {"removed": removed}
+
+
+if __name__ == "__main__":
+    main()
