@@ -1,0 +1,93 @@
+"""Shared fixtures: tiny generated datasets, fast extraction options, CLI helpers, real photos.
+
+The default suite stays fast by extracting with a randomly initialised VGG16 at 32x32 pixels
+(block5_pool is then 1x1x512). Tests that need the real photos in ../shared/data (or
+$BOTTLENECK_SHARED_DATA) skip cleanly when that folder is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from pipeline.extract import ExtractOptions  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("BOTTLENECK_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+TINY_SIZE = 32
+#: One base colour per class, so even random-weight features separate the classes.
+CLASS_COLOURS = {"cat": (200, 60, 60), "dog": (60, 60, 200), "fox": (60, 180, 60), "owl": (200, 200, 60)}
+
+
+def write_image(path: Path, colour, seed: int, size=(40, 48), fmt="JPEG") -> Path:
+    """A small noisy image of `colour`; distinct seeds give distinct bytes."""
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.array(colour) + rng.integers(-30, 30, (size[0], size[1], 3)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, fmt)
+    return path
+
+
+def make_dataset(root: Path, classes=("cat", "dog"), per_class=6, splits=("train", "test"), seed=0) -> Path:
+    """A generic-layout dataset: root/<split>/<class>/<n>.jpg (or root/<class>/ when splits is empty)."""
+    counter = seed * 10_000
+    for split in splits or (None,):
+        for name in classes:
+            for index in range(per_class):
+                counter += 1
+                folder = root / split / name if split else root / name
+                write_image(folder / f"{name}_{index}.jpg", CLASS_COLOURS[name], counter)
+    return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path) -> Path:
+    """train/ and test/ folders, 2 classes, 6 + 6 images each (validation is carved from train)."""
+    return make_dataset(tmp_path / "pets")
+
+
+@pytest.fixture
+def tiny_options() -> ExtractOptions:
+    """Random-weight VGG16 at 32x32: fast, deterministic, exercises the real code path."""
+    return ExtractOptions(weights="none", input_size=TINY_SIZE, batch_size=8, valid_fraction=0.3)
+
+
+TINY_CLI_ARGS = ["--weights", "none", "--input-size", str(TINY_SIZE), "--batch-size", "8", "--valid-fraction", "0.3"]
+
+
+@pytest.fixture
+def cli():
+    """Invoke the CLI in-process: cli(args) -> click Result; cli.json(args) -> parsed JSON + result."""
+    from cli import main
+
+    runner = CliRunner()
+
+    def invoke(args, **kwargs):
+        return runner.invoke(main, [str(a) for a in args], catch_exceptions=False, **kwargs)
+
+    def invoke_json(args, expect_ok=True, **kwargs):
+        result = invoke(list(args) + ["--json"], **kwargs)
+        lines = [line for line in result.stdout.splitlines() if line.strip()]
+        assert len(lines) == 1, f"expected exactly one JSON line on stdout, got: {result.stdout!r}"
+        payload = json.loads(lines[0])
+        assert payload["ok"] is expect_ok, payload
+        return payload, result
+
+    invoke.json = invoke_json
+    return invoke
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real-photo samples; skips the test when they are not on this machine."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real photos not found at {SHARED_DATA} (set BOTTLENECK_SHARED_DATA)")
+    return SHARED_DATA
