@@ -39,13 +39,15 @@ class Recipe:
     batch_size: int
     dropout: float
     patience: int | None  # None: run every epoch, keep the best
+    min_delta: float = 0.0  # a validation loss must drop by more than this to count as better
+    min_steps_per_epoch: int = 1  # small datasets get smaller batches, so each epoch still learns
 
 
 RECIPES = {
     "classic": Recipe(standardise=False, optimizer="rmsprop", learning_rate=0.001, weight_decay=0.0, epochs=20,
                       batch_size=20, dropout=0.0, patience=None),
     "default": Recipe(standardise=True, optimizer="adamw", learning_rate=0.001, weight_decay=0.05, epochs=200,
-                      batch_size=64, dropout=0.5, patience=10),
+                      batch_size=64, dropout=0.5, patience=10, min_delta=1e-3, min_steps_per_epoch=8),
 }
 SEED = 0
 _VARIANCE_FLOOR = 1e-6  # keeps dead (always-zero) channels from dividing by zero
@@ -78,7 +80,8 @@ class GapDenseHead:
         self._pooled_model = trainer
         self.valid_probabilities_ = self.predict_proba(valid.x)
         self.search_ = history
-        self.params_ = {"recipe": self.recipe, **asdict(recipe), "best_epoch": best_epoch,
+        self.params_ = {"recipe": self.recipe, **asdict(recipe), "batch_size": batch_size_for(recipe, len(train.y)),
+                        "best_epoch": best_epoch,
                         "epochs_run": len(history), "selected_by": "lowest validation loss"}
         return self
 
@@ -118,7 +121,7 @@ def _train(model, recipe: Recipe, train, valid) -> tuple[list[dict], int]:
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     x, y = tf.constant(train.x), tf.constant(train.y)
     x_valid, y_valid = tf.constant(valid.x), tf.constant(valid.y)
-    batch = recipe.batch_size
+    batch = batch_size_for(recipe, len(train.y))
 
     @tf.function
     def run_epoch(order):
@@ -146,7 +149,7 @@ def _train(model, recipe: Recipe, train, valid) -> tuple[list[dict], int]:
         valid_loss, valid_accuracy = (float(v) for v in validate())
         history.append({"epoch": epoch, "loss": float(train_loss), "valid_loss": valid_loss,
                         "valid_top1": valid_accuracy})
-        if valid_loss < best_loss:
+        if valid_loss < best_loss - recipe.min_delta:
             best_loss, best_weights, best_epoch, stale = valid_loss, model.get_weights(), epoch, 0
         else:
             stale += 1
@@ -154,6 +157,11 @@ def _train(model, recipe: Recipe, train, valid) -> tuple[list[dict], int]:
                 break
     model.set_weights(best_weights)
     return history, best_epoch
+
+
+def batch_size_for(recipe: Recipe, rows: int) -> int:
+    """The recipe's batch size, reduced so an epoch has at least `recipe.min_steps_per_epoch` steps."""
+    return max(1, min(recipe.batch_size, -(-rows // recipe.min_steps_per_epoch)))
 
 
 def _head_layers(recipe: Recipe, num_classes: int, train_x: np.ndarray) -> list:

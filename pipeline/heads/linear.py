@@ -46,7 +46,7 @@ class LinearHead:
         if valid is None:
             raise HeadError(f"{self.kind} chooses its regularisation on the validation split, and this cache "
                             "has none; re-run extract with --valid-fraction 0.15 (or add a valid/ folder)")
-        grid = tuple(sorted(self.c_grid or self.default_grid))
+        grid = tuple(sorted(float(c) for c in (self.default_grid if self.c_grid is None else self.c_grid)))
         classes = features.num_classes
         scaler = Standardizer.fit(train.x)
         x_train, x_valid = scaler.transform(train.x), scaler.transform(valid.x)

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from pipeline.evaluate import classification_metrics, confusion_matrix, top_k_accuracy
+from pipeline.plots import save_confusion_png
+
+
+def test_metrics_on_a_hand_checked_example():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    probabilities = np.array([
+        [0.8, 0.1, 0.1], [0.2, 0.7, 0.1],   # class 0: one right, one predicted as 1
+        [0.1, 0.8, 0.1], [0.1, 0.6, 0.3],   # class 1: both right
+        [0.5, 0.1, 0.4], [0.1, 0.2, 0.7],   # class 2: one predicted as 0, one right
+    ])
+    metrics = classification_metrics(y, probabilities, ["a", "b", "c"])
+    assert metrics["top1"] == pytest.approx(4 / 6)
+    assert metrics["per_class_accuracy"] == {"a": 0.5, "b": 1.0, "c": 0.5}
+    assert metrics["mean_per_class_accuracy"] == pytest.approx(2 / 3)
+    # precision a=1/2, b=2/3, c=1; recall a=1/2, b=1, c=1/2
+    f1 = [0.5, 2 * (2 / 3) / (2 / 3 + 1), 2 * 0.5 / 1.5]
+    assert metrics["macro_f1"] == pytest.approx(np.mean(f1))
+    assert metrics["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert "top5" not in metrics
+    assert metrics["log_loss"] == pytest.approx(-np.mean(np.log([0.8, 0.2, 0.8, 0.6, 0.4, 0.7])))
+
+
+def test_top5_appears_with_more_than_five_classes():
+    y = np.array([0, 1])
+    scores = np.tile(np.arange(7, dtype=float)[::-1], (2, 1))  # class 0 ranks first, class 1 second
+    scores[1] = [6, 1, 5, 4, 3, 2, 0]  # class 1 ranks sixth
+    metrics = classification_metrics(y, scores / scores.sum(axis=1, keepdims=True), list("abcdefg"))
+    assert metrics["top5"] == 0.5
+    assert top_k_accuracy(y, scores, 7) == 1.0
+
+
+def test_absent_classes_have_no_accuracy():
+    metrics = classification_metrics(np.array([0, 0]), np.array([[0.9, 0.1], [0.6, 0.4]]), ["a", "b"])
+    assert metrics["per_class_accuracy"] == {"a": 1.0, "b": None}
+    assert metrics["mean_per_class_accuracy"] == 1.0
+
+
+def test_confusion_matrix_counts():
+    matrix = confusion_matrix(np.array([0, 1, 1, 2]), np.array([0, 2, 1, 2]), 3)
+    assert matrix.tolist() == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
+
+
+def test_confusion_png_for_133_classes_is_large_and_readable(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    matrix = rng.integers(0, 5, (133, 133)) + np.eye(133, dtype=int) * 6
+    names = [f"Breed_name_{i:03d}" for i in range(133)]
+    path = save_confusion_png(matrix, names, tmp_path / "cm.png", "133 breeds")
+    with Image.open(path) as image:
+        assert image.size[0] >= 3000 and image.size[1] >= 3000  # ~0.16 in per class at 150 dpi
+
+
+def test_confusion_png_for_two_classes_is_compact(tmp_path):
+    from PIL import Image
+
+    path = save_confusion_png([[5, 1], [0, 6]], ["cat", "dog"], tmp_path / "cm.png", "cats vs dogs")
+    with Image.open(path) as image:
+        assert image.size[0] <= 1000
