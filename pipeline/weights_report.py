@@ -30,8 +30,8 @@ def weights_table(backbone_names, cache_dir: Path, with_fingerprints: bool) -> l
 
 def _inspect(spec, source: str, cache_dir: Path, size: int, with_fingerprints: bool) -> dict:
     try:
-        if source == SOURCE_OFFLINE:
-            resolved = _offline(spec, cache_dir, size)
+        if source == SOURCE_OFFLINE:  # resolve through the offline source only, converting it if needed
+            resolved = resolve_weights(spec, IMAGENET, cache_dir, size, allow_download=False, use_keras_cache=False)
         else:
             path = keras_cache_file(spec, size)
             problems = reference_problems(spec, path)
@@ -43,12 +43,6 @@ def _inspect(spec, source: str, cache_dir: Path, size: int, with_fingerprints: b
     if with_fingerprints:
         entry["fingerprint"] = _fingerprint(spec, resolved, cache_dir, size)
     return entry
-
-
-def _offline(spec, cache_dir: Path, size: int) -> ResolvedWeights:
-    """Resolve through the offline source only (converting it if needed)."""
-    resolved = resolve_weights(spec, IMAGENET, cache_dir, size, allow_download=False, use_keras_cache=False)
-    return resolved
 
 
 def _fingerprint(spec, resolved: ResolvedWeights, cache_dir: Path, size: int) -> str:
