@@ -26,6 +26,7 @@ import click  # noqa: E402  (after the environment is set for TensorFlow)
 from pipeline.backbones import BACKBONES  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.extract import DEFAULT_BATCH_SIZE, ExtractOptions  # noqa: E402
+from pipeline.head_names import HEAD_HELP, HEAD_NAMES  # noqa: E402
 from pipeline.images import RESIZE_POLICIES  # noqa: E402
 from pipeline.layouts import layout_names  # noqa: E402
 from pipeline.precision import PRECISIONS  # noqa: E402
@@ -248,8 +249,8 @@ def _print_extract_summary(summary):
 
 @main.command("fit-head")
 @_cache_argument
-@click.option("--head", "kind", type=click.Choice(["gap-dense", "logreg", "svm"]), required=True,
-              help="Head to fit: gap-dense (GAP+Dense, Keras), logreg (logistic regression), svm (linear SVM).")
+@click.option("--head", "kind", type=click.Choice(HEAD_NAMES), required=True,
+              help="Head to fit: " + "; ".join(f"{k}: {d}" for k, d in HEAD_HELP.items()) + ".")
 @click.option("--recipe", type=click.Choice(["default", "classic"]), default=None,
               help="gap-dense only: classic reproduces the dog-breed notebook; default trains a better head.")
 @cache_dir_option

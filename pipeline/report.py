@@ -41,6 +41,8 @@ def short_params(params: dict) -> str:
     """The hyper-parameters that distinguish heads, in a few characters."""
     if "C" in params:
         return f"C={params['C']:.3g}"
+    if "k" in params:
+        return f"k={params['k']}"
     if "recipe" in params:
         return f"{params['recipe']}, best epoch {params.get('best_epoch')}/{params.get('epochs_run')}"
     return ", ".join(f"{k}={v}" for k, v in params.items())

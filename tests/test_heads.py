@@ -126,3 +126,30 @@ def test_unknown_head_and_misplaced_recipe_are_refused():
         make_head("forest")
     with pytest.raises(ValueError, match="gap-dense only"):
         make_head("logreg", "classic")
+
+
+def test_every_head_has_a_cli_name_and_description():
+    from pipeline.head_names import HEAD_NAMES
+    from pipeline.heads import HEAD_KINDS
+
+    assert set(HEAD_NAMES) == set(HEAD_KINDS)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "knn"])
+def test_extra_heads_fit_select_and_round_trip(tmp_path, kind):
+    features = _feature_set()
+    head = make_head(kind).fit(features)
+    assert _accuracy(head, features.splits["test"]) > 0.9
+    assert head.valid_probabilities_.shape == (50, 5)
+    name = head.save(tmp_path / "head")
+    loaded = type(head).load(tmp_path / "head", {"model_file": name, "hyperparameters": head.params_})
+    x = features.splits["test"].x
+    np.testing.assert_allclose(loaded.predict_proba(x), head.predict_proba(x), rtol=1e-3, atol=1e-4)
+
+
+def test_knn_picks_k_on_validation():
+    from pipeline.heads.knn import CosineKNNHead
+
+    head = CosineKNNHead(k_grid=(1, 5, 500)).fit(_feature_set(noise=2))
+    assert [entry["k"] for entry in head.search_] == [1, 5]  # k larger than the training set is skipped
+    assert head.params_["k"] in (1, 5)

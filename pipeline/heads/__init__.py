@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from pipeline.heads.gap_dense import RECIPES, GapDenseHead
+from pipeline.heads.gap_dense import GAP_DENSE_RECIPES, GapDenseHead, MLPHead
+from pipeline.heads.knn import CosineKNNHead
 from pipeline.heads.linear import LinearSVMHead, LogisticRegressionHead
 
-HEAD_KINDS = {head.kind: head for head in (GapDenseHead, LogisticRegressionHead, LinearSVMHead)}
+HEAD_KINDS = {head.kind: head for head in (GapDenseHead, LogisticRegressionHead, LinearSVMHead, MLPHead, CosineKNNHead)}
 
 
 def make_head(kind: str, recipe: str | None = None):
@@ -13,10 +14,12 @@ def make_head(kind: str, recipe: str | None = None):
     if kind not in HEAD_KINDS:
         raise ValueError(f"unknown head {kind!r}; choose one of: {', '.join(HEAD_KINDS)}")
     if kind == GapDenseHead.kind:
+        if recipe not in (None,) + GAP_DENSE_RECIPES:
+            raise ValueError(f"unknown recipe {recipe!r}; choose one of: {', '.join(GAP_DENSE_RECIPES)}")
         return GapDenseHead(recipe or "default")
     if recipe is not None:
         raise ValueError(f"--recipe applies to gap-dense only, not {kind}")
     return HEAD_KINDS[kind]()
 
 
-__all__ = ["HEAD_KINDS", "RECIPES", "make_head"]
+__all__ = ["GAP_DENSE_RECIPES", "HEAD_KINDS", "make_head"]

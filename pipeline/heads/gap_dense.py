@@ -7,6 +7,8 @@ Recipes:
 - `default` is better: standardised features, dropout on the input, AdamW, up to
   `RECIPES["default"].epochs` epochs with early stopping on validation loss, keeping the best.
 
+`MLPHead` (kind `mlp`) adds one ReLU hidden layer to the default recipe.
+
 Because GAP is linear, the Dense layer is trained on average-pooled rows (identical maths, far
 less work), then saved inside a model that takes the full (h, w, c) maps: `<stem>.keras`, a
 standard Keras model loadable with `safe_mode=True`.
@@ -41,6 +43,7 @@ class Recipe:
     patience: int | None  # None: run every epoch, keep the best
     min_delta: float = 0.0  # a validation loss must drop by more than this to count as better
     min_steps_per_epoch: int = 1  # small datasets get smaller batches, so each epoch still learns
+    hidden_units: int = 0  # > 0 adds a ReLU hidden layer (the `mlp` head)
 
 
 RECIPES = {
@@ -48,7 +51,11 @@ RECIPES = {
                       batch_size=20, dropout=0.0, patience=None),
     "default": Recipe(standardise=True, optimizer="adamw", learning_rate=0.001, weight_decay=0.05, epochs=200,
                       batch_size=64, dropout=0.5, patience=10, min_delta=1e-3, min_steps_per_epoch=8),
+    "mlp": Recipe(standardise=True, optimizer="adamw", learning_rate=0.001, weight_decay=0.05, epochs=200,
+                  batch_size=64, dropout=0.5, patience=10, min_delta=1e-3, min_steps_per_epoch=8, hidden_units=512),
 }
+#: Recipes a user can pick for gap-dense (`mlp` belongs to the mlp head).
+GAP_DENSE_RECIPES = ("default", "classic")
 SEED = 0
 _VARIANCE_FLOOR = 1e-6  # keeps dead (always-zero) channels from dividing by zero
 
@@ -106,6 +113,16 @@ class GapDenseHead:
         head.model_ = keras.saving.load_model(Path(stem).with_name(sidecar["model_file"]), safe_mode=True, compile=False)
         head.params_ = sidecar.get("hyperparameters", {})
         return head
+
+
+class MLPHead(GapDenseHead):
+    """GAP -> standardise -> dropout -> Dense(512, ReLU) -> dropout -> Dense(softmax): one hidden
+    layer, trained and saved like gap-dense's default recipe (see `RECIPES["mlp"]`)."""
+
+    kind = "mlp"
+
+    def __init__(self, recipe: str = "mlp"):
+        super().__init__(recipe)
 
 
 def _train(model, recipe: Recipe, train, valid) -> tuple[list[dict], int]:
@@ -173,6 +190,9 @@ def _head_layers(recipe: Recipe, num_classes: int, train_x: np.ndarray) -> list:
                                                  variance=train_x.var(axis=0) + _VARIANCE_FLOOR, name="standardise"))
     if recipe.dropout:
         layers.append(keras.layers.Dropout(recipe.dropout, seed=SEED, name="dropout"))
+    if recipe.hidden_units:
+        layers.append(keras.layers.Dense(recipe.hidden_units, activation="relu", name="hidden"))
+        layers.append(keras.layers.Dropout(recipe.dropout, seed=SEED, name="hidden_dropout"))
     layers.append(keras.layers.Dense(num_classes, activation="softmax", name="classifier"))
     return layers
 
