@@ -31,16 +31,20 @@ UNLABELLED_FOLDERS = ("test1", "test")
 LABELLED_NAME = re.compile(r"^(?P<label>[A-Za-z][A-Za-z_-]*)\.\d+\.[A-Za-z0-9]+$")
 #: Fewer distinct prefixes than this is not a classification dataset.
 MIN_CLASSES = 2
+#: Share of images that must carry a label in their name for the layout to be recognised: a few
+#: stray files do not hide it (they are reported as skipped), a folder of camera photos is not it.
+DETECT_LABELLED_SHARE = 0.9
 
 
 def detect(root: Path) -> bool:
-    """A flat folder of images (root or root/train) all named `<label>.<number>.<ext>`, 2+ labels."""
+    """A flat folder of images (root or root/train) nearly all named `<label>.<number>.<ext>`, 2+ labels."""
     folder = _labelled_dir(root)
     if folder is None:
         return False
     names = [path.name for path in files_in(folder) if is_candidate_image(path)]
-    matches = [LABELLED_NAME.match(name) for name in names]
-    return bool(names) and all(matches) and len({m.group("label") for m in matches}) >= MIN_CLASSES
+    matches = [m for m in (LABELLED_NAME.match(name) for name in names) if m]
+    return (bool(names) and len(matches) >= DETECT_LABELLED_SHARE * len(names)
+            and len({m.group("label") for m in matches}) >= MIN_CLASSES)
 
 
 def load(root: Path) -> DatasetIndex:
