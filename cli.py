@@ -291,7 +291,8 @@ def inspect_command(data_dir, layout, valid_fraction, test_fraction, split_seed,
 def _print_inspect_report(report):
     splits = [split for split in ("train", "valid", "test") if split in report.class_counts]
     click.echo(f"Dataset    {report.root} ({report.layout} layout)")
-    click.echo(f"Images     {report.images} usable: " + ", ".join(f"{s} {report.split_counts.get(s, 0)}" for s in splits))
+    counts = ", ".join(f"{split} {report.split_counts.get(split, 0)}" for split in splits)
+    click.echo(f"Images     {report.images} usable: {counts}")
     click.echo(f"Classes    {len(report.classes)}")
     for task, names in report.extra_targets.items():
         click.echo(f"Extra      {task}: {', '.join(names)}")
@@ -353,7 +354,7 @@ def import_npz_command(npz, labels_dir, name, drop_cross_split_duplicates, cache
         for note in summary.notes:
             click.echo(f"Note       {note}")
         click.echo(f"Cache      {summary.cache_path}")
-        click.echo(f"Key        {summary.feature_key[:16]} (imported features: heads fitted on it refuse other features)")
+        click.echo(f"Key        {summary.feature_key[:16]} (imported: heads fitted on it refuse other features)")
     return summary.to_dict()
 
 

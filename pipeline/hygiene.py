@@ -83,7 +83,8 @@ class HygieneReport:
                 notes.append(f"{found}; only the copy in the earliest split is kept")
             else:
                 notes.append(f"{found}; scores on the later split are inflated by them. Pass "
-                             "--drop-cross-split-duplicates to keep only the earliest copy (train, then valid, then test)")
+                             "--drop-cross-split-duplicates to keep only the earliest copy "
+                             "(train, then valid, then test)")
         if self.conflicts:
             notes.append(
                 f"{len(self.conflicts)} images have conflicting labels (identical bytes under different "

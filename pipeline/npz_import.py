@@ -156,7 +156,8 @@ def iter_npz_blocks(npz_path: Path, name: str, block_rows: int = IMPORT_BLOCK_RO
             count = min(block_rows, header.shape[0] - start)
             data = handle.read(count * row_bytes)
             if len(data) != count * row_bytes:
-                raise DatasetError(f"{npz_path} ends in the middle of array {name!r}; the file is truncated - download it again")
+                raise DatasetError(f"{npz_path} ends in the middle of array {name!r}; the file is truncated - "
+                                   "download it again")
             yield np.frombuffer(data, dtype=header.dtype).reshape((count,) + row_shape).astype(np.float32, copy=False)
 
 
@@ -191,9 +192,10 @@ def import_npz(npz_path: Path, labels_dir: Path, cache_dir: Path, name: str | No
                                skipped=[_unlisted(r) for r in index.records if r.relpath not in listed])
     index = apply_hygiene(index, drop_cross_split=drop_cross_split_duplicates)
 
+    backbone = get_backbone(CLASSIC_BACKBONE)
     spec = FeatureSpec(
-        backbone=CLASSIC_BACKBONE, weights_fingerprint=FINGERPRINT_PREFIX + sha256_file(npz_path),
-        layer=get_backbone(CLASSIC_BACKBONE).default_layer, input_size=get_backbone(CLASSIC_BACKBONE).default_input_size,
+        backbone=backbone.name, weights_fingerprint=FINGERPRINT_PREFIX + sha256_file(npz_path),
+        layer=backbone.default_layer, input_size=backbone.default_input_size,
         resize=UNKNOWN, preprocessing=UNKNOWN, precision=UNKNOWN, pooling="none", store_dtype=STORE_DTYPE,
     )
     name = name or dataset_name_of(npz_path)
@@ -229,7 +231,8 @@ def _read_header(handle, npz_path: Path, member: str) -> NpyHeader:
     if dtype.hasobject:
         raise DatasetError(f"{member} in {npz_path} holds Python objects; only numeric arrays are imported (no pickle)")
     if fortran_order:
-        raise DatasetError(f"{member} in {npz_path} is stored in Fortran order; re-save it with np.savez(np.ascontiguousarray(...))")
+        raise DatasetError(f"{member} in {npz_path} is stored in Fortran order; re-save it with "
+                           "np.savez(path, train=np.ascontiguousarray(train), ...)")
     return NpyHeader(tuple(shape), dtype)
 
 
@@ -341,7 +344,8 @@ def _write(cache_path, spec, npz_path, index: DatasetIndex, name, available, not
         "dataset": cache_writer.json_attr(dataset_attrs),
         "created": created,
         "updated": cache_writer.now_iso(),
-        "view_digest": hashlib.sha256(json.dumps([view, dataset_attrs], sort_keys=True, default=str).encode()).hexdigest(),
+        "view_digest": hashlib.sha256(
+            json.dumps([view, dataset_attrs], sort_keys=True, default=str).encode()).hexdigest(),
     }
     cache_writer.write_cache(cache_path, attrs, view, plan, feature_shape, spec.store_dtype)
     cache_writer.remove_partial(cache_path)

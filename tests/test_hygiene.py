@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.cache import read_cache_info
 from pipeline.dataset import DatasetIndex, ImageRecord
-from pipeline.extract import ExtractOptions, index_dataset, run_extract
+from pipeline.extract import ExtractOptions, index_dataset
 from pipeline.hygiene import apply_hygiene, check_hygiene, class_imbalance, drop_cross_split_duplicates
 from pipeline.splits import assign_splits
 from conftest import TINY_CLI_ARGS, make_dataset
@@ -107,7 +107,8 @@ def _leaky_dataset(root: Path) -> Path:
 def test_index_dataset_reports_leakage_from_real_files(tmp_path):
     index = index_dataset(_leaky_dataset(tmp_path / "pets"), ExtractOptions(valid_fraction=0.3))
     report = check_hygiene(index)
-    assert [[c.relpath for c in g.copies] for g in report.cross_split] == [["train/cat/cat_0.jpg", "test/cat/leaked.jpg"]]
+    leaked = [[c.relpath for c in g.copies] for g in report.cross_split]
+    assert leaked == [["train/cat/cat_0.jpg", "test/cat/leaked.jpg"]]
     assert [g.labels() for g in report.conflicts] == [["cat", "dog"]]
     assert any("1 images are in more than one split" in note for note in index.notes)
 

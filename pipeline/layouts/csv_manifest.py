@@ -113,7 +113,8 @@ def load(root: Path) -> DatasetIndex:
                     extra_labels=tuple(extra_label_of[task][value] for task, value in zip(extra_at, extras)))
         for relpath, (label, split, extras, _) in sorted(entries.items())
     ]
-    notes = [f"read {len(rows)} rows of {manifest.name}" + (f"; extra label columns: {', '.join(extra_at)}" if extra_at else "")]
+    notes = [f"read {count_of(len(rows), 'row')} of {manifest.name}"
+             + (f"; extra label columns: {', '.join(extra_at)}" if extra_at else "")]
     if repeats:
         notes.append(f"{count_of(len(repeats), 'row')} repeating an earlier row used once: {examples(repeats)}")
     return DatasetIndex(

@@ -63,26 +63,12 @@ def load(root: Path) -> DatasetIndex:
     on_disk = {relpath(images_dir, path) for path in images}
 
     lists = _list_files(root, images_dir)
-    notes, skipped = [], []
     if lists:
-        split_of = _official_split(lists, images_dir)
-        listed_missing = sorted(set(split_of) - on_disk)
-        skipped = [SkippedFile(path, f"listed in {SPLIT_LISTS_BY_SPLIT[split_of[path]]} but the file is missing")
-                   for path in listed_missing]
-        unlisted = sorted(on_disk - set(split_of))
-        if unlisted:
-            notes.append(f"left out {count_of(len(unlisted), 'image')} that neither list names (not in the official split): "
-                         f"{examples(unlisted)}")
-        counts = {split: sum(1 for s in split_of.values() if s == split) for split in SPLIT_LISTS.values()}
-        notes.append("official split from " + " and ".join(
-            f"{relpath(root, path)} ({counts[SPLIT_LISTS[path.name]]} {SPLIT_LISTS[path.name]})" for path in lists
-        ) + "; validation is carved from train")
-        chosen = sorted(on_disk & set(split_of))
+        chosen, split_of, skipped, notes = _use_lists(lists, root, images_dir, on_disk)
     else:
-        split_of = {}
-        notes.append(f"no official split lists ({', '.join(SPLIT_LISTS)}) found in {LIST_FOLDER}/ or next to "
-                     f"{images_dir.name}/: validation and test are carved from all images")
-        chosen = sorted(on_disk)
+        chosen, split_of, skipped = sorted(on_disk), {}, []
+        notes = [f"no official split lists ({', '.join(SPLIT_LISTS)}) found in {LIST_FOLDER}/ or next to "
+                 f"{images_dir.name}/: validation and test are carved from all images"]
 
     records = []
     for path in chosen:
@@ -97,6 +83,23 @@ def load(root: Path) -> DatasetIndex:
         root=images_dir, layout=NAME, class_names=tuple(breed_name(f) for f in folders), records=tuple(records),
         skipped=tuple(skipped), notes=tuple(notes + ignored_files_note(images_dir, others)),
     )
+
+
+def _use_lists(lists: list[Path], root: Path, images_dir: Path, on_disk: set[str]):
+    """(listed images on disk, their splits, skipped files, notes) under the official lists."""
+    split_of = _official_split(lists, images_dir)
+    skipped = [SkippedFile(path, f"listed in {SPLIT_LISTS_BY_SPLIT[split_of[path]]} but the file is missing")
+               for path in sorted(set(split_of) - on_disk)]
+    notes = []
+    unlisted = sorted(on_disk - set(split_of))
+    if unlisted:
+        notes.append(f"left out {count_of(len(unlisted), 'image')} that neither list names (not in the official "
+                     f"split): {examples(unlisted)}")
+    counts = {split: sum(1 for s in split_of.values() if s == split) for split in SPLIT_LISTS.values()}
+    notes.append("official split from " + " and ".join(
+        f"{relpath(root, path)} ({counts[SPLIT_LISTS[path.name]]} {SPLIT_LISTS[path.name]})" for path in lists
+    ) + "; validation is carved from train")
+    return sorted(on_disk & set(split_of)), split_of, skipped, notes
 
 
 def _images_dir(root: Path) -> Path | None:
@@ -135,7 +138,8 @@ def _official_split(lists: list[Path], images_dir: Path) -> dict[str, str]:
                     "are damaged or belong to another release - re-extract lists.tar"
                 )
             if split_of.setdefault(listed, split) != split:
-                raise DatasetError(f"{listed} is in both train_list.mat and test_list.mat; an image must be in one split")
+                raise DatasetError(f"{listed} is in both train_list.mat and test_list.mat; "
+                                   "an image must be in one split")
     return split_of
 
 
