@@ -153,6 +153,21 @@ def test_oxford_pets_labels_by_breed_with_species_and_official_split(tmp_path):
     assert "images/Abyssinian_100.mat" in notes
 
 
+def test_oxford_pets_extracts_with_species_stored_as_an_extra_target(tmp_path, tiny_options):
+    from pipeline.cache import read_cache_info
+    from pipeline.extract import run_extract
+
+    summary = run_extract(_oxford(tmp_path / "oxford"), tmp_path / "cache", tiny_options)
+    info = read_cache_info(summary.cache_path)
+    assert info.class_names == ("Abyssinian", "american_bulldog", "Bengal") and info.dataset["layout"] == "oxford-pets"
+    species_names, species = info.extra_targets["species"]
+    by_path = dict(zip(info.images.relpath, species))
+    assert species_names == ("cat", "dog")
+    assert by_path["images/american_bulldog_10.jpg"] == 1 and by_path["images/Abyssinian_1.jpg"] == 0
+    assert ("images/Bengal_4.jpg", "listed in list.txt line 11 but missing from images/") in info.failures
+    assert info.split_sizes()["test"] == 2
+
+
 def test_oxford_pets_refuses_disagreeing_annotations(tmp_path):
     root = _oxford(tmp_path / "oxford")
     (root / "annotations" / "test.txt").write_text("Abyssinian_2 2 1 1\n")
@@ -253,6 +268,17 @@ def test_stanford_dogs_without_lists_carves_every_split(tmp_path):
     index = discover(root / "Images")  # the Images folder itself is accepted too
     assert index.layout == "stanford-dogs" and index.split_counts() == {"unassigned": 12}
     assert any("no official split lists" in note for note in index.notes)
+
+
+def test_stanford_dogs_kaggle_copy_with_nested_images_folder(tmp_path):
+    root = _stanford(tmp_path / "stanford-dogs-dataset")
+    shutil.rmtree(root / "lists")
+    (root / "images").mkdir()
+    (root / "Images").rename(root / "images" / "Images")
+    (root / "annotations" / "Annotation").mkdir(parents=True)
+    index = discover(root)
+    assert index.layout == "stanford-dogs" and len(index.records) == 12
+    assert index.root == (root / "images" / "Images").resolve()
 
 
 def test_stanford_dogs_refuses_a_list_label_naming_two_folders(tmp_path):
@@ -378,6 +404,20 @@ def test_csv_manifest_with_header_split_and_extra_label_column(tmp_path):
     assert [(s.relpath, s.reason) for s in index.skipped] == [
         ("photos/gone.jpg", "listed on labels.csv line 5 but the file does not exist")]
     assert any("1 row repeating an earlier row used once: labels.csv line 6" in note for note in index.notes)
+
+
+def test_extract_accepts_the_csv_file_as_data_dir(tmp_path, cli):
+    from pipeline.cache import read_cache_info
+    from conftest import TINY_CLI_ARGS
+
+    manifest = _manifest(tmp_path / "data", "path,label,split,species\nphotos/rex.jpg,terrier,train,dog\n"
+                         "photos/fido.jpg,terrier,test,dog\nphotos/tom.png,persian,train,cat\n")
+    payload, _ = cli.json(["extract", manifest, "--cache-dir", tmp_path / "cache", *TINY_CLI_ARGS])
+    assert payload["layout"] == "csv" and payload["images"] == 3
+    assert Path(payload["cache_path"]).name.startswith("labels-vgg16-")
+    info = read_cache_info(payload["cache_path"])
+    assert info.extra_targets["species"][0] == ("cat", "dog")
+    assert info.data_root == manifest.parent.resolve()
 
 
 def test_csv_manifest_without_header_is_path_label_split(tmp_path):

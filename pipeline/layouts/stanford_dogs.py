@@ -4,7 +4,8 @@
     lists/train_list.mat, lists/test_list.mat             (12,000 train / 8,580 test)
 
 `lists.tar` unpacks its `.mat` files without a folder, so they are looked for in `lists/` and
-next to `Images/`. Each list holds `file_list` (a cell array of paths relative to `Images/`) and
+next to `Images/`. The Kaggle copy nests the images one level deeper (`images/Images/`); that is
+found too. Each list holds `file_list` (a cell array of paths relative to `Images/`) and
 `labels` (1-based); they are read with `scipy.io.loadmat`. The class is the folder name after
 the first `-` (`Chihuahua`, `Japanese_spaniel`); classes are ordered by folder name, i.e. by
 WordNet id, which is the official label order. Labels come from each file's folder; the lists'
@@ -103,10 +104,11 @@ def _use_lists(lists: list[Path], root: Path, images_dir: Path, on_disk: set[str
 
 
 def _images_dir(root: Path) -> Path | None:
-    """`root/Images` (or `root/images`) when it holds wnid class folders; `root` itself when it does."""
+    """The folder of wnid class folders: `root/Images` (or `images`, or `images/Images`), or `root` itself."""
     if not root.is_dir():
         return None
-    for candidate in [root / name for name in IMAGE_FOLDERS] + [root]:
+    nested = [root / outer / inner for outer in IMAGE_FOLDERS for inner in IMAGE_FOLDERS]
+    for candidate in [root / name for name in IMAGE_FOLDERS] + nested + [root]:
         if candidate.is_dir():
             folders = subdirs(candidate)
             if folders and all(CLASS_FOLDER.match(folder.name) for folder in folders):
@@ -116,7 +118,7 @@ def _images_dir(root: Path) -> Path | None:
 
 def _list_files(root: Path, images_dir: Path) -> list[Path]:
     """The official list files, from the first folder holding all of them (empty when none does)."""
-    for folder in (root / LIST_FOLDER, root, images_dir.parent / LIST_FOLDER, images_dir.parent):
+    for folder in dict.fromkeys((root / LIST_FOLDER, root, images_dir.parent / LIST_FOLDER, images_dir.parent)):
         paths = [folder / name for name in SPLIT_LISTS]
         if all(path.is_file() for path in paths):
             return paths
