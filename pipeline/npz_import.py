@@ -167,19 +167,61 @@ def import_npz(npz_path: Path, labels_dir: Path, cache_dir: Path, name: str | No
     started = time.perf_counter()
     npz_path, cache_dir = Path(npz_path), Path(cache_dir)
     headers = _check_headers(npz_path)
+    index = _labels_index(labels_dir)
+    notes = [f"features imported from {npz_path.name}: rows follow sklearn.datasets.load_files(<split>) order "
+             f"(shuffle=True, random_state={LOAD_FILES_RANDOM_STATE})"]
+    folders = split_dirs(index.root)
+    orders = {split: _matching_order(folders[split], headers[split].shape[0], npz_path, notes) for split in SPLITS}
+    index, row_records = _attach_rows(index, orders, notes)
+    index = apply_hygiene(index, drop_cross_split=drop_cross_split_duplicates)
+
+    spec = imported_spec(npz_path)
+    name = name or dataset_name_of(npz_path)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_path = cache_dir / cache_file_name(name, spec)
+    feature_shape = headers["train"].shape[1:]
+    with cache_writer.CacheLock(cache_path):
+        available = cache_writer.existing_rows(cache_path, spec.key())
+        mismatched = _stream_rows(npz_path, row_records, cache_path, spec, feature_shape, available)
+        if mismatched:
+            notes.append(f"{mismatched} files are byte-identical to another file but have different rows in the npz; "
+                         "the first row is used")
+        available = cache_writer.existing_rows(cache_path, spec.key())
+        _write(cache_path, spec, npz_path, index, name, available, notes, feature_shape)
+    return ImportSummary(
+        cache_path=str(cache_path), npz=str(npz_path), labels_dir=str(index.root),
+        rows={split: headers[split].shape[0] for split in SPLITS}, images=len(index.records),
+        classes=len(index.class_names), feature_shape=list(feature_shape), feature_key=spec.key(),
+        failures=[{"path": s.relpath, "reason": s.reason} for s in index.skipped],
+        seconds=round(time.perf_counter() - started, 3), notes=notes + list(index.notes),
+    )
+
+
+def imported_spec(npz_path: Path) -> FeatureSpec:
+    """The feature spec of features imported from `npz_path`: what is known, and the file's identity."""
+    backbone = get_backbone(CLASSIC_BACKBONE)
+    return FeatureSpec(
+        backbone=backbone.name, weights_fingerprint=FINGERPRINT_PREFIX + sha256_file(npz_path),
+        layer=backbone.default_layer, input_size=backbone.default_input_size,
+        resize=UNKNOWN, preprocessing=UNKNOWN, precision=UNKNOWN, pooling="none", store_dtype=STORE_DTYPE,
+    )
+
+
+def _labels_index(labels_dir: Path) -> DatasetIndex:
+    """The hashed class-folder index of `labels_dir`, which must have train/, valid/ and test/."""
     index = hash_dataset(discover(labels_dir))
     if index.layout not in LABEL_LAYOUTS:
         raise DatasetError(f"{labels_dir} was read as the {index.layout} layout; --labels must be the dogImages "
                            "folder (train/, valid/, test/ of class folders) that the npz was computed from")
-    folders = split_dirs(index.root)
-    missing = [split for split in SPLITS if split not in folders]
+    missing = [split for split in SPLITS if split not in split_dirs(index.root)]
     if missing:
         raise DatasetError(f"{index.root} has no {'/'.join(missing)} folder; --labels must be the dogImages folder "
                            "with train/, valid/ and test/ that the npz was computed from")
-    notes = [f"features imported from {npz_path.name}: rows follow sklearn.datasets.load_files(<split>) order "
-             f"(shuffle=True, random_state={LOAD_FILES_RANDOM_STATE})"]
-    orders = {split: _matching_order(folders[split], headers[split].shape[0], npz_path, notes) for split in SPLITS}
+    return index
 
+
+def _attach_rows(index: DatasetIndex, orders: dict, notes: list) -> tuple[DatasetIndex, dict]:
+    """(the index restricted to images that have a row, {split: [record or None for each npz row]})."""
     by_path = {record.relpath: record for record in index.records}
     row_paths = {split: [_relpath(index.root, path) for path in orders[split]] for split in SPLITS}
     row_records = {split: [by_path.get(path) for path in paths] for split, paths in row_paths.items()}
@@ -188,35 +230,9 @@ def import_npz(npz_path: Path, labels_dir: Path, cache_dir: Path, name: str | No
     if unreadable:
         notes.append(f"{len(unreadable)} npz rows belong to files that cannot be read here; their rows are unused "
                      "and the files are listed as failures")
-    index = index.with_records([r for r in index.records if r.relpath in listed],
-                               skipped=[_unlisted(r) for r in index.records if r.relpath not in listed])
-    index = apply_hygiene(index, drop_cross_split=drop_cross_split_duplicates)
-
-    backbone = get_backbone(CLASSIC_BACKBONE)
-    spec = FeatureSpec(
-        backbone=backbone.name, weights_fingerprint=FINGERPRINT_PREFIX + sha256_file(npz_path),
-        layer=backbone.default_layer, input_size=backbone.default_input_size,
-        resize=UNKNOWN, preprocessing=UNKNOWN, precision=UNKNOWN, pooling="none", store_dtype=STORE_DTYPE,
-    )
-    name = name or dataset_name_of(npz_path)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    cache_path = cache_dir / cache_file_name(name, spec)
-    feature_shape = headers["train"].shape[1:]
-    with cache_writer.CacheLock(cache_path):
-        available = cache_writer.existing_rows(cache_path, spec.key())
-        mismatched = _stream_rows(npz_path, row_records, cache_path, spec, feature_shape, available)
-        available = cache_writer.existing_rows(cache_path, spec.key())
-        if mismatched:
-            notes.append(f"{mismatched} files are byte-identical to another file but have different rows in the npz; "
-                         "the first row is used")
-        _write(cache_path, spec, npz_path, index, name, available, notes, feature_shape)
-    failures = [{"path": s.relpath, "reason": s.reason} for s in index.skipped]
-    return ImportSummary(
-        cache_path=str(cache_path), npz=str(npz_path), labels_dir=str(index.root),
-        rows={split: headers[split].shape[0] for split in SPLITS}, images=len(index.records),
-        classes=len(index.class_names), feature_shape=list(feature_shape), feature_key=spec.key(),
-        failures=failures, seconds=round(time.perf_counter() - started, 3), notes=notes + list(index.notes),
-    )
+    attached = index.with_records([r for r in index.records if r.relpath in listed],
+                                  skipped=[_unlisted(r) for r in index.records if r.relpath not in listed])
+    return attached, row_records
 
 
 def _read_header(handle, npz_path: Path, member: str) -> NpyHeader:
