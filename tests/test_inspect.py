@@ -84,6 +84,7 @@ def test_inspect_never_loads_a_model(tmp_path):
 # real broken files
 
 
+@pytest.mark.realdata
 def test_inspect_real_corrupt_files(shared_data, tmp_path):
     corrupt = shared_data / "corrupt"
     root = tmp_path / "mixed"
@@ -108,6 +109,7 @@ def test_inspect_real_corrupt_files(shared_data, tmp_path):
     assert any("cat/PetImages_Cat_Thumbs.db" in note and "cat/Thumbs.db" in note for note in report.notes)
 
 
+@pytest.mark.realdata
 def test_inspect_oxford_pets_with_the_release_broken_files(shared_data, tmp_path):
     root = tmp_path / "oxford"
     shutil.copytree(shared_data / "oxford-pets-mini", root)
@@ -129,6 +131,7 @@ def test_inspect_oxford_pets_with_the_release_broken_files(shared_data, tmp_path
     assert report.extra_targets == {"species": ["cat", "dog"]}
 
 
+@pytest.mark.realdata
 def test_inspect_real_petimages(shared_data, cli):
     payload, _ = cli.json(["inspect", shared_data / "petimages-mini"])
     assert payload["layout"] == "petimages" and payload["classes"] == ["Cat", "Dog"]

@@ -95,6 +95,7 @@ def test_dogimages_notes_a_split_without_some_class(tmp_path):
     assert any("test/ has no folder for 1 class: 003.Airedale_terrier" in note for note in index.notes)
 
 
+@pytest.mark.realdata
 def test_dogimages_real_sample(shared_data):
     index = discover(shared_data / "dogimages-mini")
     assert index.layout == "dogimages"
@@ -199,6 +200,7 @@ def test_oxford_pets_without_split_files_carves_every_split(tmp_path):
     assert sum("trainval.txt not found" in note for note in index.notes) == 1
 
 
+@pytest.mark.realdata
 def test_oxford_pets_real_sample(shared_data):
     index = discover(shared_data / "oxford-pets-mini")
     assert index.layout == "oxford-pets"
@@ -318,6 +320,7 @@ def test_petimages_reads_cat_and_dog_and_names_thumbs_db(tmp_path, inner):
     assert any("Cat/Thumbs.db" in note for note in index.notes)
 
 
+@pytest.mark.realdata
 def test_petimages_real_sample(shared_data):
     index = discover(shared_data / "petimages-mini")
     assert index.layout == "petimages" and index.class_names == ("Cat", "Dog")
@@ -366,6 +369,7 @@ def test_a_folder_of_camera_photos_is_not_kaggle(tmp_path):
     assert not LAYOUTS["kaggle-dogs-vs-cats"].detect(tmp_path / "photos")
 
 
+@pytest.mark.realdata
 def test_kaggle_real_sample(shared_data):
     index = discover(shared_data / "kaggle-dogs-vs-cats-mini")
     assert index.layout == "kaggle-dogs-vs-cats" and index.class_names == ("cat", "dog")

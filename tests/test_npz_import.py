@@ -190,6 +190,7 @@ def test_cli_import_then_fit_and_predict_refuses(classic, tmp_path, cli):
     assert result.exit_code == 1 and "imported from an .npz file" in refused["error"]
 
 
+@pytest.mark.realdata
 def test_import_real_dogimages_sample(shared_data, tmp_path):
     labels = shared_data / "dogimages-mini"
     npz = tmp_path / "DogVGG16Data.npz"
