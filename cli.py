@@ -176,6 +176,19 @@ def _extract_options(function):
     return function
 
 
+def _drop_duplicates_option(function):
+    return click.option(
+        "--drop-cross-split-duplicates", is_flag=True,
+        help="Drop copies of an image found in a later split (keep train, then valid, then test); "
+             "they are always reported.",
+    )(function)
+
+
+def _layout_option(function):
+    return click.option("--layout", type=click.Choice(["auto"] + layout_names()), default="auto", show_default=True,
+                        help="Dataset layout; auto detects it.")(function)
+
+
 # --------------------------------------------------------------------------------------------
 # extract
 
@@ -196,12 +209,13 @@ def _extract_options(function):
 @click.option("--allow-large-images", is_flag=True, help="Accept images above the decompression-bomb pixel limit.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Decoding threads (default: CPU cores).")
 @click.option("--wait", is_flag=True, help="If another extract is writing this cache, wait for it instead of failing.")
+@_drop_duplicates_option
 @cache_dir_option
 @json_option
 @command_body
 def extract(data_dir, backbone, layer, input_size, resize, pool, batch_size, weights, precision, store_dtype,
             layout, name, valid_fraction, test_fraction, split_seed, strict, allow_large_images, workers, wait,
-            cache_dir, as_json):
+            drop_cross_split_duplicates, cache_dir, as_json):
     """Extract bottleneck features of every image in DATA_DIR into a cache (only what is missing)."""
     from pipeline.extract import run_extract
     from pipeline.images import DEFAULT_MAX_PIXELS
@@ -211,6 +225,7 @@ def extract(data_dir, backbone, layer, input_size, resize, pool, batch_size, wei
         weights=weights, store_dtype=store_dtype, batch_size=batch_size, workers=workers, layout=layout,
         name=name, valid_fraction=valid_fraction, test_fraction=test_fraction, split_seed=split_seed,
         strict=strict, max_pixels=None if allow_large_images else DEFAULT_MAX_PIXELS, wait_for_lock=wait,
+        drop_cross_split_duplicates=drop_cross_split_duplicates,
     )
     progress = ExtractProgress()
     try:
@@ -241,6 +256,107 @@ def _print_extract_summary(summary):
     for note in summary.notes:
         click.echo(f"Note       {note}")
     click.echo(f"Cache      {summary.cache_path}{'' if summary.wrote_cache else '  (unchanged)'}")
+
+
+# --------------------------------------------------------------------------------------------
+# datasets: inspect, import-npz
+
+
+@main.command("inspect")
+@click.argument("data_dir", type=click.Path(exists=True, path_type=Path))
+@_layout_option
+@click.option("--valid-fraction", type=click.FloatRange(0, 1, max_open=True), default=DEFAULT_VALID_FRACTION,
+              show_default=True, help="Share of unsplit images carved into validation, as extract would.")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=DEFAULT_TEST_FRACTION,
+              show_default=True, help="Share of unsplit images carved into test, as extract would.")
+@click.option("--split-seed", type=int, default=DEFAULT_SPLIT_SEED, show_default=True,
+              help="Seed of the content-hash split assignment.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Decoding threads (default: CPU cores).")
+@json_option
+@command_body
+def inspect_command(data_dir, layout, valid_fraction, test_fraction, split_seed, workers, as_json):
+    """Check DATA_DIR without a model: layout, classes, split counts, unreadable files, duplicates."""
+    from pipeline.inspection import inspect_dataset
+
+    progress = ExtractProgress("decoding")
+    try:
+        report = inspect_dataset(data_dir, layout, valid_fraction, test_fraction, split_seed, workers,
+                                 progress=progress)
+    finally:
+        progress.close()
+    if not as_json:
+        _print_inspect_report(report)
+    return report.to_dict()
+
+
+def _print_inspect_report(report):
+    splits = [split for split in ("train", "valid", "test") if split in report.class_counts]
+    click.echo(f"Dataset    {report.root} ({report.layout} layout)")
+    counts = ", ".join(f"{split} {report.split_counts.get(split, 0)}" for split in splits)
+    click.echo(f"Images     {report.images} usable: {counts}")
+    click.echo(f"Classes    {len(report.classes)}")
+    for task, names in report.extra_targets.items():
+        click.echo(f"Extra      {task}: {', '.join(names)}")
+    width = max([len(name) for name in report.classes] + [5])
+    click.echo(f"  {'class':<{width}} " + " ".join(f"{s:>6}" for s in splits) + f" {'total':>6}")
+    for name in report.classes:
+        counts = [report.class_counts[s][name] for s in splits]
+        click.echo(f"  {name:<{width}} " + " ".join(f"{c:>6}" for c in counts) + f" {sum(counts):>6}")
+    for split in splits:
+        item = report.imbalance[split]
+        empty = f"; no images of {len(item['empty_classes'])} classes" if item["empty_classes"] else ""
+        click.echo(f"Imbalance  {split}: largest/smallest class {item['ratio']:.2f} ({item['largest']['class']} "
+                   f"{item['largest']['count']}, {item['smallest']['class']} {item['smallest']['count']}){empty}")
+    _echo_list("Unreadable", report.unreadable, lambda f: f"{f['path']}: {f['reason']}")
+    _echo_list("Formats", report.format_mismatches,
+               lambda f: f"{f['path']}: {f['format']} data behind this extension (decoded by content here; "
+                                 "other tools may reject it)")
+    duplicates = report.duplicates
+    describe = lambda g: " = ".join(f"{c['path']} ({c['split']}, {c['label']})" for c in g["copies"])  # noqa: E731
+    _echo_list("Leakage", duplicates["cross_split"], describe,
+               "identical images in two splits (extract --drop-cross-split-duplicates keeps the earliest copy)")
+    _echo_list("Conflicts", duplicates["conflicts"], describe, "identical images under different labels")
+    _echo_list("Repeats", duplicates["repeats"], describe, "identical images within one split and class")
+    for note in report.notes:
+        click.echo(f"Note       {note}")
+    click.echo(f"Time       {report.seconds:.1f} s")
+
+
+def _echo_list(title: str, items: list, line, what: str = "files") -> None:
+    if not items:
+        click.echo(f"{title:<10} none")
+        return
+    click.echo(f"{title:<10} {len(items)} {what}:")
+    for item in items[:_FAILURES_SHOWN]:
+        click.echo(f"  {line(item)}")
+    if len(items) > _FAILURES_SHOWN:
+        click.echo(f"  ... and {len(items) - _FAILURES_SHOWN} more (see --json)")
+
+
+@main.command("import-npz")
+@click.argument("npz", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--labels", "labels_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The dogImages folder (train/ valid/ test/) the npz was computed from.")
+@click.option("--name", default=None, help="Dataset name used in the cache file name (default: the npz file name).")
+@_drop_duplicates_option
+@cache_dir_option
+@json_option
+@command_body
+def import_npz_command(npz, labels_dir, name, drop_cross_split_duplicates, cache_dir, as_json):
+    """Turn the classic DogVGG16Data.npz bottleneck file into a cache, labelled from the dogImages folder."""
+    from pipeline.npz_import import import_npz
+
+    summary = import_npz(npz, labels_dir, cache_dir, name, drop_cross_split_duplicates)
+    if not as_json:
+        rows = ", ".join(f"{split} {count}" for split, count in summary.rows.items())
+        click.echo(f"Imported   {summary.npz}: {rows} rows  [{'x'.join(str(d) for d in summary.feature_shape)}]")
+        click.echo(f"Labels     {summary.labels_dir}: {summary.images} images, {summary.classes} classes")
+        _echo_list("Failures", summary.failures, lambda f: f"{f['path']}: {f['reason']}")
+        for note in summary.notes:
+            click.echo(f"Note       {note}")
+        click.echo(f"Cache      {summary.cache_path}")
+        click.echo(f"Key        {summary.feature_key[:16]} (imported: heads fitted on it refuse other features)")
+    return summary.to_dict()
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from pipeline.dataset import DatasetIndex, ImageRecord, SkippedFile
 from pipeline.errors import DatasetError, PipelineError
 from pipeline.feeder import decoded_batches
 from pipeline.hashing import FileStamp, hash_files
+from pipeline.hygiene import apply_hygiene
 from pipeline.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ResizeSpec, decode_image
 from pipeline.layouts import discover
 from pipeline.precision import resolve_precision
@@ -67,6 +68,7 @@ class ExtractOptions:
     strict: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     wait_for_lock: bool = False
+    drop_cross_split_duplicates: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,9 @@ class ExtractSummary:
 
 
 def dataset_name_of(data_dir: Path) -> str:
-    """A file-name-safe name for a dataset folder (its base name)."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(data_dir).resolve().name).strip("._")
+    """A file-name-safe name for a dataset folder (its base name; a manifest file's name without suffix)."""
+    path = Path(data_dir).resolve()
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem if path.is_file() else path.name).strip("._")
     return name or "dataset"
 
 
@@ -146,8 +149,17 @@ def resolve_setup(options: ExtractOptions, cache_dir: Path) -> tuple[Setup, obje
 
 
 def index_dataset(data_dir: Path, options: ExtractOptions, known_stamps: dict | None = None) -> DatasetIndex:
-    """Discover, hash and split the dataset. Unreadable files move to `skipped` with a reason."""
-    index = discover(data_dir, options.layout)
+    """Discover, hash and split the dataset, then check it for leakage (`pipeline.hygiene`).
+
+    Unreadable files move to `skipped` with a reason.
+    """
+    hashed = hash_dataset(discover(data_dir, options.layout), known_stamps)
+    split = assign_splits(hashed, options.valid_fraction, options.test_fraction, options.split_seed)
+    return apply_hygiene(split, drop_cross_split=options.drop_cross_split_duplicates)
+
+
+def hash_dataset(index: DatasetIndex, known_stamps: dict | None = None) -> DatasetIndex:
+    """Fill in every record's sha256, size and mtime; files that cannot be read become skipped."""
     results = hash_files((index.path_of(r) for r in index.records), known=known_stamps or {})
     records, skipped = [], []
     for record, result in zip(index.records, results):
@@ -158,8 +170,7 @@ def index_dataset(data_dir: Path, options: ExtractOptions, known_stamps: dict | 
                 relpath=record.relpath, label=record.label, split=record.split, sha256=result.sha256,
                 size=result.stamp.size, mtime_ns=result.stamp.mtime_ns, extra_labels=record.extra_labels,
             ))
-    hashed = index.with_records(records, skipped=skipped)
-    return assign_splits(hashed, options.valid_fraction, options.test_fraction, options.split_seed)
+    return index.with_records(records, skipped=skipped)
 
 
 def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = ExtractOptions(),

@@ -18,6 +18,7 @@ from pipeline.errors import HeadError
 from pipeline.features import HEAD_POOLING
 from pipeline.head_store import check_feature_key, load_head
 from pipeline.images import ImageDecodeError, ResizeSpec, decode_image
+from pipeline.npz_import import is_imported
 from pipeline.provenance import FeatureSpec
 from pipeline.weights import resolve_weights
 
@@ -32,6 +33,12 @@ def predict_images(image_paths, head_path: Path, cache_dir: Path, top_k: int = D
     head, sidecar = load_head(head_path)
     spec = FeatureSpec(**sidecar["feature_spec"])
     check_feature_key(sidecar, spec.key(), "its recorded feature spec")
+    if is_imported(spec):
+        raise HeadError(
+            f"head {head_path} was fitted on features imported from an .npz file, made by weights and "
+            "preprocessing this tool cannot verify, so new images cannot be featurised the same way. "
+            "Extract the dataset (`extract`) and fit a head on that cache to predict"
+        )
     backbone = get_backbone(spec.backbone)
     weights = resolve_weights(backbone, sidecar["extraction"]["weights"]["request"], cache_dir, spec.input_size)
     extractor = FeatureExtractor(backbone, spec.layer, spec.input_size, weights, spec.precision, spec.pooling)

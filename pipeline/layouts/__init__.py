@@ -2,7 +2,16 @@
 
 Each layout is a module with `NAME`, `DESCRIPTION`, `detect(root) -> bool` and
 `load(root) -> DatasetIndex`. Detection tries the specific layouts first and falls back to the
-generic class-folder layout.
+generic class-folder layout. `root` may be a file (only the CSV manifest accepts one), so
+`detect` must return False, never raise, for a root it does not understand.
+
+Detection order and why:
+- oxford-pets, stanford-dogs: recognised by their annotation/list files and folder naming;
+- petimages: a folder named PetImages holding Cat/ and Dog/;
+- kaggle-dogs-vs-cats: a flat folder whose images are all named `<label>.<number>.<ext>`;
+- dogimages: class folders all named `NNN.Name` (otherwise it is the generic layout);
+- csv: a .csv file, or a folder with exactly one manifest CSV (a header naming path and label);
+- generic: any folder with sub-folders.
 """
 
 from __future__ import annotations
@@ -11,10 +20,15 @@ from pathlib import Path
 
 from pipeline.dataset import DatasetIndex
 from pipeline.errors import DatasetError
-from pipeline.layouts import generic
+from pipeline.layouts import (
+    csv_manifest, dogimages, generic, kaggle_dogs_vs_cats, oxford_pets, petimages, stanford_dogs,
+)
 
 #: Layouts in detection order: the most specific first, the generic fallback last.
-LAYOUTS = {module.NAME: module for module in (generic,)}
+LAYOUTS = {
+    module.NAME: module
+    for module in (oxford_pets, stanford_dogs, petimages, kaggle_dogs_vs_cats, dogimages, csv_manifest, generic)
+}
 
 
 def layout_names() -> list[str]:
@@ -34,5 +48,5 @@ def discover(root: Path | str, layout: str = "auto") -> DatasetIndex:
     for module in LAYOUTS.values():
         if module.detect(root):
             return module.load(root)
-    known = "; ".join(f"{m.NAME}: {m.DESCRIPTION}" for m in LAYOUTS.values())
-    raise DatasetError(f"could not recognise the layout of {root}. Known layouts: {known}")
+    known = "\n  ".join(f"{m.NAME}: {m.DESCRIPTION}" for m in LAYOUTS.values())
+    raise DatasetError(f"could not recognise the layout of {root}; pass --layout NAME if it is one of:\n  {known}")

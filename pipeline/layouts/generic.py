@@ -9,13 +9,13 @@ may sit in sub-folders of a class folder. Class names are the folder names, sort
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
 from pipeline.dataset import DatasetIndex, ImageRecord, SkippedFile
 from pipeline.errors import DatasetError
 from pipeline.images import is_candidate_image
+from pipeline.layouts.files import files_in, ignored_files_note, relpath, scan_images, subdirs
 
 NAME = "generic"
 DESCRIPTION = "one folder per class, optionally under train/ valid|validation|val/ test/"
@@ -38,7 +38,7 @@ EXPECTED_TREE = (
 
 def detect(root: Path) -> bool:
     """Any folder with sub-folders can be read as the generic layout; it is the fallback."""
-    return any(_subdirs(root))
+    return root.is_dir() and any(subdirs(root))
 
 
 def load(root: Path, class_name_of: Callable[[str], str] = str, layout_name: str = NAME) -> DatasetIndex:
@@ -47,44 +47,56 @@ def load(root: Path, class_name_of: Callable[[str], str] = str, layout_name: str
     Classes are ordered by folder name, so a layout whose folders carry an order prefix (like
     `001.Affenpinscher`) keeps that order while showing the bare name.
     """
-    split_dirs = _split_dirs(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a folder; {EXPECTED_TREE}")
+    found_splits = split_dirs(root)
     notes = []
-    if split_dirs:
-        ignored = sorted(d.name for d in _subdirs(root) if d.name.lower() not in SPLIT_FOLDER_NAMES)
+    if found_splits:
+        ignored = sorted(d.name for d in subdirs(root) if d.name.lower() not in SPLIT_FOLDER_NAMES)
         if ignored:
             notes.append(f"ignored folders that are not split folders: {', '.join(ignored)}")
-        sources = [(split, folder) for split, folder in split_dirs.items()]
+        sources = list(found_splits.items())
         notes.append("official splits from folders: " + ", ".join(f"{s}={f.name}" for s, f in sources))
     else:
         sources = [(None, root)]
 
-    folders = sorted({d.name for _, parent in sources for d in _subdirs(parent)})
+    folders = sorted({d.name for _, parent in sources for d in subdirs(parent)})
     if not folders:
         raise DatasetError(f"found no class folders in {root}; {EXPECTED_TREE}")
     class_names = tuple(class_name_of(folder) for folder in folders)
-    if len(set(class_names)) != len(class_names):
-        raise DatasetError(f"two class folders in {root} map to the same class name; rename one of them")
+    by_name: dict[str, list[str]] = {}
+    for folder, name in zip(folders, class_names):
+        by_name.setdefault(name, []).append(folder)
+    clashes = [folders_of for folders_of in by_name.values() if len(folders_of) > 1]
+    if clashes:
+        raise DatasetError(
+            f"class folders {' and '.join(clashes[0])} in {root} map to the same class name "
+            f"{class_name_of(clashes[0][0])!r}; rename one of them"
+        )
     label_of = {folder: label for label, folder in enumerate(folders)}
 
-    records, skipped = [], []
+    records, skipped, others = [], [], []
     for split, parent in sources:
-        for entry in sorted(os.scandir(parent), key=lambda e: e.name):
-            if entry.is_file() and is_candidate_image(Path(entry.path)):
-                skipped.append(SkippedFile(_relpath(root, entry.path), "image is not inside a class folder"))
-        for class_dir in _subdirs(parent):
-            for path in _image_files(class_dir):
-                records.append(ImageRecord(relpath=_relpath(root, path), label=label_of[class_dir.name], split=split))
+        for path in files_in(parent):
+            if is_candidate_image(path):
+                skipped.append(SkippedFile(relpath(root, path), "image is not inside a class folder"))
+        for class_dir in subdirs(parent):
+            images, not_images = scan_images(class_dir)
+            others.extend(not_images)
+            for path in images:
+                records.append(ImageRecord(relpath=relpath(root, path), label=label_of[class_dir.name], split=split))
     if not records:
         raise DatasetError(f"found class folders but no image files in {root}; {EXPECTED_TREE}")
     return DatasetIndex(
         root=root, layout=layout_name, class_names=class_names, records=tuple(records),
-        skipped=tuple(skipped), notes=tuple(notes),
+        skipped=tuple(skipped), notes=tuple(notes + ignored_files_note(root, others)),
     )
 
 
-def _split_dirs(root: Path) -> dict[str, Path]:
+def split_dirs(root: Path) -> dict[str, Path]:
+    """The split folders directly inside `root`, as {"train"|"valid"|"test": folder}."""
     found: dict[str, Path] = {}
-    for folder in _subdirs(root):
+    for folder in subdirs(root):
         split = SPLIT_FOLDER_NAMES.get(folder.name.lower())
         if split is None:
             continue
@@ -95,23 +107,3 @@ def _split_dirs(root: Path) -> dict[str, Path]:
             )
         found[split] = folder
     return found
-
-
-def _subdirs(folder: Path) -> list[Path]:
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError as error:
-        raise DatasetError(f"cannot list {folder}: {error.strerror or error}; check the path and its permissions")
-    return [Path(e.path) for e in entries if e.is_dir() and not e.name.startswith(".")]
-
-
-def _image_files(folder: Path) -> list[str]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(os.path.join(dirpath, name) for name in filenames if is_candidate_image(Path(name)))
-    return sorted(found)
-
-
-def _relpath(root: Path, path: str) -> str:
-    return Path(os.path.relpath(path, root)).as_posix()
