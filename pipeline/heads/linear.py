@@ -18,7 +18,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from pipeline.errors import HeadError
-from pipeline.heads.base import Standardizer, softmax, train_and_valid
+from pipeline.heads.base import Standardizer, single_threaded_blas, softmax, train_and_valid
 from pipeline.heads.svm_solver import fit_squared_hinge_ovr
 
 #: Candidates for C, ascending (weakest data fit first, which warm-starts the next best).
@@ -42,6 +42,10 @@ class LinearHead:
         self.patience = patience
 
     def fit(self, features) -> "LinearHead":
+        with single_threaded_blas():
+            return self._fit(features)
+
+    def _fit(self, features) -> "LinearHead":
         train, valid = train_and_valid(features)
         if valid is None:
             raise HeadError(f"{self.kind} chooses its regularisation on the validation split, and this cache "
