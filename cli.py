@@ -195,12 +195,14 @@ def _extract_options(function):
 @click.option("--allow-large-images", is_flag=True, help="Accept images above the decompression-bomb pixel limit.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Decoding threads (default: CPU cores).")
 @click.option("--wait", is_flag=True, help="If another extract is writing this cache, wait for it instead of failing.")
+@click.option("--commit-every", type=click.IntRange(min=1), default=None,
+              help="Save finished rows to disk every N images (default: every 32 MB of features or 30 s).")
 @cache_dir_option
 @json_option
 @command_body
 def extract(data_dir, backbone, layer, input_size, resize, pool, batch_size, weights, precision, store_dtype,
             layout, name, valid_fraction, test_fraction, split_seed, strict, allow_large_images, workers, wait,
-            cache_dir, as_json):
+            commit_every, cache_dir, as_json):
     """Extract bottleneck features of every image in DATA_DIR into a cache (only what is missing)."""
     from pipeline.extract import run_extract
     from pipeline.images import DEFAULT_MAX_PIXELS
@@ -210,6 +212,7 @@ def extract(data_dir, backbone, layer, input_size, resize, pool, batch_size, wei
         weights=weights, store_dtype=store_dtype, batch_size=batch_size, workers=workers, layout=layout,
         name=name, valid_fraction=valid_fraction, test_fraction=test_fraction, split_seed=split_seed,
         strict=strict, max_pixels=None if allow_large_images else DEFAULT_MAX_PIXELS, wait_for_lock=wait,
+        commit_rows=commit_every,
     )
     progress = ExtractProgress()
     try:
