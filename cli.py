@@ -119,6 +119,11 @@ class ExtractProgress:
             self.bar = None
 
 
+def display_path(path: str) -> str:
+    """A file name for text output: bytes that are not UTF-8 (kept as surrogate escapes) shown as \\xNN."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -237,7 +242,7 @@ def _print_extract_summary(summary):
     if summary.failures:
         click.echo(f"Failures   {len(summary.failures)} files skipped (recorded in the cache):")
         for failure in summary.failures[:_FAILURES_SHOWN]:
-            click.echo(f"  {failure['path']}: {failure['reason']}")
+            click.echo(f"  {display_path(failure['path'])}: {failure['reason']}")
         if len(summary.failures) > _FAILURES_SHOWN:
             click.echo(f"  ... and {len(summary.failures) - _FAILURES_SHOWN} more (see `cache show` or --json)")
     for note in summary.notes:
@@ -469,7 +474,7 @@ def cache_show(cache, cache_dir, as_json):
             if key == "failures":
                 click.echo(f"failures: {len(value)}")
                 for failure in value:
-                    click.echo(f"  {failure['path']}: {failure['reason']}")
+                    click.echo(f"  {display_path(failure['path'])}: {failure['reason']}")
             elif isinstance(value, (dict, list)):
                 click.echo(f"{key}: {json.dumps(value)}")
             else:
