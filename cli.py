@@ -453,6 +453,10 @@ def cache_ls(cache_dir, as_json):
             if "error" in row:
                 click.echo(f"{row['file']}  DAMAGED: {row['error']}")
                 continue
+            if row.get("unfinished"):
+                click.echo(f"{row['file']}  unfinished first extraction: {row['segments']} committed segments, "
+                           f"{row['megabytes']:.1f} MB (run the same extract again to finish it)")
+                continue
             click.echo(f"{row['file']}  {row['dataset']}  {row['backbone']}/{row['layer']}  {row['images']} images, "
                        f"{row['rows']} rows, {row['megabytes']:.1f} MB, {row['heads']} heads"
                        + ("  (unfinished extraction pending)" if row["partial"] else ""))
@@ -490,20 +494,19 @@ def cache_show(cache, cache_dir, as_json):
 @command_body
 def cache_verify(cache, quick, cache_dir, as_json):
     """Check a cache's structure, provenance and feature-row digests."""
-    from pipeline.cache import verify_cache
+    from pipeline.cache import damaged_cache_error, verify_cache
 
     path = _resolve_cache(cache, cache_dir)
     problems = verify_cache(path, check_rows=not quick)
     if problems:
-        raise PipelineError(f"cache {path} failed verification:\n  " + "\n  ".join(problems)
-                            + "\nDelete it (`cache rm`) and run extract again; other caches' rows are reused.")
+        raise damaged_cache_error(path, problems)
     if not as_json:
         click.echo(f"{path}: OK")
     return {"cache": str(path), "problems": problems}
 
 
 @cache.command("rm")
-@click.argument("caches", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("caches", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 @command_body

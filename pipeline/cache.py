@@ -276,6 +276,12 @@ def verify_cache(path: Path, check_rows: bool = True) -> list[str]:
     return problems
 
 
+def damaged_cache_error(path: Path, problems: list[str]) -> CacheError:
+    """The error for a cache that failed `verify_cache`: the problems, then how to fix it."""
+    fix = "" if any("`cache rm`" in problem for problem in problems) else f"\n{_FIX_DAMAGED[0].upper()}{_FIX_DAMAGED[1:]}"
+    return CacheError(f"cache {path} failed verification:\n  " + "\n  ".join(problems) + fix)
+
+
 def _stays_inside(relpath: str) -> bool:
     try:
         safe_relpath(relpath)

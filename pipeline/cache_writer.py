@@ -51,6 +51,7 @@ SEGMENT_MAX_SECONDS = 30.0
 #: HDF5 chunks of about this size keep both row appends and block reads efficient.
 CHUNK_TARGET_BYTES = 1 << 20
 _TEMP_MARK = ".tmp"
+_WAIT_HINT = "wait for it to finish, or pass --wait to start when it does"
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,12 @@ class CacheLock:
     with `wait=True` it blocks until the first one finishes. Readers never take the lock.
     """
 
-    def __init__(self, cache_path: Path, wait: bool = False):
+    def __init__(self, cache_path: Path, wait: bool = False, busy_hint: str = _WAIT_HINT):
+        """`busy_hint` ends the error a second writer gets: what the user can do about it."""
         self.path = lock_path_of(Path(cache_path))
         self.cache_path = Path(cache_path)
         self.wait = wait
+        self.busy_hint = busy_hint
         self._handle = None
 
     def __enter__(self) -> "CacheLock":
@@ -84,8 +87,7 @@ class CacheLock:
             holder = handle.read().strip() or "unknown process"
             handle.close()
             raise CacheLockedError(
-                f"cache {self.cache_path.name} is being written by another extract ({holder}); "
-                "wait for it to finish, or pass --wait to start when it does"
+                f"cache {self.cache_path.name} is being written by another extract ({holder}); {self.busy_hint}"
             )
         self._handle = handle
         try:  # who holds the lock is only shown to a second writer: best effort on a full disk
@@ -350,8 +352,13 @@ def _write_atomically(temp: Path, final: Path, fill) -> None:
     """
     try:
         with _RecordingFile(temp) as raw:
-            with h5py.File(raw, "w") as handle:
-                fill(handle)
+            try:
+                with h5py.File(raw, "w") as handle:
+                    fill(handle)
+            except (OSError, RuntimeError) as error:
+                if raw.error is None:
+                    raise
+                raise raw.error from error  # the first failure explains the rest
             raw.sync()
         os.replace(temp, final)
     finally:
@@ -366,13 +373,15 @@ def _write_atomically(temp: Path, final: Path, fill) -> None:
 class _RecordingFile(io.RawIOBase):
     """A new file for h5py's `fileobj` driver that records the first failed write (see module doc).
 
-    After a failure, writes are dropped but reported as done, so HDF5 can still close the file;
-    `sync()` then raises the recorded `OSError` (errno intact), and the file must be thrown away.
+    After a failure, writes are dropped but reported as done (the file's apparent size still
+    grows), so HDF5 carries on and can close the file; `sync()` then raises the recorded
+    `OSError` (errno intact), and the file must be thrown away.
     """
 
     def __init__(self, path: Path):
         super().__init__()
         self._file = open(path, "w+b", buffering=0)
+        self._apparent_size = 0
         self.error: OSError | None = None
 
     def readable(self) -> bool:
@@ -385,6 +394,8 @@ class _RecordingFile(io.RawIOBase):
         return True
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_END:
+            return self._file.seek(self._size() + offset)
         return self._file.seek(offset, whence)
 
     def tell(self) -> int:
@@ -395,6 +406,8 @@ class _RecordingFile(io.RawIOBase):
 
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
+        start = self._file.tell()
+        self._apparent_size = max(self._apparent_size, start + len(view))
         if self.error is None:
             try:
                 done = 0
@@ -403,16 +416,18 @@ class _RecordingFile(io.RawIOBase):
                 return len(view)
             except OSError as error:
                 self.error = error
-        self._file.seek(len(view), os.SEEK_CUR)
+        self._file.seek(start + len(view))
         return len(view)
 
     def truncate(self, size: int | None = None) -> int:
+        size = self.tell() if size is None else size
+        self._apparent_size = size
         if self.error is None:
             try:
                 return self._file.truncate(size)
             except OSError as error:
                 self.error = error
-        return self.tell() if size is None else size
+        return size
 
     def sync(self) -> None:
         """Raise the recorded write error, or flush the file to disk."""
@@ -424,6 +439,9 @@ class _RecordingFile(io.RawIOBase):
         if not self.closed:
             self._file.close()
         super().close()
+
+    def _size(self) -> int:
+        return self._apparent_size if self.error is not None else os.fstat(self._file.fileno()).st_size
 
 
 def json_attr(value) -> str:

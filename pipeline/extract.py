@@ -27,7 +27,7 @@ import numpy as np
 
 from pipeline import cache_writer, slots
 from pipeline.backbones import BackboneSpec, get_backbone
-from pipeline.cache import cache_file_name, open_cache_file, partial_dir_of, read_cache_info
+from pipeline.cache import cache_file_name, damaged_cache_error, open_cache_file, partial_dir_of, verify_cache
 from pipeline.dataset import DatasetIndex, ImageRecord, SkippedFile
 from pipeline.errors import DatasetError, PipelineError
 from pipeline.feeder import decoded_batches
@@ -190,7 +190,7 @@ def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = Extra
     with cache_writer.CacheLock(cache_path, wait=options.wait_for_lock):
         cache_writer.remove_stale_temps(cache_path)
         if cache_path.exists():
-            read_cache_info(cache_path)  # a damaged cache stops the run now, not after extracting
+            _check_own_cache(cache_path)
         index = index_dataset(data_dir, options, _known_stamps(cache_path))
         available = cache_writer.existing_rows(cache_path, spec.key())
         wanted = {}
@@ -255,6 +255,16 @@ def _check_fingerprint(extractor, spec: FeatureSpec) -> None:
             "the weights file changed while this run was starting (its fingerprint differs from the "
             "recorded one); run the command again"
         )
+
+
+def _check_own_cache(cache_path: Path) -> None:
+    """Stop before extracting when the cache is damaged or was tampered with.
+
+    Structure and provenance only (rows are not re-hashed: that is `cache verify`), so it is quick.
+    """
+    problems = verify_cache(cache_path, check_rows=False)
+    if problems:
+        raise damaged_cache_error(cache_path, problems)
 
 
 def _known_stamps(cache_path: Path) -> dict:
