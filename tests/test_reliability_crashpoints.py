@@ -198,3 +198,19 @@ def _interrupt_after_segments(monkeypatch, data_dir, folder, options, segments: 
     with monkeypatch.context() as patch:
         patch.setattr(cache_writer, "_write_atomically", counting)
         run_extract(data_dir, folder, options)
+
+
+def test_ctrl_c_mid_extraction_commits_the_rows_still_buffered(datasets, options, clean_rows, tmp_path):
+    """Rows wait in memory until a segment fills up; an interruption commits them before exiting."""
+    folder = tmp_path / "cache"
+    buffered_only = replace(options, commit_rows=None)  # 32 MB per segment: nothing is committed before the end
+
+    def interrupt_after_three_batches(done, total):
+        if done >= 3 * options.batch_size:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_extract(datasets[1], folder, buffered_only, progress=interrupt_after_three_batches)
+    segments = list(next(folder.glob("*.partial")).glob("*.h5"))
+    assert len(segments) == 1 and len(rows_by_sha(segments[0])) == 3 * options.batch_size
+    assert _resume_and_compare(folder, datasets[1], options, clean_rows, "Ctrl-C mid-extraction") == 40 - 12
