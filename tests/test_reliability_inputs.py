@@ -108,6 +108,8 @@ def build_bad_files(folder: Path) -> dict[bytes, str | None]:
     files[b"palette_transparent.png"] = (None, None)
     os.symlink(folder / "no_such_target.jpg", folder / "broken_link.jpg")
     files[b"broken_link.jpg"] = (None, "broken symbolic link")
+    os.mkfifo(folder / "pipe.jpg")  # reading a named pipe would block the run forever
+    files[b"pipe.jpg"] = (None, "not a regular file")
     (folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0 not an image")
     (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     return {name: reason for name, (_, reason) in files.items()}
