@@ -4,10 +4,12 @@ Steps, each a function below:
 1. `resolve_setup`: backbone, layer, input size, precision and weights -> a `FeatureSpec` (the
    cache key). The weights fingerprint comes from a memo when possible, so an unchanged re-run
    never imports TensorFlow.
-2. `index_dataset`: read the layout, hash every file (stat fast path), assign missing splits.
-3. Under the cache lock: find rows that already exist (cache, unfinished segments, sibling
-   caches with the same key), decode and run the backbone on the rest, commit segments.
-4. Write the consolidated cache atomically (skipped when nothing changed).
+2. Take the cache lock (a second writer fails at once, or waits with `wait_for_lock`); clean
+   up after a killed run; refuse a damaged cache before doing any work.
+3. `index_dataset`: read the layout, hash every file (stat fast path), assign missing splits.
+4. Find rows that already exist (cache, unfinished segments, sibling caches with the same key),
+   decode and run the backbone on the rest in slot-stable batches, commit segments.
+5. Write the consolidated cache atomically (skipped when nothing changed).
 """
 
 from __future__ import annotations

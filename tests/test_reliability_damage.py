@@ -117,6 +117,7 @@ def test_wrong_format_files(tmp_path, cli):
     (lambda a: a.__setitem__("feature_spec", a["feature_spec"].replace('"input_size": 32', '"input_size": 224')),
      "feature_key does not match feature_spec (provenance was altered)"),
     (lambda a: a.__setitem__("weights", "{not json"), "damaged or incomplete"),
+    (lambda a: a.__setitem__("feature_spec", "{not json"), "damaged provenance attributes"),
     (lambda a: a.__delitem__("feature_spec"), "damaged provenance attributes"),
     (lambda a: a.__setitem__("feature_spec", '{"backbone": "vgg16"}'), "inconsistent schema versions"),
     (lambda a: a.__setitem__("feature_spec", '{"schema_version": 1, "backbone": "vgg16"}'), "damaged or incomplete"),
