@@ -22,8 +22,8 @@ import errno
 import fcntl
 import glob
 import io
-import logging
 import json
+import logging
 import os
 import shutil
 import socket

@@ -25,7 +25,6 @@ from pathlib import Path
 from queue import Queue
 from typing import Callable
 
-import numpy as np
 
 from pipeline import cache_writer, slots
 from pipeline.backbones import BackboneSpec, get_backbone

@@ -20,7 +20,7 @@ import h5py
 import pytest
 
 from conftest import CLASS_COLOURS, REPO_ROOT, TINY_CLI_ARGS, make_dataset, write_image
-from reliability_support import cli_command, cli_env, only_cache, rows_by_sha
+from reliability_support import cli_command, cli_env, rows_by_sha
 from pipeline import cache_writer
 from pipeline.cache import cache_file_name, lock_path_of, read_cache_info, verify_cache
 

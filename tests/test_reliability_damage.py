@@ -8,7 +8,6 @@ of disk in the middle of a write (injected, and for real on a small tmpfs when `
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import subprocess

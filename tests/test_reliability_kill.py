@@ -103,6 +103,7 @@ def _kill_at_random_moment(process, log_path, rng: random.Random) -> tuple[signa
     return sig, moment, alive
 
 
+@pytest.mark.slow
 def test_random_kills_lose_nothing_and_resume_bitwise_identical(kill_dataset, clean_run, tmp_path):
     clean_rows, key = clean_run
     rng = random.Random(KILL_SEED)
