@@ -356,14 +356,13 @@ def _extract_rows(items, ordinals, cache_path, spec, resize, get_extractor, opti
     is built (`get_extractor()`) only when the first image decodes, so a re-run whose only
     missing images are undecodable never loads TensorFlow.
     """
-    batch_size = slots.forward_batch_size(options.batch_size, len(ordinals))
-    plan = slots.plan_batches(items, ordinals, batch_size)
-    in_order = [(sha, path) for group in plan for _, sha, path in group]
-    decoded = decoded_batches(in_order, resize, batch_size, options.workers, options.max_pixels)
+    plan = slots.plan_batches(items, ordinals, options.batch_size)
+    in_order = [(sha, path) for batch in plan for _, sha, path in batch.entries]
+    decoded = decoded_batches(in_order, resize, options.batch_size, options.workers, options.max_pixels)
     extractor, writer = None, None
     done, forward_seconds = 0, 0.0
     try:
-        for batch in slots.slot_batches(plan, decoded, batch_size, resize):
+        for batch in slots.slot_batches(plan, decoded, resize):
             decode_failures.update(batch.failures)
             if batch.shas:
                 if extractor is None:

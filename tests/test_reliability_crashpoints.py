@@ -214,3 +214,22 @@ def test_ctrl_c_mid_extraction_commits_the_rows_still_buffered(datasets, options
     segments = list(next(folder.glob("*.partial")).glob("*.h5"))
     assert len(segments) == 1 and len(rows_by_sha(segments[0])) == 3 * options.batch_size
     assert _resume_and_compare(folder, datasets[1], options, clean_rows, "Ctrl-C mid-extraction") == 40 - 12
+
+
+def test_every_image_keeps_its_place_whatever_subset_is_planned():
+    """The batch layout of an image depends only on its ordinal, the dataset size and the batch size."""
+    from pipeline.slots import plan_batches
+
+    ordinals = {f"sha{n:03d}": n for n in range(23)}  # 23 images, batches of 5: 4 full batches and a tail of 3
+    items = [(sha, Path(sha)) for sha in ordinals]
+
+    def places(plan):
+        return {sha: (batch.size, slot) for batch in plan for slot, sha, _ in batch.entries}
+
+    fresh = plan_batches(items, ordinals, 5)
+    assert [(b.size, [sha for _, sha, _ in b.entries]) for b in fresh] == \
+        [(5, [f"sha{n:03d}" for n in range(k, k + 5)]) for k in range(0, 20, 5)] + [(3, ["sha020", "sha021", "sha022"])], \
+        "a fresh run computes exactly the batches plain chunking would"
+    for subset in (items[7:], items[::3], items[1:2] + items[21:], list(reversed(items))):
+        assert places(plan_batches(subset, ordinals, 5)) == {sha: places(fresh)[sha] for sha, _ in subset}
+    assert len(plan_batches(items[7:], ordinals, 5)) == 4, "a tail left by an interruption packs tightly"

@@ -22,6 +22,7 @@ from PIL import Image
 
 from conftest import CLASS_COLOURS, REPO_ROOT, TINY_CLI_ARGS, write_image
 from pipeline.cache import read_cache_info
+from pipeline.errors import DatasetError
 from pipeline.hashing import hash_files
 from pipeline.images import ALPHA_BACKGROUND_RGB, DEFAULT_MAX_PIXELS, ImageDecodeError, ResizeSpec, decode_image, open_rgb
 
@@ -196,10 +197,10 @@ def test_pixel_limit_is_a_per_run_choice(tmp_path, tiny_options):
         for index in range(2):
             write_image(root / name / f"{index}.jpg", CLASS_COLOURS[name], seed=index + len(name), size=(60, 80))
     limited = replace(tiny_options, max_pixels=60 * 80 - 1, strict=False)
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(DatasetError) as refused:
         run_extract(root, tmp_path / "cache", limited)
     assert "decompression bomb" in str(refused.value) and "none of the 4 image files" in str(refused.value)
-    with pytest.raises(Exception) as strict:
+    with pytest.raises(DatasetError) as strict:
         run_extract(root, tmp_path / "cache", replace(limited, strict=True))
     assert "--strict: 4 files cannot be used" in str(strict.value)
     allowed = run_extract(root, tmp_path / "cache", replace(tiny_options, max_pixels=None, strict=True))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT, make_dataset
+from conftest import CLASS_COLOURS, REPO_ROOT, make_dataset, write_image
 from reliability_support import cli_command, cli_env, committed_rows, only_cache, rows_by_sha
 from pipeline.cache import CACHE_SUFFIX, PARTIAL_SUFFIX, partial_dir_of, read_cache_info, verify_cache
 from pipeline.extract import ExtractOptions, run_extract
@@ -29,10 +29,13 @@ from pipeline.extract import ExtractOptions, run_extract
 KILL_TRIALS = int(os.environ.get("BOTTLENECK_KILL_TRIALS", "10"))
 KILL_SEED = int(os.environ.get("BOTTLENECK_KILL_SEED", "6"))
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
-#: Random-weight VGG16 at 32x32, 4 images per batch, a segment every 8 rows: 320 images give 40
+#: Random-weight VGG16 at 32x32, 4 images per batch, a segment every 8 rows: 322 images give 41
 #: segments and a few seconds of forward passes, so kills land between, during and after commits.
 KILL_ARGS = ("--weights", "none", "--input-size", "32", "--batch-size", "4", "--commit-every", "8")
 KILL_OPTIONS = ExtractOptions(weights="none", input_size=32, batch_size=4, commit_rows=8)
+#: Images past the last full batch of 4, so the dataset's tail batch is exercised too.
+TAIL_IMAGES = 2
+IMAGES = 320 + TAIL_IMAGES
 #: Share of kills sent during start-up (imports, hashing, model building) instead of extraction.
 STARTUP_KILL_SHARE = 0.2
 #: Kills during extraction come this many seconds (at most) after the first batch is done.
@@ -50,15 +53,19 @@ INTERRUPTED = "interrupted: finished work is saved; run the same command again t
 
 @pytest.fixture(scope="module")
 def kill_dataset(tmp_path_factory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("kill") / "animals", classes=("cat", "dog", "fox", "owl"),
+    """322 images: 80 batches of 4 and a tail batch of 2."""
+    root = make_dataset(tmp_path_factory.mktemp("kill") / "animals", classes=("cat", "dog", "fox", "owl"),
                         per_class=40, splits=("train", "test"))
+    for index in range(TAIL_IMAGES):
+        write_image(root / "test" / "owl" / f"tail_{index}.jpg", CLASS_COLOURS["owl"], seed=90_000 + index)
+    return root
 
 
 @pytest.fixture(scope="module")
 def clean_run(kill_dataset, tmp_path_factory) -> tuple[dict[str, bytes], str]:
     """Rows of an uninterrupted extraction, and the feature key."""
     summary = run_extract(kill_dataset, tmp_path_factory.mktemp("clean-cache"), KILL_OPTIONS)
-    assert summary.extracted == 320 and not summary.failures
+    assert summary.extracted == IMAGES and not summary.failures
     return rows_by_sha(Path(summary.cache_path)), read_cache_info(Path(summary.cache_path)).key
 
 
