@@ -11,7 +11,6 @@ import h5py
 
 from conftest import REPO_ROOT
 from pipeline.cache import find_caches, partial_dir_of
-from pipeline.cache_writer import committed_segments
 
 #: Seconds a CLI subprocess may take before a test gives up on it (TensorFlow import included).
 SUBPROCESS_TIMEOUT = 300
@@ -32,9 +31,19 @@ def only_cache(cache_dir: Path) -> Path | None:
 
 
 def committed_rows(cache_path: Path, key: str) -> dict[str, bytes]:
-    """Every row a resumed run would reuse: the cache's and its whole segments'."""
+    """Every row a resumed run would reuse: the cache's and its segments'. Reads only, deletes nothing.
+
+    Fails the test if a segment file (anything in `<cache>.partial/` without a temporary mark)
+    is not whole: renaming into place must only ever happen to complete files.
+    """
     rows = {}
-    for segment in committed_segments(partial_dir_of(cache_path), key):
+    partial = partial_dir_of(cache_path)
+    for segment in sorted(partial.glob("*.h5")) if partial.is_dir() else []:
+        try:
+            with h5py.File(segment, "r") as handle:
+                assert handle.attrs["feature_key"] == key, segment
+        except OSError as error:
+            raise AssertionError(f"segment {segment} is not a whole HDF5 file: {error}") from error
         rows.update(rows_by_sha(segment))
     if cache_path.exists():
         rows.update(rows_by_sha(cache_path))

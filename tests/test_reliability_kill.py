@@ -3,8 +3,8 @@
 Each trial starts `python cli.py extract` as a subprocess on the same cache and sends it SIGINT,
 SIGTERM or SIGKILL at a random moment (seeded: set BOTTLENECK_KILL_SEED to replay a run, and
 BOTTLENECK_KILL_TRIALS for more trials). After every kill the cache (when one exists) passes
-`verify_cache`, every committed row is still there, and no half-written file is left as a
-segment. After a few kills the extraction is finished in-process: it must extract exactly the
+`verify_cache`, every committed row is still there, and every segment file is whole (a
+half-written one may only exist under a temporary name, which the next run deletes). After a few kills the extraction is finished in-process: it must extract exactly the
 rows no earlier run committed, and every row must be bitwise equal to an uninterrupted run's.
 """
 
@@ -33,9 +33,10 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 #: segments and a few seconds of forward passes, so kills land between, during and after commits.
 KILL_ARGS = ("--weights", "none", "--input-size", "32", "--batch-size", "4", "--commit-every", "8")
 KILL_OPTIONS = ExtractOptions(weights="none", input_size=32, batch_size=4, commit_rows=8)
+CLASSES, PER_CLASS_AND_SPLIT, SPLITS = ("cat", "dog", "fox", "owl"), 40, ("train", "test")
 #: Images past the last full batch of 4, so the dataset's tail batch is exercised too.
 TAIL_IMAGES = 2
-IMAGES = 320 + TAIL_IMAGES
+IMAGES = len(CLASSES) * PER_CLASS_AND_SPLIT * len(SPLITS) + TAIL_IMAGES
 #: Share of kills sent during start-up (imports, hashing, model building) instead of extraction.
 STARTUP_KILL_SHARE = 0.2
 #: Kills during extraction come this many seconds (at most) after the first batch is done.
@@ -54,8 +55,8 @@ INTERRUPTED = "interrupted: finished work is saved; run the same command again t
 @pytest.fixture(scope="module")
 def kill_dataset(tmp_path_factory) -> Path:
     """322 images: 80 batches of 4 and a tail batch of 2."""
-    root = make_dataset(tmp_path_factory.mktemp("kill") / "animals", classes=("cat", "dog", "fox", "owl"),
-                        per_class=40, splits=("train", "test"))
+    root = make_dataset(tmp_path_factory.mktemp("kill") / "animals", classes=CLASSES, per_class=PER_CLASS_AND_SPLIT,
+                        splits=SPLITS)
     for index in range(TAIL_IMAGES):
         write_image(root / "test" / "owl" / f"tail_{index}.jpg", CLASS_COLOURS["owl"], seed=90_000 + index)
     return root
