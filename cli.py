@@ -120,6 +120,11 @@ class ExtractProgress:
             self.bar = None
 
 
+def display_path(path: str) -> str:
+    """A file name for text output: bytes that are not UTF-8 (kept as surrogate escapes) shown as \\xNN."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -210,12 +215,14 @@ def _layout_option(function):
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Decoding threads (default: CPU cores).")
 @click.option("--wait", is_flag=True, help="If another extract is writing this cache, wait for it instead of failing.")
 @_drop_duplicates_option
+@click.option("--commit-every", type=click.IntRange(min=1), default=None,
+              help="Save finished rows to disk every N images (default: every 32 MB of features or 30 s).")
 @cache_dir_option
 @json_option
 @command_body
 def extract(data_dir, backbone, layer, input_size, resize, pool, batch_size, weights, precision, store_dtype,
             layout, name, valid_fraction, test_fraction, split_seed, strict, allow_large_images, workers, wait,
-            drop_cross_split_duplicates, cache_dir, as_json):
+            drop_cross_split_duplicates, commit_every, cache_dir, as_json):
     """Extract bottleneck features of every image in DATA_DIR into a cache (only what is missing)."""
     from pipeline.extract import run_extract
     from pipeline.images import DEFAULT_MAX_PIXELS
@@ -226,6 +233,7 @@ def extract(data_dir, backbone, layer, input_size, resize, pool, batch_size, wei
         name=name, valid_fraction=valid_fraction, test_fraction=test_fraction, split_seed=split_seed,
         strict=strict, max_pixels=None if allow_large_images else DEFAULT_MAX_PIXELS, wait_for_lock=wait,
         drop_cross_split_duplicates=drop_cross_split_duplicates,
+        commit_rows=commit_every,
     )
     progress = ExtractProgress()
     try:
@@ -250,7 +258,7 @@ def _print_extract_summary(summary):
     if summary.failures:
         click.echo(f"Failures   {len(summary.failures)} files skipped (recorded in the cache):")
         for failure in summary.failures[:_FAILURES_SHOWN]:
-            click.echo(f"  {failure['path']}: {failure['reason']}")
+            click.echo(f"  {display_path(failure['path'])}: {failure['reason']}")
         if len(summary.failures) > _FAILURES_SHOWN:
             click.echo(f"  ... and {len(summary.failures) - _FAILURES_SHOWN} more (see `cache show` or --json)")
     for note in summary.notes:
@@ -562,6 +570,10 @@ def cache_ls(cache_dir, as_json):
             if "error" in row:
                 click.echo(f"{row['file']}  DAMAGED: {row['error']}")
                 continue
+            if row.get("unfinished"):
+                click.echo(f"{row['file']}  unfinished first extraction: {row['segments']} committed segments, "
+                           f"{row['megabytes']:.1f} MB (run the same extract again to finish it)")
+                continue
             click.echo(f"{row['file']}  {row['dataset']}  {row['backbone']}/{row['layer']}  {row['images']} images, "
                        f"{row['rows']} rows, {row['megabytes']:.1f} MB, {row['heads']} heads"
                        + ("  (unfinished extraction pending)" if row["partial"] else ""))
@@ -583,7 +595,7 @@ def cache_show(cache, cache_dir, as_json):
             if key == "failures":
                 click.echo(f"failures: {len(value)}")
                 for failure in value:
-                    click.echo(f"  {failure['path']}: {failure['reason']}")
+                    click.echo(f"  {display_path(failure['path'])}: {failure['reason']}")
             elif isinstance(value, (dict, list)):
                 click.echo(f"{key}: {json.dumps(value)}")
             else:
@@ -599,20 +611,19 @@ def cache_show(cache, cache_dir, as_json):
 @command_body
 def cache_verify(cache, quick, cache_dir, as_json):
     """Check a cache's structure, provenance and feature-row digests."""
-    from pipeline.cache import verify_cache
+    from pipeline.cache import damaged_cache_error, verify_cache
 
     path = _resolve_cache(cache, cache_dir)
     problems = verify_cache(path, check_rows=not quick)
     if problems:
-        raise PipelineError(f"cache {path} failed verification:\n  " + "\n  ".join(problems)
-                            + "\nDelete it (`cache rm`) and run extract again; other caches' rows are reused.")
+        raise damaged_cache_error(path, problems)
     if not as_json:
         click.echo(f"{path}: OK")
     return {"cache": str(path), "problems": problems}
 
 
 @cache.command("rm")
-@click.argument("caches", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("caches", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 @command_body

@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 
 from pipeline.dataset import SPLITS, safe_relpath
-from pipeline.errors import CacheError
+from pipeline.errors import CacheError, DatasetError
 from pipeline.provenance import FeatureSpec
 
 FORMAT_NAME = "bottleneck-feature-cache"
@@ -120,14 +120,19 @@ def open_cache_file(path: Path) -> h5py.File:
         handle = h5py.File(path, "r")
     except OSError as error:
         raise CacheError(f"cache file {path} is damaged or not HDF5 ({_first_line(error)}); {_FIX_DAMAGED}")
-    if handle.attrs.get("format") != FORMAT_NAME:
+    try:
+        if handle.attrs.get("format") != FORMAT_NAME:
+            raise CacheError(f"{path} is an HDF5 file but not a feature cache made by this tool; pass a cache `extract` printed")
+        schema = int(handle.attrs.get("schema_version", -1))
+        spec_schema = json.loads(handle.attrs["feature_spec"]).get("schema_version")
+        if schema != spec_schema:
+            raise CacheError(f"cache file {path} has inconsistent schema versions; {_FIX_DAMAGED}")
+    except CacheError:
         handle.close()
-        raise CacheError(f"{path} is an HDF5 file but not a feature cache made by this tool; pass a cache `extract` printed")
-    schema = int(handle.attrs.get("schema_version", -1))
-    spec_schema = json.loads(handle.attrs["feature_spec"]).get("schema_version")
-    if schema != spec_schema:
+        raise
+    except (KeyError, ValueError, TypeError, AttributeError, OSError, RuntimeError) as error:
         handle.close()
-        raise CacheError(f"cache file {path} has inconsistent schema versions; {_FIX_DAMAGED}")
+        raise CacheError(f"cache file {path} has damaged provenance attributes ({_first_line(error)}); {_FIX_DAMAGED}")
     return handle
 
 
@@ -222,16 +227,24 @@ def load_rows(path: Path, rows: np.ndarray, pooling: str | None = "avg") -> np.n
     """
     rows = np.asarray(rows, dtype=np.int64)
     with open_cache_file(path) as handle:
-        features = handle["features"]
-        wanted = np.unique(rows)
-        shape = features.shape[1:] if pooling is None else pool_rows(np.zeros((1,) + features.shape[1:], np.float32), pooling).shape[1:]
-        out = np.empty((len(wanted),) + tuple(shape), dtype=np.float32)
-        for start in range(0, len(wanted), READ_BLOCK_ROWS):
-            chunk = wanted[start:start + READ_BLOCK_ROWS]
-            span = chunk[-1] - chunk[0] + 1
-            # Contiguous reads are fast; fall back to point selection when the rows are sparse.
-            block = features[chunk[0]:chunk[-1] + 1][chunk - chunk[0]] if span <= 2 * len(chunk) else features[chunk]
-            out[start:start + len(chunk)] = block if pooling is None else pool_rows(block, pooling)
+        try:
+            return _read_rows(handle, rows, pooling)
+        except (KeyError, OSError, RuntimeError) as error:
+            raise CacheError(f"cannot read features from cache file {path} ({_first_line(error)}); the file is "
+                             f"damaged: {_FIX_DAMAGED}")
+
+
+def _read_rows(handle: h5py.File, rows: np.ndarray, pooling: str | None) -> np.ndarray:
+    features = handle["features"]
+    wanted = np.unique(rows)
+    shape = features.shape[1:] if pooling is None else pool_rows(np.zeros((1,) + features.shape[1:], np.float32), pooling).shape[1:]
+    out = np.empty((len(wanted),) + tuple(shape), dtype=np.float32)
+    for start in range(0, len(wanted), READ_BLOCK_ROWS):
+        chunk = wanted[start:start + READ_BLOCK_ROWS]
+        span = chunk[-1] - chunk[0] + 1
+        # Contiguous reads are fast; fall back to point selection when the rows are sparse.
+        block = features[chunk[0]:chunk[-1] + 1][chunk - chunk[0]] if span <= 2 * len(chunk) else features[chunk]
+        out[start:start + len(chunk)] = block if pooling is None else pool_rows(block, pooling)
     return out[np.searchsorted(wanted, rows)]
 
 
@@ -252,20 +265,43 @@ def verify_cache(path: Path, check_rows: bool = True) -> list[str]:
     bad_splits = set(images.split.tolist()) - set(SPLITS)
     if bad_splits:
         problems.append(f"unknown split names: {sorted(bad_splits)}")
-    for relpath in images.relpath:
-        try:
-            safe_relpath(relpath)
-        except Exception:
-            problems.append(f"image path escapes the dataset root: {relpath!r}")
-            break
-    with open_cache_file(path) as handle:
-        row_sha = handle["row_sha256"][()].astype(str)
-        if len(set(row_sha.tolist())) != len(row_sha):
-            problems.append("row_sha256 has duplicates")
-        if len(images) and not np.array_equal(row_sha[images.row], images.sha256):
-            problems.append("images/sha256 disagrees with the rows it points to")
-        if check_rows:
-            problems.extend(_check_digests(handle))
+    escaping = [relpath for relpath in images.relpath + tuple(p for p, _ in info.failures) if not _stays_inside(relpath)]
+    if escaping:
+        problems.append(f"{len(escaping)} image paths escape the dataset root (first: {escaping[0]!r}); the cache was tampered with")
+    try:
+        with open_cache_file(path) as handle:
+            problems.extend(_check_rows(handle, images, check_rows))
+    except (KeyError, OSError, RuntimeError) as error:
+        problems.append(f"the feature table cannot be read ({_first_line(error)}); the file is damaged")
+    return problems
+
+
+def damaged_cache_error(path: Path, problems: list[str]) -> CacheError:
+    """The error for a cache that failed `verify_cache`: the problems, then how to fix it."""
+    fix = "" if any("`cache rm`" in problem for problem in problems) else f"\n{_FIX_DAMAGED[0].upper()}{_FIX_DAMAGED[1:]}"
+    return CacheError(f"cache {path} failed verification:\n  " + "\n  ".join(problems) + fix)
+
+
+def _stays_inside(relpath: str) -> bool:
+    try:
+        safe_relpath(relpath)
+    except DatasetError:
+        return False
+    return True
+
+
+def _check_rows(handle: h5py.File, images: CachedImages, check_digests: bool) -> list[str]:
+    problems = []
+    row_sha = handle["row_sha256"][()].astype(str)
+    if len(row_sha) != handle["features"].shape[0]:
+        problems.append("row_sha256 and features have different lengths")
+    if len(set(row_sha.tolist())) != len(row_sha):
+        problems.append("row_sha256 has duplicates")
+    in_range = len(images) == 0 or (images.row.min() >= 0 and images.row.max() < len(row_sha))
+    if in_range and len(images) and not np.array_equal(row_sha[images.row], images.sha256):
+        problems.append("images/sha256 disagrees with the rows it points to")
+    if check_digests:
+        problems.extend(_check_digests(handle))
     return problems
 
 

@@ -8,13 +8,22 @@ the cache atomically; only then is `<cache>.partial/` removed. A crash or kill a
 therefore leaves the previous complete cache plus whole segments, and the next run resumes from
 them. Only one writer per cache: `CacheLock` uses `flock`, which the kernel releases when its
 holder dies, so a lock can never go stale.
+
+HDF5 files are written through `_RecordingFile`: when the disk fills up (or any write fails) the
+error is recorded and HDF5 is never shown a failed write, because HDF5 cannot close a file whose
+flush failed and h5py then crashes the interpreter (h5py issue #914). The half-written temporary
+file is deleted and the caller gets a `CacheError` saying what happened and what was kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import glob
+import io
 import json
+import logging
 import os
 import shutil
 import socket
@@ -28,9 +37,11 @@ import h5py
 import numpy as np
 
 from pipeline.cache import (
-    FORMAT_NAME, READ_BLOCK_ROWS, find_caches, lock_path_of, open_cache_file, partial_dir_of, row_digest,
+    FORMAT_NAME, PARTIAL_SUFFIX, READ_BLOCK_ROWS, find_caches, lock_path_of, open_cache_file, partial_dir_of, row_digest,
 )
 from pipeline.errors import CacheError, CacheLockedError
+
+log = logging.getLogger(__name__)
 
 SEGMENT_FORMAT = "bottleneck-feature-segment"
 #: A segment is committed once it holds this many bytes of features ...
@@ -40,6 +51,7 @@ SEGMENT_MAX_SECONDS = 30.0
 #: HDF5 chunks of about this size keep both row appends and block reads efficient.
 CHUNK_TARGET_BYTES = 1 << 20
 _TEMP_MARK = ".tmp"
+_WAIT_HINT = "wait for it to finish, or pass --wait to start when it does"
 
 
 @dataclass(frozen=True)
@@ -57,10 +69,12 @@ class CacheLock:
     with `wait=True` it blocks until the first one finishes. Readers never take the lock.
     """
 
-    def __init__(self, cache_path: Path, wait: bool = False):
+    def __init__(self, cache_path: Path, wait: bool = False, busy_hint: str = _WAIT_HINT):
+        """`busy_hint` ends the error a second writer gets: what the user can do about it."""
         self.path = lock_path_of(Path(cache_path))
         self.cache_path = Path(cache_path)
         self.wait = wait
+        self.busy_hint = busy_hint
         self._handle = None
 
     def __enter__(self) -> "CacheLock":
@@ -73,20 +87,23 @@ class CacheLock:
             holder = handle.read().strip() or "unknown process"
             handle.close()
             raise CacheLockedError(
-                f"cache {self.cache_path.name} is being written by another extract ({holder}); "
-                "wait for it to finish, or pass --wait to start when it does"
+                f"cache {self.cache_path.name} is being written by another extract ({holder}); {self.busy_hint}"
             )
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {now_iso()}")
-        handle.flush()
         self._handle = handle
+        try:  # who holds the lock is only shown to a second writer: best effort on a full disk
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {now_iso()}")
+            handle.flush()
+        except OSError as error:
+            log.warning("could not record the lock holder in %s (%s)", self.path, error.strerror or error)
         return self
 
     def __exit__(self, *exc) -> None:
         if self._handle is not None:
-            self._handle.seek(0)
-            self._handle.truncate()
+            with contextlib.suppress(OSError):
+                self._handle.seek(0)
+                self._handle.truncate()
             fcntl.flock(self._handle, fcntl.LOCK_UN)
             self._handle.close()
             self._handle = None
@@ -98,13 +115,15 @@ class SegmentWriter:
     Not thread-safe: use it from one thread. `flush()` commits whatever is buffered.
     """
 
-    def __init__(self, partial_dir: Path, key: str, feature_shape: tuple[int, ...], store_dtype: str):
+    def __init__(self, partial_dir: Path, key: str, feature_shape: tuple[int, ...], store_dtype: str,
+                 max_rows: int | None = None):
+        """`max_rows` commits a segment every that many rows (default: every `SEGMENT_TARGET_BYTES`)."""
         self.partial_dir = Path(partial_dir)
         self.key = key
         self.feature_shape = tuple(feature_shape)
         self.dtype = np.dtype(store_dtype)
         row_bytes = int(np.prod(self.feature_shape, dtype=np.int64)) * self.dtype.itemsize
-        self.max_rows = max(1, SEGMENT_TARGET_BYTES // row_bytes)
+        self.max_rows = max_rows or max(1, SEGMENT_TARGET_BYTES // row_bytes)
         self.rows_committed = 0
         self._shas: list[str] = []
         self._blocks: list[np.ndarray] = []
@@ -137,7 +156,14 @@ class SegmentWriter:
             handle.create_dataset("row_sha256", data=np.array(self._shas, dtype="S64"))
             handle.create_dataset("row_digest", data=np.array([row_digest(r) for r in features], dtype=np.uint64))
 
-        _write_atomically(temp, final, fill)
+        try:
+            _write_atomically(temp, final, fill)
+        except (OSError, RuntimeError) as error:
+            raise CacheError(
+                f"could not commit finished rows to {self.partial_dir} ({_describe_write_error(error)}); "
+                f"{_fix_for(error)} run `extract` again. Nothing was lost: the previous cache is intact and "
+                f"the {self.rows_committed} rows committed by this run are kept for the next one"
+            ) from error
         self.rows_committed += len(self._shas)
         self._shas, self._blocks, self._started = [], [], None
 
@@ -182,18 +208,21 @@ def existing_rows(cache_path: Path, key: str) -> dict[str, RowSource]:
     return found
 
 
-def _row_shas(path: Path, key: str):
-    if path.parent.name.endswith(".partial"):
-        handle = h5py.File(path, "r")
-    else:
-        try:
-            handle = open_cache_file(path)
-        except CacheError:
-            return []
+def _row_shas(path: Path, key: str) -> list[tuple[str, int]]:
+    """(sha256, row) of every row of `path` computed for `key`; unreadable files contribute none."""
+    try:
+        handle = h5py.File(path, "r") if path.parent.name.endswith(PARTIAL_SUFFIX) else open_cache_file(path)
+    except (CacheError, OSError) as error:
+        log.warning("not reusing rows of %s: %s", path, error)
+        return []
     with handle:
-        if handle.attrs.get("feature_key") != key:
+        try:
+            if handle.attrs.get("feature_key") != key:
+                return []
+            return [(sha.decode(), row) for row, sha in enumerate(handle["row_sha256"][()])]
+        except (KeyError, OSError, RuntimeError) as error:
+            log.warning("not reusing rows of %s: it is damaged (%s)", path, error)
             return []
-        return [(sha.decode(), row) for row, sha in enumerate(handle["row_sha256"][()])]
 
 
 def write_cache(dest: Path, attrs: dict, view: dict, plan: list[RowSource], feature_shape, store_dtype: str) -> None:
@@ -215,13 +244,38 @@ def write_cache(dest: Path, attrs: dict, view: dict, plan: list[RowSource], feat
 
     try:
         _write_atomically(temp, dest, fill)
-    except OSError as error:
-        full = error.errno == errno.ENOSPC or "No space" in str(error)
-        cause = "the disk is full; free some space and" if full else "fix the cause and"
+    except (OSError, RuntimeError) as error:
         raise CacheError(
-            f"could not write cache {dest} ({error}); {cause} run `extract` again. Nothing was lost: the "
-            f"previous cache is intact and finished rows are kept in {partial_dir_of(dest)}"
+            f"could not write cache {dest} ({_describe_write_error(error)}); {_fix_for(error)} run `extract` "
+            f"again. Nothing was lost: the previous cache is intact and finished rows are kept in "
+            f"{partial_dir_of(dest)}"
         ) from error
+
+
+def remove_stale_temps(cache_path: Path) -> list[Path]:
+    """Delete temporary files a killed consolidation of `cache_path` left behind; returns them.
+
+    Call only while holding the cache lock (no other writer of this cache can be running).
+    """
+    cache_path = Path(cache_path)
+    stale = sorted(cache_path.parent.glob(f".{glob.escape(cache_path.name)}{_TEMP_MARK}*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+        log.info("removed %s, left behind by an interrupted run", path)
+    return stale
+
+
+def _describe_write_error(error: BaseException) -> str:
+    """One line for a failed write; HDF5's own messages span lines and carry timestamps."""
+    if isinstance(error, OSError) and error.errno is not None and error.strerror:
+        return f"{error.strerror}, errno {error.errno}"
+    return (str(error).strip() or type(error).__name__).splitlines()[0]
+
+
+def _fix_for(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full: free some space (or use another --cache-dir) and"
+    return "fix the cause and"
 
 
 def remove_partial(cache_path: Path) -> None:
@@ -231,7 +285,7 @@ def remove_partial(cache_path: Path) -> None:
 
 def _copy_rows(handle: h5py.File, plan: list[RowSource], shape: tuple[int, ...], dtype: np.dtype) -> None:
     row_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    chunk_rows = max(1, CHUNK_TARGET_BYTES // max(1, row_bytes))
+    chunk_rows = max(1, min(len(plan), CHUNK_TARGET_BYTES // max(1, row_bytes)))  # small caches stay small
     out = handle.create_dataset("features", shape=(len(plan),) + shape, maxshape=(None,) + shape,
                                 dtype=dtype, chunks=(chunk_rows,) + shape)
     out_sha = np.empty(len(plan), dtype="S64")
@@ -292,24 +346,102 @@ def _bytes_array(paths) -> np.ndarray:
 
 
 def _write_atomically(temp: Path, final: Path, fill) -> None:
-    """Create `temp` with `fill(handle)`, fsync it, rename it over `final`, fsync the folder."""
+    """Create `temp` with `fill(handle)`, fsync it, rename it over `final`, fsync the folder.
+
+    Any failure (a full disk, an interruption) deletes `temp` and leaves `final` as it was.
+    """
     try:
-        with h5py.File(temp, "w") as handle:
-            fill(handle)
-        descriptor = os.open(temp, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+        with _RecordingFile(temp) as raw:
+            try:
+                with h5py.File(raw, "w") as handle:
+                    fill(handle)
+            except (OSError, RuntimeError) as error:
+                if raw.error is None:
+                    raise
+                raise raw.error from error  # the first failure explains the rest
+            raw.sync()
         os.replace(temp, final)
     finally:
-        if temp.exists():
-            temp.unlink()
+        temp.unlink(missing_ok=True)
     folder = os.open(final.parent, os.O_RDONLY)
     try:
         os.fsync(folder)
     finally:
         os.close(folder)
+
+
+class _RecordingFile(io.RawIOBase):
+    """A new file for h5py's `fileobj` driver that records the first failed write (see module doc).
+
+    After a failure, writes are dropped but reported as done (the file's apparent size still
+    grows), so HDF5 carries on and can close the file; `sync()` then raises the recorded
+    `OSError` (errno intact), and the file must be thrown away.
+    """
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self._file = open(path, "w+b", buffering=0)
+        self._apparent_size = 0
+        self.error: OSError | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_END:
+            return self._file.seek(self._size() + offset)
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def readinto(self, buffer) -> int:
+        return self._file.readinto(buffer)
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        start = self._file.tell()
+        self._apparent_size = max(self._apparent_size, start + len(view))
+        if self.error is None:
+            try:
+                done = 0
+                while done < len(view):
+                    done += self._file.write(view[done:])
+                return len(view)
+            except OSError as error:
+                self.error = error
+        self._file.seek(start + len(view))
+        return len(view)
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self.tell() if size is None else size
+        self._apparent_size = size
+        if self.error is None:
+            try:
+                return self._file.truncate(size)
+            except OSError as error:
+                self.error = error
+        return size
+
+    def sync(self) -> None:
+        """Raise the recorded write error, or flush the file to disk."""
+        if self.error is not None:
+            raise self.error
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if not self.closed:
+            self._file.close()
+        super().close()
+
+    def _size(self) -> int:
+        return self._apparent_size if self.error is not None else os.fstat(self._file.fileno()).st_size
 
 
 def json_attr(value) -> str:

@@ -4,10 +4,12 @@ Steps, each a function below:
 1. `resolve_setup`: backbone, layer, input size, precision and weights -> a `FeatureSpec` (the
    cache key). The weights fingerprint comes from a memo when possible, so an unchanged re-run
    never imports TensorFlow.
-2. `index_dataset`: read the layout, hash every file (stat fast path), assign missing splits.
-3. Under the cache lock: find rows that already exist (cache, unfinished segments, sibling
-   caches with the same key), decode and run the backbone on the rest, commit segments.
-4. Write the consolidated cache atomically (skipped when nothing changed).
+2. Take the cache lock (a second writer fails at once, or waits with `wait_for_lock`); clean
+   up after a killed run; refuse a damaged cache before doing any work.
+3. `index_dataset`: read the layout, hash every file (stat fast path), assign missing splits.
+4. Find rows that already exist (cache, unfinished segments, sibling caches with the same key),
+   decode and run the backbone on the rest in slot-stable batches, commit segments.
+5. Write the consolidated cache atomically (skipped when nothing changed).
 """
 
 from __future__ import annotations
@@ -23,17 +25,16 @@ from pathlib import Path
 from queue import Queue
 from typing import Callable
 
-import numpy as np
 
-from pipeline import cache_writer
+from pipeline import cache_writer, slots
 from pipeline.backbones import BackboneSpec, get_backbone
-from pipeline.cache import cache_file_name, open_cache_file, partial_dir_of
+from pipeline.cache import cache_file_name, damaged_cache_error, open_cache_file, partial_dir_of, verify_cache
 from pipeline.dataset import DatasetIndex, ImageRecord, SkippedFile
 from pipeline.errors import DatasetError, PipelineError
 from pipeline.feeder import decoded_batches
 from pipeline.hashing import FileStamp, hash_files
 from pipeline.hygiene import apply_hygiene
-from pipeline.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ResizeSpec, decode_image
+from pipeline.images import DEFAULT_MAX_PIXELS, ResizeSpec
 from pipeline.layouts import discover
 from pipeline.precision import resolve_precision
 from pipeline.provenance import FeatureSpec, library_versions
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 32
 _STRICT_LISTED = 20  # failures listed in a --strict error before "and N more"
+#: --strict only needs to know whether each image decodes; a small target keeps that quick.
+_STRICT_CHECK_SIZE = ResizeSpec(32, 32)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class ExtractOptions:
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     wait_for_lock: bool = False
     drop_cross_split_duplicates: bool = False
+    commit_rows: int | None = None  # commit finished rows every N images (default: every 32 MB or 30 s)
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,10 @@ def resolve_setup(options: ExtractOptions, cache_dir: Path) -> tuple[Setup, obje
     if fingerprint is None:
         extractor = _build_extractor(backbone, layer, size, weights, precision, options.pool)
         fingerprint = extractor.fingerprint
-        memo.put(weights.identity(layer), fingerprint)
+        try:
+            memo.put(weights.identity(layer), fingerprint)
+        except OSError as error:  # only a speed-up for the next run (e.g. the disk is full)
+            log.warning("could not save the weights fingerprint in %s: %s", memo.path, error)
     spec = FeatureSpec(
         backbone=backbone.name, weights_fingerprint=fingerprint, layer=layer, input_size=size,
         resize=resize.describe(), preprocessing=backbone.preprocessing, precision=precision,
@@ -189,16 +196,21 @@ def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = Extra
     spec = setup.feature_spec
     name = options.name or dataset_name_of(data_dir)
     cache_path = cache_dir / cache_file_name(name, spec)
-    index = index_dataset(data_dir, options, _known_stamps(cache_path))
 
+    # The lock comes before hashing: a second writer fails fast, and one that waited hashes
+    # against the cache the first one wrote.
     with cache_writer.CacheLock(cache_path, wait=options.wait_for_lock):
+        cache_writer.remove_stale_temps(cache_path)
+        if cache_path.exists():
+            _check_own_cache(cache_path)
+        index = index_dataset(data_dir, options, _known_stamps(cache_path))
         available = cache_writer.existing_rows(cache_path, spec.key())
         wanted = {}
         for record in index.records:
             if record.sha256 not in available:
                 wanted.setdefault(record.sha256, index.path_of(record))
         if options.strict:
-            _refuse_failures(index, wanted)
+            _refuse_failures(index, wanted, options)
         if not index.records:
             _refuse_empty(index.root, _failures(index, {}))
         decode_failures, forward_seconds = {}, 0.0
@@ -209,8 +221,9 @@ def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = Extra
                 _check_fingerprint(built, spec)
                 return built
 
-            forward_seconds = _extract_rows(list(wanted.items()), cache_path, spec, setup.resize, get_extractor,
-                                            options, decode_failures, progress)
+            ordinals = slots.content_ordinals(r.sha256 for r in index.records)
+            forward_seconds = _extract_rows(list(wanted.items()), ordinals, cache_path, spec, setup.resize,
+                                            get_extractor, options, decode_failures, progress)
             available = cache_writer.existing_rows(cache_path, spec.key())
         if all(r.sha256 in decode_failures for r in index.records):
             _refuse_empty(index.root, _failures(index, decode_failures))
@@ -235,6 +248,8 @@ def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = Extra
 def _validate(options: ExtractOptions) -> None:
     if options.batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {options.batch_size}")
+    if options.commit_rows is not None and options.commit_rows < 1:
+        raise ValueError(f"commit rows must be at least 1 (or None for the default), got {options.commit_rows}")
 
 
 def _build_extractor(backbone, layer, size, weights, precision, pooling):
@@ -252,6 +267,16 @@ def _check_fingerprint(extractor, spec: FeatureSpec) -> None:
             "the weights file changed while this run was starting (its fingerprint differs from the "
             "recorded one); run the command again"
         )
+
+
+def _check_own_cache(cache_path: Path) -> None:
+    """Stop before extracting when the cache is damaged or was tampered with.
+
+    Structure and provenance only (rows are not re-hashed: that is `cache verify`), so it is quick.
+    """
+    problems = verify_cache(cache_path, check_rows=False)
+    if problems:
+        raise damaged_cache_error(cache_path, problems)
 
 
 def _known_stamps(cache_path: Path) -> dict:
@@ -273,16 +298,13 @@ def _known_stamps(cache_path: Path) -> dict:
     }
 
 
-def _refuse_failures(index: DatasetIndex, wanted: dict) -> None:
+def _refuse_failures(index: DatasetIndex, wanted: dict, options: ExtractOptions) -> None:
     """--strict: decode every image that needs extracting and fail before any forward pass."""
-    resize = ResizeSpec(32, 32)  # only decodability matters here; a small target keeps it quick
     problems = [(s.relpath, s.reason) for s in index.skipped]
     relpath_of = {r.sha256: r.relpath for r in index.records}
-    for sha, path in wanted.items():
-        try:
-            decode_image(path, resize)
-        except ImageDecodeError as error:
-            problems.append((relpath_of[sha], error.reason))
+    for batch in decoded_batches(list(wanted.items()), _STRICT_CHECK_SIZE, options.batch_size, options.workers,
+                                 options.max_pixels):
+        problems += [(relpath_of[sha], reason) for sha, reason in batch.failures]
     if problems:
         listed = "\n  ".join(f"{p}: {r}" for p, r in problems[:_STRICT_LISTED])
         more = f"\n  ... and {len(problems) - _STRICT_LISTED} more" if len(problems) > _STRICT_LISTED else ""
@@ -336,24 +358,31 @@ class _BackgroundWriter:
             raise self.error
 
 
-def _extract_rows(items, cache_path, spec, resize, get_extractor, options, decode_failures, progress) -> float:
+def _extract_rows(items, ordinals, cache_path, spec, resize, get_extractor, options, decode_failures,
+                  progress) -> float:
     """Decode and run the backbone on `items` [(sha, path)], committing segments. Returns forward seconds.
 
-    The backbone is built (`get_extractor()`) only when the first image decodes, so a re-run whose
-    only missing images are undecodable never loads TensorFlow.
+    Batches are slot-stable (see `pipeline.slots`): `ordinals` numbers the dataset's distinct
+    contents, so each image is computed at the same batch position in every run. The backbone
+    is built (`get_extractor()`) only when the first image decodes, so a re-run whose only
+    missing images are undecodable never loads TensorFlow.
     """
+    plan = slots.plan_batches(items, ordinals, options.batch_size)
+    in_order = [(sha, path) for batch in plan for _, sha, path in batch.entries]
+    decoded = decoded_batches(in_order, resize, options.batch_size, options.workers, options.max_pixels)
     extractor, writer = None, None
     done, forward_seconds = 0, 0.0
     try:
-        for batch in decoded_batches(items, resize, options.batch_size, options.workers, options.max_pixels):
+        for batch in slots.slot_batches(plan, decoded, resize):
             decode_failures.update(batch.failures)
             if batch.shas:
                 if extractor is None:
                     extractor = get_extractor()
                     writer = _BackgroundWriter(cache_writer.SegmentWriter(
-                        partial_dir_of(cache_path), spec.key(), extractor.feature_shape, spec.store_dtype))
+                        partial_dir_of(cache_path), spec.key(), extractor.feature_shape, spec.store_dtype,
+                        max_rows=options.commit_rows))
                 tick = time.perf_counter()
-                features = extractor(batch.pixels)
+                features = extractor(batch.pixels)[batch.slots]
                 forward_seconds += time.perf_counter() - tick
                 writer.put(batch.shas, features.astype(spec.store_dtype))
             done += len(batch.shas) + len(batch.failures)
@@ -384,13 +413,14 @@ def _consolidate(cache_path, setup, index, name, available, decode_failures) -> 
     view = _view(index, usable, row_of, _failures(index, decode_failures))
     dataset_attrs = {"name": name, "root": str(index.root.resolve()), "layout": index.layout, "notes": list(index.notes)}
     view_digest = hashlib.sha256(json.dumps([view, dataset_attrs], sort_keys=True, default=str).encode()).hexdigest()
-    unchanged = len(plan) == len(old_rows) and not partial_dir_of(cache_path).exists()
     created = cache_writer.now_iso()
     if cache_path.exists():
         with open_cache_file(cache_path) as handle:
             created = str(handle.attrs["created"])
-            if unchanged and handle.attrs.get("view_digest") == view_digest:
-                return False
+            unchanged = len(plan) == len(old_rows) and handle.attrs.get("view_digest") == view_digest
+        if unchanged:
+            cache_writer.remove_partial(cache_path)  # left by a run killed after its last write: all in the cache
+            return False
     attrs = {
         "schema_version": spec.schema_version,
         "feature_key": spec.key(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,12 +70,15 @@ def hash_files(
 
     def one(path: Path) -> HashResult:
         try:
-            stamp = stamp_of(path)
+            info = os.stat(path)
         except FileNotFoundError:
             reason = "broken symbolic link (its target does not exist)" if path.is_symlink() else "file not found"
             return HashResult(path, None, None, reason)
         except OSError as error:
             return HashResult(path, None, None, f"cannot read file ({error.strerror or error})")
+        stamp = FileStamp(size=info.st_size, mtime_ns=info.st_mtime_ns)
+        if not stat.S_ISREG(info.st_mode):
+            return HashResult(path, None, stamp, "not a regular file (a pipe, socket or device), so it is not read")
         previous = known.get(key_of(path))
         if previous is not None and previous[0] == stamp:
             return HashResult(path, previous[1], stamp, reused=True)

@@ -80,7 +80,11 @@ def load_head(path: Path):
     if kind not in HEAD_KINDS:
         raise HeadError(f"head {path} has unknown kind {kind!r}; it was saved by another version of this tool")
     stem = Path(sidecar["_path"]).with_suffix("")
-    model_path = stem.with_name(sidecar["model_file"])
+    model_file = str(sidecar.get("model_file", ""))
+    if not model_file or model_file in (".", "..") or "/" in model_file or "\\" in model_file:
+        raise HeadError(f"head {path} names its model file {model_file!r}, which must be a file name next to it; "
+                        "the sidecar was edited or damaged: fit the head again")
+    model_path = stem.with_name(model_file)
     if not model_path.is_file():
         raise HeadError(f"the model file {model_path} of head {path} is missing; fit the head again")
     try:

@@ -104,8 +104,8 @@ def open_rgb(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS, draf
             warnings.simplefilter("ignore")  # Pillow warns about odd EXIF/ICC data it then handles.
             image = Image.open(path)
             _check_pixels(image, max_pixels)
-            if getattr(image, "n_frames", 1) > 1:
-                image.seek(0)
+            # A freshly opened image shows its first frame (GIF, APNG, WebP, TIFF) or, for PSD,
+            # the merged composite; seeking would pick a PSD layer (PSD frames are layers 1..n).
             if draft_size is not None and image.format == "JPEG":
                 side = max(draft_size)
                 image.draft("RGB", (side, side))

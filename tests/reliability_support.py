@@ -1,0 +1,67 @@
+"""Helpers shared by the tests/test_reliability_*.py files: reading rows back, running the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+
+from conftest import REPO_ROOT
+from pipeline.cache import find_caches, partial_dir_of
+
+#: Seconds a CLI subprocess may take before a test gives up on it (TensorFlow import included).
+SUBPROCESS_TIMEOUT = 300
+
+
+def rows_by_sha(path: Path) -> dict[str, bytes]:
+    """{sha256: raw bytes of its feature row} of a cache or segment file."""
+    with h5py.File(path, "r") as handle:
+        features = handle["features"][()]
+        return {sha.decode(): features[i].tobytes() for i, sha in enumerate(handle["row_sha256"][()])}
+
+
+def only_cache(cache_dir: Path) -> Path | None:
+    """The single cache file in `cache_dir`, or None when no run has finished yet."""
+    caches = find_caches(cache_dir)
+    assert len(caches) <= 1, caches
+    return caches[0] if caches else None
+
+
+def committed_rows(cache_path: Path, key: str) -> dict[str, bytes]:
+    """Every row a resumed run would reuse: the cache's and its segments'. Reads only, deletes nothing.
+
+    Fails the test if a segment file (anything in `<cache>.partial/` without a temporary mark)
+    is not whole: renaming into place must only ever happen to complete files.
+    """
+    rows = {}
+    partial = partial_dir_of(cache_path)
+    for segment in sorted(partial.glob("*.h5")) if partial.is_dir() else []:
+        try:
+            with h5py.File(segment, "r") as handle:
+                assert handle.attrs["feature_key"] == key, segment
+        except OSError as error:
+            raise AssertionError(f"segment {segment} is not a whole HDF5 file: {error}") from error
+        rows.update(rows_by_sha(segment))
+    if cache_path.exists():
+        rows.update(rows_by_sha(cache_path))
+    return rows
+
+
+def cli_command(*args) -> list[str]:
+    """argv running this checkout's CLI in a fresh interpreter."""
+    return [sys.executable, str(REPO_ROOT / "cli.py"), *[str(a) for a in args]]
+
+
+def cli_env() -> dict:
+    """Environment for CLI subprocesses: this checkout's `pipeline` first, quiet TensorFlow."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO_ROOT))
+    env.pop("BOTTLENECK_DEBUG", None)
+    return env
+
+
+def run_cli(*args, timeout: float = SUBPROCESS_TIMEOUT) -> subprocess.CompletedProcess:
+    return subprocess.run(cli_command(*args), cwd=REPO_ROOT, env=cli_env(), capture_output=True, text=True,
+                          timeout=timeout)

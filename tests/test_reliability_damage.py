@@ -1,0 +1,274 @@
+"""Reliability, damage: broken cache files are named with the fix; a full disk loses nothing.
+
+Covers truncated files, flipped bytes inside a feature row, files of the wrong format, altered
+provenance, the `cache ls / show / rm / verify` commands with their exit codes, and running out
+of disk in the middle of a write (injected, and for real on a small tmpfs when `mount` works).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import CLASS_COLOURS, TINY_CLI_ARGS, make_dataset, write_image
+from reliability_support import only_cache, rows_by_sha
+from pipeline import cache_writer
+from pipeline.cache import partial_dir_of, verify_cache
+from pipeline.cache_writer import CacheLock
+
+FIX = "cache rm"
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    """(dataset, cache folder) of a finished tiny extraction; tests copy the folder before harming it."""
+    from pipeline.extract import ExtractOptions, run_extract
+
+    root = tmp_path_factory.mktemp("damage")
+    data = make_dataset(root / "pets")
+    run_extract(data, root / "cache", ExtractOptions(weights="none", input_size=32, batch_size=8, valid_fraction=0.3))
+    return data, root / "cache"
+
+
+@pytest.fixture
+def cache_copy(pristine, tmp_path) -> Path:
+    """A private copy of the finished cache; returns the cache file."""
+    shutil.copytree(pristine[1], tmp_path / "cache")
+    return only_cache(tmp_path / "cache")
+
+
+def _fails_naming_file_and_fix(cli, args, path: Path, *fragments):
+    payload, result = cli.json(args, expect_ok=False)
+    assert result.exit_code == 1
+    assert str(path) in payload["error"], payload["error"]
+    for fragment in fragments:
+        assert fragment in payload["error"], payload["error"]
+    return payload["error"]
+
+
+def test_truncated_cache_is_reported_by_every_command(cache_copy, pristine, cli):
+    data = cache_copy.read_bytes()
+    cache_copy.write_bytes(data[: len(data) // 2])
+    for command in (["cache", "verify", cache_copy], ["cache", "show", cache_copy],
+                    ["fit-head", cache_copy, "--head", "logreg"], ["export-npz", cache_copy, cache_copy.with_suffix(".npz")]):
+        _fails_naming_file_and_fix(cli, command, cache_copy, "damaged", FIX)
+    message = _fails_naming_file_and_fix(cli, ["extract", pristine[0], *TINY_CLI_ARGS, "--cache-dir", cache_copy.parent],
+                                         cache_copy, "damaged", FIX)
+    assert not partial_dir_of(cache_copy).exists(), "extract stops before extracting anything"
+    assert "Traceback" not in message
+    listing, _ = cli.json(["cache", "ls", "--cache-dir", cache_copy.parent])
+    assert [row["file"] for row in listing["caches"] if "error" in row] == [str(cache_copy)]
+
+
+def _feature_byte_offset(path: Path, row: int) -> int:
+    with h5py.File(path, "r") as handle:
+        features = handle["features"]
+        row_bytes = int(np.prod(features.shape[1:])) * features.dtype.itemsize
+        if features.chunks is None:
+            return features.id.get_offset() + row * row_bytes
+        chunk_rows = features.chunks[0]
+        info = features.id.get_chunk_info_by_coord((row // chunk_rows * chunk_rows,) + (0,) * (features.ndim - 1))
+        assert features.compression is None
+        return info.byte_offset + (row % chunk_rows) * row_bytes
+
+
+def test_flipped_bytes_in_a_feature_row_fail_verify(cache_copy, cli):
+    row = 5
+    offset = _feature_byte_offset(cache_copy, row) + 17
+    with open(cache_copy, "r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    assert verify_cache(cache_copy) == [f"1 feature rows do not match their digests (first: row {row}); the file is corrupted"]
+    message = _fails_naming_file_and_fix(cli, ["cache", "verify", cache_copy], cache_copy, "digests", FIX)
+    assert "failed verification" in message
+    quick, _ = cli.json(["cache", "verify", "--quick", cache_copy])
+    assert quick["problems"] == [], "--quick skips re-hashing rows (structure and provenance only)"
+
+
+def test_wrong_format_files(tmp_path, cli):
+    text = tmp_path / "notes.h5"
+    text.write_text("not HDF5 at all")
+    _fails_naming_file_and_fix(cli, ["cache", "verify", text], text, "damaged or not HDF5", FIX)
+    foreign = tmp_path / "model.h5"
+    with h5py.File(foreign, "w") as handle:
+        handle["weights"] = np.zeros(3)
+    _fails_naming_file_and_fix(cli, ["cache", "show", foreign], foreign, "not a feature cache made by this tool")
+    _fails_naming_file_and_fix(cli, ["cache", "rm", "--yes", foreign], foreign, "nothing was removed")
+    assert foreign.exists(), "cache rm never deletes someone else's HDF5 file"
+    readme = tmp_path / "README.md"
+    readme.write_text("hi")
+    _fails_naming_file_and_fix(cli, ["cache", "rm", "--yes", readme], readme, "not a feature cache")
+    assert readme.exists()
+    removed, _ = cli.json(["cache", "rm", "--yes", text])
+    assert removed["removed"] == [[str(text)]], "a damaged cache can always be removed"
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda a: a.__setitem__("feature_spec", a["feature_spec"].replace('"input_size": 32', '"input_size": 224')),
+     "feature_key does not match feature_spec (provenance was altered)"),
+    (lambda a: a.__setitem__("weights", "{not json"), "damaged or incomplete"),
+    (lambda a: a.__setitem__("feature_spec", "{not json"), "damaged provenance attributes"),
+    (lambda a: a.__delitem__("feature_spec"), "damaged provenance attributes"),
+    (lambda a: a.__setitem__("feature_spec", '{"backbone": "vgg16"}'), "inconsistent schema versions"),
+    (lambda a: a.__setitem__("feature_spec", '{"schema_version": 1, "backbone": "vgg16"}'), "damaged or incomplete"),
+])
+def test_altered_provenance_is_detected(cache_copy, cli, change, expected):
+    with h5py.File(cache_copy, "r+") as handle:
+        change(handle.attrs)
+    message = _fails_naming_file_and_fix(cli, ["cache", "verify", cache_copy], cache_copy, expected)
+    assert "Traceback" not in message
+
+
+def test_cache_ls_show_rm_manage_caches(cache_copy, pristine, tmp_path, cli):
+    folder = cache_copy.parent
+    (folder / "broken-vgg16-block5_pool-0000000000.h5").write_bytes(b"\0" * 100)
+    unfinished = partial_dir_of(folder / "later-vgg16-block5_pool-1111111111.h5")
+    unfinished.mkdir()
+    shutil.copy(cache_copy, unfinished / "seg-1-1.h5")
+    listing, _ = cli.json(["cache", "ls", "--cache-dir", folder])
+    by_file = {Path(row["file"]).name: row for row in listing["caches"]}
+    assert by_file[cache_copy.name]["images"] == 24 and by_file[cache_copy.name]["rows"] == 24
+    assert "damaged" in by_file["broken-vgg16-block5_pool-0000000000.h5"]["error"]
+    assert by_file["later-vgg16-block5_pool-1111111111.h5"] == {**by_file["later-vgg16-block5_pool-1111111111.h5"],
+                                                               "unfinished": True, "segments": 1}
+    text = cli(["cache", "ls", "--cache-dir", folder])
+    assert text.exit_code == 0 and "DAMAGED" in text.output and "unfinished first extraction" in text.output
+
+    shown, _ = cli.json(["cache", "show", cache_copy])
+    assert shown["images"] == 24 and shown["failures"] == [] and shown["splits"]["test"] == 12
+    fitted, _ = cli.json(["fit-head", cache_copy, "--head", "logreg"])
+    stale_temp = folder / f".{cache_copy.name}.tmp12345"
+    stale_temp.write_bytes(b"half a cache")
+
+    with CacheLock(cache_copy):
+        message = _fails_naming_file_and_fix(cli, ["cache", "rm", "--yes", cache_copy], cache_copy.name,
+                                             "being written by another extract", "cache rm` again")
+        assert f"pid {os.getpid()}" in message and cache_copy.exists()
+    removed, _ = cli.json(["cache", "rm", "--yes", cache_copy, unfinished.with_suffix("")])
+    assert set(removed["removed"][0]) == {str(cache_copy), str(stale_temp), str(cache_copy) + ".lock",
+                                          str(Path(fitted["sidecar_path"]).parent)}
+    assert removed["removed"][1] == [str(unfinished)]
+    assert not cache_copy.exists() and not stale_temp.exists() and not unfinished.exists()
+    missing = cli.json(["cache", "rm", "--yes", cache_copy], expect_ok=False)[1]
+    assert missing.exit_code == 1
+    assert cli(["cache", "verify", cache_copy]).exit_code == 2, "a path that does not exist is a usage error"
+
+
+def test_damaged_sibling_cache_does_not_stop_extraction(cache_copy, pristine, tmp_path, cli):
+    sibling = cache_copy.with_name("other-" + cache_copy.name)
+    sibling.write_bytes(cache_copy.read_bytes()[:1000])
+    cache_copy.unlink()
+    summary, _ = cli.json(["extract", pristine[0], *TINY_CLI_ARGS, "--cache-dir", cache_copy.parent])
+    assert summary["extracted"] == 24 and verify_cache(Path(summary["cache_path"])) == []
+
+
+# ----------------------------------------------------------------------------------------------
+# Running out of disk
+
+
+def _grow(data: Path, new_images: int) -> None:
+    for index in range(new_images):
+        write_image(data / "train" / "cat" / f"extra_{index}.jpg", CLASS_COLOURS["cat"], seed=900 + index)
+
+
+def _inject_disk_full(monkeypatch, kind: str, after_bytes: int = 4096):
+    """Make writes of `kind` files ("segment" or "cache") fail with ENOSPC after `after_bytes`."""
+    real_init, real_write = cache_writer._RecordingFile.__init__, cache_writer._RecordingFile.write
+
+    def init(self, path):
+        real_init(self, path)
+        self.budget = after_bytes if (kind == "segment") == (path.parent.name.endswith(".partial")) else None
+
+    def write(self, data):
+        size = memoryview(data).nbytes
+        if self.budget is not None:
+            self.budget -= size
+            if self.budget < 0 and self.error is None:
+                self.error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(self, data)
+
+    monkeypatch.setattr(cache_writer._RecordingFile, "__init__", init)
+    monkeypatch.setattr(cache_writer._RecordingFile, "write", write)
+
+
+@pytest.mark.parametrize("kind", ["segment", "cache"])
+def test_disk_full_mid_write_ends_cleanly_and_keeps_everything(cache_copy, pristine, tmp_path, cli, monkeypatch, kind):
+    data = tmp_path / "pets"
+    shutil.copytree(pristine[0], data)
+    _grow(data, 12)
+    before = rows_by_sha(cache_copy)
+    args = ["extract", data, *TINY_CLI_ARGS, "--commit-every", "4", "--name", "pets", "--cache-dir", cache_copy.parent]
+    with monkeypatch.context() as patch:
+        _inject_disk_full(patch, kind)
+        payload, result = cli.json(args, expect_ok=False)
+    assert result.exit_code == 1, payload
+    assert "the disk is full: free some space" in payload["error"] and "Nothing was lost" in payload["error"]
+    assert "\n" not in payload["error"], "one clean line, not HDF5's multi-line report"
+    assert verify_cache(cache_copy) == [] and rows_by_sha(cache_copy) == before, "the previous cache is intact"
+    assert not [p for p in cache_copy.parent.rglob("*") if ".tmp" in p.name], "no half-written file is left"
+    kept = {sha for segment in partial_dir_of(cache_copy).glob("*.h5") for sha in rows_by_sha(segment)}
+    assert len(kept) == (12 if kind == "cache" else 0), "rows committed before the failure are kept"
+
+    resumed, _ = cli.json(args)
+    assert resumed["extracted"] == (0 if kind == "cache" else 12)
+    assert verify_cache(cache_copy) == [] and len(rows_by_sha(cache_copy)) == 36
+
+
+#: Size of the real small filesystem: room for the tiny cache, its segments and one copy.
+TMPFS_BYTES = 4 << 20
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs mounted for this test (skipped where mounting is not allowed)."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_BYTES}", "tmpfs", str(mount_point)],
+                       check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as error:
+        pytest.skip(f"cannot mount a small tmpfs here ({error}); the injected disk-full tests cover the logic")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=30)
+
+
+@pytest.mark.parametrize("free_bytes, failing_write", [
+    (40_000, "could not commit finished rows"),  # room for one segment of the 60 new rows
+    (260_000, "could not write cache"),  # room for every segment (~180 kB), not for the new cache too
+])
+def test_real_full_disk(small_disk, pristine, tmp_path, cli, free_bytes, failing_write):
+    data = tmp_path / "pets"
+    shutil.copytree(pristine[0], data)
+    cache_dir = small_disk / "cache"
+    args = ["extract", data, *TINY_CLI_ARGS, "--commit-every", "4", "--name", "pets", "--cache-dir", cache_dir]
+    first, _ = cli.json(args)
+    cache = Path(first["cache_path"])
+    before = rows_by_sha(cache)
+    _grow(data, 60)
+    filler = small_disk / "filler"
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    filler.write_bytes(b"\0" * (free - free_bytes))
+
+    payload, result = cli.json(args, expect_ok=False)
+    assert result.exit_code == 1 and "the disk is full" in payload["error"], payload
+    assert payload["error"].startswith(failing_write), payload
+    assert verify_cache(cache) == [] and rows_by_sha(cache) == before
+    assert not [p for p in cache_dir.rglob("*") if ".tmp" in p.name]
+    kept = {sha for segment in partial_dir_of(cache).glob("*.h5") for sha in rows_by_sha(segment)}
+
+    filler.unlink()
+    resumed, _ = cli.json(args)
+    assert resumed["extracted"] == 60 - len(kept), "rows committed before the disk filled are not redone"
+    assert verify_cache(cache) == [] and len(rows_by_sha(cache)) == 84
+    print(f"\nreal full disk: {payload['error']}\n{len(kept)} rows kept through the failure")
