@@ -100,12 +100,12 @@ def test_inspect_real_corrupt_files(shared_data, tmp_path):
 
     report = inspect_dataset(root)
     reasons = {item["path"]: item["reason"] for item in report.unreadable}
-    assert set(reasons) == {"cat/petimages_cat_10404_PSD_as.jpg", "dog/11702.jpg"}
+    assert set(reasons) == {"dog/11702.jpg"}
     assert reasons["dog/11702.jpg"] == "empty file (0 bytes)"
     assert {(m["path"], m["format"]) for m in report.format_mismatches} == {
         ("cat/petimages_cat_10125_GIF_as.jpg", "GIF"), ("cat/oxford_Abyssinian_5_PNG_RGBA_as.jpg", "PNG"),
         ("cat/petimages_cat_10404_PSD_as.jpg", "PSD"), ("dog/petimages_dog_10173_BMP_as.jpg", "BMP")}
-    assert report.images == 4  # GIF, PNG, BMP and CMYK JPEG all decode by content
+    assert report.images == 5  # GIF, PNG, PSD, BMP and CMYK JPEG all decode by content
     assert any("cat/PetImages_Cat_Thumbs.db" in note and "cat/Thumbs.db" in note for note in report.notes)
 
 
