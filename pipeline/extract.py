@@ -14,6 +14,7 @@ Steps, each a function below:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -302,9 +303,11 @@ def _refuse_failures(index: DatasetIndex, wanted: dict, options: ExtractOptions)
     """--strict: decode every image that needs extracting and fail before any forward pass."""
     problems = [(s.relpath, s.reason) for s in index.skipped]
     relpath_of = {r.sha256: r.relpath for r in index.records}
-    for batch in decoded_batches(list(wanted.items()), _STRICT_CHECK_SIZE, options.batch_size, options.workers,
-                                 options.max_pixels):
-        problems += [(relpath_of[sha], reason) for sha, reason in batch.failures]
+    batches = decoded_batches(list(wanted.items()), _STRICT_CHECK_SIZE, options.batch_size, options.workers,
+                              options.max_pixels)
+    with contextlib.closing(batches):
+        for batch in batches:
+            problems += [(relpath_of[sha], reason) for sha, reason in batch.failures]
     if problems:
         listed = "\n  ".join(f"{p}: {r}" for p, r in problems[:_STRICT_LISTED])
         more = f"\n  ... and {len(problems) - _STRICT_LISTED} more" if len(problems) > _STRICT_LISTED else ""
@@ -389,6 +392,7 @@ def _extract_rows(items, ordinals, cache_path, spec, resize, get_extractor, opti
             if progress is not None:
                 progress(done, len(items))
     finally:
+        decoded.close()
         if writer is not None:
             writer.close()
     log.info("ran the backbone on %d images in %.1fs", done - len(decode_failures), forward_seconds)

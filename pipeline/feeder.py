@@ -43,7 +43,12 @@ def decoded_batches(
     workers: int | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> Iterator[DecodedBatch]:
-    """Yield batches of decoded `(sha256, path)` items, decoding ahead in `workers` threads."""
+    """Yield batches of decoded `(sha256, path)` items, decoding ahead in `workers` threads.
+
+    Consumers that may stop early must close the generator (`contextlib.closing`), so its
+    threads are shut down at once rather than by the garbage collector at an arbitrary moment
+    (which can deadlock inside another thread's start-up).
+    """
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
 
@@ -57,14 +62,16 @@ def decoded_batches(
     pending = deque()
     source = iter(items)
     lookahead = batch_size * (PREFETCH_BATCHES + 1)
-    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-        def top_up():
-            while len(pending) < lookahead:
-                item = next(source, None)
-                if item is None:
-                    return
-                pending.append(pool.submit(decode, item))
+    pool = ThreadPoolExecutor(max_workers=workers or default_workers())
 
+    def top_up():
+        while len(pending) < lookahead:
+            item = next(source, None)
+            if item is None:
+                return
+            pending.append(pool.submit(decode, item))
+
+    try:
         top_up()
         while pending:
             shas, arrays, failures = [], [], []
@@ -78,3 +85,7 @@ def decoded_batches(
                 top_up()
             empty = np.zeros((0, resize.height, resize.width, 3), dtype=np.uint8)
             yield DecodedBatch(shas, np.stack(arrays) if arrays else empty, failures)
+    finally:
+        # Runs when the consumer stops early (an interrupt, an error) and closes the generator:
+        # queued decodes are dropped instead of being finished for nobody.
+        pool.shutdown(wait=True, cancel_futures=True)
