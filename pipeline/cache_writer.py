@@ -149,10 +149,11 @@ class SegmentWriter:
         final = self.partial_dir / name
         temp = self.partial_dir / (name + _TEMP_MARK)
 
-        def fill(handle):
+        def fill(handle, check):
             handle.attrs["format"] = SEGMENT_FORMAT
             handle.attrs["feature_key"] = self.key
             handle.create_dataset("features", data=features)
+            check()
             handle.create_dataset("row_sha256", data=np.array(self._shas, dtype="S64"))
             handle.create_dataset("row_digest", data=np.array([row_digest(r) for r in features], dtype=np.uint64))
 
@@ -235,11 +236,12 @@ def write_cache(dest: Path, attrs: dict, view: dict, plan: list[RowSource], feat
     dest = Path(dest)
     temp = dest.with_name(f".{dest.name}{_TEMP_MARK}{os.getpid()}")
 
-    def fill(handle):
+    def fill(handle, check):
         handle.attrs["format"] = FORMAT_NAME
         for name, value in attrs.items():
             handle.attrs[name] = value
-        _copy_rows(handle, plan, tuple(feature_shape), np.dtype(store_dtype))
+        _copy_rows(handle, plan, tuple(feature_shape), np.dtype(store_dtype), check)
+        check()
         _write_view(handle, view)
 
     try:
@@ -283,7 +285,7 @@ def remove_partial(cache_path: Path) -> None:
     shutil.rmtree(partial_dir_of(cache_path), ignore_errors=True)
 
 
-def _copy_rows(handle: h5py.File, plan: list[RowSource], shape: tuple[int, ...], dtype: np.dtype) -> None:
+def _copy_rows(handle: h5py.File, plan: list[RowSource], shape: tuple[int, ...], dtype: np.dtype, check) -> None:
     row_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     chunk_rows = max(1, min(len(plan), CHUNK_TARGET_BYTES // max(1, row_bytes)))  # small caches stay small
     out = handle.create_dataset("features", shape=(len(plan),) + shape, maxshape=(None,) + shape,
@@ -312,6 +314,7 @@ def _copy_rows(handle: h5py.File, plan: list[RowSource], shape: tuple[int, ...],
                 out_sha[start + positions] = shas[rows]
                 out_digest[start + positions] = digests[rows]
             out[start:start + len(part)] = block
+            check()
     finally:
         for source, _, _ in sources.values():
             source.close()
@@ -346,7 +349,9 @@ def _bytes_array(paths) -> np.ndarray:
 
 
 def _write_atomically(temp: Path, final: Path, fill) -> None:
-    """Create `temp` with `fill(handle)`, fsync it, rename it over `final`, fsync the folder.
+    """Create `temp` with `fill(handle, check)`, fsync it, rename it over `final`, fsync the folder.
+
+    `fill` should call `check()` between large writes: it raises as soon as a write has failed.
 
     Any failure (a full disk, an interruption) deletes `temp` and leaves `final` as it was.
     """
@@ -354,7 +359,7 @@ def _write_atomically(temp: Path, final: Path, fill) -> None:
         with _RecordingFile(temp) as raw:
             try:
                 with h5py.File(raw, "w") as handle:
-                    fill(handle)
+                    fill(handle, raw.check)
             except (OSError, RuntimeError) as error:
                 if raw.error is None:
                     raise
@@ -373,8 +378,10 @@ def _write_atomically(temp: Path, final: Path, fill) -> None:
 class _RecordingFile(io.RawIOBase):
     """A new file for h5py's `fileobj` driver that records the first failed write (see module doc).
 
-    After a failure, writes are dropped but reported as done (the file's apparent size still
-    grows), so HDF5 carries on and can close the file; `sync()` then raises the recorded
+    After a failure, writes no longer reach the disk but are kept in memory and reported as done,
+    and reads see them: HDF5 must read back exactly what it wrote, or it follows garbage metadata
+    and crashes. Writers call `check()` between large writes so that HDF5 stops early and the
+    in-memory part stays small; closing the file then succeeds, `sync()` raises the recorded
     `OSError` (errno intact), and the file must be thrown away.
     """
 
@@ -382,7 +389,13 @@ class _RecordingFile(io.RawIOBase):
         super().__init__()
         self._file = open(path, "w+b", buffering=0)
         self._apparent_size = 0
+        self._unwritten: list[tuple[int, bytes]] = []  # (offset, data) written after the failure
         self.error: OSError | None = None
+
+    def check(self) -> None:
+        """Raise the recorded write error, if any (call between large writes)."""
+        if self.error is not None:
+            raise self.error
 
     def readable(self) -> bool:
         return True
@@ -402,7 +415,19 @@ class _RecordingFile(io.RawIOBase):
         return self._file.tell()
 
     def readinto(self, buffer) -> int:
-        return self._file.readinto(buffer)
+        start = self._file.tell()
+        count = self._file.readinto(buffer)
+        if not self._unwritten:
+            return count
+        view = memoryview(buffer).cast("B")
+        visible = max(count, min(len(view), self._apparent_size - start))
+        view[count:visible] = bytes(visible - count)  # beyond the real end: what HDF5 wrote, or zeros
+        for offset, data in self._unwritten:  # in write order, so later writes win
+            low, high = max(offset, start), min(offset + len(data), start + visible)
+            if low < high:
+                view[low - start:high - start] = data[low - offset:high - offset]
+        self._file.seek(start + visible)
+        return visible
 
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
@@ -416,6 +441,7 @@ class _RecordingFile(io.RawIOBase):
                 return len(view)
             except OSError as error:
                 self.error = error
+        self._unwritten.append((start, bytes(view)))
         self._file.seek(start + len(view))
         return len(view)
 
@@ -431,8 +457,7 @@ class _RecordingFile(io.RawIOBase):
 
     def sync(self) -> None:
         """Raise the recorded write error, or flush the file to disk."""
-        if self.error is not None:
-            raise self.error
+        self.check()
         os.fsync(self._file.fileno())
 
     def close(self) -> None:

@@ -223,6 +223,27 @@ def test_disk_full_mid_write_ends_cleanly_and_keeps_everything(cache_copy, prist
     assert verify_cache(cache_copy) == [] and len(rows_by_sha(cache_copy)) == 36
 
 
+def test_a_write_failure_at_any_byte_never_crashes_and_keeps_the_cache(cache_copy, monkeypatch):
+    """HDF5 follows whatever it reads back: after a failed write it must read what it wrote."""
+    from pipeline.cache import find_caches, read_cache_info
+    from pipeline.cache_writer import RowSource, write_cache
+    from pipeline.errors import CacheError
+
+    info = read_cache_info(cache_copy)
+    plan = [RowSource(cache_copy, row) for row in range(info.row_count)]
+    view = {"classes": list(info.class_names), "relpath": list(info.images.relpath), "label": info.images.label,
+            "split": info.images.split, "sha256": info.images.sha256, "row": info.images.row,
+            "size": info.images.size, "mtime_ns": info.images.mtime_ns, "failures": []}
+    before = rows_by_sha(cache_copy)
+    size = cache_copy.stat().st_size
+    for after_bytes in range(0, size * 3 // 4, max(1, size // 60)):  # the rewrite is a little smaller
+        with monkeypatch.context() as patch:
+            _inject_disk_full(patch, "cache", after_bytes)
+            with pytest.raises(CacheError, match="the disk is full"):
+                write_cache(cache_copy, {"format_note": "x"}, view, plan, info.feature_shape, info.spec.store_dtype)
+    assert rows_by_sha(cache_copy) == before and find_caches(cache_copy.parent) == [cache_copy]
+
+
 #: Size of the real small filesystem: room for the tiny cache, its segments and one copy.
 TMPFS_BYTES = 4 << 20
 
