@@ -136,8 +136,8 @@ def test_readers_see_the_previous_complete_cache_while_it_is_extended(tiny_datas
         seen.append(moment)
 
     def write(temp, final, fill):
-        def fill_then_read(handle):
-            fill(handle)
+        def fill_then_read(handle, check):
+            fill(handle, check)
             handle.flush()
             check_readers(f"{'segment' if final.parent.name.endswith('.partial') else 'cache'} being written")
         write_atomically(temp, final, fill_then_read)

@@ -83,8 +83,8 @@ def _instrument(monkeypatch, on_step):
     def write(temp, final, fill):
         kind = "segment" if final.parent.name.endswith(".partial") else "cache"
 
-        def fill_and_pause(handle):
-            fill(handle)
+        def fill_and_pause(handle, check):
+            fill(handle, check)
             handle.flush()
             on_step(f"{kind} {final.name[:12]}: temp file written, not renamed")
         write_atomically(temp, final, fill_and_pause)
