@@ -8,6 +8,9 @@ Steps, each a function below:
 3. Under the cache lock: find rows that already exist (cache, unfinished segments, sibling
    caches with the same key), decode and run the backbone on the rest, commit segments.
 4. Write the consolidated cache atomically (skipped when nothing changed).
+
+With `shard` set (`extract --shard I/N`), steps 3-4 cover only that shard's images and write a
+shard cache; `pipeline.merge` joins the shard caches (see `pipeline.shard`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from pipeline.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ResizeSpec, de
 from pipeline.layouts import discover
 from pipeline.precision import resolve_precision
 from pipeline.provenance import FeatureSpec, library_versions
+from pipeline.shard import Shard, ShardView, cut_index, shard_cache_path
 from pipeline.splits import DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VALID_FRACTION, assign_splits
 from pipeline.weights import FingerprintMemo, ResolvedWeights, resolve_weights
 
@@ -67,6 +71,7 @@ class ExtractOptions:
     strict: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     wait_for_lock: bool = False
+    shard: Shard | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,8 @@ class ExtractSummary:
     feature_shape: list
     wrote_cache: bool
     notes: list = field(default_factory=list)
+    startup_seconds: float = 0.0  # building the backbone (importing TensorFlow, loading weights)
+    shard: str | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -178,7 +185,15 @@ def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = Extra
     spec = setup.feature_spec
     name = options.name or dataset_name_of(data_dir)
     cache_path = cache_dir / cache_file_name(name, spec)
-    index = index_dataset(data_dir, options, _known_stamps(cache_path))
+    shard_view = None
+    if options.shard is not None:
+        known = _known_stamps(cache_path)  # a whole-dataset cache saves re-hashing other shards' files
+        cache_path = shard_cache_path(cache_path, options.shard)
+        known.update(_known_stamps(cache_path))
+        shard_view = cut_index(index_dataset(data_dir, options, known), options.shard)
+        index = shard_view.index
+    else:
+        index = index_dataset(data_dir, options, _known_stamps(cache_path))
 
     with cache_writer.CacheLock(cache_path, wait=options.wait_for_lock):
         available = cache_writer.existing_rows(cache_path, spec.key())
@@ -188,22 +203,25 @@ def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = Extra
                 wanted.setdefault(record.sha256, index.path_of(record))
         if options.strict:
             _refuse_failures(index, wanted)
-        if not index.records:
+        if not (shard_view.total_records if shard_view else index.records):
             _refuse_empty(index.root, _failures(index, {}))
-        decode_failures, forward_seconds = {}, 0.0
+        decode_failures, forward_seconds, startup_seconds = {}, 0.0, 0.0
         if wanted:
             def get_extractor():
+                nonlocal startup_seconds
+                tick = time.perf_counter()
                 built = extractor or _build_extractor(setup.backbone, spec.layer, spec.input_size, setup.weights,
                                                       spec.precision, spec.pooling)
                 _check_fingerprint(built, spec)
+                startup_seconds = time.perf_counter() - tick
                 return built
 
             forward_seconds = _extract_rows(list(wanted.items()), cache_path, spec, setup.resize, get_extractor,
                                             options, decode_failures, progress)
             available = cache_writer.existing_rows(cache_path, spec.key())
-        if all(r.sha256 in decode_failures for r in index.records):
+        if shard_view is None and all(r.sha256 in decode_failures for r in index.records):
             _refuse_empty(index.root, _failures(index, decode_failures))
-        wrote = _consolidate(cache_path, setup, index, name, available, decode_failures)
+        wrote = _consolidate(cache_path, setup, index, name, available, decode_failures, shard_view)
 
     failures = _failures(index, decode_failures)
     usable = [r for r in index.records if r.sha256 not in decode_failures]
@@ -217,7 +235,8 @@ def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = Extra
         failures=[{"path": p, "reason": r} for p, r in failures], seconds=round(time.perf_counter() - started, 3),
         forward_seconds=round(forward_seconds, 3), weights=setup.weights.describe(),
         precision=f"{spec.precision} ({setup.precision_reason})", feature_shape=list(_shape_of(cache_path)),
-        wrote_cache=wrote, notes=list(index.notes),
+        wrote_cache=wrote, notes=list(index.notes), startup_seconds=round(startup_seconds, 3),
+        shard=options.shard.to_text() if options.shard else None,
     )
 
 
@@ -355,7 +374,7 @@ def _extract_rows(items, cache_path, spec, resize, get_extractor, options, decod
     return forward_seconds
 
 
-def _consolidate(cache_path, setup, index, name, available, decode_failures) -> bool:
+def _consolidate(cache_path, setup, index, name, available, decode_failures, shard_view: ShardView | None = None) -> bool:
     """Write the cache with every usable image; returns False when nothing changed."""
     spec = setup.feature_spec
     usable = [r for r in index.records if r.sha256 not in decode_failures and r.sha256 in available]
@@ -370,36 +389,52 @@ def _consolidate(cache_path, setup, index, name, available, decode_failures) -> 
         if record.sha256 not in row_of:
             row_of[record.sha256] = len(plan)
             plan.append(available[record.sha256])
-    view = _view(index, usable, row_of, _failures(index, decode_failures))
+    failures = _failures(index, decode_failures)
+    view = cache_view(index, usable, row_of, failures)
     dataset_attrs = {"name": name, "root": str(index.root.resolve()), "layout": index.layout, "notes": list(index.notes)}
-    view_digest = hashlib.sha256(json.dumps([view, dataset_attrs], sort_keys=True, default=str).encode()).hexdigest()
+    if shard_view is not None:
+        dataset_attrs["shard"] = shard_view.attributes()
+        view["shard"] = shard_view.positions([r.relpath for r in usable], failures)
+    digest = view_digest(view, dataset_attrs)
     unchanged = len(plan) == len(old_rows) and not partial_dir_of(cache_path).exists()
     created = cache_writer.now_iso()
     if cache_path.exists():
         with open_cache_file(cache_path) as handle:
             created = str(handle.attrs["created"])
-            if unchanged and handle.attrs.get("view_digest") == view_digest:
+            if unchanged and handle.attrs.get("view_digest") == digest:
                 return False
-    attrs = {
-        "schema_version": spec.schema_version,
-        "feature_key": spec.key(),
-        "feature_spec": spec.to_json(),
-        "weights": cache_writer.json_attr({"source": setup.weights.source, "path": setup.weights.path,
-                                           "verified": setup.weights.verified, "request": setup.weights.request,
-                                           "description": setup.weights.describe()}),
-        "versions": cache_writer.json_attr(library_versions()),
-        "dataset": cache_writer.json_attr(dataset_attrs),
-        "created": created,
-        "updated": cache_writer.now_iso(),
-        "view_digest": view_digest,
-    }
+    weights = {"source": setup.weights.source, "path": setup.weights.path, "verified": setup.weights.verified,
+               "request": setup.weights.request, "description": setup.weights.describe()}
+    attrs = cache_attributes(spec, weights, library_versions(), dataset_attrs, digest, created)
     shape = _shape_from_sources(plan) if plan else _shape_of(cache_path)
     cache_writer.write_cache(cache_path, attrs, view, plan, shape, spec.store_dtype)
     cache_writer.remove_partial(cache_path)
     return True
 
 
-def _view(index: DatasetIndex, usable: list[ImageRecord], row_of: dict, failures) -> dict:
+def view_digest(view: dict, dataset_attrs: dict) -> str:
+    """sha256 of a cache's dataset view and dataset attributes (stored; equal digests = nothing to rewrite)."""
+    return hashlib.sha256(json.dumps([view, dataset_attrs], sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cache_attributes(spec: FeatureSpec, weights: dict, versions: dict, dataset_attrs: dict, digest: str,
+                     created: str) -> dict:
+    """The root attributes of a cache file (see `pipeline.cache`), serialised for `write_cache`."""
+    return {
+        "schema_version": spec.schema_version,
+        "feature_key": spec.key(),
+        "feature_spec": spec.to_json(),
+        "weights": cache_writer.json_attr(weights),
+        "versions": cache_writer.json_attr(versions),
+        "dataset": cache_writer.json_attr(dataset_attrs),
+        "created": created,
+        "updated": cache_writer.now_iso(),
+        "view_digest": digest,
+    }
+
+
+def cache_view(index: DatasetIndex, usable: list[ImageRecord], row_of: dict, failures) -> dict:
+    """The dataset view written with a cache: the `usable` records (rows from `row_of`) and `failures`."""
     view = {
         "classes": list(index.class_names),
         "relpath": [r.relpath for r in usable],
