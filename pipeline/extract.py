@@ -15,6 +15,7 @@ shard cache; `pipeline.merge` joins the shard caches (see `pipeline.shard`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -106,6 +107,8 @@ class ExtractSummary:
     wrote_cache: bool
     notes: list = field(default_factory=list)
     startup_seconds: float = 0.0  # building the backbone (importing TensorFlow, loading weights)
+    waiting_for_images_seconds: float = 0.0  # backbone idle, waiting for decoded images
+    waiting_for_writer_seconds: float = 0.0  # backbone idle, waiting for the segment writer
     shard: str | None = None
 
     @property
@@ -205,19 +208,18 @@ def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = Extra
             _refuse_failures(index, wanted)
         if not (shard_view.total_records if shard_view else index.records):
             _refuse_empty(index.root, _failures(index, {}))
-        decode_failures, forward_seconds, startup_seconds = {}, 0.0, 0.0
+        decode_failures, times, startup_seconds = {}, LoopTimes(), 0.0
         if wanted:
             def get_extractor():
                 nonlocal startup_seconds
-                tick = time.perf_counter()
                 built = extractor or _build_extractor(setup.backbone, spec.layer, spec.input_size, setup.weights,
                                                       spec.precision, spec.pooling)
                 _check_fingerprint(built, spec)
-                startup_seconds = time.perf_counter() - tick
+                startup_seconds = built.build_seconds  # measured where it was built (maybe in resolve_setup)
                 return built
 
-            forward_seconds = _extract_rows(list(wanted.items()), cache_path, spec, setup.resize, get_extractor,
-                                            options, decode_failures, progress)
+            times = _extract_rows(list(wanted.items()), cache_path, spec, setup.resize, get_extractor,
+                                  options, decode_failures, progress)
             available = cache_writer.existing_rows(cache_path, spec.key())
         if shard_view is None and all(r.sha256 in decode_failures for r in index.records):
             _refuse_empty(index.root, _failures(index, decode_failures))
@@ -233,9 +235,11 @@ def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = Extra
         split_counts=split_counts, images=len(usable), extracted=len(wanted) - len(decode_failures),
         reused=len({r.sha256 for r in usable}) - (len(wanted) - len(decode_failures)),
         failures=[{"path": p, "reason": r} for p, r in failures], seconds=round(time.perf_counter() - started, 3),
-        forward_seconds=round(forward_seconds, 3), weights=setup.weights.describe(),
+        forward_seconds=round(times.forward, 3), weights=setup.weights.describe(),
         precision=f"{spec.precision} ({setup.precision_reason})", feature_shape=list(_shape_of(cache_path)),
         wrote_cache=wrote, notes=list(index.notes), startup_seconds=round(startup_seconds, 3),
+        waiting_for_images_seconds=round(times.waiting_for_images, 3),
+        waiting_for_writer_seconds=round(times.waiting_for_writer, 3),
         shard=options.shard.to_text() if options.shard else None,
     )
 
@@ -344,34 +348,55 @@ class _BackgroundWriter:
             raise self.error
 
 
-def _extract_rows(items, cache_path, spec, resize, get_extractor, options, decode_failures, progress) -> float:
-    """Decode and run the backbone on `items` [(sha, path)], committing segments. Returns forward seconds.
+@dataclass
+class LoopTimes:
+    """Where the extraction loop's time went: the forward pass, and waits that leave the backbone idle."""
+
+    forward: float = 0.0
+    waiting_for_images: float = 0.0  # blocked until the decoder had the next batch ready
+    waiting_for_writer: float = 0.0  # blocked on the background segment writer (disk)
+
+
+def _extract_rows(items, cache_path, spec, resize, get_extractor, options, decode_failures, progress) -> LoopTimes:
+    """Decode and run the backbone on `items` [(sha, path)], committing segments. Returns the loop's timings.
 
     The backbone is built (`get_extractor()`) only when the first image decodes, so a re-run whose
     only missing images are undecodable never loads TensorFlow.
     """
     extractor, writer = None, None
-    done, forward_seconds = 0, 0.0
+    done, times = 0, LoopTimes()
+    batches = decoded_batches(items, resize, options.batch_size, options.workers, options.max_pixels)
     try:
-        for batch in decoded_batches(items, resize, options.batch_size, options.workers, options.max_pixels):
-            decode_failures.update(batch.failures)
-            if batch.shas:
-                if extractor is None:
-                    extractor = get_extractor()
-                    writer = _BackgroundWriter(cache_writer.SegmentWriter(
-                        partial_dir_of(cache_path), spec.key(), extractor.feature_shape, spec.store_dtype))
+        with contextlib.closing(batches):
+            while True:
                 tick = time.perf_counter()
-                features = extractor(batch.pixels)
-                forward_seconds += time.perf_counter() - tick
-                writer.put(batch.shas, features.astype(spec.store_dtype))
-            done += len(batch.shas) + len(batch.failures)
-            if progress is not None:
-                progress(done, len(items))
+                batch = next(batches, None)
+                times.waiting_for_images += time.perf_counter() - tick
+                if batch is None:
+                    break
+                decode_failures.update(batch.failures)
+                if batch.shas:
+                    if extractor is None:
+                        extractor = get_extractor()
+                        writer = _BackgroundWriter(cache_writer.SegmentWriter(
+                            partial_dir_of(cache_path), spec.key(), extractor.feature_shape, spec.store_dtype))
+                    tick = time.perf_counter()
+                    features = extractor(batch.pixels)
+                    times.forward += time.perf_counter() - tick
+                    tick = time.perf_counter()
+                    writer.put(batch.shas, features.astype(spec.store_dtype))
+                    times.waiting_for_writer += time.perf_counter() - tick
+                done += len(batch.shas) + len(batch.failures)
+                if progress is not None:
+                    progress(done, len(items))
     finally:
         if writer is not None:
+            tick = time.perf_counter()
             writer.close()
-    log.info("ran the backbone on %d images in %.1fs", done - len(decode_failures), forward_seconds)
-    return forward_seconds
+            times.waiting_for_writer += time.perf_counter() - tick
+    log.info("ran the backbone on %d images in %.1fs (%.1fs waiting for images, %.1fs for the writer)",
+             done - len(decode_failures), times.forward, times.waiting_for_images, times.waiting_for_writer)
+    return times
 
 
 def _consolidate(cache_path, setup, index, name, available, decode_failures, shard_view: ShardView | None = None) -> bool:
