@@ -34,6 +34,7 @@ class Measured:
 
     command: list
     wall_seconds: float
+    cpu_seconds: float  # user + system time of the process and the children it waited for
     peak_rss_mb: float
     exit_code: int
     stdout: str
@@ -73,8 +74,8 @@ def run_measured(command: list, check: bool = True) -> Measured:
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        result = Measured(command, round(wall, 3), round(usage.ru_maxrss / _KIB, 1), process.returncode,
-                          out.read(), err.read()[-_STDERR_TAIL:])
+        result = Measured(command, round(wall, 3), round(usage.ru_utime + usage.ru_stime, 3),
+                          round(usage.ru_maxrss / _KIB, 1), process.returncode, out.read(), err.read()[-_STDERR_TAIL:])
     if check and result.exit_code != 0:
         raise CommandFailed(f"{' '.join(command)} failed with exit code {result.exit_code}:\n{result.stderr_tail}")
     return result

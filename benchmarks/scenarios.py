@@ -21,6 +21,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 NAIVE_SCRIPT = BENCH_DIR / "naive_extract.py"
 FORWARD_WORKER = BENCH_DIR / "forward_worker.py"
 HEAD_WORKER = BENCH_DIR / "head_worker.py"
+PIPELINE_WORKER = BENCH_DIR / "pipeline_worker.py"
 CATSDOGS = REPO_ROOT.parent / "shared" / "data" / "catsdogs"
 HEAD_KINDS = (("logreg", None), ("svm", None), ("gap-dense", "classic"))
 
@@ -91,34 +92,43 @@ def extract_record(run: Measured) -> dict:
 
 
 # ------------------------------------------------------------------------------------------
-# Targets 1, 2 (speed) and 6 at full size; the first run of target 3
+# Target 1: the input pipeline against the bare forward pass
 
 
 def input_pipeline(ctx: Context) -> dict:
-    """Bare forward pass (in-memory tensors) before and after end-to-end extraction of the photos."""
+    """Bare forward rounds alternated with end-to-end extraction of JPEG chunks, in one process."""
     plan = ctx.plan
-    ctx.log(f"forward pass on in-memory tensors: {', '.join(plan.forward_variants)}")
-    before = forward_worker(ctx, plan.forward_variants, plan.forward_images)
-    ctx.log(f"extract {plan.photos} JPEGs end to end")
+    chunks = [ctx.data(f"chunk-{k}") for k in range(plan.pipeline_chunks)]
+    ctx.log(f"alternate bare forward ({plan.pipeline_bare_images} images) with extraction of "
+            f"{plan.pipeline_chunks} chunks of {plan.pipeline_chunk_images} JPEGs")
+    run = run_measured(python_command(PIPELINE_WORKER, *chunks, "--cache-root", ctx.caches("pipeline"),
+                                      "--weights", ctx.weights, "--input-size", plan.input_size,
+                                      "--batch-size", plan.batch_size, "--bare-images", plan.pipeline_bare_images))
+    return {**run.json(), "process": run.summary()}
+
+
+# ------------------------------------------------------------------------------------------
+# Target 2 (speed): precisions and XLA on in-memory tensors
+
+
+def precision_speed(ctx: Context) -> dict:
+    plan = ctx.plan
+    ctx.log(f"forward pass on in-memory tensors, interleaved: {', '.join(plan.forward_variants)}")
+    return forward_worker(ctx, plan.forward_variants, plan.forward_images)
+
+
+# ------------------------------------------------------------------------------------------
+# Targets 3 and 6 at full size: first run, the naive script, re-runs
+
+
+def full_size(ctx: Context) -> dict:
+    """The first `extract` of the photos (the reference for target 3) and the naive script on them."""
+    plan = ctx.plan
+    ctx.log(f"extract {plan.photos} JPEGs (first run)")
     first = extract_record(cli_extract(ctx, ctx.data("photos"), ctx.caches("photos"), plan.input_size))
-    ctx.log("forward pass again (float32), to bracket the extraction")
-    after = forward_worker(ctx, ("float32",), plan.forward_images)
-    bare = [before["variants"]["float32"]["images_per_second"], after["variants"]["float32"]["images_per_second"]]
-    bare_mean = sum(bare) / len(bare)
-    return {
-        "forward_before": before,
-        "forward_after": after,
-        "extract": first,
-        "bare_float32_images_per_second": round(bare_mean, 3),
-        "pipeline_to_bare_ratio": round(first["pipeline_images_per_second"] / bare_mean, 3),
-    }
-
-
-def naive_at_full_size(ctx: Context) -> dict:
-    """The naive script on the same photos, same backbone, precision and batch size."""
-    ctx.log(f"naive script on the same {ctx.plan.photos} JPEGs")
-    run = naive_extract(ctx, ctx.data("photos"), ctx.plan.input_size, "block5_pool")
-    return {"process": run.summary()}
+    ctx.log(f"naive script on the same {plan.photos} JPEGs")
+    naive = naive_extract(ctx, ctx.data("photos"), plan.input_size, "block5_pool")
+    return {"extract": first, "naive": {"process": naive.summary()}}
 
 
 def caching(ctx: Context) -> dict:
@@ -129,10 +139,28 @@ def caching(ctx: Context) -> dict:
     ctx.log(f"add {plan.added} new images ({plan.added_fraction:.0%}) and re-run")
     from benchmarks.photos import link_photos, photo_path
 
-    new = [photo_path(ctx.data("all"), i, plan.classes) for i in range(plan.photos, plan.photos + plan.added)]
+    new = [photo_path(ctx.data("all"), i, plan.classes) for i in plan.ranges()["added"]]
     link_photos(new, ctx.data("all"), ctx.data("photos"))
     added = extract_record(cli_extract(ctx, ctx.data("photos"), ctx.caches("photos"), plan.input_size))
     return {"rerun": rerun, "added": added}
+
+
+def naive_speed(ctx: Context) -> dict:
+    """Whole runs of `extract` (A, each into a fresh cache) and the naive script (B), in `naive_speed_order`."""
+    plan = ctx.plan
+    data = ctx.data("naive-speed")
+    runs = []
+    for number, kind in enumerate(plan.naive_speed_order):
+        ctx.log(f"{'extract' if kind == 'A' else 'naive script'} on {plan.naive_speed_images} JPEGs ({number + 1}/"
+                f"{len(plan.naive_speed_order)})")
+        if kind == "A":
+            run = cli_extract(ctx, data, ctx.caches(f"naive-speed-{number}"), plan.input_size)
+        else:
+            run = naive_extract(ctx, data, plan.input_size, "block5_pool")
+        runs.append({"kind": "extract" if kind == "A" else "naive", "process": run.summary()})
+    total = {kind: sum(r["process"]["wall_seconds"] for r in runs if r["kind"] == kind) for kind in ("extract", "naive")}
+    return {"images": plan.naive_speed_images, "order": plan.naive_speed_order, "runs": runs,
+            "wall_seconds": total, "speedup": round(total["naive"] / total["extract"], 3)}
 
 
 # ------------------------------------------------------------------------------------------
@@ -171,11 +199,13 @@ def heads(ctx: Context) -> dict:
                                          split_sizes=plan.heads_splits, feature_shape=plan.heads_feature_shape,
                                          store_dtype=dtype)
               for dtype in ("float32", "float16")}
-    fits = {}
-    for kind, recipe in HEAD_KINDS:
-        label = f"{kind}-{recipe}" if recipe else kind
-        ctx.log(f"fit-head {label}")
-        fits[label] = fit_head(caches["float32"], kind, recipe)
+    attempts = {}
+    for repeat in range(plan.head_repeats):  # interleaved, so load changes hit every head alike
+        for kind, recipe in HEAD_KINDS:
+            label = f"{kind}-{recipe}" if recipe else kind
+            ctx.log(f"fit-head {label} ({repeat + 1}/{plan.head_repeats})")
+            attempts.setdefault(label, []).append(fit_head(caches["float32"], kind, recipe))
+    fits = {label: _median_fit(runs) for label, runs in attempts.items()}
     ctx.log("fit-head logreg and svm on the float16 cache")
     float16_fits = {kind: fit_head(caches["float16"], kind, None) for kind in ("logreg", "svm")}
     return {
@@ -192,6 +222,14 @@ def fit_head(cache: Path, kind: str, recipe: str | None) -> dict:
         command += ["--recipe", recipe]
     run = run_measured(command)
     return {"process": run.summary(), **run.json()}
+
+
+def _median_fit(runs: list[dict]) -> dict:
+    """The run with the median head time, plus every run's times (noise only ever adds time)."""
+    ordered = sorted(runs, key=lambda run: run["head_seconds"])
+    return {**ordered[(len(ordered) - 1) // 2], "repeats": len(runs),
+            "all_head_seconds": [run["head_seconds"] for run in runs],
+            "all_fit_seconds": [run["fit_seconds"] for run in runs]}
 
 
 def _feature_bytes(cache: Path) -> dict:
@@ -253,8 +291,10 @@ def compare_features(reference: Path, other: Path) -> dict:
 
 SCENARIOS = {
     "input_pipeline": input_pipeline,
-    "naive_full_size": naive_at_full_size,
+    "precision_speed": precision_speed,
+    "full_size": full_size,
     "caching": caching,
+    "naive_speed": naive_speed,
     "memory": memory,
     "heads": heads,
     "real_photos": real_photos,
@@ -268,10 +308,13 @@ def prepare_data(ctx: Context) -> dict:
     plan = ctx.plan
     ctx.log(f"write {plan.images_needed} photo-sized JPEGs ({plan.photo_size[0]}x{plan.photo_size[1]})")
     paths = write_photos(ctx.data("all"), range(plan.images_needed), plan.classes, size=plan.photo_size)
-    for name in ["photos"] + [f"memory-{count}" for count in plan.memory_sizes]:
+    ranges = plan.ranges()
+    chunk = plan.pipeline_chunk_images
+    datasets = {name: ranges[name] for name in ("photos", "naive-speed")}
+    datasets.update({f"memory-{count}": ranges[f"memory-{count}"] for count in plan.memory_sizes})
+    datasets.update({f"chunk-{k}": ranges["chunks"][k * chunk:(k + 1) * chunk] for k in range(plan.pipeline_chunks)})
+    for name, indexes in datasets.items():
         shutil.rmtree(ctx.data(name), ignore_errors=True)
-    link_photos(paths[:plan.photos], ctx.data("all"), ctx.data("photos"))
-    for count in plan.memory_sizes:
-        link_photos(paths[:count], ctx.data("all"), ctx.data(f"memory-{count}"))
+        link_photos([paths[i] for i in indexes], ctx.data("all"), ctx.data(name))
     sizes = [p.stat().st_size for p in paths]
     return {"images": len(paths), "mean_jpeg_kb": round(sum(sizes) / len(sizes) / 1024, 1)}

@@ -40,13 +40,18 @@ def test_smoke_run_measures_every_scenario(smoke_results):
 
 def test_smoke_run_exercises_the_real_code_paths(smoke_results):
     scenarios = smoke_results[0]["scenarios"]
-    assert scenarios["input_pipeline"]["extract"]["extracted"] == SMOKE.photos
+    pipeline_rounds = [r["pipeline"] for r in scenarios["input_pipeline"]["rounds"] if "pipeline" in r]
+    assert [r["images"] for r in pipeline_rounds] == [SMOKE.pipeline_chunk_images] * SMOKE.pipeline_chunks
+    assert len(scenarios["input_pipeline"]["rounds"]) == SMOKE.pipeline_chunks + 1  # bare rounds on both sides
+    assert set(scenarios["precision_speed"]["variants"]) == set(SMOKE.forward_variants)
+    assert scenarios["full_size"]["extract"]["extracted"] == SMOKE.photos
     assert scenarios["caching"]["rerun"]["extracted"] == 0
     assert scenarios["caching"]["added"]["extracted"] == SMOKE.added
     assert scenarios["caching"]["added"]["reused"] == SMOKE.photos
     for count, run in scenarios["memory"]["runs"].items():
         assert run["extract"]["extracted"] == int(count)
         assert run["extract"]["process"]["peak_rss_mb"] > 0 and run["naive"]["process"]["peak_rss_mb"] > 0
+    assert [run["kind"] for run in scenarios["naive_speed"]["runs"]] == ["extract", "naive"]
     fits = scenarios["heads"]["fits"]
     assert set(fits) == {"logreg", "svm", "gap-dense-classic"}
     assert all(0.0 <= fit["top1"]["test"] <= 1.0 for fit in fits.values())
@@ -72,9 +77,8 @@ def test_run_measured_reports_the_childs_own_peak_memory():
 
 def test_verdicts_compare_against_the_targets():
     results = {"machine": {"cpu_flags": {}}, "scenarios": {
-        "input_pipeline": {"pipeline_to_bare_ratio": 0.89, "bare_float32_images_per_second": 4.0,
-                           "extract": {"pipeline_images_per_second": 3.56, "process": {"wall_seconds": 100.0}},
-                           "forward_before": {"variants": {"float32": {"images_per_second": 4.0}}}},
+        "input_pipeline": {"ratio": 0.89, "bare_images_per_second": 4.0, "pipeline_images_per_second": 3.56},
+        "full_size": {"extract": {"process": {"wall_seconds": 100.0}}},
         "caching": {"rerun": {"process": {"wall_seconds": 2.0}}, "added": {"process": {"wall_seconds": 16.0}}},
     }}
     met = {row["target"]: row["met"] for row in verdicts(results)}
