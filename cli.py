@@ -198,6 +198,17 @@ def _layout_option(function):
 # extract
 
 
+def _parse_shard(value):
+    from pipeline.shard import Shard
+
+    if value is None:
+        return None
+    try:
+        return Shard.parse(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--shard")
+
+
 @main.command()
 @click.argument("data_dir", type=click.Path(exists=True, path_type=Path))
 @_extract_options
@@ -217,12 +228,14 @@ def _layout_option(function):
 @_drop_duplicates_option
 @click.option("--commit-every", type=click.IntRange(min=1), default=None,
               help="Save finished rows to disk every N images (default: every 32 MB of features or 30 s).")
+@click.option("--shard", default=None, metavar="I/N", callback=lambda _ctx, _param, value: _parse_shard(value),
+              help="Extract only shard I of N (by content hash) into a shard cache; join them with `merge`.")
 @cache_dir_option
 @json_option
 @command_body
 def extract(data_dir, backbone, layer, input_size, resize, pool, batch_size, weights, precision, store_dtype,
             layout, name, valid_fraction, test_fraction, split_seed, strict, allow_large_images, workers, wait,
-            drop_cross_split_duplicates, commit_every, cache_dir, as_json):
+            drop_cross_split_duplicates, commit_every, shard, cache_dir, as_json):
     """Extract bottleneck features of every image in DATA_DIR into a cache (only what is missing)."""
     from pipeline.extract import run_extract
     from pipeline.images import DEFAULT_MAX_PIXELS
@@ -234,6 +247,7 @@ def extract(data_dir, backbone, layer, input_size, resize, pool, batch_size, wei
         strict=strict, max_pixels=None if allow_large_images else DEFAULT_MAX_PIXELS, wait_for_lock=wait,
         drop_cross_split_duplicates=drop_cross_split_duplicates,
         commit_rows=commit_every,
+        shard=shard,
     )
     progress = ExtractProgress()
     try:
@@ -249,7 +263,8 @@ def _print_extract_summary(summary):
     splits = ", ".join(f"{split} {summary.split_counts.get(split, 0)}" for split in ("train", "valid", "test"))
     shape = "x".join(str(d) for d in summary.feature_shape)
     rate = f", {summary.images_per_second:.1f} img/s" if summary.extracted else ""
-    click.echo(f"Dataset    {summary.dataset} ({summary.layout} layout), {summary.classes} classes")
+    shard = f", shard {summary.shard}" if summary.shard else ""
+    click.echo(f"Dataset    {summary.dataset} ({summary.layout} layout{shard}), {summary.classes} classes")
     click.echo(f"Images     {summary.images} usable: {splits}")
     click.echo(f"Features   {summary.extracted} extracted, {summary.reused} reused from the cache  [{shape}]")
     click.echo(f"Weights    {summary.weights}")
@@ -264,6 +279,30 @@ def _print_extract_summary(summary):
     for note in summary.notes:
         click.echo(f"Note       {note}")
     click.echo(f"Cache      {summary.cache_path}{'' if summary.wrote_cache else '  (unchanged)'}")
+
+
+@main.command()
+@click.argument("shards", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write the merged cache (default: the shard caches' folder).")
+@click.option("--delete-shards", is_flag=True, help="Delete the shard caches once the merged cache is written.")
+@click.option("--wait", is_flag=True, help="If another process is writing the merged cache, wait for it.")
+@json_option
+@command_body
+def merge(shards, out_dir, delete_shards, wait, as_json):
+    """Join the shard caches of `extract --shard I/N` (files, or folders holding them) into one cache."""
+    from pipeline.merge import merge_shards
+
+    summary = merge_shards(shards, out_dir, delete_shards=delete_shards, wait_for_lock=wait)
+    if not as_json:
+        click.echo(f"Merged {len(summary.shards)} shards: {summary.images} images, {summary.rows} rows, "
+                   f"{summary.failures} failures")
+        for note in summary.notes:
+            click.echo(f"Note       {note}")
+        if summary.deleted:
+            click.echo(f"Deleted    {len(summary.shards)} shard caches")
+        click.echo(f"Cache      {summary.cache_path}")
+    return summary.to_dict()
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,6 +12,9 @@ One HDF5 file per (dataset, feature key), named `<dataset>-<backbone>-<layer>-<k
     images/         one entry per file of the dataset: relpath (bytes), label, split, sha256,
                     row (index into features), size, mtime_ns (for the stat fast path)
     targets/<task>/ optional extra label columns: classes, labels (aligned with images/)
+    shard/          shard caches only (`extract --shard`): image_position (aligned with images/) and
+                    failure_position (aligned with failures/, -1 for unhashable files): where each
+                    entry sits in the full dataset index, for `merge` (see `pipeline.shard`)
     failures/       relpath, reason: files that are part of the dataset but have no features
 
 The file is only ever replaced whole (written to a temporary file, then renamed), so a reader

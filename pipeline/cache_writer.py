@@ -341,6 +341,10 @@ def _write_view(handle: h5py.File, view: dict) -> None:
         group = handle.create_group(f"targets/{task}")
         group.create_dataset("classes", data=np.array(classes, dtype=object), dtype=text)
         group.create_dataset("labels", data=np.asarray(labels, dtype=np.int32))
+    if "shard" in view:  # shard caches only: full-index positions, see pipeline.shard
+        group = handle.create_group("shard")
+        for column, positions in view["shard"].items():
+            group.create_dataset(column, data=np.asarray(positions, dtype=np.int64))
 
 
 def _bytes_array(paths) -> np.ndarray:

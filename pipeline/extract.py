@@ -10,6 +10,9 @@ Steps, each a function below:
 4. Find rows that already exist (cache, unfinished segments, sibling caches with the same key),
    decode and run the backbone on the rest in slot-stable batches, commit segments.
 5. Write the consolidated cache atomically (skipped when nothing changed).
+
+With `shard` set (`extract --shard I/N`), steps 4-5 cover only that shard's images and write a
+shard cache; `pipeline.merge` joins the shard caches (see `pipeline.shard`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from pipeline.images import DEFAULT_MAX_PIXELS, ResizeSpec
 from pipeline.layouts import discover
 from pipeline.precision import resolve_precision
 from pipeline.provenance import FeatureSpec, library_versions
+from pipeline.shard import Shard, ShardView, cut_index, shard_cache_path
 from pipeline.splits import DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VALID_FRACTION, assign_splits
 from pipeline.weights import FingerprintMemo, ResolvedWeights, resolve_weights
 
@@ -74,6 +78,7 @@ class ExtractOptions:
     wait_for_lock: bool = False
     drop_cross_split_duplicates: bool = False
     commit_rows: int | None = None  # commit finished rows every N images (default: every 32 MB or 30 s)
+    shard: Shard | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,10 @@ class ExtractSummary:
     feature_shape: list
     wrote_cache: bool
     notes: list = field(default_factory=list)
+    startup_seconds: float = 0.0  # building the backbone (importing TensorFlow, loading weights)
+    waiting_for_images_seconds: float = 0.0  # backbone idle, waiting for decoded images
+    waiting_for_writer_seconds: float = 0.0  # backbone idle, waiting for the segment writer
+    shard: str | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -197,6 +206,9 @@ def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = Extra
     spec = setup.feature_spec
     name = options.name or dataset_name_of(data_dir)
     cache_path = cache_dir / cache_file_name(name, spec)
+    whole_cache_path = cache_path
+    if options.shard is not None:
+        cache_path = shard_cache_path(cache_path, options.shard)
 
     # The lock comes before hashing: a second writer fails fast, and one that waited hashes
     # against the cache the first one wrote.
@@ -204,7 +216,14 @@ def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = Extra
         cache_writer.remove_stale_temps(cache_path)
         if cache_path.exists():
             _check_own_cache(cache_path)
-        index = index_dataset(data_dir, options, _known_stamps(cache_path))
+        shard_view = None
+        if options.shard is None:
+            index = index_dataset(data_dir, options, _known_stamps(cache_path))
+        else:
+            known = _known_stamps(whole_cache_path)  # a whole-dataset cache saves re-hashing other shards' files
+            known.update(_known_stamps(cache_path))
+            shard_view = cut_index(index_dataset(data_dir, options, known), options.shard)
+            index = shard_view.index
         available = cache_writer.existing_rows(cache_path, spec.key())
         wanted = {}
         for record in index.records:
@@ -212,23 +231,25 @@ def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = Extra
                 wanted.setdefault(record.sha256, index.path_of(record))
         if options.strict:
             _refuse_failures(index, wanted, options)
-        if not index.records:
+        if not (shard_view.total_records if shard_view else index.records):
             _refuse_empty(index.root, _failures(index, {}))
-        decode_failures, forward_seconds = {}, 0.0
+        decode_failures, times, startup_seconds = {}, LoopTimes(), 0.0
         if wanted:
             def get_extractor():
+                nonlocal startup_seconds
                 built = extractor or _build_extractor(setup.backbone, spec.layer, spec.input_size, setup.weights,
                                                       spec.precision, spec.pooling)
                 _check_fingerprint(built, spec)
+                startup_seconds = built.build_seconds  # measured where it was built (maybe in resolve_setup)
                 return built
 
             ordinals = slots.content_ordinals(r.sha256 for r in index.records)
-            forward_seconds = _extract_rows(list(wanted.items()), ordinals, cache_path, spec, setup.resize,
-                                            get_extractor, options, decode_failures, progress)
+            times = _extract_rows(list(wanted.items()), ordinals, cache_path, spec, setup.resize, get_extractor,
+                                  options, decode_failures, progress)
             available = cache_writer.existing_rows(cache_path, spec.key())
-        if all(r.sha256 in decode_failures for r in index.records):
+        if shard_view is None and all(r.sha256 in decode_failures for r in index.records):
             _refuse_empty(index.root, _failures(index, decode_failures))
-        wrote = _consolidate(cache_path, setup, index, name, available, decode_failures)
+        wrote = _consolidate(cache_path, setup, index, name, available, decode_failures, shard_view)
 
     failures = _failures(index, decode_failures)
     usable = [r for r in index.records if r.sha256 not in decode_failures]
@@ -240,9 +261,12 @@ def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = Extra
         split_counts=split_counts, images=len(usable), extracted=len(wanted) - len(decode_failures),
         reused=len({r.sha256 for r in usable}) - (len(wanted) - len(decode_failures)),
         failures=[{"path": p, "reason": r} for p, r in failures], seconds=round(time.perf_counter() - started, 3),
-        forward_seconds=round(forward_seconds, 3), weights=setup.weights.describe(),
+        forward_seconds=round(times.forward, 3), weights=setup.weights.describe(),
         precision=f"{spec.precision} ({setup.precision_reason})", feature_shape=list(_shape_of(cache_path)),
-        wrote_cache=wrote, notes=list(index.notes),
+        wrote_cache=wrote, notes=list(index.notes), startup_seconds=round(startup_seconds, 3),
+        waiting_for_images_seconds=round(times.waiting_for_images, 3),
+        waiting_for_writer_seconds=round(times.waiting_for_writer, 3),
+        shard=options.shard.to_text() if options.shard else None,
     )
 
 
@@ -361,9 +385,18 @@ class _BackgroundWriter:
             raise self.error
 
 
+@dataclass
+class LoopTimes:
+    """Where the extraction loop's time went: the forward pass, and waits that leave the backbone idle."""
+
+    forward: float = 0.0
+    waiting_for_images: float = 0.0  # blocked until the decoder had the next batch ready
+    waiting_for_writer: float = 0.0  # blocked on the background segment writer (disk)
+
+
 def _extract_rows(items, ordinals, cache_path, spec, resize, get_extractor, options, decode_failures,
-                  progress) -> float:
-    """Decode and run the backbone on `items` [(sha, path)], committing segments. Returns forward seconds.
+                  progress) -> LoopTimes:
+    """Decode and run the backbone on `items` [(sha, path)], committing segments. Returns the loop's timings.
 
     Batches are slot-stable (see `pipeline.slots`): `ordinals` numbers the dataset's distinct
     contents, so each image is computed at the same batch position in every run. The backbone
@@ -374,9 +407,15 @@ def _extract_rows(items, ordinals, cache_path, spec, resize, get_extractor, opti
     in_order = [(sha, path) for batch in plan for _, sha, path in batch.entries]
     decoded = decoded_batches(in_order, resize, options.batch_size, options.workers, options.max_pixels)
     extractor, writer = None, None
-    done, forward_seconds = 0, 0.0
+    done, times = 0, LoopTimes()
+    batches = slots.slot_batches(plan, decoded, resize)
     try:
-        for batch in slots.slot_batches(plan, decoded, resize):
+        while True:
+            tick = time.perf_counter()
+            batch = next(batches, None)
+            times.waiting_for_images += time.perf_counter() - tick
+            if batch is None:
+                break
             decode_failures.update(batch.failures)
             if batch.shas:
                 if extractor is None:
@@ -386,20 +425,25 @@ def _extract_rows(items, ordinals, cache_path, spec, resize, get_extractor, opti
                         max_rows=options.commit_rows))
                 tick = time.perf_counter()
                 features = extractor(batch.pixels)[batch.slots]
-                forward_seconds += time.perf_counter() - tick
+                times.forward += time.perf_counter() - tick
+                tick = time.perf_counter()
                 writer.put(batch.shas, features.astype(spec.store_dtype))
+                times.waiting_for_writer += time.perf_counter() - tick
             done += len(batch.shas) + len(batch.failures)
             if progress is not None:
                 progress(done, len(items))
     finally:
         decoded.close()
         if writer is not None:
+            tick = time.perf_counter()
             writer.close()
-    log.info("ran the backbone on %d images in %.1fs", done - len(decode_failures), forward_seconds)
-    return forward_seconds
+            times.waiting_for_writer += time.perf_counter() - tick
+    log.info("ran the backbone on %d images in %.1fs (%.1fs waiting for images, %.1fs for the writer)",
+             done - len(decode_failures), times.forward, times.waiting_for_images, times.waiting_for_writer)
+    return times
 
 
-def _consolidate(cache_path, setup, index, name, available, decode_failures) -> bool:
+def _consolidate(cache_path, setup, index, name, available, decode_failures, shard_view: ShardView | None = None) -> bool:
     """Write the cache with every usable image; returns False when nothing changed."""
     spec = setup.feature_spec
     usable = [r for r in index.records if r.sha256 not in decode_failures and r.sha256 in available]
@@ -414,37 +458,53 @@ def _consolidate(cache_path, setup, index, name, available, decode_failures) -> 
         if record.sha256 not in row_of:
             row_of[record.sha256] = len(plan)
             plan.append(available[record.sha256])
-    view = _view(index, usable, row_of, _failures(index, decode_failures))
+    failures = _failures(index, decode_failures)
+    view = cache_view(index, usable, row_of, failures)
     dataset_attrs = {"name": name, "root": str(index.root.resolve()), "layout": index.layout, "notes": list(index.notes)}
-    view_digest = hashlib.sha256(json.dumps([view, dataset_attrs], sort_keys=True, default=str).encode()).hexdigest()
+    if shard_view is not None:
+        dataset_attrs["shard"] = shard_view.attributes()
+        view["shard"] = shard_view.positions([r.relpath for r in usable], failures)
+    digest = view_digest(view, dataset_attrs)
     created = cache_writer.now_iso()
     if cache_path.exists():
         with open_cache_file(cache_path) as handle:
             created = str(handle.attrs["created"])
-            unchanged = len(plan) == len(old_rows) and handle.attrs.get("view_digest") == view_digest
+            unchanged = len(plan) == len(old_rows) and handle.attrs.get("view_digest") == digest
         if unchanged:
             cache_writer.remove_partial(cache_path)  # left by a run killed after its last write: all in the cache
             return False
-    attrs = {
-        "schema_version": spec.schema_version,
-        "feature_key": spec.key(),
-        "feature_spec": spec.to_json(),
-        "weights": cache_writer.json_attr({"source": setup.weights.source, "path": setup.weights.path,
-                                           "verified": setup.weights.verified, "request": setup.weights.request,
-                                           "description": setup.weights.describe()}),
-        "versions": cache_writer.json_attr(library_versions()),
-        "dataset": cache_writer.json_attr(dataset_attrs),
-        "created": created,
-        "updated": cache_writer.now_iso(),
-        "view_digest": view_digest,
-    }
+    weights = {"source": setup.weights.source, "path": setup.weights.path, "verified": setup.weights.verified,
+               "request": setup.weights.request, "description": setup.weights.describe()}
+    attrs = cache_attributes(spec, weights, library_versions(), dataset_attrs, digest, created)
     shape = _shape_from_sources(plan) if plan else _shape_of(cache_path)
     cache_writer.write_cache(cache_path, attrs, view, plan, shape, spec.store_dtype)
     cache_writer.remove_partial(cache_path)
     return True
 
 
-def _view(index: DatasetIndex, usable: list[ImageRecord], row_of: dict, failures) -> dict:
+def view_digest(view: dict, dataset_attrs: dict) -> str:
+    """sha256 of a cache's dataset view and dataset attributes (stored; equal digests = nothing to rewrite)."""
+    return hashlib.sha256(json.dumps([view, dataset_attrs], sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cache_attributes(spec: FeatureSpec, weights: dict, versions: dict, dataset_attrs: dict, digest: str,
+                     created: str) -> dict:
+    """The root attributes of a cache file (see `pipeline.cache`), serialised for `write_cache`."""
+    return {
+        "schema_version": spec.schema_version,
+        "feature_key": spec.key(),
+        "feature_spec": spec.to_json(),
+        "weights": cache_writer.json_attr(weights),
+        "versions": cache_writer.json_attr(versions),
+        "dataset": cache_writer.json_attr(dataset_attrs),
+        "created": created,
+        "updated": cache_writer.now_iso(),
+        "view_digest": digest,
+    }
+
+
+def cache_view(index: DatasetIndex, usable: list[ImageRecord], row_of: dict, failures) -> dict:
+    """The dataset view written with a cache: the `usable` records (rows from `row_of`) and `failures`."""
     view = {
         "classes": list(index.class_names),
         "relpath": [r.relpath for r in usable],

@@ -1,0 +1,143 @@
+"""`extract --shard I/N` + `merge` give exactly the cache a single run writes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import h5py
+import numpy as np
+import pytest
+
+from pipeline.cache import verify_cache
+from pipeline.errors import CacheError
+from pipeline.extract import run_extract
+from pipeline.merge import merge_shards
+from pipeline.shard import Shard, index_digest, shard_of
+from tests.conftest import make_dataset, write_image
+
+SHARDS = 3
+_VIEW_COLUMNS = ("images/relpath", "images/label", "images/split", "images/sha256", "images/row", "images/size",
+                 "images/mtime_ns", "failures/relpath", "failures/reason", "classes", "row_sha256")
+#: Convolutions on CPU round differently when an image shares its batch with other images, so the
+#: same image's features from two runs that batch differently agree to float32 rounding, not bit for bit.
+FEATURE_RTOL, FEATURE_ATOL = 1e-5, 1e-6
+
+
+def _messy_dataset(root):
+    """Two classes with train/test folders, a duplicated image, an undecodable file and a broken link."""
+    make_dataset(root, per_class=6)
+    shutil.copy(root / "train" / "cat" / "cat_0.jpg", root / "train" / "dog" / "copy_of_cat_0.jpg")
+    (root / "train" / "cat" / "broken.jpg").write_bytes(b"not an image at all")
+    (root / "test" / "dog" / "gone.jpg").symlink_to(root / "does-not-exist.jpg")
+    return root
+
+
+def _read(path):
+    with h5py.File(path, "r") as handle:
+        arrays = {name: handle[name][()] for name in _VIEW_COLUMNS}
+        arrays["features"] = handle["features"][()]
+        attrs = {name: handle.attrs[name] for name in ("feature_key", "view_digest", "dataset")}
+        has_shard_group = "shard" in handle
+    return arrays, attrs, has_shard_group
+
+
+def test_shard_assignment_depends_only_on_the_content_hash():
+    sha = "ab" * 32
+    assert shard_of(sha, 4) == int(sha[:16], 16) % 4
+    assert [Shard(i, 4).owns(sha) for i in range(4)].count(True) == 1
+    assert Shard.parse(" 2 / 8 ") == Shard(2, 8)
+
+
+@pytest.mark.parametrize("text", ["3", "a/b", "4/4", "-1/3", "0/0"])
+def test_bad_shard_text_is_refused_with_the_expected_form(text):
+    with pytest.raises(ValueError, match="I/N|does not exist"):
+        Shard.parse(text)
+
+
+def test_merged_shards_equal_a_single_run(tmp_path, tiny_options):
+    data = _messy_dataset(tmp_path / "pets")
+    single = run_extract(data, tmp_path / "single", tiny_options)
+    shard_runs = [run_extract(data, tmp_path / "sharded", replace(tiny_options, shard=Shard(i, SHARDS)))
+                  for i in range(SHARDS)]
+    assert sum(run.extracted for run in shard_runs) == single.extracted
+    assert all(".shard-" in run.cache_path for run in shard_runs)
+
+    summary = merge_shards([tmp_path / "sharded"])
+
+    merged, merged_attrs, merged_has_shard = _read(summary.cache_path)
+    expected, expected_attrs, _ = _read(single.cache_path)
+    assert not merged_has_shard
+    assert merged_attrs == expected_attrs
+    for name in _VIEW_COLUMNS:
+        np.testing.assert_array_equal(merged[name], expected[name], err_msg=name)
+    np.testing.assert_allclose(merged["features"], expected["features"], rtol=FEATURE_RTOL, atol=FEATURE_ATOL)
+    assert verify_cache(summary.cache_path) == []
+    assert len(merged["failures/relpath"]) == 2  # the undecodable file and the broken link
+
+    again = run_extract(data, tmp_path / "sharded", tiny_options)
+    assert again.extracted == 0
+    assert again.cache_path == summary.cache_path
+    assert not again.wrote_cache
+
+
+def test_merge_refuses_incomplete_or_mixed_shards(tmp_path, tiny_options):
+    data = make_dataset(tmp_path / "pets", per_class=4)
+    first = run_extract(data, tmp_path / "cache", replace(tiny_options, shard=Shard(0, 2)))
+    with pytest.raises(CacheError, match="shards 1/2 are missing"):
+        merge_shards([first.cache_path])
+
+    other = run_extract(data, tmp_path / "cache", replace(tiny_options, shard=Shard(1, 2), store_dtype="float16"))
+    with pytest.raises(CacheError, match="differ in store_dtype"):
+        merge_shards([first.cache_path, other.cache_path])
+
+    write_image(data / "train" / "cat" / "late_arrival.jpg", (200, 60, 60), seed=999)
+    changed = run_extract(data, tmp_path / "cache", replace(tiny_options, shard=Shard(1, 2)))
+    with pytest.raises(CacheError, match="different versions of the dataset"):
+        merge_shards([first.cache_path, changed.cache_path])
+
+
+def test_a_whole_dataset_cache_is_not_a_shard(tmp_path, tiny_options):
+    data = make_dataset(tmp_path / "pets", per_class=2)
+    whole = run_extract(data, tmp_path / "cache", tiny_options)
+    with pytest.raises(CacheError, match="not a shard cache"):
+        merge_shards([whole.cache_path])
+
+
+def test_shard_cache_records_positions_in_the_full_index(tmp_path, tiny_options):
+    data = make_dataset(tmp_path / "pets", per_class=3)
+    run = run_extract(data, tmp_path / "cache", replace(tiny_options, shard=Shard(0, 2)))
+    with h5py.File(run.cache_path, "r") as handle:
+        shard = json.loads(handle.attrs["dataset"])["shard"]
+        positions = handle["shard/image_position"][()]
+        shas = handle["images/sha256"][()].astype(str)
+    assert shard["count"] == 2 and shard["index"] == 0 and shard["records"] == 12
+    assert len(positions) == len(shas) and np.all(np.diff(positions) > 0)
+    assert all(shard_of(sha, 2) == 0 for sha in shas)
+
+
+def test_cli_shard_and_merge(tmp_path, cli):
+    from tests.conftest import TINY_CLI_ARGS
+
+    data = make_dataset(tmp_path / "pets", per_class=3)
+    cache_dir = tmp_path / "cache"
+    for index in range(2):
+        payload, _ = cli.json(["extract", data, "--shard", f"{index}/2", "--cache-dir", cache_dir, *TINY_CLI_ARGS])
+        assert payload["shard"] == f"{index}/2"
+    payload, _ = cli.json(["merge", cache_dir, "--delete-shards"])
+    assert payload["images"] == 12
+    assert len(list(cache_dir.glob("*.h5"))) == 1
+    result = cli(["extract", data, "--shard", "2/2", "--cache-dir", cache_dir, *TINY_CLI_ARGS])
+    assert result.exit_code == 2 and "--shard" in result.output
+
+
+def test_index_digest_ignores_file_times_but_not_labels(tmp_path):
+    from pipeline.dataset import DatasetIndex, ImageRecord
+
+    record = ImageRecord("a.jpg", 0, "train", "ab" * 32, size=10, mtime_ns=1)
+    index = DatasetIndex(tmp_path, "generic", ("cat", "dog"), (record,))
+    touched = index.with_records([replace(record, mtime_ns=2, size=11)])
+    relabelled = index.with_records([replace(record, label=1)])
+    assert index_digest(index) == index_digest(touched)
+    assert index_digest(index) != index_digest(relabelled)
