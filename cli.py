@@ -198,7 +198,8 @@ def _layout_option(function):
 # extract
 
 
-def _parse_shard(value):
+def _parse_shard(_ctx, _param, value):
+    """click callback of `--shard`: "I/N" -> `Shard`."""
     from pipeline.shard import Shard
 
     if value is None:
@@ -228,8 +229,9 @@ def _parse_shard(value):
 @_drop_duplicates_option
 @click.option("--commit-every", type=click.IntRange(min=1), default=None,
               help="Save finished rows to disk every N images (default: every 32 MB of features or 30 s).")
-@click.option("--shard", default=None, metavar="I/N", callback=lambda _ctx, _param, value: _parse_shard(value),
-              help="Extract only shard I of N (by content hash) into a shard cache; join them with `merge`.")
+@click.option("--shard", default=None, metavar="I/N", callback=_parse_shard,
+              help="Extract only shard I of N (whole batches dealt round robin) into a shard cache; join the "
+                   "shard caches with `merge`. Use the same --batch-size for every shard.")
 @cache_dir_option
 @json_option
 @command_body

@@ -222,7 +222,7 @@ def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = Extra
         else:
             known = _known_stamps(whole_cache_path)  # a whole-dataset cache saves re-hashing other shards' files
             known.update(_known_stamps(cache_path))
-            shard_view = cut_index(index_dataset(data_dir, options, known), options.shard)
+            shard_view = cut_index(index_dataset(data_dir, options, known), options.shard, options.batch_size)
             index = shard_view.index
         available = cache_writer.existing_rows(cache_path, spec.key())
         wanted = {}
@@ -243,7 +243,7 @@ def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = Extra
                 startup_seconds = built.build_seconds  # measured where it was built (maybe in resolve_setup)
                 return built
 
-            ordinals = slots.content_ordinals(r.sha256 for r in index.records)
+            ordinals = shard_view.ordinals if shard_view else slots.content_ordinals(r.sha256 for r in index.records)
             times = _extract_rows(list(wanted.items()), ordinals, cache_path, spec, setup.resize, get_extractor,
                                   options, decode_failures, progress)
             available = cache_writer.existing_rows(cache_path, spec.key())

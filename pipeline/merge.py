@@ -158,6 +158,11 @@ def _check_together(shards: list[ShardCache]) -> None:
         if shard.shard["count"] != first.shard["count"]:
             raise CacheError(f"{shard.path.name} is a shard of {shard.shard['count']} but {first.path.name} of "
                              f"{first.shard['count']}; merge shards from one --shard I/N run")
+        if shard.shard.get("batch_size") != first.shard.get("batch_size"):
+            raise CacheError(
+                f"{shard.path.name} was extracted with --batch-size {shard.shard.get('batch_size')} but "
+                f"{first.path.name} with {first.shard.get('batch_size')}; shards are dealt whole batches, so run "
+                "every shard with the same --batch-size")
         if shard.shard["index_digest"] != first.shard["index_digest"]:
             raise CacheError(
                 f"{shard.path.name} and {first.path.name} indexed different versions of the dataset (files were "

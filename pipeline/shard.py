@@ -1,12 +1,16 @@
 """Deterministic sharding of one extraction across machines: `extract --shard I/N`, then `merge`.
 
-An image belongs to shard `int(sha256[:16], 16) % N` of its content hash. The assignment depends
-only on the image's bytes, never on file order, paths or which machine looks, so every shard job
-agrees on it without talking to the others, identical files always land in the same shard, and
-re-running a shard after a crash picks exactly the same images.
+Shards are dealt whole forward batches, round robin: with the dataset's distinct contents
+numbered in index order (`pipeline.slots.content_ordinals`) and batch size B, the image numbered
+`ordinal` belongs to shard `(ordinal // B) % N`. So every shard job computes exactly the batches a
+single run computes, slot for slot, and the merged features are bitwise those of a single run
+(same machine type, libraries and `--batch-size`; see `pipeline.slots` for why slots matter). The
+assignment depends only on the dataset index and B, never on the machine: every job agrees on it
+without talking to the others, identical files share an ordinal and so a shard, and re-running a
+shard after a crash picks exactly the same images.
 
-Every shard job reads and hashes the whole dataset (so splits, class names and notes are those of
-the whole dataset) and then extracts only its own images into a shard cache,
+Every shard job reads and hashes the whole dataset (so splits, class names, notes and ordinals
+are those of the whole dataset) and then extracts only its own images into a shard cache,
 `<dataset>-<backbone>-<layer>-<key>.shard-I-of-N.h5`. Besides the usual contents, a shard cache
 records where each of its images and failures sits in the full dataset index (`shard/` group),
 and a digest of that full index, so `pipeline.merge` can put the shards back together into
@@ -24,9 +28,8 @@ from pathlib import Path
 
 from pipeline.cache import CACHE_SUFFIX
 from pipeline.dataset import DatasetIndex
+from pipeline.slots import content_ordinals
 
-#: Hex digits of the content hash used to pick a shard (64 bits: uniform for any shard count).
-SHARD_HEX_DIGITS = 16
 #: Position recorded for failures that are not images of the index (files that could not be hashed).
 NOT_IN_INDEX = -1
 _SHARD_NAME = re.compile(r"\.shard-(\d+)-of-(\d+)$")
@@ -52,9 +55,9 @@ class Shard:
             raise ValueError(f"--shard expects I/N (this job's shard I of N, counting from 0), got {text!r}")
         return cls(int(match.group(1)), int(match.group(2)))
 
-    def owns(self, sha256: str) -> bool:
-        """True when the image with this content hash belongs to this shard."""
-        return shard_of(sha256, self.count) == self.index
+    def owns(self, ordinal: int, batch_size: int) -> bool:
+        """True when the image numbered `ordinal` (see `pipeline.slots`) belongs to this shard."""
+        return shard_of(ordinal, batch_size, self.count) == self.index
 
     def suffix(self) -> str:
         """The part of a shard cache's file name that names the shard, e.g. ".shard-02-of-08"."""
@@ -65,9 +68,9 @@ class Shard:
         return f"{self.index}/{self.count}"
 
 
-def shard_of(sha256: str, count: int) -> int:
-    """The shard (0..count-1) an image with content hash `sha256` belongs to."""
-    return int(sha256[:SHARD_HEX_DIGITS], 16) % count
+def shard_of(ordinal: int, batch_size: int, count: int) -> int:
+    """The shard (0..count-1) of the image numbered `ordinal`: its forward batch, dealt round robin."""
+    return (ordinal // batch_size) % count
 
 
 def shard_cache_path(cache_path: Path, shard: Shard) -> Path:
@@ -103,19 +106,22 @@ class ShardView:
     """A full dataset index cut down to one shard's images, remembering where each one came from.
 
     `index` keeps only the shard's records (and every file that could not be hashed);
-    `position_of` maps a kept record's relpath to its position in the full index.
+    `position_of` maps a kept record's relpath to its position in the full index; `ordinals` are
+    the full index's content ordinals, so the shard's images keep a single run's batch slots.
     """
 
     shard: Shard
     index: DatasetIndex
     position_of: dict
+    ordinals: dict
+    batch_size: int
     total_records: int
     digest: str
 
     def attributes(self) -> dict:
         """What a shard cache records about its shard (JSON-able; stored with the dataset attributes)."""
         return {"index": self.shard.index, "count": self.shard.count, "records": self.total_records,
-                "index_digest": self.digest}
+                "batch_size": self.batch_size, "index_digest": self.digest}
 
     def positions(self, relpaths, failures) -> dict:
         """The `shard` columns of a cache view: full-index positions of `relpaths` and `failures`."""
@@ -127,13 +133,14 @@ class ShardView:
         }
 
 
-def cut_index(index: DatasetIndex, shard: Shard) -> ShardView:
-    """The part of a hashed, split `index` that `shard` extracts."""
+def cut_index(index: DatasetIndex, shard: Shard, batch_size: int) -> ShardView:
+    """The part of a hashed, split `index` that `shard` extracts with forward batches of `batch_size`."""
+    ordinals = content_ordinals(record.sha256 for record in index.records)
     kept, position_of = [], {}
     for position, record in enumerate(index.records):
-        if shard.owns(record.sha256):
+        if shard.owns(ordinals[record.sha256], batch_size):
             kept.append(record)
             position_of[record.relpath] = position
     cut = index.with_records(kept)
-    return ShardView(shard=shard, index=cut, position_of=position_of, total_records=len(index.records),
-                     digest=index_digest(index))
+    return ShardView(shard=shard, index=cut, position_of=position_of, ordinals=ordinals, batch_size=batch_size,
+                     total_records=len(index.records), digest=index_digest(index))
