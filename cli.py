@@ -617,6 +617,7 @@ def cache_ls(cache_dir, as_json):
                 continue
             click.echo(f"{row['file']}  {row['dataset']}  {row['backbone']}/{row['layer']}  {row['images']} images, "
                        f"{row['rows']} rows, {row['megabytes']:.1f} MB, {row['heads']} heads"
+                       + (f"  (shard {row['shard']}: `merge` the shards to use it)" if row["shard"] else "")
                        + ("  (unfinished extraction pending)" if row["partial"] else ""))
     return {"cache_dir": str(cache_dir), "caches": rows}
 

@@ -97,6 +97,19 @@ class CacheInfo:
     def data_root(self) -> Path:
         return Path(self.dataset.get("root", "."))
 
+    @property
+    def shard(self) -> dict | None:
+        """For a shard cache (`extract --shard I/N`): its shard attributes, e.g. {"index": 0, "count": 4, ...}."""
+        return self.dataset.get("shard")
+
+    def require_whole_dataset(self) -> None:
+        """`CacheError` for a shard cache: it holds only part of the dataset, so heads and exports refuse it."""
+        if self.shard is not None:
+            raise CacheError(
+                f"{self.path.name} is shard {self.shard['index']}/{self.shard['count']} of a multi-machine extraction "
+                f"and holds only part of the dataset; join the shards first with `merge {self.path.parent}`, then "
+                "use the merged cache")
+
     def split_sizes(self) -> dict[str, int]:
         return {split: int((self.images.split == split).sum()) for split in SPLITS}
 

@@ -28,7 +28,8 @@ def list_caches(cache_dir: Path) -> list[dict]:
         rows.append({**row, "dataset": info.dataset.get("name"), "backbone": info.spec.backbone,
                      "layer": info.spec.layer, "feature_key": info.key, "images": len(info.images),
                      "rows": info.row_count, "classes": len(info.class_names), "heads": len(list_sidecars(path)),
-                     "updated": info.updated})
+                     "updated": info.updated,
+                     "shard": f"{info.shard['index']}/{info.shard['count']}" if info.shard else None})
     return rows + _unfinished_first_runs(Path(cache_dir))
 
 

@@ -56,6 +56,7 @@ class FeatureSet:
 def load_feature_set(cache_path, info: CacheInfo | None = None) -> FeatureSet:
     """Read every split's pooled features and labels from the cache at `cache_path`."""
     info = info or read_cache_info(cache_path)
+    info.require_whole_dataset()
     images = info.images
     pooled = load_rows(info.path, images.row, pooling=HEAD_POOLING)
     splits = {}

@@ -12,12 +12,10 @@ TensorFlow.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-import h5py
 import numpy as np
 
 from pipeline import cache_writer
@@ -73,7 +71,7 @@ def find_shard_caches(targets: Iterable[Path]) -> list[Path]:
 def read_shard_cache(path: Path) -> ShardCache:
     """Read a shard cache; `CacheError` when `path` is not one."""
     info = read_cache_info(path)
-    shard = info.dataset.get(_SHARD_ATTR)
+    shard = info.shard
     if shard is None:
         raise CacheError(f"{path} is a whole-dataset cache, not a shard cache; merge takes the caches written by "
                          "`extract --shard I/N`")
@@ -135,9 +133,8 @@ def merge_shards(targets: Iterable[Path], out_dir: Path | None = None, delete_sh
 
 def _is_shard_cache(path: Path) -> bool:
     try:
-        with h5py.File(path, "r") as handle:
-            return _SHARD_ATTR in json.loads(handle.attrs.get("dataset", "{}"))
-    except (OSError, ValueError):
+        return read_cache_info(path).shard is not None
+    except CacheError:
         return False
 
 

@@ -21,6 +21,7 @@ from pipeline.dataset import SPLITS
 def export_npz(cache_path: Path, out_path: Path) -> dict:
     """Write the cache's features and labels to `out_path`; returns {split: rows} written."""
     info = read_cache_info(cache_path)
+    info.require_whole_dataset()
     out_path = Path(out_path)
     temp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}")
     counts = {}

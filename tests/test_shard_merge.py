@@ -157,3 +157,19 @@ def test_index_digest_ignores_file_times_but_not_labels(tmp_path):
     relabelled = index.with_records([replace(record, label=1)])
     assert index_digest(index) == index_digest(touched)
     assert index_digest(index) != index_digest(relabelled)
+
+
+def test_a_shard_cache_is_refused_by_heads_and_exports_until_merged(tmp_path, tiny_options, cli):
+    data = make_dataset(tmp_path / "pets", per_class=3)
+    shard = run_extract(data, tmp_path / "cache", replace(tiny_options, shard=Shard(0, 2)))
+
+    for command in (["fit-head", shard.cache_path, "--head", "logreg"],
+                    ["export-npz", shard.cache_path, tmp_path / "out.npz"]):
+        result = cli(command)
+        assert result.exit_code == 1, result.output
+        assert "shard 0/2" in result.output and "merge" in result.output
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "out.npz").exists()
+
+    listing, _ = cli.json(["cache", "ls", "--cache-dir", tmp_path / "cache"])
+    assert [row["shard"] for row in listing["caches"]] == ["0/2"]
