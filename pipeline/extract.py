@@ -233,14 +233,16 @@ def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = Extra
             _refuse_failures(index, wanted, options)
         if not (shard_view.total_records if shard_view else index.records):
             _refuse_empty(index.root, _failures(index, {}))
-        decode_failures, times, startup_seconds = {}, LoopTimes(), 0.0
+        decode_failures, times = {}, LoopTimes()
+        # the backbone may already be built (resolve_setup fingerprints new weights with it)
+        startup_seconds = extractor.build_seconds if extractor is not None else 0.0
         if wanted:
             def get_extractor():
                 nonlocal startup_seconds
                 built = extractor or _build_extractor(setup.backbone, spec.layer, spec.input_size, setup.weights,
                                                       spec.precision, spec.pooling)
                 _check_fingerprint(built, spec)
-                startup_seconds = built.build_seconds  # measured where it was built (maybe in resolve_setup)
+                startup_seconds = built.build_seconds
                 return built
 
             ordinals = shard_view.ordinals if shard_view else slots.content_ordinals(r.sha256 for r in index.records)
@@ -426,8 +428,9 @@ def _extract_rows(items, ordinals, cache_path, spec, resize, get_extractor, opti
                 tick = time.perf_counter()
                 features = extractor(batch.pixels)[batch.slots]
                 times.forward += time.perf_counter() - tick
+                rows = features.astype(spec.store_dtype)
                 tick = time.perf_counter()
-                writer.put(batch.shas, features.astype(spec.store_dtype))
+                writer.put(batch.shas, rows)
                 times.waiting_for_writer += time.perf_counter() - tick
             done += len(batch.shas) + len(batch.failures)
             if progress is not None:

@@ -1,6 +1,7 @@
 """The cache contract: what is extracted, reused, and stored, on tiny generated datasets."""
 
 import shutil
+import time
 from dataclasses import replace
 
 import h5py
@@ -162,3 +163,28 @@ def test_store_dtype_float16_halves_the_rows(tiny_dataset, tmp_path, tiny_option
 def test_pooled_extraction_stores_vectors(tiny_dataset, tmp_path, tiny_options):
     summary = run_extract(tiny_dataset, tmp_path / "cache", replace(tiny_options, pool="avg", input_size=64))
     assert summary.feature_shape == [512]
+
+
+def test_summary_accounts_for_startup_and_idle_time(tiny_dataset, tmp_path, tiny_options, monkeypatch):
+    from pipeline import cache_writer
+
+    first = run_extract(tiny_dataset, tmp_path / "cache", tiny_options)
+    assert first.startup_seconds > 0  # built while fingerprinting the new weights, before any batch
+    assert first.forward_seconds > 0 and first.waiting_for_images_seconds >= 0
+
+    disk_delay = 0.2
+    slow_add = cache_writer.SegmentWriter.add
+
+    def add_slowly(self, *args, **kwargs):
+        time.sleep(disk_delay)
+        return slow_add(self, *args, **kwargs)
+
+    monkeypatch.setattr(cache_writer.SegmentWriter, "add", add_slowly)
+    (tmp_path / "more").mkdir()
+    for i in range(3 * tiny_options.batch_size):
+        write_image(tmp_path / "more" / "cat" / f"extra_{i}.jpg", (i, 40, 90), seed=500 + i)
+    slow = run_extract(tmp_path / "more", tmp_path / "cache", tiny_options)
+    assert slow.extracted == 3 * tiny_options.batch_size
+    # three batches through a two-slot queue: the backbone waits on the writer at least once
+    assert slow.waiting_for_writer_seconds >= disk_delay
+    assert slow.startup_seconds > 0  # the fingerprint was memoised, so the backbone was built for the batches
