@@ -16,13 +16,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-#: Preprocessing modes of `keras.applications.imagenet_utils`, as recorded in cache keys.
-PREPROCESSING_DESCRIPTIONS = {
-    "caffe": "RGB->BGR, subtract the ImageNet mean per channel (no scaling)",
-    "tf": "scale pixels to [-1, 1]",
-    "torch": "scale to [0, 1], subtract the ImageNet mean and divide by its std",
-    "none": "pixels in [0, 255] as they are; the model rescales internally",
-}
+from pipeline.tf_runtime import import_keras
 
 
 @dataclass(frozen=True)
@@ -40,6 +34,7 @@ class BackboneSpec:
 
     def keras_module(self):
         """The `keras.applications` family module (imports Keras)."""
+        import_keras()  # quietly, before keras.applications pulls TensorFlow in
         return importlib.import_module(self.family_module)
 
     def validate_input_size(self, size: int) -> None:
@@ -93,7 +88,7 @@ def get_backbone(name: str) -> BackboneSpec:
 @contextlib.contextmanager
 def dtype_policy(precision: str):
     """Build Keras layers under a mixed-precision policy (float32 variables, `precision` compute)."""
-    import keras
+    keras = import_keras()
 
     previous = keras.config.dtype_policy()
     policy = "float32" if precision == "float32" else f"mixed_{precision}"
@@ -111,7 +106,7 @@ def build_feature_model(spec: BackboneSpec, layer: str, input_size: int, weights
     to the layer's activations; call it with `training=False` so BatchNorm uses its statistics.
     Raises ValueError naming valid layers when `layer` does not exist.
     """
-    import keras
+    keras = import_keras()
 
     spec.validate_input_size(input_size)
     constructor = getattr(spec.keras_module(), spec.constructor)

@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from pipeline.backbones import BackboneSpec, build_feature_model, preprocess_function
+from pipeline.tf_runtime import import_keras, import_tensorflow
 from pipeline.weights import RANDOM_WEIGHTS_SEED, ResolvedWeights, fingerprint_model
 
 #: With this many visible GPUs or more, the backbone is replicated across them.
@@ -41,8 +42,8 @@ class FeatureExtractor:
     def __init__(self, spec: BackboneSpec, layer: str, input_size: int, weights: ResolvedWeights,
                  precision: str, pooling: str):
         started = time.perf_counter()
-        import keras
-        import tensorflow as tf
+        keras = import_keras()
+        tf = import_tensorflow()
 
         self.strategy = multi_gpu_strategy()
         with self.strategy.scope() if self.strategy is not None else contextlib.nullcontext():
@@ -83,7 +84,7 @@ class FeatureExtractor:
 
     def _mirrored_forward(self, pixels: np.ndarray) -> np.ndarray:
         """Split the batch evenly across the GPUs, run the replicas, concatenate in order."""
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         parts = np.array_split(pixels, self.strategy.num_replicas_in_sync)
         # Called once per replica under that replica's device scope, so each part lands on its GPU.
@@ -95,7 +96,7 @@ class FeatureExtractor:
 
 def multi_gpu_strategy():
     """A MirroredStrategy over every visible GPU when there are `MIN_GPUS_TO_MIRROR` or more, else None."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) < MIN_GPUS_TO_MIRROR:

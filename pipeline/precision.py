@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.tf_runtime import import_tensorflow
+
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 #: CPU feature flags (as in /proc/cpuinfo) that make bfloat16 matrix maths fast.
 BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
@@ -29,11 +31,16 @@ def cpu_flags(cpuinfo: Path = _CPUINFO) -> frozenset[str]:
     return frozenset()
 
 
+def nvidia_gpu_count() -> int:
+    """How many NVIDIA GPUs the driver lists (0 without a driver); imports nothing."""
+    return sum(1 for _ in _NVIDIA_GPUS.iterdir()) if _NVIDIA_GPUS.is_dir() else 0
+
+
 def tensor_core_gpus() -> int:
     """How many visible GPUs have tensor cores. Imports TensorFlow only if an NVIDIA driver exists."""
-    if not _NVIDIA_GPUS.is_dir() or not any(_NVIDIA_GPUS.iterdir()):
+    if not nvidia_gpu_count():
         return 0
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     count = 0
     for device in tf.config.list_physical_devices("GPU"):

@@ -27,6 +27,7 @@ import numpy as np
 
 from pipeline.errors import HeadError
 from pipeline.heads.base import train_and_valid
+from pipeline.tf_runtime import import_keras, import_tensorflow
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class GapDenseHead:
         self.recipe = recipe
 
     def fit(self, features) -> "GapDenseHead":
-        import keras
+        keras = import_keras()
 
         if self.recipe not in RECIPES:
             raise HeadError(f"unknown recipe {self.recipe!r}; choose one of: {', '.join(RECIPES)}")
@@ -107,7 +108,7 @@ class GapDenseHead:
 
     @classmethod
     def load(cls, stem: Path, sidecar: dict) -> "GapDenseHead":
-        import keras
+        keras = import_keras()
 
         head = cls(sidecar.get("hyperparameters", {}).get("recipe", "default"))
         head.model_ = keras.saving.load_model(Path(stem).with_name(sidecar["model_file"]), safe_mode=True, compile=False)
@@ -130,8 +131,8 @@ def _train(model, recipe: Recipe, train, valid) -> tuple[list[dict], int]:
 
     Returns (per-epoch history, best epoch counted from 1).
     """
-    import keras
-    import tensorflow as tf
+    keras = import_keras()
+    tf = import_tensorflow()
 
     optimizer = _optimizer(recipe)
     optimizer.build(model.trainable_variables)
@@ -182,7 +183,7 @@ def batch_size_for(recipe: Recipe, rows: int) -> int:
 
 
 def _head_layers(recipe: Recipe, num_classes: int, train_x: np.ndarray) -> list:
-    import keras
+    keras = import_keras()
 
     layers = []
     if recipe.standardise:
@@ -205,7 +206,7 @@ def _apply(layers, tensor):
 
 def _full_model(shape: tuple[int, ...], layers):
     """The saved model: full feature maps -> GlobalAveragePooling2D -> the trained layers."""
-    import keras
+    keras = import_keras()
 
     inputs = keras.Input(shape=shape, name="features")
     tensor = keras.layers.GlobalAveragePooling2D(name="gap")(inputs) if len(shape) == 3 else inputs
@@ -214,7 +215,7 @@ def _full_model(shape: tuple[int, ...], layers):
 
 def _pooled_view(model):
     """The layers after GAP of a saved full model, as a model on pooled rows."""
-    import keras
+    keras = import_keras()
 
     gap = model.get_layer("gap")
     inputs = keras.Input(shape=(gap.output.shape[-1],))
@@ -222,7 +223,7 @@ def _pooled_view(model):
 
 
 def _optimizer(recipe: Recipe):
-    import keras
+    keras = import_keras()
 
     if recipe.optimizer == "rmsprop":
         return keras.optimizers.RMSprop(learning_rate=recipe.learning_rate)
