@@ -19,7 +19,6 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -28,7 +27,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent))  # this checkout's `benchmarks` and `pipeline`, whatever is installed
 
 from benchmarks.measure import machine_info  # noqa: E402
-from benchmarks.plan import FULL, SMOKE  # noqa: E402
+from benchmarks.plan import BACKBONE, FULL, SMOKE  # noqa: E402
 from benchmarks.report import markdown, verdicts  # noqa: E402
 from benchmarks.scenarios import SCENARIOS, Context, prepare_data  # noqa: E402
 
@@ -39,10 +38,9 @@ def resolve_weights_argument(plan, work: Path) -> str:
     """The --weights value every run uses: the verified ImageNet VGG16 file, or "none" for smoke."""
     if plan.weights == "none":
         return "none"
-    from pipeline.backbones import get_backbone
     from pipeline.weights import resolve_weights
 
-    resolved = resolve_weights(get_backbone("vgg16"), plan.weights, work / "weights-cache", 224)
+    resolved = resolve_weights(BACKBONE, plan.weights, work / "weights-cache", BACKBONE.default_input_size)
     if not resolved.verified:
         raise click.ClickException(f"the VGG16 weights found ({resolved.describe()}) are not verified ImageNet weights")
     return resolved.path
@@ -50,10 +48,11 @@ def resolve_weights_argument(plan, work: Path) -> str:
 
 def run_benchmark(plan, out: Path, work: Path, only: tuple[str, ...] = (), log=print) -> dict:
     """Run the scenarios of `plan` and write `out`/results.json and `out`/benchmarks.md; return the results."""
+    from pipeline.cache_writer import now_iso
     from pipeline.precision import resolve_precision
 
     started = time.perf_counter()
-    results = {"mode": plan.mode, "started": _now(), "plan": {k: str(v) for k, v in plan.__dict__.items()},
+    results = {"mode": plan.mode, "started": now_iso(), "plan": {k: str(v) for k, v in plan.__dict__.items()},
                "machine": machine_info(), "auto_precision": " ".join(resolve_precision("auto")),
                "scenarios": {}, "errors": {}}
     ctx = Context(plan=plan, work=work, weights=resolve_weights_argument(plan, work), log=log)
@@ -67,7 +66,7 @@ def run_benchmark(plan, out: Path, work: Path, only: tuple[str, ...] = (), log=p
         except Exception as error:  # noqa: BLE001 - recorded, and the remaining scenarios still run
             results["errors"][name] = f"{type(error).__name__}: {error}"
             log(f"   failed: {results['errors'][name]}")
-    results["finished"] = _now()
+    results["finished"] = now_iso()
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["verdicts"] = verdicts(results)
@@ -75,10 +74,6 @@ def run_benchmark(plan, out: Path, work: Path, only: tuple[str, ...] = (), log=p
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     (out / "benchmarks.md").write_text(markdown(results))
     return results
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

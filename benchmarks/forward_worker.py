@@ -24,6 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from benchmarks.common import BACKBONE_NAME, batch_count, preload  # noqa: E402
+
 XLA_SUFFIX = "+xla"
 
 
@@ -33,7 +35,7 @@ def build_variants(names, weights_request, size, layer, cache_dir):
     from pipeline.forward import FeatureExtractor
     from pipeline.weights import resolve_weights
 
-    spec = get_backbone("vgg16")
+    spec = get_backbone(BACKBONE_NAME)
     weights = resolve_weights(spec, weights_request, cache_dir, size)
     built = {}
     for name in names:
@@ -92,13 +94,13 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    import tensorflow  # noqa: F401  (timed: the import is part of every process that runs a backbone)
+    preload("tensorflow")  # timed: the import is part of every process that runs a backbone
 
     import_seconds = time.perf_counter() - started
     built = build_variants(args.variants.split(","), args.weights, args.input_size, args.layer, args.cache_dir)
     pixels = np.random.default_rng(0).integers(0, 256, (args.batch_size, args.input_size, args.input_size, 3),
                                                dtype=np.uint8)
-    rounds = max(1, -(-args.images // args.batch_size))
+    rounds = batch_count(args.images, args.batch_size)
     results = measure(built, pixels, rounds)
     print(json.dumps({"tensorflow_import_seconds": round(import_seconds, 3), "batch_size": args.batch_size,
                       "input_size": args.input_size, "variants": results}))

@@ -20,7 +20,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _KIB = 1024
 _STDERR_TAIL = 3000
-#: CPU feature flags that decide which precisions are fast (see pipeline.precision).
+#: CPU feature flags that decide which precisions are fast, in report order; a superset of
+#: pipeline.precision.BF16_CPU_FLAGS, which the report checks for bfloat16 hardware.
 INTERESTING_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
 
 
@@ -88,12 +89,12 @@ def python_command(*args) -> list:
 
 def machine_info() -> dict:
     """CPU model, flags that matter, cores, memory, OS, GPUs, load and library versions."""
+    from pipeline.precision import cpu_flags, nvidia_gpu_count
     from pipeline.provenance import library_versions
 
     cpuinfo = _read("/proc/cpuinfo")
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "")
-    flags_line = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
-    flags = set(flags_line.split(":", 1)[1].split()) if ":" in flags_line else set()
+    flags = cpu_flags()
     meminfo = _read("/proc/meminfo")
     total_kb = next((int(line.split()[1]) for line in meminfo.splitlines() if line.startswith("MemTotal")), 0)
     return {
@@ -101,7 +102,7 @@ def machine_info() -> dict:
         "cpu_flags": {flag: flag in flags for flag in INTERESTING_FLAGS},
         "cores_visible": len(os.sched_getaffinity(0)),
         "memory_gib": round(total_kb / _KIB / _KIB, 1),
-        "gpus": len(list(Path("/proc/driver/nvidia/gpus").glob("*"))),
+        "gpus": nvidia_gpu_count(),  # every NVIDIA GPU, with tensor cores or not
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "versions": library_versions(),

@@ -28,6 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from benchmarks.common import BACKBONE_NAME, batch_count, preload  # noqa: E402
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -39,14 +41,14 @@ def main() -> None:
     parser.add_argument("--bare-images", type=int, required=True)
     args = parser.parse_args()
 
-    import tensorflow  # noqa: F401
+    preload("tensorflow")  # once, up front: each run_extract below then only builds its backbone
 
     from pipeline.backbones import get_backbone
     from pipeline.extract import ExtractOptions, run_extract
     from pipeline.forward import FeatureExtractor
     from pipeline.weights import resolve_weights
 
-    spec = get_backbone("vgg16")
+    spec = get_backbone(BACKBONE_NAME)
     weights = resolve_weights(spec, args.weights, args.cache_root / "weights-cache", args.input_size)
     bare = FeatureExtractor(spec, spec.default_layer, args.input_size, weights, "float32", "none")
     pixels = np.random.default_rng(0).integers(0, 256, (args.batch_size, args.input_size, args.input_size, 3),
@@ -54,7 +56,7 @@ def main() -> None:
     bare(pixels)  # warm-up
     options = ExtractOptions(weights=args.weights, input_size=args.input_size, batch_size=args.batch_size,
                              precision="float32")
-    batches = max(1, -(-args.bare_images // args.batch_size))
+    batches = batch_count(args.bare_images, args.batch_size)
 
     def bare_round() -> dict:
         started = time.perf_counter()

@@ -23,6 +23,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from benchmarks.common import BACKBONE_NAME
+from benchmarks.feature_cache import DOG_CLASSES, DOG_SPLITS, VGG16_BOTTLENECK
+from benchmarks.photos import PHOTO_SIZE
+from pipeline.backbones import get_backbone
+
+#: The backbone of every scenario: its own input size and default layer are the full plan's.
+BACKBONE = get_backbone(BACKBONE_NAME)
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -47,7 +55,7 @@ class Plan:
     memory_layer: str
     heads_classes: int
     heads_splits: dict = field(default_factory=dict)
-    heads_feature_shape: tuple = (7, 7, 512)
+    heads_feature_shape: tuple = VGG16_BOTTLENECK
     use_real_photos: bool = True
 
     @property
@@ -72,12 +80,13 @@ class Plan:
 
 
 FULL = Plan(
-    mode="full", weights="imagenet", classes=6, photo_size=(500, 375), photos=1000, added_fraction=0.10,
-    input_size=224, batch_size=32, forward_images=64, forward_variants=("float32", "bfloat16", "float32+xla"),
+    mode="full", weights="imagenet", classes=6, photo_size=PHOTO_SIZE, photos=1000, added_fraction=0.10,
+    input_size=BACKBONE.default_input_size, batch_size=32, forward_images=64,
+    forward_variants=("float32", "bfloat16", "float32+xla"),
     pipeline_chunks=4, pipeline_chunk_images=96, pipeline_bare_images=64, naive_speed_images=256,
     naive_speed_order="ABBA", head_repeats=3,
     memory_sizes=(1000, 10000), memory_input_size=64, memory_layer="block3_pool",
-    heads_classes=133, heads_splits={"train": 6680, "valid": 835, "test": 836},
+    heads_classes=DOG_CLASSES, heads_splits=dict(DOG_SPLITS),
 )
 
 SMOKE = Plan(
@@ -85,7 +94,7 @@ SMOKE = Plan(
     input_size=32, batch_size=4, forward_images=4, forward_variants=("float32", "bfloat16"),
     pipeline_chunks=2, pipeline_chunk_images=4, pipeline_bare_images=4, naive_speed_images=4,
     naive_speed_order="AB", head_repeats=1,
-    memory_sizes=(6, 12), memory_input_size=32, memory_layer="block5_pool",
+    memory_sizes=(6, 12), memory_input_size=32, memory_layer=BACKBONE.default_layer,
     heads_classes=4, heads_splits={"train": 40, "valid": 12, "test": 12}, heads_feature_shape=(2, 2, 8),
     use_real_photos=False,
 )

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.measure import REPO_ROOT, Measured, python_command, run_measured
-from benchmarks.plan import Plan
+from benchmarks.plan import BACKBONE, Plan
 
 BENCH_DIR = Path(__file__).resolve().parent
 NAIVE_SCRIPT = BENCH_DIR / "naive_extract.py"
@@ -24,6 +24,8 @@ HEAD_WORKER = BENCH_DIR / "head_worker.py"
 PIPELINE_WORKER = BENCH_DIR / "pipeline_worker.py"
 CATSDOGS = REPO_ROOT.parent / "shared" / "data" / "catsdogs"
 HEAD_KINDS = (("logreg", None), ("svm", None), ("gap-dense", "classic"))
+#: Floor for the norms that cosine similarity and relative error divide by (all-zero feature rows).
+_NORM_FLOOR = 1e-30
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ def full_size(ctx: Context) -> dict:
     ctx.log(f"extract {plan.photos} JPEGs (first run)")
     first = extract_record(cli_extract(ctx, ctx.data("photos"), ctx.caches("photos"), plan.input_size))
     ctx.log(f"naive script on the same {plan.photos} JPEGs")
-    naive = naive_extract(ctx, ctx.data("photos"), plan.input_size, "block5_pool")
+    naive = naive_extract(ctx, ctx.data("photos"), plan.input_size, BACKBONE.default_layer)
     return {"extract": first, "naive": {"process": naive.summary()}}
 
 
@@ -156,7 +158,7 @@ def naive_speed(ctx: Context) -> dict:
         if kind == "A":
             run = cli_extract(ctx, data, ctx.caches(f"naive-speed-{number}"), plan.input_size)
         else:
-            run = naive_extract(ctx, data, plan.input_size, "block5_pool")
+            run = naive_extract(ctx, data, plan.input_size, BACKBONE.default_layer)
         runs.append({"kind": "extract" if kind == "A" else "naive", "process": run.summary()})
     total = {kind: sum(r["process"]["wall_seconds"] for r in runs if r["kind"] == kind) for kind in ("extract", "naive")}
     return {"images": plan.naive_speed_images, "order": plan.naive_speed_order, "runs": runs,
@@ -256,7 +258,7 @@ def real_photos(ctx: Context) -> dict:
     for label, precision, store in (("float32", "float32", "float32"), ("bfloat16", "bfloat16", "float32"),
                                     ("float32-store-float16", "float32", "float16")):
         ctx.log(f"catsdogs: extract {label}")
-        runs[label] = extract_record(cli_extract(ctx, CATSDOGS, cache_dir, 224, precision, store))
+        runs[label] = extract_record(cli_extract(ctx, CATSDOGS, cache_dir, BACKBONE.default_input_size, precision, store))
     fits = {}
     for label, run in runs.items():
         kinds = ("logreg",) if label == "bfloat16" else ("logreg", "svm")
@@ -283,8 +285,8 @@ def compare_features(reference: Path, other: Path) -> dict:
     ref_rows = [int(r) for sha, r in zip(ref_info.images.sha256, ref_info.images.row) if sha in other_row]
     a = load_rows(reference, np.array(ref_rows), pooling=None).reshape(len(shas), -1).astype(np.float64)
     b = load_rows(other, np.array([other_row[sha] for sha in shas]), pooling=None).reshape(len(shas), -1).astype(np.float64)
-    cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
-    relative = np.linalg.norm(a - b, axis=1) / np.maximum(np.linalg.norm(a, axis=1), 1e-30)
+    cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), _NORM_FLOOR)
+    relative = np.linalg.norm(a - b, axis=1) / np.maximum(np.linalg.norm(a, axis=1), _NORM_FLOOR)
     return {"images": len(shas), "mean_cosine": round(float(cosine.mean()), 6), "min_cosine": round(float(cosine.min()), 6),
             "mean_relative_error": float(relative.mean())}
 
