@@ -22,7 +22,7 @@ import numpy as np
 from pipeline import cache_writer
 from pipeline.cache import cache_file_name, partial_dir_of
 from pipeline.dataset import DatasetIndex, ImageRecord
-from pipeline.extract import cache_attributes, cache_view, view_digest
+from pipeline.cache_view import cache_attributes, cache_view, plan_rows, view_digest
 from pipeline.provenance import FeatureSpec, library_versions
 
 DOG_SPLITS = {"train": 6680, "valid": 835, "test": 836}
@@ -64,10 +64,7 @@ def write_feature_cache(cache_dir: Path, name: str = "synthetic-dogs", classes: 
     writer.flush()
 
     available = cache_writer.existing_rows(path, spec.key())
-    row_of, plan = {}, []
-    for record in records:
-        row_of[record.sha256] = len(plan)
-        plan.append(available[record.sha256])
+    row_of, plan = plan_rows(records, available)
     index = DatasetIndex(Path(cache_dir) / name, "generic", tuple(f"class_{c:03d}" for c in range(classes)),
                          tuple(records))
     view = cache_view(index, records, row_of, [])

@@ -18,7 +18,6 @@ shard cache; `pipeline.merge` joins the shard caches (see `pipeline.shard`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import re
@@ -33,6 +32,7 @@ from typing import Callable
 from pipeline import cache_writer, slots
 from pipeline.backbones import BackboneSpec, get_backbone
 from pipeline.cache import cache_file_name, damaged_cache_error, open_cache_file, partial_dir_of, verify_cache
+from pipeline.cache_view import cache_attributes, cache_view, view_digest
 from pipeline.dataset import DatasetIndex, ImageRecord, SkippedFile
 from pipeline.errors import DatasetError, PipelineError
 from pipeline.feeder import decoded_batches
@@ -476,55 +476,11 @@ def _consolidate(cache_path, setup, index, name, available, decode_failures, sha
         if unchanged:
             cache_writer.remove_partial(cache_path)  # left by a run killed after its last write: all in the cache
             return False
-    weights = {"source": setup.weights.source, "path": setup.weights.path, "verified": setup.weights.verified,
-               "request": setup.weights.request, "description": setup.weights.describe()}
-    attrs = cache_attributes(spec, weights, library_versions(), dataset_attrs, digest, created)
+    attrs = cache_attributes(spec, setup.weights.to_attrs(), library_versions(), dataset_attrs, digest, created)
     shape = _shape_from_sources(plan) if plan else _shape_of(cache_path)
     cache_writer.write_cache(cache_path, attrs, view, plan, shape, spec.store_dtype)
     cache_writer.remove_partial(cache_path)
     return True
-
-
-def view_digest(view: dict, dataset_attrs: dict) -> str:
-    """sha256 of a cache's dataset view and dataset attributes (stored; equal digests = nothing to rewrite)."""
-    return hashlib.sha256(json.dumps([view, dataset_attrs], sort_keys=True, default=str).encode()).hexdigest()
-
-
-def cache_attributes(spec: FeatureSpec, weights: dict, versions: dict, dataset_attrs: dict, digest: str,
-                     created: str) -> dict:
-    """The root attributes of a cache file (see `pipeline.cache`), serialised for `write_cache`."""
-    return {
-        "schema_version": spec.schema_version,
-        "feature_key": spec.key(),
-        "feature_spec": spec.to_json(),
-        "weights": cache_writer.json_attr(weights),
-        "versions": cache_writer.json_attr(versions),
-        "dataset": cache_writer.json_attr(dataset_attrs),
-        "created": created,
-        "updated": cache_writer.now_iso(),
-        "view_digest": digest,
-    }
-
-
-def cache_view(index: DatasetIndex, usable: list[ImageRecord], row_of: dict, failures) -> dict:
-    """The dataset view written with a cache: the `usable` records (rows from `row_of`) and `failures`."""
-    view = {
-        "classes": list(index.class_names),
-        "relpath": [r.relpath for r in usable],
-        "label": [r.label for r in usable],
-        "split": [r.split for r in usable],
-        "sha256": [r.sha256 for r in usable],
-        "row": [row_of[r.sha256] for r in usable],
-        "size": [r.size for r in usable],
-        "mtime_ns": [r.mtime_ns for r in usable],
-        "failures": [list(f) for f in failures],
-    }
-    if index.extra_targets:
-        view["targets"] = {
-            task: (list(classes), [r.extra_labels[position] for r in usable])
-            for position, (task, classes) in enumerate(index.extra_targets.items())
-        }
-    return view
 
 
 def _failures(index: DatasetIndex, decode_failures: dict) -> list[tuple[str, str]]:

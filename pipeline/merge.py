@@ -23,7 +23,7 @@ from pipeline.cache import CacheInfo, find_caches, open_cache_file, read_cache_i
 from pipeline.cache_admin import remove_cache
 from pipeline.dataset import DatasetIndex, ImageRecord
 from pipeline.errors import CacheError, DatasetError
-from pipeline.extract import cache_attributes, cache_view, view_digest
+from pipeline.cache_view import cache_attributes, cache_view, plan_rows, view_digest
 from pipeline.shard import NOT_IN_INDEX, merged_cache_name
 
 _SHARD_ATTR = "shard"
@@ -103,11 +103,10 @@ def merge_shards(targets: Iterable[Path], out_dir: Path | None = None, delete_sh
     dest.parent.mkdir(parents=True, exist_ok=True)
 
     index, usable_sources, failures = _reassemble(shards)
-    row_of, plan = {}, []
+    source_of = {}
     for record, source in zip(index.records, usable_sources):
-        if record.sha256 not in row_of:
-            row_of[record.sha256] = len(plan)
-            plan.append(source)
+        source_of.setdefault(record.sha256, source)
+    row_of, plan = plan_rows(index.records, source_of)
     if not plan:
         raise DatasetError(f"none of the images of {first.info.dataset.get('name')} could be read in any shard, "
                            "so there is nothing to merge; check the dataset")

@@ -34,8 +34,6 @@ the consolidated cache).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 import zipfile
@@ -48,6 +46,7 @@ import numpy as np
 from pipeline import cache_writer
 from pipeline.backbones import get_backbone
 from pipeline.cache import cache_file_name, open_cache_file, partial_dir_of, row_digest
+from pipeline.cache_view import cache_attributes, cache_view, plan_rows, view_digest
 from pipeline.dataset import SPLITS, DatasetIndex, ImageRecord, SkippedFile
 from pipeline.errors import DatasetError
 from pipeline.extract import dataset_name_of, hash_dataset
@@ -327,22 +326,8 @@ def _stream_rows(npz_path, row_records, cache_path, spec, feature_shape, availab
 def _write(cache_path, spec, npz_path, index: DatasetIndex, name, available, notes, feature_shape) -> None:
     """Consolidate the rows of `index` into the cache file (same format as `extract` writes)."""
     usable = [r for r in index.records if r.sha256 in available]
-    plan, row_of = [], {}
-    for record in usable:
-        if record.sha256 not in row_of:
-            row_of[record.sha256] = len(plan)
-            plan.append(available[record.sha256])
-    view = {
-        "classes": list(index.class_names),
-        "relpath": [r.relpath for r in usable],
-        "label": [r.label for r in usable],
-        "split": [r.split for r in usable],
-        "sha256": [r.sha256 for r in usable],
-        "row": [row_of[r.sha256] for r in usable],
-        "size": [r.size for r in usable],
-        "mtime_ns": [r.mtime_ns for r in usable],
-        "failures": [[s.relpath, s.reason] for s in index.skipped],
-    }
+    row_of, plan = plan_rows(usable, available)
+    view = cache_view(index, usable, row_of, [(s.relpath, s.reason) for s in index.skipped])
     dataset_attrs = {"name": name, "root": str(index.root.resolve()), "layout": index.layout,
                      "notes": notes + list(index.notes), "imported_from": str(npz_path.resolve())}
     created = cache_writer.now_iso()
@@ -351,17 +336,7 @@ def _write(cache_path, spec, npz_path, index: DatasetIndex, name, available, not
             created = str(handle.attrs["created"])
     weights = {"source": IMPORTED_SOURCE, "path": str(npz_path.resolve()), "verified": None, "request": IMPORTED_SOURCE,
                "description": f"unknown: features imported from {npz_path.name} ({spec.weights_fingerprint})"}
-    attrs = {
-        "schema_version": spec.schema_version,
-        "feature_key": spec.key(),
-        "feature_spec": spec.to_json(),
-        "weights": cache_writer.json_attr(weights),
-        "versions": cache_writer.json_attr(library_versions()),
-        "dataset": cache_writer.json_attr(dataset_attrs),
-        "created": created,
-        "updated": cache_writer.now_iso(),
-        "view_digest": hashlib.sha256(
-            json.dumps([view, dataset_attrs], sort_keys=True, default=str).encode()).hexdigest(),
-    }
+    attrs = cache_attributes(spec, weights, library_versions(), dataset_attrs, view_digest(view, dataset_attrs),
+                             created)
     cache_writer.write_cache(cache_path, attrs, view, plan, feature_shape, spec.store_dtype)
     cache_writer.remove_partial(cache_path)
