@@ -44,7 +44,6 @@ LOCK_SUFFIX = ".lock"
 #: Rows read per block when streaming features; bounds memory whatever the dataset size.
 READ_BLOCK_ROWS = 512
 _DIGEST_BYTES = 8
-_IMAGE_COLUMNS = ("relpath", "label", "split", "sha256", "row", "size", "mtime_ns")
 _REQUIRED = ("features", "row_sha256", "row_digest", "classes", "images", "failures")
 _FIX_DAMAGED = "delete it (`cache rm`) and run `extract` again; features in other caches of the same directory are reused"
 

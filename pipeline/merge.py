@@ -12,7 +12,8 @@ TensorFlow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -96,6 +97,18 @@ def merge_shards(targets: Iterable[Path], out_dir: Path | None = None, delete_sh
     paths = find_shard_caches(targets)
     if not paths:
         raise CacheError("no shard caches found; pass the files (or the folder) written by `extract --shard I/N`")
+    with contextlib.ExitStack() as locks:  # no shard job may rewrite a shard while its rows are copied
+        for path in paths:
+            locks.enter_context(cache_writer.CacheLock(path, wait=wait_for_lock))
+        summary = _merge_locked(paths, out_dir, wait_for_lock)
+    if delete_shards:  # after the locks are released: `remove_cache` takes each shard's lock itself
+        deleted = [removed for path in paths for removed in remove_cache(path)]
+        summary = replace(summary, deleted=deleted)
+    return summary
+
+
+def _merge_locked(paths: list[Path], out_dir: Path | None, wait_for_lock: bool) -> MergeSummary:
+    """Merge shard caches whose locks the caller holds (`deleted` is left empty)."""
     shards = [read_shard_cache(path) for path in paths]
     _check_together(shards)
     first = shards[0]
@@ -122,12 +135,8 @@ def merge_shards(targets: Iterable[Path], out_dir: Path | None = None, delete_sh
     shape = next(shard.info.feature_shape for shard in shards if shard.info.row_count)
     with cache_writer.CacheLock(dest, wait=wait_for_lock):
         cache_writer.write_cache(dest, attrs, view, plan, shape, first.info.spec.store_dtype)
-    deleted = []
-    if delete_shards:
-        for shard in shards:
-            deleted.extend(remove_cache(shard.path))
     return MergeSummary(cache_path=str(dest), shards=[str(shard.path) for shard in shards], images=len(index.records),
-                        rows=len(plan), failures=len(failures), deleted=deleted, notes=notes)
+                        rows=len(plan), failures=len(failures), deleted=[], notes=notes)
 
 
 def _is_shard_cache(path: Path) -> bool:

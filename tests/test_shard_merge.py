@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 from dataclasses import replace
 
 import h5py
@@ -14,7 +15,7 @@ from pipeline.cache import verify_cache
 from pipeline.errors import CacheError
 from pipeline.extract import run_extract
 from pipeline.merge import merge_shards
-from pipeline.shard import Shard, cut_index, index_digest
+from pipeline.shard import Shard, cut_index, index_digest, merged_cache_name
 from pipeline.slots import content_ordinals
 from tests.conftest import make_dataset, write_image
 
@@ -173,3 +174,19 @@ def test_a_shard_cache_is_refused_by_heads_and_exports_until_merged(tmp_path, ti
 
     listing, _ = cli.json(["cache", "ls", "--cache-dir", tmp_path / "cache"])
     assert [row["shard"] for row in listing["caches"]] == ["0/2"]
+
+
+def test_merge_waits_for_no_shard_being_written(tmp_path, tiny_options):
+    from pipeline.cache_writer import CacheLock
+    from pipeline.errors import CacheLockedError
+
+    data = make_dataset(tmp_path / "pets", per_class=2)
+    shards = [run_extract(data, tmp_path / "cache", replace(tiny_options, shard=Shard(i, 2))) for i in range(2)]
+    with CacheLock(Path(shards[1].cache_path)):  # a shard job still writing
+        with pytest.raises(CacheLockedError):
+            merge_shards([tmp_path / "cache"])
+    merged = tmp_path / "cache" / merged_cache_name(Path(shards[0].cache_path).name)
+    assert not merged.exists()
+    summary = merge_shards([tmp_path / "cache"], delete_shards=True)
+    assert summary.cache_path == str(merged) and merged.exists()
+    assert len(summary.deleted) >= 2 and not any(Path(s.cache_path).exists() for s in shards)

@@ -12,9 +12,13 @@ sweep over C cheap.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from pipeline.heads.lbfgs import minimize_lbfgs
+
+log = logging.getLogger(__name__)
 
 MAX_ITERATIONS = 500
 GRADIENT_TOLERANCE = 1e-4
@@ -48,6 +52,9 @@ def fit_squared_hinge_ovr(x: np.ndarray, y: np.ndarray, num_classes: int, c: flo
     else:
         theta0 = np.concatenate([initial[0].ravel(), initial[1]]).astype(np.float64)
     result = minimize_lbfgs(objective, theta0, MAX_ITERATIONS, GRADIENT_TOLERANCE)
+    if not result.converged:
+        log.warning("linear SVM with C=%g stopped after %d iterations without converging (objective %.6g); "
+                    "its scores may be slightly off", c, result.iterations, result.fun)
     coef = result.x[: d * num_classes].reshape(d, num_classes).astype(np.float32)
     intercept = result.x[d * num_classes:].astype(np.float32)
     return coef, intercept, result.iterations
