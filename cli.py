@@ -129,7 +129,29 @@ def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class JsonAwareGroup(click.Group):
+    """A click group whose usage errors (bad options, missing files) also honour `--json`.
+
+    click reports those before a command runs, as text on stderr; with `--json` among the
+    arguments they become the same one-object answer as every other failure, on stdout, with
+    click's exit status (2).
+    """
+
+    def main(self, args=None, **kwargs):
+        argv = list(sys.argv[1:] if args is None else args)
+        if "--json" not in argv:
+            return super().main(args=argv, **kwargs)
+        try:
+            return super().main(args=argv, standalone_mode=False, **kwargs)
+        except click.ClickException as error:
+            click.echo(json.dumps({"ok": False, "error": error.format_message()}))
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo(json.dumps({"ok": False, "error": "aborted"}))
+            sys.exit(1)
+
+
+@click.group(cls=JsonAwareGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("-v", "--verbose", is_flag=True, help="Show the library's progress log on stderr.")
 def main(verbose: bool):
     """Transfer learning by feature extraction: cache a frozen ImageNet CNN's bottleneck

@@ -16,6 +16,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
+from pipeline.errors import WeightsError
 from pipeline.tf_runtime import import_keras
 
 
@@ -104,14 +105,24 @@ def build_feature_model(spec: BackboneSpec, layer: str, input_size: int, weights
 
     The returned Keras model maps preprocessed float images of shape (input_size, input_size, 3)
     to the layer's activations; call it with `training=False` so BatchNorm uses its statistics.
-    Raises ValueError naming valid layers when `layer` does not exist.
+    Raises ValueError naming valid layers when `layer` does not exist, `WeightsError` when the
+    weights file does not fit the backbone.
     """
     keras = import_keras()
 
     spec.validate_input_size(input_size)
     constructor = getattr(spec.keras_module(), spec.constructor)
-    with dtype_policy(precision):
-        base = constructor(include_top=False, weights=weights_path, input_shape=(input_size, input_size, 3))
+    try:
+        with dtype_policy(precision):
+            base = constructor(include_top=False, weights=weights_path, input_shape=(input_size, input_size, 3))
+    except (ValueError, OSError) as error:
+        if weights_path is None:
+            raise
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
+        raise WeightsError(
+            f"could not load {weights_path} into {spec.name}: {reason}. --weights PATH needs a Keras weights file "
+            f"of keras.applications.{spec.constructor} without its classifier (include_top=False, like the official "
+            "*_notop.h5 files); or use --weights imagenet") from error
     names = [candidate.name for candidate in base.layers]
     if layer not in names:
         tail = ", ".join(names[-8:])

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,8 @@ from pipeline.provenance import FeatureSpec
 
 FORMAT_NAME = "bottleneck-feature-cache"
 CACHE_SUFFIX = ".h5"
+#: The end of a shard cache's name (before the suffix), as `extract --shard I/N` writes it.
+SHARD_NAME_PATTERN = re.compile(r"\.shard-(\d+)-of-(\d+)$")
 PARTIAL_SUFFIX = ".partial"
 LOCK_SUFFIX = ".lock"
 #: Rows read per block when streaming features; bounds memory whatever the dataset size.
@@ -210,13 +213,23 @@ def find_caches(cache_dir: Path) -> list[Path]:
     return sorted(p for p in cache_dir.iterdir() if p.suffix == CACHE_SUFFIX and p.is_file() and ".tmp" not in p.name)
 
 
+def is_shard_cache_name(file_name: str) -> bool:
+    """True for the file name of a shard cache (`...shard-I-of-N.h5`)."""
+    return file_name.endswith(CACHE_SUFFIX) and bool(SHARD_NAME_PATTERN.search(file_name[: -len(CACHE_SUFFIX)]))
+
+
 def resolve_cache_argument(target: Path) -> Path:
-    """A cache file as given, or the only cache inside a directory; `CacheError` otherwise."""
+    """A cache file as given, or the only whole-dataset cache inside a directory (shard caches are
+    not candidates); `CacheError` otherwise."""
     target = Path(target)
     if target.is_dir():
-        caches = find_caches(target)
+        found = find_caches(target)
+        caches = [path for path in found if not is_shard_cache_name(path.name)]
         if len(caches) == 1:
             return caches[0]
+        if found and not caches:
+            raise CacheError(f"{target} holds only shard caches of `extract --shard I/N`; join them with "
+                             f"`merge {target}`, then use the merged cache")
         if not caches:
             raise CacheError(f"no feature cache in {target}; run `extract DATA_DIR --cache-dir {target}` first")
         names = "\n  ".join(str(c) for c in caches)

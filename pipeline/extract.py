@@ -34,7 +34,7 @@ from pipeline.backbones import BackboneSpec, get_backbone
 from pipeline.cache import cache_file_name, damaged_cache_error, open_cache_file, partial_dir_of, verify_cache
 from pipeline.cache_view import cache_attributes, cache_view, view_digest
 from pipeline.dataset import DatasetIndex, ImageRecord, SkippedFile
-from pipeline.errors import DatasetError, PipelineError
+from pipeline.errors import CacheError, DatasetError, PipelineError
 from pipeline.feeder import decoded_batches
 from pipeline.hashing import FileStamp, hash_files
 from pipeline.hygiene import apply_hygiene
@@ -200,7 +200,7 @@ def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = Extra
     """
     started = time.perf_counter()
     data_dir, cache_dir = Path(data_dir), Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    _make_cache_dir(cache_dir)
     _validate(options)
     setup, extractor = resolve_setup(options, cache_dir)
     spec = setup.feature_spec
@@ -272,6 +272,14 @@ def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = Extra
     )
 
 
+def _make_cache_dir(cache_dir: Path) -> None:
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CacheError(f"cannot create the cache directory {cache_dir} ({error.strerror}); pass --cache-dir "
+                         f"(or set BOTTLENECK_CACHE_DIR to) a folder you can write to") from error
+
+
 def _validate(options: ExtractOptions) -> None:
     if options.batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {options.batch_size}")
@@ -328,12 +336,13 @@ def _known_stamps(cache_path: Path) -> dict:
 def _refuse_failures(index: DatasetIndex, wanted: dict, options: ExtractOptions) -> None:
     """--strict: decode every image that needs extracting and fail before any forward pass."""
     problems = [(s.relpath, s.reason) for s in index.skipped]
-    relpath_of = {r.sha256: r.relpath for r in index.records}
+    failed = {}
     batches = decoded_batches(list(wanted.items()), _STRICT_CHECK_SIZE, options.batch_size, options.workers,
                               options.max_pixels)
     with contextlib.closing(batches):
         for batch in batches:
-            problems += [(relpath_of[sha], reason) for sha, reason in batch.failures]
+            failed.update(batch.failures)
+    problems += [(r.relpath, failed[r.sha256]) for r in index.records if r.sha256 in failed]  # every copy
     if problems:
         listed = "\n  ".join(f"{p}: {r}" for p, r in problems[:_STRICT_LISTED])
         more = f"\n  ... and {len(problems) - _STRICT_LISTED} more" if len(problems) > _STRICT_LISTED else ""

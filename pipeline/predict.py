@@ -14,7 +14,7 @@ import numpy as np
 
 from pipeline.backbones import get_backbone
 from pipeline.cache import pool_rows
-from pipeline.errors import HeadError
+from pipeline.errors import DatasetError, HeadError
 from pipeline.features import HEAD_POOLING
 from pipeline.head_store import check_feature_key, load_head
 from pipeline.images import ImageDecodeError, ResizeSpec, decode_image
@@ -24,6 +24,7 @@ from pipeline.weights import resolve_weights
 
 DEFAULT_TOP_K = 5
 PREDICT_BATCH_SIZE = 16
+_UNREADABLE_LISTED = 10  # unreadable images named in the error when none could be read
 
 
 def predict_images(image_paths, head_path: Path, cache_dir: Path, top_k: int = DEFAULT_TOP_K) -> list[dict]:
@@ -67,5 +68,9 @@ def predict_images(image_paths, head_path: Path, cache_dir: Path, top_k: int = D
             best = np.argsort(-row)[:top_k]
             results.append({"path": str(path), "predictions": [
                 {"label": class_names[i], "probability": float(row[i])} for i in best]})
+    if all("error" in result for result in results):
+        listed = "\n  ".join(f"{r['path']}: {r['error']}" for r in results[:_UNREADABLE_LISTED])
+        raise DatasetError(f"none of the {len(results)} images could be read, so nothing was classified:\n  {listed}\n"
+                           "Pass image files (JPEG, PNG, GIF, BMP, WebP, TIFF)")
     order = {str(p): i for i, p in enumerate(paths)}
     return sorted(results, key=lambda r: order[r["path"]])

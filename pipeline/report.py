@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.cache import read_cache_info
 from pipeline.head_store import list_sidecars
 
 _COLUMNS = (("head", 34), ("kind", 9), ("params", 28), ("valid", 6), ("test", 6), ("test5", 6),
@@ -15,7 +16,11 @@ _COLUMNS = (("head", 34), ("kind", 9), ("params", 28), ("valid", 6), ("test", 6)
 
 
 def leaderboard(cache_path: Path) -> list[dict]:
-    """One row per head of the cache, best validation top-1 first."""
+    """One row per head fitted on the cache at `cache_path`, best validation top-1 first.
+
+    Raises `CacheError` when `cache_path` is not a whole-dataset cache (damaged, another file, a shard).
+    """
+    read_cache_info(cache_path).require_whole_dataset()
     rows = []
     for sidecar in list_sidecars(cache_path):
         metrics = sidecar.get("metrics", {})

@@ -26,13 +26,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.cache import CACHE_SUFFIX
+from pipeline.cache import CACHE_SUFFIX, SHARD_NAME_PATTERN
 from pipeline.dataset import DatasetIndex
 from pipeline.slots import content_ordinals
 
 #: Position recorded for failures that are not images of the index (files that could not be hashed).
 NOT_IN_INDEX = -1
-_SHARD_NAME = re.compile(r"\.shard-(\d+)-of-(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,7 @@ def shard_cache_path(cache_path: Path, shard: Shard) -> Path:
 def merged_cache_name(shard_file_name: str) -> str:
     """The file name of the merged cache of a shard cache's file name."""
     stem = shard_file_name[: -len(CACHE_SUFFIX)] if shard_file_name.endswith(CACHE_SUFFIX) else shard_file_name
-    return _SHARD_NAME.sub("", stem) + CACHE_SUFFIX
+    return SHARD_NAME_PATTERN.sub("", stem) + CACHE_SUFFIX
 
 
 def index_digest(index: DatasetIndex) -> str:

@@ -76,13 +76,19 @@ def test_predict_reproduces_the_cached_features(cli, extracted, tiny_dataset):
     assert all(abs(sum(p["probability"] for p in r["predictions"]) - 1) < 1e-5 for r in result["results"])
 
 
-def test_predict_reports_unreadable_images(cli, extracted, tmp_path):
+def test_predict_reports_unreadable_images(cli, extracted, tiny_dataset, tmp_path):
     cache_dir, payload = extracted
     fit, _ = cli.json(["fit-head", payload["cache_path"], "--head", "svm"])
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"nope")
-    result, _ = cli.json(["predict", bad, "--head", fit["sidecar_path"], "--cache-dir", cache_dir])
+    good = tiny_dataset / "test" / "cat" / "cat_0.jpg"
+    result, _ = cli.json(["predict", bad, good, "--head", fit["sidecar_path"], "--cache-dir", cache_dir])
     assert "not a recognised image format" in result["results"][0]["error"]
+    assert result["results"][1]["predictions"]
+
+    failed, outcome = cli.json(["predict", bad, "--head", fit["sidecar_path"], "--cache-dir", cache_dir],
+                               expect_ok=False)
+    assert outcome.exit_code == 1 and "none of the 1 images could be read" in failed["error"]
 
 
 def test_export_npz_has_the_classic_keys(cli, extracted, tmp_path):
@@ -150,3 +156,45 @@ def test_layers_lists_the_default_bottleneck(cli):
     names = [row["name"] for row in payload["layers"]]
     assert "block5_pool" in names and payload["default_layer"] == "block5_pool"
     assert payload["layers"][names.index("block5_pool")]["shape"] == [1, 1, 512]
+
+
+@pytest.mark.parametrize("args", [
+    ["extract", "/nonexistent/dataset"],
+    ["report", "/nonexistent/cache.h5"],
+    ["extract", ".", "--shard", "3/2"],
+    ["fit-head", "--head", "logreg", "--recipe", "classic"],
+    ["cache", "rm", "x.h5"],
+])
+def test_usage_errors_honour_json(cli, args):
+    payload, result = cli.json(args, expect_ok=False)
+    assert result.exit_code == 2 and payload["error"]
+    assert "Usage:" not in result.output
+
+
+def test_report_refuses_a_file_that_is_not_a_cache(cli, tmp_path):
+    import h5py
+
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as handle:
+        handle["x"] = [1]
+    payload, result = cli.json(["report", other], expect_ok=False)
+    assert result.exit_code == 1 and str(other) in payload["error"]
+
+
+def test_unwritable_cache_dir_is_explained(cli, tiny_dataset, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = cli(["extract", tiny_dataset, *TINY_CLI_ARGS, "--cache-dir", blocker / "cache"])
+    assert result.exit_code == 1 and "cannot create the cache directory" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_weights_file_that_does_not_fit_is_explained(cli, tiny_dataset, tmp_path):
+    import h5py
+
+    wrong = tmp_path / "other.h5"
+    with h5py.File(wrong, "w") as handle:
+        handle["x"] = [1]
+    result = cli(["extract", tiny_dataset, *TINY_CLI_ARGS[2:], "--weights", wrong, "--cache-dir", tmp_path / "c"])
+    assert result.exit_code == 1, result.output
+    assert f"could not load {wrong} into vgg16" in result.stderr and "include_top=False" in result.stderr

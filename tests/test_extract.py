@@ -188,3 +188,13 @@ def test_summary_accounts_for_startup_and_idle_time(tiny_dataset, tmp_path, tiny
     # three batches through a two-slot queue: the backbone waits on the writer at least once
     assert slow.waiting_for_writer_seconds >= disk_delay
     assert slow.startup_seconds > 0  # the fingerprint was memoised, so the backbone was built for the batches
+
+
+def test_strict_lists_every_copy_of_a_broken_file(tiny_dataset, tmp_path, tiny_options):
+    from pipeline.errors import DatasetError
+
+    (tiny_dataset / "train" / "cat" / "empty_a.jpg").write_bytes(b"")
+    (tiny_dataset / "train" / "dog" / "empty_b.jpg").write_bytes(b"")  # same (empty) content
+    with pytest.raises(DatasetError, match="2 files cannot be used") as refused:
+        run_extract(tiny_dataset, tmp_path / "cache", replace(tiny_options, strict=True))
+    assert "empty_a.jpg" in str(refused.value) and "empty_b.jpg" in str(refused.value)

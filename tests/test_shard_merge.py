@@ -190,3 +190,16 @@ def test_merge_waits_for_no_shard_being_written(tmp_path, tiny_options):
     summary = merge_shards([tmp_path / "cache"], delete_shards=True)
     assert summary.cache_path == str(merged) and merged.exists()
     assert len(summary.deleted) >= 2 and not any(Path(s.cache_path).exists() for s in shards)
+
+
+def test_a_folder_argument_ignores_shard_caches(tmp_path, tiny_options):
+    from pipeline.cache import resolve_cache_argument
+
+    data = make_dataset(tmp_path / "pets", per_class=2)
+    cache_dir = tmp_path / "cache"
+    run_extract(data, cache_dir, replace(tiny_options, shard=Shard(0, 2)))
+    with pytest.raises(CacheError, match="only shard caches"):
+        resolve_cache_argument(cache_dir)
+    run_extract(data, cache_dir, replace(tiny_options, shard=Shard(1, 2)))
+    summary = merge_shards([cache_dir])  # the shard caches stay
+    assert resolve_cache_argument(cache_dir) == Path(summary.cache_path)
