@@ -469,3 +469,19 @@ def test_plain_class_folders_are_still_generic(tmp_path):
     index = discover(root)
     assert index.layout == "generic" and index.class_names == ("cat", "dog")
     assert any("ignored 1 file not named like an image: train/dog/notes.txt" in note for note in index.notes)
+
+
+def test_unrecognised_folders_say_what_is_missing(tmp_path):
+    from pipeline.errors import DatasetError
+    from pipeline.layouts import discover
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetError, match="is empty"):
+        discover(empty)
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (loose / "a.jpg").write_bytes(b"x")
+    (loose / "b.jpg").write_bytes(b"y")
+    with pytest.raises(DatasetError, match="holds 2 files but no class folders"):
+        discover(loose)

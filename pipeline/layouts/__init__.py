@@ -48,5 +48,18 @@ def discover(root: Path | str, layout: str = "auto") -> DatasetIndex:
     for module in LAYOUTS.values():
         if module.detect(root):
             return module.load(root)
+    raise DatasetError(_unrecognised(root))
+
+
+def _unrecognised(root: Path) -> str:
+    """Why `root` matched no layout, in the user's terms, and what the layouts look like."""
     known = "\n  ".join(f"{m.NAME}: {m.DESCRIPTION}" for m in LAYOUTS.values())
-    raise DatasetError(f"could not recognise the layout of {root}; pass --layout NAME if it is one of:\n  {known}")
+    if root.is_dir():
+        entries = [entry for entry in root.iterdir() if not entry.name.startswith(".")]
+        if not entries:
+            return f"{root} is empty; put one folder of images per class in it (e.g. {root}/cat/, {root}/dog/)"
+        if not any(entry.is_dir() for entry in entries):
+            return (f"{root} holds {len(entries)} files but no class folders; put the images of each class in a "
+                    f"folder named after the class (e.g. {root}/cat/, {root}/dog/), or pass a CSV manifest "
+                    f"(path,label), or --layout NAME if it is one of:\n  {known}")
+    return f"could not recognise the layout of {root}; pass --layout NAME if it is one of:\n  {known}"
