@@ -1,19 +1,25 @@
 """`import-npz`: turn the classic precomputed bottleneck file into a feature cache heads can use.
 
 `DogVGG16Data.npz` (Udacity dog project) holds `train`, `valid` and `test`: float32 arrays of
-shape (N, 7, 7, 512) and no labels. Its rows follow the file order of
-`sklearn.datasets.load_files(<dogImages>/<split>)` with default arguments (shuffle=True,
-random_state=0), which is how the classic notebook listed the images. `load_files_order`
-reproduces that order exactly: class folders sorted by name, the entries of each sorted by
-name, then one `numpy.random.RandomState(0).shuffle` of the positions. Row i of a split is the
-i-th file of that order; its label is its class folder, and its cache row is addressed by the
-sha256 of the file, like every cache row.
+shape (N, 7, 7, 512) and no labels. Each row is attached to one image file of the `--labels`
+folder; its label is the file's class folder, and its cache row is addressed by the sha256 of the
+file, like every cache row. Which file a row belongs to:
 
-The order depends on how many entries are listed, so it is rebuilt from the images only
-(litter such as `.DS_Store` added to a copy would shift every row), falling back to every entry,
-exactly as `load_files` sees them, when that is what matches the npz. When neither listing has
-as many entries as the npz has rows, the import is refused: attaching labels to a guessed order
-would silently mislabel.
+- Files written by `export-npz` name it: `<split>_paths` holds the relpath (relative to the
+  dataset folder) of every row's image. Those paths are used whenever the file has them: every
+  path must be a file of that split in `--labels`, each split must have one path per row and no
+  path twice, otherwise the import is refused. Images of `--labels` the file does not name are
+  listed as failures (the npz has no row for them).
+- The original Udacity file has no paths. Its rows follow the file order of
+  `sklearn.datasets.load_files(<dogImages>/<split>)` with default arguments (shuffle=True,
+  random_state=0), which is how the classic notebook listed the images. `load_files_order`
+  reproduces that order exactly: class folders sorted by name, the entries of each sorted by
+  name, then one `numpy.random.RandomState(0).shuffle` of the positions. Row i of a split is the
+  i-th file of that order. The order depends on how many entries are listed, so it is rebuilt
+  from the images only (litter such as `.DS_Store` added to a copy would shift every row),
+  falling back to every entry, exactly as `load_files` sees them, when that is what matches the
+  npz. When neither listing has as many entries as the npz has rows, the import is refused:
+  attaching labels to a guessed order would silently mislabel.
 
 Feature key. The weights, resizing and preprocessing that produced the file cannot be verified,
 so the `FeatureSpec` records only what is known - backbone vgg16, layer block5_pool, input 224,
@@ -47,18 +53,18 @@ from pipeline import cache_writer
 from pipeline.backbones import get_backbone
 from pipeline.cache import cache_file_name, open_cache_file, partial_dir_of, row_digest
 from pipeline.cache_view import cache_attributes, cache_view, plan_rows, view_digest
-from pipeline.dataset import SPLITS, DatasetIndex, ImageRecord, SkippedFile
+from pipeline.dataset import SPLITS, DatasetIndex, SkippedFile
 from pipeline.errors import DatasetError
 from pipeline.extract import dataset_name_of, hash_dataset
 from pipeline.hashing import sha256_file
 from pipeline.hygiene import apply_hygiene
 from pipeline.images import is_candidate_image
 from pipeline.layouts import discover, dogimages, generic
+from pipeline.layouts.files import examples
 from pipeline.layouts.generic import split_dirs
+from pipeline.npz import LOAD_FILES_RANDOM_STATE
 from pipeline.provenance import FeatureSpec, library_versions
 
-#: `load_files` defaults used by the classic notebook.
-LOAD_FILES_RANDOM_STATE = 0
 #: What the classic file is known to be; everything else about it is unknown.
 CLASSIC_BACKBONE = "vgg16"
 #: VGG16 block5_pool at 224x224: any other row shape is not the classic file, and is refused
@@ -73,6 +79,11 @@ LABEL_LAYOUTS = (dogimages.NAME, generic.NAME)
 #: Rows read from the npz at a time: about 13 MB of VGG16 maps, small next to the segment buffer.
 IMPORT_BLOCK_ROWS = 128
 _NPY_SUFFIX = ".npy"
+#: `export-npz` names the image of every row of split S in the array `S_paths`.
+PATHS_SUFFIX = "_paths"
+_NOT_LISTED = ("not in load_files' listing of its split (an image in a sub-folder of a class folder), so the npz "
+               "has no row for it")
+_NOT_IN_PATHS = "not among the files the npz has rows for (its <split>_paths), so it has no features"
 _SUPPORTED_NPY_VERSIONS = ((1, 0), (2, 0))
 
 
@@ -166,12 +177,22 @@ def import_npz(npz_path: Path, labels_dir: Path, cache_dir: Path, name: str | No
     started = time.perf_counter()
     npz_path, cache_dir = Path(npz_path), Path(cache_dir)
     headers = _check_headers(npz_path)
+    stored_paths = read_row_paths(npz_path, headers)
     index = _labels_index(labels_dir)
-    notes = [f"features imported from {npz_path.name}: rows follow sklearn.datasets.load_files(<split>) order "
-             f"(shuffle=True, random_state={LOAD_FILES_RANDOM_STATE})"]
-    folders = split_dirs(index.root)
-    orders = {split: _matching_order(folders[split], headers[split].shape[0], npz_path, notes) for split in SPLITS}
-    index, row_records = _attach_rows(index, orders, notes)
+    if stored_paths is not None:
+        notes = [f"features imported from {npz_path.name}: each row attached to the file its "
+                 + "/".join(f"{split}_paths" for split in SPLITS) + " entry names"]
+        _check_row_paths(stored_paths, index, npz_path)
+        row_paths, unlisted_reason = stored_paths, _NOT_IN_PATHS
+    else:
+        notes = [f"features imported from {npz_path.name}: rows follow sklearn.datasets.load_files(<split>) order "
+                 f"(shuffle=True, random_state={LOAD_FILES_RANDOM_STATE})"]
+        folders = split_dirs(index.root)
+        row_paths = {split: [_relpath(index.root, path) for path in
+                             _matching_order(folders[split], headers[split].shape[0], npz_path, notes)]
+                     for split in SPLITS}
+        unlisted_reason = _NOT_LISTED
+    index, row_records = _attach_rows(index, row_paths, notes, unlisted_reason)
     index = apply_hygiene(index, drop_cross_split=drop_cross_split_duplicates)
 
     spec = imported_spec(npz_path)
@@ -219,18 +240,71 @@ def _labels_index(labels_dir: Path) -> DatasetIndex:
     return index
 
 
-def _attach_rows(index: DatasetIndex, orders: dict, notes: list) -> tuple[DatasetIndex, dict]:
+def read_row_paths(npz_path: Path, headers: dict[str, NpyHeader]) -> dict[str, list[str]] | None:
+    """{split: relpath of each row} from the `<split>_paths` arrays `export-npz` writes; None without them."""
+    names = {split: f"{split}{PATHS_SUFFIX}" for split in SPLITS}
+    present = [name for name in names.values() if name in headers]
+    if not present:
+        return None
+    if len(present) != len(names):
+        missing = [name for name in names.values() if name not in headers]
+        raise DatasetError(f"{npz_path} has {', '.join(present)} but no {', '.join(missing)}; the file is incomplete "
+                           "- export it again with `export-npz`")
+    for split, name in names.items():
+        header, rows = headers[name], headers[split].shape[0]
+        if header.dtype.kind != "U" or len(header.shape) != 1:
+            raise DatasetError(f"{name} in {npz_path} must be a 1-D array of relpaths (strings), got "
+                               f"{header.shape} {header.dtype}; export the file again with `export-npz`")
+        if header.shape[0] != rows:
+            raise DatasetError(f"{npz_path} has {rows} {split} rows but {header.shape[0]} {name} entries, so rows "
+                               "cannot be matched to files; export the file again with `export-npz`")
+    try:
+        with np.load(npz_path, allow_pickle=False) as arrays:
+            return {split: [str(path) for path in arrays[name].tolist()] for split, name in names.items()}
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise DatasetError(f"cannot read the row paths of {npz_path} ({error}); export the file again")
+
+
+def _check_row_paths(row_paths: dict[str, list[str]], index: DatasetIndex, npz_path: Path) -> None:
+    """Refuse unless every path names a distinct file of its split in the labels folder."""
+    split_of = {record.relpath: record.split for record in index.records}
+    unreadable = {skipped.relpath for skipped in index.skipped}
+    fix = (f"--labels must be the dataset folder the npz was exported from (its paths are relative to that folder); "
+           f"check that {index.root} is that folder, unchanged since the export")
+    every = [path for split in SPLITS for path in row_paths[split]]
+    unknown = [path for path in every if path not in split_of and path not in unreadable]
+    if unknown:
+        raise DatasetError(f"{len(unknown)} of the {len(every)} files {npz_path.name} has rows for are not in "
+                           f"{index.root}: {examples(unknown)}. {fix}")
+    moved = [f"{path} ({split} in the npz, {split_of[path]} here)" for split in SPLITS
+             for path in row_paths[split] if path in split_of and split_of[path] != split]
+    if moved:
+        raise DatasetError(f"{len(moved)} files are in another split in {index.root} than in {npz_path.name}: "
+                           f"{examples(moved)}. {fix}")
+    seen, repeated = set(), []
+    for path in every:
+        if path in seen:
+            repeated.append(path)
+        seen.add(path)
+    if repeated:
+        raise DatasetError(f"{npz_path.name} names {len(repeated)} files for more than one row: {examples(repeated)}; "
+                           "the file is damaged - export it again with `export-npz`")
+
+
+def _attach_rows(index: DatasetIndex, row_paths: dict, notes: list, unlisted_reason: str) -> tuple[DatasetIndex, dict]:
     """(the index restricted to images that have a row, {split: [record or None for each npz row]})."""
     by_path = {record.relpath: record for record in index.records}
-    row_paths = {split: [_relpath(index.root, path) for path in orders[split]] for split in SPLITS}
     row_records = {split: [by_path.get(path) for path in paths] for split, paths in row_paths.items()}
     listed = {path for paths in row_paths.values() for path in paths}
     unreadable = listed & {skipped.relpath for skipped in index.skipped}
     if unreadable:
         notes.append(f"{len(unreadable)} npz rows belong to files that cannot be read here; their rows are unused "
                      "and the files are listed as failures")
+    unlisted = [r for r in index.records if r.relpath not in listed]
+    if unlisted and unlisted_reason == _NOT_IN_PATHS:
+        notes.append(f"{len(unlisted)} images in the labels folder have no row in the npz; they are listed as failures")
     attached = index.with_records([r for r in index.records if r.relpath in listed],
-                                  skipped=[_unlisted(r) for r in index.records if r.relpath not in listed])
+                                  skipped=[SkippedFile(r.relpath, unlisted_reason) for r in unlisted])
     return attached, row_records
 
 
@@ -289,11 +363,6 @@ def _matching_order(split_dir: Path, rows: int, npz_path: Path, notes: list) -> 
 
 def _relpath(root: Path, path: Path) -> str:
     return Path(os.path.relpath(path, root)).as_posix()
-
-
-def _unlisted(record: ImageRecord) -> SkippedFile:
-    return SkippedFile(record.relpath, "not in load_files' listing of its split (an image in a sub-folder of a "
-                                       "class folder), so the npz has no row for it")
 
 
 def _stream_rows(npz_path, row_records, cache_path, spec, feature_shape, available) -> int:

@@ -200,3 +200,106 @@ def test_import_real_dogimages_sample(shared_data, tmp_path):
     assert summary.rows == {"train": 48, "valid": 12, "test": 12}
     assert info.class_names == ("German_shepherd", "golden_retriever", "Maltese_dog", "Saint_Bernard")
     assert all(np.array_equal(row, ids[path] + RAMP) for path, row in features.items())
+
+
+# --------------------------------------------------------------------------------------------
+# files that name their rows (`export-npz` writes <split>_paths)
+
+
+def _named_npz(labels: Path, out: Path, order=None, **overrides) -> dict[str, float]:
+    """An npz with `<split>_paths` whose rows are NOT in load_files order; returns {relpath: row id}."""
+    ids, arrays = {}, {}
+    rng = np.random.default_rng(7)
+    for split in SPLIT_SIZES:
+        paths = sorted(p.relative_to(labels).as_posix() for p in (labels / split).rglob("*.jpg"))
+        paths = [paths[i] for i in (order or rng.permutation)(len(paths))]
+        rows = np.empty((len(paths),) + CLASSIC_ROW_SHAPE, dtype=np.float32)
+        for i, relpath in enumerate(paths):
+            ids[relpath] = float(len(ids) + 1)
+            rows[i] = ids[relpath] + RAMP
+        arrays[split], arrays[f"{split}_paths"] = rows, np.array(paths, dtype=str)
+    arrays.update(overrides)
+    np.savez(out, **{k: v for k, v in arrays.items() if v is not None})
+    return ids
+
+
+def test_rows_are_attached_to_the_files_the_npz_names(tmp_path):
+    labels = _dog_images(tmp_path / "dogImages")
+    ids = _named_npz(labels, tmp_path / "named.npz")
+    summary = import_npz(tmp_path / "named.npz", labels, tmp_path / "cache")
+    assert summary.rows == {"train": 12, "valid": 3, "test": 6} and summary.images == 21 and summary.failures == []
+    assert "test_paths entry names" in summary.notes[0]
+    info, features = _features_by_path(summary.cache_path)
+    assert set(features) == set(ids)
+    for relpath, row in features.items():
+        np.testing.assert_array_equal(row, ids[relpath] + RAMP)
+    assert verify_cache(summary.cache_path) == []
+
+
+def test_images_the_npz_does_not_name_are_listed_as_failures(tmp_path):
+    labels = _dog_images(tmp_path / "dogImages")
+    ids = _named_npz(labels, tmp_path / "named.npz")
+    extra = write_image(labels / "train" / BREEDS[0] / "added_later.jpg", (10, 20, 30), 999, size=(8, 8))
+    summary = import_npz(tmp_path / "named.npz", labels, tmp_path / "cache")
+    assert summary.images == 21
+    assert [f["path"] for f in summary.failures] == [extra.relative_to(labels).as_posix()]
+    assert "not among the files the npz has rows for" in summary.failures[0]["reason"]
+    assert any("1 images in the labels folder have no row in the npz" in note for note in summary.notes)
+    _, features = _features_by_path(summary.cache_path)
+    assert all(np.array_equal(row, ids[path] + RAMP) for path, row in features.items())
+
+
+def test_paths_missing_from_the_labels_folder_are_refused(tmp_path):
+    labels = _dog_images(tmp_path / "dogImages")
+    _named_npz(labels, tmp_path / "named.npz")
+    gone = next((labels / "test" / BREEDS[1]).iterdir())
+    gone.rename(gone.with_name("renamed.jpg"))
+    with pytest.raises(DatasetError, match=r"1 of the 21 files named.npz has rows for are not in .*"
+                                           + gone.name + r".*must be the dataset folder the npz was exported from"):
+        import_npz(tmp_path / "named.npz", labels, tmp_path / "cache")
+    assert not list((tmp_path / "cache").glob("*.h5"))
+
+
+def test_paths_of_another_dataset_are_refused(tmp_path):
+    labels = _dog_images(tmp_path / "dogImages")
+    _named_npz(labels, tmp_path / "named.npz")
+    other = tmp_path / "other"
+    for split in SPLIT_SIZES:
+        write_image(other / split / "001.Beagle" / "beagle.jpg", (1, 2, 3), len(split), size=(8, 8))
+    with pytest.raises(DatasetError, match="21 of the 21 files .* are not in"):
+        import_npz(tmp_path / "named.npz", other, tmp_path / "cache")
+
+
+def test_a_path_in_another_split_is_refused(tmp_path):
+    labels = _dog_images(tmp_path / "dogImages")
+    _named_npz(labels, tmp_path / "named.npz")
+    arrays = dict(np.load(tmp_path / "named.npz"))
+    valid, test = arrays["valid_paths"].tolist(), arrays["test_paths"].tolist()
+    valid[0], test[0] = test[0], valid[0]
+    arrays["valid_paths"], arrays["test_paths"] = np.array(valid), np.array(test)
+    np.savez(tmp_path / "swapped.npz", **arrays)
+    with pytest.raises(DatasetError, match=r"files are in another split .*\(valid in the npz, test here\)"):
+        import_npz(tmp_path / "swapped.npz", labels, tmp_path / "cache")
+
+
+def test_a_path_named_twice_is_refused(tmp_path):
+    labels = _dog_images(tmp_path / "dogImages")
+    _named_npz(labels, tmp_path / "named.npz")
+    arrays = dict(np.load(tmp_path / "named.npz"))
+    train = arrays["train_paths"].tolist()
+    arrays["train_paths"] = np.array([train[0]] + train[:-1])
+    np.savez(tmp_path / "twice.npz", **arrays)
+    with pytest.raises(DatasetError, match="names 1 files for more than one row"):
+        import_npz(tmp_path / "twice.npz", labels, tmp_path / "cache")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"valid_paths": None}, r"has train_paths, test_paths but no valid_paths"),
+    ({"test_paths": np.array(["test/a.jpg"])}, r"has 6 test rows but 1 test_paths entries"),
+    ({"train_paths": np.arange(12)}, r"train_paths .* must be a 1-D array of relpaths"),
+])
+def test_incomplete_or_mismatched_paths_are_refused(tmp_path, overrides, message):
+    labels = _dog_images(tmp_path / "dogImages")
+    _named_npz(labels, tmp_path / "bad.npz", **overrides)
+    with pytest.raises(DatasetError, match=message):
+        import_npz(tmp_path / "bad.npz", labels, tmp_path / "cache")
