@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipeline.cache import read_cache_info
 from pipeline.evaluate import classification_metrics
-from pipeline.features import HEAD_POOLING, load_feature_set
+from pipeline.features import HEAD_POOLING, load_feature_set, require_trainable
 from pipeline.head_store import heads_dir_of, new_head_stem, write_sidecar
 from pipeline.heads import make_head
 from pipeline.plots import save_confusion_png
@@ -41,6 +41,7 @@ def fit_head(cache_path: Path, kind: str, recipe: str | None = None) -> FitRepor
     info = read_cache_info(cache_path)
     features = load_feature_set(cache_path, info)
     head = make_head(kind, recipe)
+    require_trainable(features)  # before any fitting: one class would crash a solver or score a hollow 100%
     started = time.perf_counter()
     head.fit(features)
     fit_seconds = time.perf_counter() - started

@@ -153,3 +153,107 @@ def test_knn_picks_k_on_validation():
     head = CosineKNNHead(k_grid=(1, 5, 500)).fit(_feature_set(noise=2))
     assert [entry["k"] for entry in head.search_] == [1, 5]  # k larger than the training set is skipped
     assert head.params_["k"] in (1, 5)
+
+
+def _one_class_in_train(classes=3):
+    """Class 0 alone in train; the other classes only in valid/test."""
+    features = _feature_set(classes=classes)
+    train = features.splits["train"]
+    keep = train.y == 0
+    only_zero = SplitData(train.x[keep], train.y[keep], tuple(np.array(train.relpaths)[keep]))
+    return FeatureSet(features.info, {**features.splits, "train": only_zero})
+
+
+@pytest.mark.parametrize("kind", ["logreg", "svm", "knn", "mlp", "gap-dense"])
+def test_every_head_refuses_a_one_class_cache_before_fitting(kind):
+    features = _feature_set(classes=1)
+    with pytest.raises(HeadError, match=r"only one class \('c0'\).*at least 2 classes.*folder.*re-run extract"):
+        make_head(kind).fit(features)
+
+
+@pytest.mark.parametrize("kind", ["logreg", "svm", "knn", "mlp", "gap-dense"])
+def test_every_head_refuses_a_train_split_with_one_class(kind):
+    with pytest.raises(HeadError, match=r"train split .* only one class \(c0\).*c1: 10 valid, 10 test"):
+        make_head(kind).fit(_one_class_in_train())
+
+
+def test_two_classes_in_train_are_enough():
+    features = _feature_set(classes=3)
+    train = features.splits["train"]
+    keep = train.y < 2  # class c2 has no training images: unusual but still a classifier
+    features = FeatureSet(features.info, {**features.splits, "train": SplitData(train.x[keep], train.y[keep],
+                                                                                 train.relpaths[:int(keep.sum())])})
+    make_head("logreg").fit(features)
+
+
+def _cache_like(index):
+    """A FeatureSet over `index` (splits assigned) carrying what a cache stores: images view and notes."""
+    from pipeline.cache import CachedImages
+
+    records = index.records
+    labels = np.array([r.label for r in records])
+    splits = np.array([r.split for r in records])
+    x = np.random.default_rng(0).normal(size=(len(records), 4)).astype(np.float32)
+    images = CachedImages(relpath=tuple(r.relpath for r in records), label=labels, split=splits,
+                          sha256=np.array([r.sha256 for r in records], dtype="S64"),
+                          row=np.arange(len(records)), size=np.zeros(len(records)),
+                          mtime_ns=np.zeros(len(records)))
+    info = SimpleNamespace(class_names=index.class_names, feature_shape=(4,), images=images,
+                           dataset={"notes": list(index.notes)})
+    data = {s: SplitData(x[splits == s], labels[splits == s], ()) for s in ("train", "valid", "test")
+            if np.any(splits == s)}
+    return FeatureSet(info, data)
+
+
+def _unsplit_index(per_class, classes, start):
+    import hashlib
+    from pathlib import Path
+
+    from pipeline.dataset import DatasetIndex, ImageRecord
+
+    records = tuple(ImageRecord(relpath=f"{i}.jpg", label=i % len(classes),
+                                sha256=hashlib.sha256(str(i).encode()).hexdigest())
+                    for i in range(start, start + per_class * len(classes)))
+    return DatasetIndex(root=Path("/data"), layout="generic", class_names=classes, records=records)
+
+
+@pytest.mark.parametrize("valid_fraction, test_fraction", [(0.15, 0.15), (0.05, 0.125), (0.0, 0.15)])
+def test_empty_validation_message_suggests_a_fraction_that_works(valid_fraction, test_fraction):
+    import re
+
+    from pipeline.splits import assign_splits
+
+    classes, checked = ("a", "b", "c"), 0
+    for start in range(0, 3000, 15):
+        index = assign_splits(_unsplit_index(5, classes, start), valid_fraction, test_fraction)
+        if any(r.split == "valid" for r in index.records):
+            continue
+        features = _cache_like(index)
+        with pytest.raises(HeadError) as caught:
+            LinearSVMHead().fit(features)
+        message = str(caught.value)
+        train = features.splits["train"]
+        assert "validation split of this cache is empty" in message
+        assert f"only {len(train)} training images" in message or f"{len(train)} training images" in message
+        for c, name in enumerate(classes):
+            assert f"{name} {int(np.sum(train.y == c))}" in message
+        assert "--valid-fraction 0.15 (or" not in message  # the old advice: already the default
+        assert "{" not in message
+        suggested = re.search(r"--valid-fraction (\d\.\d\d) \(replaying", message)
+        if suggested is None:
+            assert "no --valid-fraction gives every class a validation image" in message
+            continue
+        again = assign_splits(_unsplit_index(5, classes, start), float(suggested.group(1)), test_fraction)
+        for c in range(len(classes)):
+            got = {r.split for r in again.records if r.label == c}
+            assert {"train", "valid"} <= got, (start, suggested.group(1), c)
+        checked += 1
+    assert checked >= 3
+
+
+def test_empty_validation_message_without_split_notes_still_explains():
+    features = _feature_set(classes=2, per_class=(4, 0, 3))
+    features = FeatureSet(features.info, {s: d for s, d in features.splits.items() if len(d)})
+    with pytest.raises(HeadError, match=r"knn chooses k .* validation split of this cache is empty: .* 8 training "
+                                        r"images \(c0 4, c1 4\).*--valid-fraction 0\.25 \(one validation image"):
+        make_head("knn").fit(features)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.features import require_trainable
+
 #: Channels whose training standard deviation is below this are left unscaled (dead ReLUs).
 MIN_SCALE = 1e-6
 
@@ -62,5 +64,6 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 
 
 def train_and_valid(features):
-    """(train, valid-or-None) split data of a FeatureSet."""
+    """(train, valid-or-None) split data of a FeatureSet; `HeadError` unless there are two classes to learn."""
+    require_trainable(features)
     return features.split("train"), features.splits.get("valid")

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import HeadError
+from pipeline.features import missing_split_error
 from pipeline.heads.base import train_and_valid
 from pipeline.tf_runtime import import_keras, import_tensorflow
 
@@ -77,8 +78,7 @@ class GapDenseHead:
         recipe = RECIPES[self.recipe]
         train, valid = train_and_valid(features)
         if valid is None:
-            raise HeadError("gap-dense keeps the best epoch on the validation split, and this cache has none; "
-                            "re-run extract with --valid-fraction 0.15 (or add a valid/ folder)")
+            raise missing_split_error(features, "valid", "gap-dense keeps the best epoch on the validation split")
         keras.utils.set_random_seed(SEED)
         layers = _head_layers(recipe, features.num_classes, train.x)
         inputs = keras.Input(shape=(train.x.shape[1],))

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import HeadError
+from pipeline.evaluate import top_k_accuracy
+from pipeline.features import missing_split_error
 from pipeline.heads.base import Standardizer, train_and_valid
 
 K_GRID = (1, 3, 5, 10, 20, 50)
@@ -33,8 +34,7 @@ class CosineKNNHead:
     def fit(self, features) -> "CosineKNNHead":
         train, valid = train_and_valid(features)
         if valid is None:
-            raise HeadError("knn chooses k on the validation split, and this cache has none; "
-                            "re-run extract with --valid-fraction 0.15 (or add a valid/ folder)")
+            raise missing_split_error(features, "valid", "knn chooses k on the validation split")
         self.num_classes_ = features.num_classes
         grid = [k for k in sorted(self.k_grid) if k <= len(train.y)] or [1]
         self._remember(train.x, train.y, max(grid))
@@ -42,7 +42,7 @@ class CosineKNNHead:
         for k in grid:
             self.k_ = k
             probabilities = self.predict_proba(valid.x)
-            accuracy = float(np.mean(probabilities.argmax(axis=1) == valid.y))
+            accuracy = top_k_accuracy(valid.y, probabilities, 1)  # tied votes earn no credit
             picked = probabilities[np.arange(len(valid.y)), valid.y]
             loss = float(-np.mean(np.log(np.clip(picked, _PROBABILITY_FLOOR, 1.0))))
             search.append({"k": k, "valid_top1": accuracy, "valid_log_loss": loss})

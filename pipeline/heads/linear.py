@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from pipeline.errors import HeadError
+from pipeline.evaluate import top_k_accuracy
+from pipeline.features import missing_split_error
 from pipeline.heads.base import Standardizer, single_threaded_blas, softmax, train_and_valid
 from pipeline.heads.svm_solver import fit_squared_hinge_ovr
 
@@ -48,8 +49,8 @@ class LinearHead:
     def _fit(self, features) -> "LinearHead":
         train, valid = train_and_valid(features)
         if valid is None:
-            raise HeadError(f"{self.kind} chooses its regularisation on the validation split, and this cache "
-                            "has none; re-run extract with --valid-fraction 0.15 (or add a valid/ folder)")
+            raise missing_split_error(features, "valid",
+                                      f"{self.kind} chooses its regularisation on the validation split")
         grid = tuple(sorted(float(c) for c in (self.default_grid if self.c_grid is None else self.c_grid)))
         classes = features.num_classes
         scaler = Standardizer.fit(train.x)
@@ -62,7 +63,7 @@ class LinearHead:
             scores = x_valid @ coef + intercept
             temperature = self._temperature(scores, valid.y)
             probabilities = softmax(scores / temperature)
-            accuracy = float(np.mean(probabilities.argmax(axis=1) == valid.y))
+            accuracy = top_k_accuracy(valid.y, probabilities, 1)
             loss = _log_loss(probabilities, valid.y)
             search.append({"C": c, "valid_top1": accuracy, "valid_log_loss": loss, "iterations": iterations})
             if best is None or (accuracy, -loss) > (best["valid_top1"], -best["valid_log_loss"]):
