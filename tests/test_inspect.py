@@ -65,10 +65,16 @@ def test_inspect_uses_the_splits_extract_would_use(tmp_path):
     assert set(first.split_counts) == {"train", "valid", "test"} and first.images == 40
 
 
-def test_inspect_bad_path_is_a_clean_error(tmp_path, cli):
+def test_inspect_empty_folder_is_a_clean_error(tmp_path, cli):
     (tmp_path / "empty").mkdir()
     payload, result = cli.json(["inspect", tmp_path / "empty"], expect_ok=False)
-    assert result.exit_code == 1 and "could not recognise the layout" in payload["error"]
+    assert result.exit_code == 1
+    assert "is empty" in payload["error"] and "one folder of images per class" in payload["error"]
+
+
+def test_inspect_missing_path_is_a_usage_error(tmp_path, cli):
+    payload, result = cli.json(["inspect", tmp_path / "absent"], expect_ok=False)
+    assert result.exit_code == 2 and "does not exist" in payload["error"]
 
 
 def test_inspect_never_loads_a_model(tmp_path):
