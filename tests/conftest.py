@@ -56,11 +56,16 @@ def tiny_dataset(tmp_path) -> Path:
 
 @pytest.fixture
 def tiny_options() -> ExtractOptions:
-    """Random-weight VGG16 at 32x32: fast, deterministic, exercises the real code path."""
-    return ExtractOptions(weights="none", input_size=TINY_SIZE, batch_size=8, valid_fraction=0.3)
+    """Random-weight VGG16 at 32x32: fast, deterministic, exercises the real code path.
+
+    Precision is pinned to float32 so the suite behaves the same on every CPU (`auto` picks
+    bfloat16 where the CPU has AMX/AVX512-BF16)."""
+    return ExtractOptions(weights="none", input_size=TINY_SIZE, batch_size=8, valid_fraction=0.3,
+                          precision="float32")
 
 
-TINY_CLI_ARGS = ["--weights", "none", "--input-size", str(TINY_SIZE), "--batch-size", "8", "--valid-fraction", "0.3"]
+TINY_CLI_ARGS = ["--weights", "none", "--input-size", str(TINY_SIZE), "--batch-size", "8", "--valid-fraction", "0.3",
+                 "--precision", "float32"]
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ from pipeline import cache_writer
 from pipeline.cache import cache_file_name, lock_path_of, read_cache_info, verify_cache
 
 #: The writer subprocess: 320 images, 2 per batch, so it holds its lock for many seconds.
-WRITER_ARGS = ("--weights", "none", "--input-size", "32", "--batch-size", "2", "--valid-fraction", "0.3")
+WRITER_ARGS = ("--weights", "none", "--input-size", "32", "--batch-size", "2", "--valid-fraction", "0.3",
+               "--precision", "float32")
 LOCK_TIMEOUT = 240  # seconds to wait for the writer to take its lock (Python start-up under load)
 
 

@@ -43,7 +43,7 @@ def options(tmp_path_factory):
     from pipeline.extract import ExtractOptions
 
     return ExtractOptions(weights="none", input_size=32, batch_size=4, valid_fraction=0.3, commit_rows=COMMIT_ROWS,
-                          name="pets")
+                          name="pets", precision="float32")
 
 
 @pytest.fixture(scope="module")

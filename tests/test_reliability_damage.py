@@ -33,7 +33,8 @@ def pristine(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("damage")
     data = make_dataset(root / "pets")
-    run_extract(data, root / "cache", ExtractOptions(weights="none", input_size=32, batch_size=8, valid_fraction=0.3))
+    run_extract(data, root / "cache", ExtractOptions(weights="none", input_size=32, batch_size=8, valid_fraction=0.3,
+                                                    precision="float32"))
     return data, root / "cache"
 
 

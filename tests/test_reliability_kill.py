@@ -31,8 +31,8 @@ KILL_SEED = int(os.environ.get("BOTTLENECK_KILL_SEED", "6"))
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 #: Random-weight VGG16 at 32x32, 4 images per batch, a segment every 8 rows: 322 images give 41
 #: segments and a few seconds of forward passes, so kills land between, during and after commits.
-KILL_ARGS = ("--weights", "none", "--input-size", "32", "--batch-size", "4", "--commit-every", "8")
-KILL_OPTIONS = ExtractOptions(weights="none", input_size=32, batch_size=4, commit_rows=8)
+KILL_ARGS = ("--weights", "none", "--input-size", "32", "--batch-size", "4", "--commit-every", "8", "--precision", "float32")
+KILL_OPTIONS = ExtractOptions(weights="none", input_size=32, batch_size=4, commit_rows=8, precision="float32")
 CLASSES, PER_CLASS_AND_SPLIT, SPLITS = ("cat", "dog", "fox", "owl"), 40, ("train", "test")
 #: Images past the last full batch of 4, so the dataset's tail batch is exercised too.
 TAIL_IMAGES = 2

@@ -42,7 +42,7 @@ def fitted(tmp_path_factory):
     root = tmp_path_factory.mktemp("untrusted")
     data = make_dataset(root / "pets")
     summary = run_extract(data, root / "cache", ExtractOptions(weights="none", input_size=32, batch_size=8,
-                                                               valid_fraction=0.3))
+                                                               valid_fraction=0.3, precision="float32"))
     report = fit_head(Path(summary.cache_path), "logreg", None)
     return data, Path(summary.cache_path), Path(report.sidecar_path)
 
