@@ -1,9 +1,9 @@
 """Benchmark of the performance targets: every scenario side by side in one run.
 
-    python benchmarks/bench.py [--smoke] [--out DIR] [--work DIR] [--only SCENARIO ...]
+    python benchmarks/bench.py [--smoke] [--out DIR] [--work DIR] [--only SCENARIO ...] [--photos N]
 
 Generates the datasets it needs (photo-sized JPEGs; a synthetic dog-breed-sized feature cache),
-runs each scenario of `scenarios.py` with the sizes of `plan.py` (full: about 40 minutes on 2
+runs each scenario of `scenarios.py` with the sizes of `plan.py` (full: 10-45 minutes on 2
 CPU cores; `--smoke`: tiny images and random weights, for CI), and writes DIR/results.json and
 DIR/benchmarks.md: the machine, a verdict per target and every measurement. Absolute times on a
 shared machine are noise; the verdicts compare runs made side by side within this one run.
@@ -13,6 +13,7 @@ then 1.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -83,9 +84,14 @@ def run_benchmark(plan, out: Path, work: Path, only: tuple[str, ...] = (), log=p
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Scratch folder for datasets and caches (default: a temporary folder, deleted afterwards).")
 @click.option("--only", multiple=True, type=click.Choice(list(SCENARIOS)), help="Run only this scenario (repeatable).")
-def main(smoke: bool, out: Path, work: Path | None, only: tuple[str, ...]):
+@click.option("--photos", type=click.IntRange(min=10), default=None,
+              help="Images of the first-run / caching / naive dataset instead of the plan's (fast machines "
+                   "need more for start-up costs to stop dominating).")
+def main(smoke: bool, out: Path, work: Path | None, only: tuple[str, ...], photos: int | None):
     """Measure every performance target side by side and write a JSON + markdown report."""
     plan = SMOKE if smoke else FULL
+    if photos is not None:
+        plan = dataclasses.replace(plan, photos=photos)
     scratch = work or Path(tempfile.mkdtemp(prefix="bottleneck-bench-"))
     try:
         began = time.perf_counter()

@@ -1,7 +1,7 @@
 """What the benchmark runs: sizes and settings of every scenario, full and smoke.
 
-The full plan is sized to finish in about 45 minutes on 2 CPU cores, where VGG16 at 224x224
-float32 runs at 3-4 images/s. Choices, each stated in the report:
+The full plan is sized to finish in about 45 minutes on 2 CPU cores where VGG16 at 224x224
+float32 runs at 3-4 images/s (10 minutes where it runs at 16 images/s). Choices, each stated in the report:
 - Everything at full size uses photo-sized JPEGs (500x375) at VGG16's own 224x224 input,
   float32, batch 32.
 - Target 1 alternates bare forward rounds with end-to-end extraction of chunks of JPEGs in one

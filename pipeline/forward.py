@@ -11,8 +11,8 @@ across the replicas, so `--batch-size` is the global batch. That multi-GPU path 
 TensorFlow documentation but has not run on real multi-GPU hardware (the project's CI and
 benchmark machines have no GPU).
 
-XLA (`jit_compile`) is deliberately off: on the benchmark CPU it gained about 2% at 224 px while
-costing ~13 s of compilation per batch shape (see docs/benchmarks.md).
+XLA (`jit_compile`) is deliberately off: at 224 px it gained 5% on an AVX2 benchmark CPU and lost
+19% on an AVX-512 one, and it compiles again for every batch shape (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
