@@ -7,6 +7,9 @@ per iteration. The line search backtracks from the full quasi-Newton step until 
 sufficient-decrease condition holds; pairs that violate the curvature condition are not stored,
 which keeps the inverse-Hessian estimate positive definite. Stopping rules match L-BFGS-B's:
 largest gradient entry at most `gtol`, or a relative decrease of the objective at most `ftol`.
+A line search that finds no decrease even for a step of 2**-30 of the proposed one means the
+objective's rounding noise has swallowed what is left to gain: the minimiser stops there
+("stalled"), at the precision the objective's arithmetic allows.
 """
 
 from __future__ import annotations
@@ -33,7 +36,12 @@ class LbfgsResult:
     fun: float
     iterations: int
     evaluations: int
-    converged: bool
+    stop: str  # "gradient", "decrease", "stalled" (see the module docstring) or "iterations"
+
+    @property
+    def converged(self) -> bool:
+        """True unless the iteration budget ran out first."""
+        return self.stop != "iterations"
 
 
 def minimize_lbfgs(fun_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray,
@@ -45,7 +53,7 @@ def minimize_lbfgs(fun_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]
     pairs: deque = deque(maxlen=HISTORY)
     for iteration in range(1, max_iterations + 1):
         if np.max(np.abs(grad)) <= gtol:
-            return LbfgsResult(x, value, iteration - 1, evaluations, True)
+            return LbfgsResult(x, value, iteration - 1, evaluations, "gradient")
         direction = -_two_loop(grad, pairs)
         slope = float(direction @ grad)
         if slope >= 0:  # not a descent direction (numerical trouble): restart from steepest descent
@@ -60,15 +68,15 @@ def minimize_lbfgs(fun_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]
                 break
             step *= BACKTRACK
         else:
-            return LbfgsResult(x, value, iteration, evaluations, False)
+            return LbfgsResult(x, value, iteration, evaluations, "stalled")
         s, y = candidate - x, new_grad - grad
         if float(s @ y) > _CURVATURE_FLOOR * float(y @ y):
             pairs.append((s, y, 1.0 / float(s @ y)))
         decrease = (value - new_value) / max(abs(value), abs(new_value), 1.0)
         x, value, grad = candidate, new_value, new_grad
         if decrease <= ftol:
-            return LbfgsResult(x, value, iteration, evaluations, True)
-    return LbfgsResult(x, value, max_iterations, evaluations, False)
+            return LbfgsResult(x, value, iteration, evaluations, "decrease")
+    return LbfgsResult(x, value, max_iterations, evaluations, "iterations")
 
 
 def _two_loop(grad: np.ndarray, pairs: deque) -> np.ndarray:
