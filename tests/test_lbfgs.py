@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy.optimize import minimize
 
 from pipeline.heads.lbfgs import minimize_lbfgs
@@ -36,13 +37,14 @@ def test_noise_in_the_objective_stops_the_search_as_stalled_not_as_unconverged()
     assert result.fun <= 2e-3, "it stalls only where the noise swamps what is left to gain"
 
 
-def test_svm_objective_matches_scipy_lbfgsb():
+@pytest.mark.parametrize("c", [1e-6, 1e-3, 0.1, 10.0])
+def test_svm_objective_matches_scipy_lbfgsb(c):
+    """Every C of the search grid is solved to the minimum, the tiny ones included."""
     rng = np.random.default_rng(1)
     classes, features = 5, 20
     centres = rng.standard_normal((classes, features))
     y = rng.integers(classes, size=300)
     x = (centres[y] + rng.standard_normal((300, features))).astype(np.float32)
-    c = 0.1
     coef, intercept, _ = fit_squared_hinge_ovr(x, y, classes, c)
 
     targets = np.where(np.arange(classes)[None, :] == y[:, None], 1.0, -1.0)
@@ -54,6 +56,6 @@ def test_svm_objective_matches_scipy_lbfgsb():
         return 0.5 * np.sum(w ** 2) + c * np.sum(active ** 2), np.concatenate([(w + x.T @ d_scores).ravel(), d_scores.sum(0)])
 
     reference = minimize(objective, np.zeros(features * classes + classes), jac=True, method="L-BFGS-B",
-                         options={"maxiter": 2000, "gtol": 1e-8})
+                         options={"maxiter": 5000, "gtol": 1e-12 * c, "ftol": 1e-15})
     ours = objective(np.concatenate([coef.ravel(), intercept]).astype(np.float64))[0]
     assert abs(ours - reference.fun) <= 1e-4 * reference.fun
