@@ -257,3 +257,17 @@ def test_empty_validation_message_without_split_notes_still_explains():
     with pytest.raises(HeadError, match=r"knn chooses k .* validation split of this cache is empty: .* 8 training "
                                         r"images \(c0 4, c1 4\).*--valid-fraction 0\.25 \(one validation image"):
         make_head("knn").fit(features)
+
+
+def test_c_ties_go_to_the_smallest_c_within_one_standard_error():
+    from pipeline.heads.linear import _one_standard_error_choice
+
+    def candidate(c, top1, loss, se):
+        return {"C": c, "valid_top1": top1, "valid_log_loss": loss, "valid_log_loss_se": se}
+
+    candidates = [candidate(0.01, 0.90, 0.20, 0.05), candidate(0.1, 0.95, 0.30, 0.02),
+                  candidate(1.0, 0.95, 0.285, 0.02), candidate(10.0, 0.95, 0.28, 0.02)]
+    assert _one_standard_error_choice(candidates)["C"] == 0.1, "0.30 <= 0.28 + 0.02: the simplest tied model"
+    candidates[1]["valid_log_loss"] = 0.31
+    assert _one_standard_error_choice(candidates)["C"] == 1.0, "0.31 is beyond one standard error of 0.28"
+    assert _one_standard_error_choice(candidates[:1])["C"] == 0.01

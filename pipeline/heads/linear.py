@@ -3,7 +3,11 @@
 Both choose their regularisation C on the validation split over a log-spaced grid (weak to
 strong data fit, warm-started, stopping once `SEARCH_PATIENCE` values in a row fail to beat the
 best), then refit with the chosen C on train + validation and are scored on test once.
-Selection is by validation top-1 accuracy, ties broken by validation log loss.
+Selection is by validation top-1 accuracy; among the C values tied on it, the one-standard-error
+rule (Hastie, Tibshirani and Friedman, The Elements of Statistical Learning, 7.10) takes the
+smallest C whose validation log loss is within one standard error of the lowest. Log losses
+closer than that are not evidence, and breaking such ties on them made the choice flip with
+noise in the last digits (float16 storage, solver tolerances).
 
 Stored as arrays (`.npz`, loaded with `allow_pickle=False`): standardiser mean/scale, coef
 (features, classes), intercept (classes,) and a softmax temperature.
@@ -56,7 +60,7 @@ class LinearHead:
         scaler = Standardizer.fit(train.x)
         x_train, x_valid = scaler.transform(train.x), scaler.transform(valid.x)
 
-        search, best, state, misses = [], None, None, 0
+        search, candidates, leader, state, misses = [], [], None, None, 0
         for c in grid:
             coef, intercept, iterations = self._fit_one(x_train, train.y, classes, c, state)
             state = (coef, intercept)
@@ -64,16 +68,19 @@ class LinearHead:
             temperature = self._temperature(scores, valid.y)
             probabilities = softmax(scores / temperature)
             accuracy = top_k_accuracy(valid.y, probabilities, 1)
-            loss = _log_loss(probabilities, valid.y)
-            search.append({"C": c, "valid_top1": accuracy, "valid_log_loss": loss, "iterations": iterations})
-            if best is None or (accuracy, -loss) > (best["valid_top1"], -best["valid_log_loss"]):
-                best = dict(search[-1], temperature=temperature, probabilities=probabilities, state=state)
-                misses = 0
+            losses = _log_losses(probabilities, valid.y)
+            search.append({"C": c, "valid_top1": accuracy, "valid_log_loss": float(losses.mean()),
+                           "valid_log_loss_se": float(losses.std(ddof=1) / np.sqrt(len(losses))) if len(losses) > 1 else 0.0,
+                           "iterations": iterations})
+            candidates.append(dict(search[-1], temperature=temperature, probabilities=probabilities, state=state))
+            if leader is None or (accuracy, -search[-1]["valid_log_loss"]) > leader:
+                leader, misses = (accuracy, -search[-1]["valid_log_loss"]), 0
             else:
                 misses += 1
                 if misses >= self.patience:
                     break
 
+        best = _one_standard_error_choice(candidates)
         self.search_ = search
         self.valid_probabilities_ = best["probabilities"]
         x_all = np.concatenate([train.x, valid.x])
@@ -81,7 +88,8 @@ class LinearHead:
         self.scaler_ = Standardizer.fit(x_all)
         self.coef_, self.intercept_, _ = self._fit_one(self.scaler_.transform(x_all), y_all, classes, best["C"], best["state"])
         self.temperature_ = best["temperature"]
-        self.params_ = {"C": best["C"], "grid": list(grid), "selected_by": "valid top-1, then valid log loss",
+        self.params_ = {"C": best["C"], "grid": list(grid),
+                        "selected_by": "valid top-1, then the smallest C within one standard error of the best valid log loss",
                         "refit_on": "train+valid", "temperature": self.temperature_}
         return self
 
@@ -154,8 +162,23 @@ class LinearSVMHead(LinearHead):
 
 
 def _log_loss(probabilities: np.ndarray, y: np.ndarray) -> float:
+    return float(_log_losses(probabilities, y).mean())
+
+
+def _log_losses(probabilities: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each row's negative log-probability of its true class."""
     picked = probabilities[np.arange(len(y)), y]
-    return float(-np.mean(np.log(np.clip(picked, _PROBABILITY_FLOOR, 1.0))))
+    return -np.log(np.clip(picked, _PROBABILITY_FLOOR, 1.0))
+
+
+def _one_standard_error_choice(candidates: list[dict]) -> dict:
+    """Among the candidates with the best valid top-1, the smallest C whose valid log loss is at most
+    the lowest one plus that candidate's standard error."""
+    top = max(candidate["valid_top1"] for candidate in candidates)
+    tied = [candidate for candidate in candidates if candidate["valid_top1"] == top]
+    lowest = min(tied, key=lambda candidate: candidate["valid_log_loss"])
+    bound = lowest["valid_log_loss"] + lowest["valid_log_loss_se"]
+    return min((candidate for candidate in tied if candidate["valid_log_loss"] <= bound), key=lambda c: c["C"])
 
 
 def _from_sklearn(model, classes: int):
