@@ -54,18 +54,21 @@ def tiny_dataset(tmp_path) -> Path:
     return make_dataset(tmp_path / "pets")
 
 
+#: The backbone every test extracts with: random-weight VGG16 at 32x32, fast and deterministic, on
+#: the real code path. Precision is pinned to float32 so the suite behaves the same on every CPU
+#: (`auto` picks bfloat16 where the CPU has AMX/AVX512-BF16), and the CLI and in-process runs of a
+#: test key the same cache.
+TINY_BACKBONE = {"weights": "none", "input_size": TINY_SIZE, "precision": "float32"}
+TINY_BACKBONE_ARGS = ["--weights", "none", "--input-size", str(TINY_SIZE), "--precision", "float32"]
+
+
 @pytest.fixture
 def tiny_options() -> ExtractOptions:
-    """Random-weight VGG16 at 32x32: fast, deterministic, exercises the real code path.
-
-    Precision is pinned to float32 so the suite behaves the same on every CPU (`auto` picks
-    bfloat16 where the CPU has AMX/AVX512-BF16)."""
-    return ExtractOptions(weights="none", input_size=TINY_SIZE, batch_size=8, valid_fraction=0.3,
-                          precision="float32")
+    """`TINY_BACKBONE`, 8 images per batch, 30% carved for validation."""
+    return ExtractOptions(**TINY_BACKBONE, batch_size=8, valid_fraction=0.3)
 
 
-TINY_CLI_ARGS = ["--weights", "none", "--input-size", str(TINY_SIZE), "--batch-size", "8", "--valid-fraction", "0.3",
-                 "--precision", "float32"]
+TINY_CLI_ARGS = [*TINY_BACKBONE_ARGS, "--batch-size", "8", "--valid-fraction", "0.3"]
 
 
 @pytest.fixture

@@ -5,11 +5,11 @@ import re
 import numpy as np
 import pytest
 
-from conftest import TINY_CLI_ARGS, TINY_SIZE, make_dataset
+from conftest import TINY_BACKBONE_ARGS, TINY_CLI_ARGS, make_dataset
 from pipeline.cache import read_cache_info
 
 #: TINY_CLI_ARGS without its --valid-fraction, for tests that choose their own.
-FAST_ARGS = ["--weights", "none", "--input-size", str(TINY_SIZE), "--batch-size", "8"]
+FAST_ARGS = [*TINY_BACKBONE_ARGS, "--batch-size", "8"]
 
 
 def _refused(cli, args, pattern):

@@ -19,14 +19,13 @@ from pathlib import Path
 import h5py
 import pytest
 
-from conftest import CLASS_COLOURS, REPO_ROOT, TINY_CLI_ARGS, make_dataset, write_image
+from conftest import CLASS_COLOURS, REPO_ROOT, TINY_BACKBONE_ARGS, TINY_CLI_ARGS, make_dataset, write_image
 from reliability_support import cli_command, cli_env, rows_by_sha
 from pipeline import cache_writer
 from pipeline.cache import cache_file_name, lock_path_of, read_cache_info, verify_cache
 
 #: The writer subprocess: 320 images, 2 per batch, so it holds its lock for many seconds.
-WRITER_ARGS = ("--weights", "none", "--input-size", "32", "--batch-size", "2", "--valid-fraction", "0.3",
-               "--precision", "float32")
+WRITER_ARGS = (*TINY_BACKBONE_ARGS, "--batch-size", "2", "--valid-fraction", "0.3")
 LOCK_TIMEOUT = 240  # seconds to wait for the writer to take its lock (Python start-up under load)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CLASS_COLOURS, make_dataset, write_image
+from conftest import CLASS_COLOURS, TINY_BACKBONE, make_dataset, write_image
 from reliability_support import only_cache, rows_by_sha
 from pipeline import cache_writer
 from pipeline.cache import partial_dir_of, verify_cache
@@ -42,8 +42,7 @@ def datasets(tmp_path_factory):
 def options(tmp_path_factory):
     from pipeline.extract import ExtractOptions
 
-    return ExtractOptions(weights="none", input_size=32, batch_size=4, valid_fraction=0.3, commit_rows=COMMIT_ROWS,
-                          name="pets", precision="float32")
+    return ExtractOptions(**TINY_BACKBONE, batch_size=4, valid_fraction=0.3, commit_rows=COMMIT_ROWS, name="pets")
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import CLASS_COLOURS, TINY_CLI_ARGS, make_dataset, write_image
+from conftest import CLASS_COLOURS, TINY_BACKBONE, TINY_CLI_ARGS, make_dataset, write_image
 from reliability_support import only_cache, rows_by_sha
 from pipeline import cache_writer
 from pipeline.cache import partial_dir_of, verify_cache
@@ -33,8 +33,7 @@ def pristine(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("damage")
     data = make_dataset(root / "pets")
-    run_extract(data, root / "cache", ExtractOptions(weights="none", input_size=32, batch_size=8, valid_fraction=0.3,
-                                                    precision="float32"))
+    run_extract(data, root / "cache", ExtractOptions(**TINY_BACKBONE, batch_size=8, valid_fraction=0.3))
     return data, root / "cache"
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CLASS_COLOURS, REPO_ROOT, make_dataset, write_image
+from conftest import CLASS_COLOURS, REPO_ROOT, TINY_BACKBONE, TINY_BACKBONE_ARGS, make_dataset, write_image
 from reliability_support import cli_command, cli_env, committed_rows, only_cache, rows_by_sha
 from pipeline.cache import CACHE_SUFFIX, PARTIAL_SUFFIX, partial_dir_of, read_cache_info, verify_cache
 from pipeline.extract import ExtractOptions, run_extract
@@ -31,8 +31,8 @@ KILL_SEED = int(os.environ.get("BOTTLENECK_KILL_SEED", "6"))
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 #: Random-weight VGG16 at 32x32, 4 images per batch, a segment every 8 rows: 322 images give 41
 #: segments and a few seconds of forward passes, so kills land between, during and after commits.
-KILL_ARGS = ("--weights", "none", "--input-size", "32", "--batch-size", "4", "--commit-every", "8", "--precision", "float32")
-KILL_OPTIONS = ExtractOptions(weights="none", input_size=32, batch_size=4, commit_rows=8, precision="float32")
+KILL_ARGS = (*TINY_BACKBONE_ARGS, "--batch-size", "4", "--commit-every", "8")
+KILL_OPTIONS = ExtractOptions(**TINY_BACKBONE, batch_size=4, commit_rows=8)
 CLASSES, PER_CLASS_AND_SPLIT, SPLITS = ("cat", "dog", "fox", "owl"), 40, ("train", "test")
 #: Images past the last full batch of 4, so the dataset's tail batch is exercised too.
 TAIL_IMAGES = 2

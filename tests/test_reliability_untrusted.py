@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TINY_CLI_ARGS
+from conftest import TINY_BACKBONE, TINY_CLI_ARGS
 from pipeline.cache import verify_cache
 from pipeline.dataset import safe_relpath
 from pipeline.errors import DatasetError, HeadError
@@ -41,8 +41,7 @@ def fitted(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("untrusted")
     data = make_dataset(root / "pets")
-    summary = run_extract(data, root / "cache", ExtractOptions(weights="none", input_size=32, batch_size=8,
-                                                               valid_fraction=0.3, precision="float32"))
+    summary = run_extract(data, root / "cache", ExtractOptions(**TINY_BACKBONE, batch_size=8, valid_fraction=0.3))
     report = fit_head(Path(summary.cache_path), "logreg", None)
     return data, Path(summary.cache_path), Path(report.sidecar_path)
 

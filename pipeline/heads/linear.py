@@ -69,12 +69,12 @@ class LinearHead:
             probabilities = softmax(scores / temperature)
             accuracy = top_k_accuracy(valid.y, probabilities, 1)
             losses = _log_losses(probabilities, valid.y)
-            search.append({"C": c, "valid_top1": accuracy, "valid_log_loss": float(losses.mean()),
-                           "valid_log_loss_se": float(losses.std(ddof=1) / np.sqrt(len(losses))) if len(losses) > 1 else 0.0,
-                           "iterations": iterations})
+            loss = float(losses.mean())
+            search.append({"C": c, "valid_top1": accuracy, "valid_log_loss": loss,
+                           "valid_log_loss_se": _standard_error(losses), "iterations": iterations})
             candidates.append(dict(search[-1], temperature=temperature, probabilities=probabilities, state=state))
-            if leader is None or (accuracy, -search[-1]["valid_log_loss"]) > leader:
-                leader, misses = (accuracy, -search[-1]["valid_log_loss"]), 0
+            if leader is None or (accuracy, -loss) > leader:
+                leader, misses = (accuracy, -loss), 0
             else:
                 misses += 1
                 if misses >= self.patience:
@@ -169,6 +169,11 @@ def _log_losses(probabilities: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Each row's negative log-probability of its true class."""
     picked = probabilities[np.arange(len(y)), y]
     return -np.log(np.clip(picked, _PROBABILITY_FLOOR, 1.0))
+
+
+def _standard_error(values: np.ndarray) -> float:
+    """Standard error of the mean of `values` (0 for a single value)."""
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
 def _one_standard_error_choice(candidates: list[dict]) -> dict:
