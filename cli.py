@@ -23,15 +23,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ chatter; Py
 
 import click  # noqa: E402  (after the environment is set for TensorFlow)
 
-from pipeline.backbones import BACKBONES  # noqa: E402
+from pipeline.backbones.registry import BACKBONES  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
-from pipeline.extract import DEFAULT_BATCH_SIZE, ExtractOptions  # noqa: E402
-from pipeline.head_names import HEAD_HELP, HEAD_NAMES  # noqa: E402
-from pipeline.images import RESIZE_POLICIES  # noqa: E402
-from pipeline.layouts import layout_names  # noqa: E402
-from pipeline.precision import PRECISIONS  # noqa: E402
-from pipeline.provenance import POOLINGS, STORE_DTYPES  # noqa: E402
-from pipeline.splits import DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VALID_FRACTION  # noqa: E402
+from pipeline.extract.run import DEFAULT_BATCH_SIZE, ExtractOptions  # noqa: E402
+from pipeline.heads.registry import HEAD_HELP, HEAD_NAMES  # noqa: E402
+from pipeline.data.images import RESIZE_POLICIES  # noqa: E402
+from pipeline.data.layouts import layout_names  # noqa: E402
+from pipeline.backbones.precision import PRECISIONS  # noqa: E402
+from pipeline.cache.key import POOLINGS, STORE_DTYPES  # noqa: E402
+from pipeline.data.splits import DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VALID_FRACTION  # noqa: E402
 
 CACHE_DIR_ENV = "BOTTLENECK_CACHE_DIR"
 DEBUG_ENV = "BOTTLENECK_DEBUG"
@@ -173,7 +173,7 @@ def _cache_argument(function):
 
 
 def _resolve_cache(cache: Path | None, cache_dir: Path) -> Path:
-    from pipeline.cache import resolve_cache_argument
+    from pipeline.cache.format import resolve_cache_argument
 
     return resolve_cache_argument(cache if cache is not None else cache_dir)
 
@@ -222,7 +222,7 @@ def _layout_option(function):
 
 def _parse_shard(_ctx, _param, value):
     """click callback of `--shard`: "I/N" -> `Shard`."""
-    from pipeline.shard import Shard
+    from pipeline.cache.shard import Shard
 
     if value is None:
         return None
@@ -261,8 +261,8 @@ def extract(data_dir, backbone, layer, input_size, resize, pool, batch_size, wei
             layout, name, valid_fraction, test_fraction, split_seed, strict, allow_large_images, workers, wait,
             drop_cross_split_duplicates, commit_every, shard, cache_dir, as_json):
     """Extract bottleneck features of every image in DATA_DIR into a cache (only what is missing)."""
-    from pipeline.extract import run_extract
-    from pipeline.images import DEFAULT_MAX_PIXELS
+    from pipeline.extract.run import run_extract
+    from pipeline.data.images import DEFAULT_MAX_PIXELS
 
     options = ExtractOptions(
         backbone=backbone, layer=layer, input_size=input_size, resize=resize, pool=pool, precision=precision,
@@ -315,7 +315,7 @@ def _print_extract_summary(summary):
 @command_body
 def merge(shards, out_dir, delete_shards, wait, as_json):
     """Join the shard caches of `extract --shard I/N` (files, or folders holding them) into one cache."""
-    from pipeline.merge import merge_shards
+    from pipeline.cache.merge import merge_shards
 
     summary = merge_shards(shards, out_dir, delete_shards=delete_shards, wait_for_lock=wait)
     if not as_json:
@@ -347,7 +347,7 @@ def merge(shards, out_dir, delete_shards, wait, as_json):
 @command_body
 def inspect_command(data_dir, layout, valid_fraction, test_fraction, split_seed, workers, as_json):
     """Check DATA_DIR without a model: layout, classes, split counts, unreadable files, duplicates."""
-    from pipeline.inspection import inspect_dataset
+    from pipeline.data.inspection import inspect_dataset
 
     progress = ExtractProgress("decoding")
     try:
@@ -415,7 +415,7 @@ def _echo_list(title: str, items: list, line, what: str = "files") -> None:
 @command_body
 def import_npz_command(npz, labels_dir, name, drop_cross_split_duplicates, cache_dir, as_json):
     """Turn the classic DogVGG16Data.npz bottleneck file into a cache, labelled from the dogImages folder."""
-    from pipeline.npz_import import import_npz
+    from pipeline.interop.npz_import import import_npz
 
     summary = import_npz(npz, labels_dir, cache_dir, name, drop_cross_split_duplicates)
     if not as_json:
@@ -445,8 +445,8 @@ def import_npz_command(npz, labels_dir, name, drop_cross_split_duplicates, cache
 @command_body
 def fit_head_command(cache, kind, recipe, cache_dir, as_json):
     """Fit a head on CACHE (a cache file, or a directory holding one; default --cache-dir)."""
-    from pipeline.evaluate import summary_line
-    from pipeline.fitting import fit_head
+    from pipeline.heads.metrics import summary_line
+    from pipeline.heads.fitting import fit_head
 
     if recipe is not None and kind != "gap-dense":
         raise click.BadParameter("--recipe applies to --head gap-dense only", param_hint="--recipe")
@@ -461,7 +461,7 @@ def fit_head_command(cache, kind, recipe, cache_dir, as_json):
 
 
 def _params_text(params: dict) -> str:
-    from pipeline.report import short_params
+    from pipeline.heads.leaderboard import short_params
 
     return short_params(params)
 
@@ -473,7 +473,7 @@ def _params_text(params: dict) -> str:
 @command_body
 def report(cache, cache_dir, as_json):
     """Leaderboard of every head fitted on CACHE, best validation accuracy first."""
-    from pipeline.report import format_table, leaderboard
+    from pipeline.heads.leaderboard import format_table, leaderboard
 
     path = _resolve_cache(cache, cache_dir)
     rows = leaderboard(path)
@@ -495,7 +495,7 @@ def report(cache, cache_dir, as_json):
 @command_body
 def predict(images, head_path, top_k, cache_dir, as_json):
     """Classify IMAGES with a fitted head, using the backbone and preprocessing it was fitted on."""
-    from pipeline.predict import predict_images
+    from pipeline.heads.predict import predict_images
 
     results = predict_images(images, head_path, cache_dir, top_k)
     if not as_json:
@@ -519,8 +519,8 @@ def predict(images, head_path, top_k, cache_dir, as_json):
 @command_body
 def export_npz_command(cache, out, as_json):
     """Write CACHE's features to OUT.npz in the classic bottleneck format (keys train, valid, test)."""
-    from pipeline.cache import resolve_cache_argument
-    from pipeline.npz import export_npz
+    from pipeline.cache.format import resolve_cache_argument
+    from pipeline.interop.npz_export import export_npz
 
     counts = export_npz(resolve_cache_argument(cache), out)
     if not as_json:
@@ -539,7 +539,7 @@ def export_npz_command(cache, out, as_json):
 def quickstart(precision, batch_size, cache_dir, as_json):
     """The whole pipeline offline on a generated shapes dataset: extract VGG16 features, fit 3 heads."""
     from pipeline.quickstart import QUICKSTART_CLASSES, QUICKSTART_PER_CLASS, run_quickstart
-    from pipeline.report import format_table
+    from pipeline.heads.leaderboard import format_table
 
     if not as_json:
         click.echo(f"Quickstart: {QUICKSTART_CLASSES} shape classes x {QUICKSTART_PER_CLASS} generated images, "
@@ -571,7 +571,7 @@ def quickstart(precision, batch_size, cache_dir, as_json):
 @command_body
 def weights(backbones, fingerprint, cache_dir, as_json):
     """Which ImageNet weight sources exist per backbone, verified or not, and their fingerprints."""
-    from pipeline.weights_report import weights_table
+    from pipeline.backbones.inventory import weights_table
 
     rows = weights_table(backbones or list(BACKBONES), cache_dir, fingerprint)
     if not as_json:
@@ -597,7 +597,7 @@ def weights(backbones, fingerprint, cache_dir, as_json):
 @command_body
 def layers(backbone, input_size, as_json):
     """List BACKBONE's layers and output shapes (candidates for extract --layer)."""
-    from pipeline.backbones import get_backbone, list_layers
+    from pipeline.backbones.registry import get_backbone, list_layers
 
     spec = get_backbone(backbone)
     rows = list_layers(spec, input_size or spec.default_input_size)
@@ -623,7 +623,7 @@ def cache():
 @command_body
 def cache_ls(cache_dir, as_json):
     """List the caches in --cache-dir with their dataset, features, size and heads."""
-    from pipeline.cache_admin import list_caches
+    from pipeline.cache.admin import list_caches
 
     rows = list_caches(cache_dir)
     if not as_json:
@@ -651,7 +651,7 @@ def cache_ls(cache_dir, as_json):
 @command_body
 def cache_show(cache, cache_dir, as_json):
     """Show a cache's provenance, splits, classes and failures."""
-    from pipeline.cache_admin import describe_cache
+    from pipeline.cache.admin import describe_cache
 
     details = describe_cache(_resolve_cache(cache, cache_dir))
     if not as_json:
@@ -675,7 +675,7 @@ def cache_show(cache, cache_dir, as_json):
 @command_body
 def cache_verify(cache, quick, cache_dir, as_json):
     """Check a cache's structure, provenance and feature-row digests."""
-    from pipeline.cache import damaged_cache_error, verify_cache
+    from pipeline.cache.format import damaged_cache_error, verify_cache
 
     path = _resolve_cache(cache, cache_dir)
     problems = verify_cache(path, check_rows=not quick)
@@ -693,7 +693,7 @@ def cache_verify(cache, quick, cache_dir, as_json):
 @command_body
 def cache_rm(caches, yes, as_json):
     """Delete CACHES with their unfinished segments, lock files and fitted heads."""
-    from pipeline.cache_admin import remove_cache
+    from pipeline.cache.admin import remove_cache
 
     if not yes:
         if as_json:

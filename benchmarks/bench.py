@@ -39,7 +39,7 @@ def resolve_weights_argument(plan, work: Path) -> str:
     """The --weights value every run uses: the verified ImageNet VGG16 file, or "none" for smoke."""
     if plan.weights == "none":
         return "none"
-    from pipeline.weights import resolve_weights
+    from pipeline.backbones.weights import resolve_weights
 
     resolved = resolve_weights(BACKBONE, plan.weights, work / "weights-cache", BACKBONE.default_input_size)
     if not resolved.verified:
@@ -49,8 +49,8 @@ def resolve_weights_argument(plan, work: Path) -> str:
 
 def run_benchmark(plan, out: Path, work: Path, only: tuple[str, ...] = (), log=print) -> dict:
     """Run the scenarios of `plan` and write `out`/results.json and `out`/benchmarks.md; return the results."""
-    from pipeline.cache_writer import now_iso
-    from pipeline.precision import resolve_precision
+    from pipeline.cache.writer import now_iso
+    from pipeline.backbones.precision import resolve_precision
 
     started = time.perf_counter()
     results = {"mode": plan.mode, "started": now_iso(), "plan": {k: str(v) for k, v in plan.__dict__.items()},

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import cache_writer
-from pipeline.cache import cache_file_name, partial_dir_of
-from pipeline.dataset import DatasetIndex, ImageRecord
-from pipeline.cache_view import cache_attributes, cache_view, plan_rows, view_digest
-from pipeline.provenance import FeatureSpec, library_versions
+from pipeline.cache import writer as cache_writer
+from pipeline.cache.format import cache_file_name, partial_dir_of
+from pipeline.data.dataset import DatasetIndex, ImageRecord
+from pipeline.cache.builder import cache_attributes, cache_view, plan_rows, view_digest
+from pipeline.cache.key import FeatureSpec, library_versions
 
 DOG_SPLITS = {"train": 6680, "valid": 835, "test": 836}
 DOG_CLASSES = 133

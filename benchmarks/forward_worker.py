@@ -3,7 +3,7 @@
     python benchmarks/forward_worker.py --weights FILE|none --input-size 224 --batch-size 32 \\
         --images 96 --variants float32,bfloat16,float32+xla [--layer block5_pool]
 
-Builds `pipeline.forward.FeatureExtractor` once per precision (the exact code `extract` runs),
+Builds `pipeline.backbones.forward.FeatureExtractor` once per precision (the exact code `extract` runs),
 then feeds batches of random uint8 pixels that are already in memory, so nothing but the backbone
 is measured. Variants are interleaved batch by batch, so a machine shared with other work slows
 them all alike and their ratio stays meaningful. The first batch of each variant is a warm-up,
@@ -31,9 +31,9 @@ XLA_SUFFIX = "+xla"
 
 def build_variants(names, weights_request, size, layer, cache_dir):
     """name -> (callable on uint8 batches, build seconds)."""
-    from pipeline.backbones import get_backbone
-    from pipeline.forward import FeatureExtractor
-    from pipeline.weights import resolve_weights
+    from pipeline.backbones.registry import get_backbone
+    from pipeline.backbones.forward import FeatureExtractor
+    from pipeline.backbones.weights import resolve_weights
 
     spec = get_backbone(BACKBONE_NAME)
     weights = resolve_weights(spec, weights_request, cache_dir, size)
@@ -51,7 +51,7 @@ def _xla(extractor, spec, size):
     """The extractor's forward pass compiled with XLA (`jit_compile=True`)."""
     import tensorflow as tf
 
-    from pipeline.backbones import preprocess_function
+    from pipeline.backbones.registry import preprocess_function
 
     preprocess, model = preprocess_function(spec), extractor.model
 

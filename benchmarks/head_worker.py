@@ -3,7 +3,7 @@
     python benchmarks/head_worker.py CACHE --head logreg|svm|gap-dense [--recipe classic]
 
 Times, within this one process: importing TensorFlow and Keras (gap-dense only: the linear heads
-never import them), then `pipeline.fitting.fit_head` - reading the pooled features from the
+never import them), then `pipeline.heads.fitting.fit_head` - reading the pooled features from the
 cache, fitting with the hyper-parameter search, scoring every split, saving the head, sidecar
 and confusion PNG - of which the fit alone is reported by `fit_head` itself. Prints one JSON object.
 """
@@ -35,7 +35,7 @@ def main() -> None:
         preload("keras", "tensorflow")  # timed: fit_head imports them for this head only
     import_seconds = time.perf_counter() - started
 
-    from pipeline.fitting import fit_head
+    from pipeline.heads.fitting import fit_head
 
     started = time.perf_counter()
     report = fit_head(args.cache, args.head, args.recipe)

@@ -21,7 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _KIB = 1024
 _STDERR_TAIL = 3000
 #: CPU feature flags that decide which precisions are fast, in report order; a superset of
-#: pipeline.precision.BF16_CPU_FLAGS, which the report checks for bfloat16 hardware.
+#: pipeline.backbones.precision.BF16_CPU_FLAGS, which the report checks for bfloat16 hardware.
 INTERESTING_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
 
 
@@ -89,8 +89,8 @@ def python_command(*args) -> list:
 
 def machine_info() -> dict:
     """CPU model, flags that matter, cores, memory, OS, GPUs, load and library versions."""
-    from pipeline.precision import cpu_flags, nvidia_gpu_count
-    from pipeline.provenance import library_versions
+    from pipeline.backbones.precision import cpu_flags, nvidia_gpu_count
+    from pipeline.cache.key import library_versions
 
     cpuinfo = _read("/proc/cpuinfo")
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "")

@@ -2,7 +2,7 @@
 
 Decoding cost matters for the input pipeline, so the images have the size and JPEG weight of the
 photos in the classic datasets (500x375, like most Kaggle cats-vs-dogs and dogImages photos, at
-quality 90: 50-80 KB each). Content: the procedural shapes of `pipeline.synthetic`, stretched to
+quality 90: 50-80 KB each). Content: the procedural shapes of `pipeline.data.synthetic`, stretched to
 photo size, plus fine sensor-like noise so the JPEG is as costly to decode as a real photo.
 
 Each image is fully determined by (seed, index), so datasets are reproducible and can be written
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.synthetic import SHAPES, render_shape
+from pipeline.data.synthetic import SHAPES, render_shape
 
 PHOTO_SIZE = (500, 375)  # width, height
 JPEG_QUALITY = 90

@@ -43,10 +43,10 @@ def main() -> None:
 
     preload("tensorflow")  # once, up front: each run_extract below then only builds its backbone
 
-    from pipeline.backbones import get_backbone
-    from pipeline.extract import ExtractOptions, run_extract
-    from pipeline.forward import FeatureExtractor
-    from pipeline.weights import resolve_weights
+    from pipeline.backbones.registry import get_backbone
+    from pipeline.extract.run import ExtractOptions, run_extract
+    from pipeline.backbones.forward import FeatureExtractor
+    from pipeline.backbones.weights import resolve_weights
 
     spec = get_backbone(BACKBONE_NAME)
     weights = resolve_weights(spec, args.weights, args.cache_root / "weights-cache", args.input_size)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from benchmarks.common import BACKBONE_NAME
 from benchmarks.feature_cache import DOG_CLASSES, DOG_SPLITS, VGG16_BOTTLENECK
 from benchmarks.photos import PHOTO_SIZE
-from pipeline.backbones import get_backbone
+from pipeline.backbones.registry import get_backbone
 
 #: The backbone of every scenario: its own input size and default layer are the full plan's.
 BACKBONE = get_backbone(BACKBONE_NAME)

@@ -10,9 +10,9 @@ import numpy as np
 
 from benchmarks.feature_cache import VGG16_BOTTLENECK
 from benchmarks.plan import FULL
-from pipeline.precision import BF16_CPU_FLAGS
+from pipeline.backbones.precision import BF16_CPU_FLAGS
 
-#: How the report names the CPUs that have one of `pipeline.precision.BF16_CPU_FLAGS`.
+#: How the report names the CPUs that have one of `pipeline.backbones.precision.BF16_CPU_FLAGS`.
 _BF16_HARDWARE = "AMX/AVX512-BF16"
 #: float16 storage against float32: the cache shrinks to this share (2 bytes instead of 4 per value).
 _FLOAT16_SHARE = np.dtype(np.float16).itemsize / np.dtype(np.float32).itemsize

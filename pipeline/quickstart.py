@@ -1,6 +1,6 @@
 """`quickstart`: the whole pipeline on a procedural dataset, offline, in a couple of minutes.
 
-Builds the shapes dataset of `pipeline.synthetic` (4 classes x 30 images, 160 px JPEGs) inside
+Builds the shapes dataset of `pipeline.data.synthetic` (4 classes x 30 images, 160 px JPEGs) inside
 the cache directory, extracts genuine ImageNet VGG16 `block5_pool` features, fits the three
 standard heads (gap-dense, logreg, svm) and returns the leaderboard.
 """
@@ -11,10 +11,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.extract import ExtractOptions, ExtractSummary, run_extract
-from pipeline.fitting import FitReport, fit_head
-from pipeline.report import leaderboard
-from pipeline.synthetic import write_shapes_dataset
+from pipeline.extract.run import ExtractOptions, ExtractSummary, run_extract
+from pipeline.heads.fitting import FitReport, fit_head
+from pipeline.heads.leaderboard import leaderboard
+from pipeline.data.synthetic import write_shapes_dataset
 
 QUICKSTART_CLASSES = 4
 QUICKSTART_PER_CLASS = 30

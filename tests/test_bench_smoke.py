@@ -15,7 +15,7 @@ from benchmarks.measure import INTERESTING_FLAGS, run_measured
 from benchmarks.plan import SMOKE
 from benchmarks.report import TARGETS, markdown, verdicts
 from benchmarks.scenarios import SCENARIOS
-from pipeline.precision import BF16_CPU_FLAGS
+from pipeline.backbones.precision import BF16_CPU_FLAGS
 from tests.conftest import REPO_ROOT
 
 BENCH = REPO_ROOT / "benchmarks"

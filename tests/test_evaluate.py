@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from pipeline.evaluate import classification_metrics, confusion_matrix, top_k_accuracy
-from pipeline.plots import save_confusion_png
+from pipeline.heads.metrics import classification_metrics, confusion_matrix, top_k_accuracy
+from pipeline.heads.plots import save_confusion_png
 
 
 def test_metrics_on_a_hand_checked_example():

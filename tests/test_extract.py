@@ -8,9 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline import forward
-from pipeline.cache import find_caches, load_rows, read_cache_info, verify_cache
-from pipeline.extract import run_extract
+from pipeline.backbones import forward
+from pipeline.cache.format import find_caches, load_rows, read_cache_info, verify_cache
+from pipeline.extract.run import run_extract
 from conftest import make_dataset, write_image
 
 
@@ -140,7 +140,7 @@ def test_features_match_the_backbone_run_directly(tiny_dataset, tmp_path, tiny_o
     """The cache holds exactly what the model computes on caffe-preprocessed pixels."""
     import keras
 
-    from pipeline.images import ResizeSpec, decode_image
+    from pipeline.data.images import ResizeSpec, decode_image
 
     summary = run_extract(tiny_dataset, tmp_path / "cache", tiny_options)
     cached = _features_by_path(summary.cache_path)["train/dog/dog_2.jpg"]
@@ -166,7 +166,7 @@ def test_pooled_extraction_stores_vectors(tiny_dataset, tmp_path, tiny_options):
 
 
 def test_summary_accounts_for_startup_and_idle_time(tiny_dataset, tmp_path, tiny_options, monkeypatch):
-    from pipeline import cache_writer
+    from pipeline.cache import writer as cache_writer
 
     first = run_extract(tiny_dataset, tmp_path / "cache", tiny_options)
     assert first.startup_seconds > 0  # built while fingerprinting the new weights, before any batch

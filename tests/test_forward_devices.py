@@ -19,9 +19,9 @@ _SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-    from pipeline import forward
-    from pipeline.backbones import get_backbone
-    from pipeline.weights import resolve_weights
+    from pipeline.backbones import forward
+    from pipeline.backbones.registry import get_backbone
+    from pipeline.backbones.weights import resolve_weights
 
     spec = get_backbone("vgg16")
     weights = resolve_weights(spec, "none", ".", 32)

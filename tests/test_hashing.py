@@ -1,7 +1,7 @@
 import hashlib
 import os
 
-from pipeline.hashing import FileStamp, hash_files, sha256_file, stamp_of
+from pipeline.data.hashing import FileStamp, hash_files, sha256_file, stamp_of
 
 
 def test_sha256_matches_hashlib(tmp_path):

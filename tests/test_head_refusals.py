@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY_BACKBONE_ARGS, TINY_CLI_ARGS, make_dataset
-from pipeline.cache import read_cache_info
+from pipeline.cache.format import read_cache_info
 
 #: TINY_CLI_ARGS without its --valid-fraction, for tests that choose their own.
 FAST_ARGS = [*TINY_BACKBONE_ARGS, "--batch-size", "8"]

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from pipeline.errors import HeadError
-from pipeline.features import FeatureSet, SplitData
-from pipeline.heads import make_head
-from pipeline.heads.linear import LinearSVMHead, LogisticRegressionHead
-from pipeline.heads.svm_solver import fit_squared_hinge_ovr
+from pipeline.heads.features import FeatureSet, SplitData
+from pipeline.heads.kinds import make_head
+from pipeline.heads.kinds.linear import LinearSVMHead, LogisticRegressionHead
+from pipeline.heads.kinds.svm_solver import fit_squared_hinge_ovr
 
 
 def _feature_set(classes=5, per_class=(40, 10, 10), dims=16, noise=1.0, seed=0, shape=None):
@@ -129,8 +129,8 @@ def test_unknown_head_and_misplaced_recipe_are_refused():
 
 
 def test_every_head_has_a_cli_name_and_description():
-    from pipeline.head_names import HEAD_NAMES
-    from pipeline.heads import HEAD_KINDS
+    from pipeline.heads.registry import HEAD_NAMES
+    from pipeline.heads.kinds import HEAD_KINDS
 
     assert set(HEAD_NAMES) == set(HEAD_KINDS)
 
@@ -148,7 +148,7 @@ def test_extra_heads_fit_select_and_round_trip(tmp_path, kind):
 
 
 def test_knn_picks_k_on_validation():
-    from pipeline.heads.knn import CosineKNNHead
+    from pipeline.heads.kinds.knn import CosineKNNHead
 
     head = CosineKNNHead(k_grid=(1, 5, 500)).fit(_feature_set(noise=2))
     assert [entry["k"] for entry in head.search_] == [1, 5]  # k larger than the training set is skipped
@@ -188,7 +188,7 @@ def test_two_classes_in_train_are_enough():
 
 def _cache_like(index):
     """A FeatureSet over `index` (splits assigned) carrying what a cache stores: images view and notes."""
-    from pipeline.cache import CachedImages
+    from pipeline.cache.format import CachedImages
 
     records = index.records
     labels = np.array([r.label for r in records])
@@ -209,7 +209,7 @@ def _unsplit_index(per_class, classes, start):
     import hashlib
     from pathlib import Path
 
-    from pipeline.dataset import DatasetIndex, ImageRecord
+    from pipeline.data.dataset import DatasetIndex, ImageRecord
 
     records = tuple(ImageRecord(relpath=f"{i}.jpg", label=i % len(classes),
                                 sha256=hashlib.sha256(str(i).encode()).hexdigest())
@@ -221,7 +221,7 @@ def _unsplit_index(per_class, classes, start):
 def test_empty_validation_message_suggests_a_fraction_that_works(valid_fraction, test_fraction):
     import re
 
-    from pipeline.splits import assign_splits
+    from pipeline.data.splits import assign_splits
 
     classes, checked = ("a", "b", "c"), 0
     for start in range(0, 3000, 15):
@@ -260,7 +260,7 @@ def test_empty_validation_message_without_split_notes_still_explains():
 
 
 def test_c_ties_go_to_the_smallest_c_within_one_standard_error():
-    from pipeline.heads.linear import _one_standard_error_choice
+    from pipeline.heads.kinds.linear import _one_standard_error_choice
 
     def candidate(c, top1, loss, se):
         return {"C": c, "valid_top1": top1, "valid_log_loss": loss, "valid_log_loss_se": se}

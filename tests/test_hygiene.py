@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cache import read_cache_info
-from pipeline.dataset import DatasetIndex, ImageRecord
-from pipeline.extract import ExtractOptions, index_dataset
-from pipeline.hygiene import apply_hygiene, check_hygiene, class_imbalance, drop_cross_split_duplicates
-from pipeline.splits import assign_splits
+from pipeline.cache.format import read_cache_info
+from pipeline.data.dataset import DatasetIndex, ImageRecord
+from pipeline.extract.run import ExtractOptions, index_dataset
+from pipeline.data.hygiene import apply_hygiene, check_hygiene, class_imbalance, drop_cross_split_duplicates
+from pipeline.data.splits import assign_splits
 from conftest import TINY_CLI_ARGS, make_dataset
 
 

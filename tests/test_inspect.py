@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.inspection import inspect_dataset
+from pipeline.data.inspection import inspect_dataset
 from conftest import REPO_ROOT, make_dataset, write_image
 
 
@@ -79,7 +79,7 @@ def test_inspect_missing_path_is_a_usage_error(tmp_path, cli):
 
 def test_inspect_never_loads_a_model(tmp_path):
     data = make_dataset(tmp_path / "pets", per_class=2)
-    code = ("import sys; from pipeline.inspection import inspect_dataset; "
+    code = ("import sys; from pipeline.data.inspection import inspect_dataset; "
             f"report = inspect_dataset({str(data)!r}); "
             "assert report.images == 8, report; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'a model library was imported'")

@@ -8,7 +8,7 @@ import pytest
 import scipy.io
 
 from pipeline.errors import DatasetError
-from pipeline.layouts import LAYOUTS, discover, layout_names
+from pipeline.data.layouts import LAYOUTS, discover, layout_names
 from conftest import CLASS_COLOURS, write_image
 
 COLOUR = CLASS_COLOURS["cat"]
@@ -155,8 +155,8 @@ def test_oxford_pets_labels_by_breed_with_species_and_official_split(tmp_path):
 
 
 def test_oxford_pets_extracts_with_species_stored_as_an_extra_target(tmp_path, tiny_options):
-    from pipeline.cache import read_cache_info
-    from pipeline.extract import run_extract
+    from pipeline.cache.format import read_cache_info
+    from pipeline.extract.run import run_extract
 
     summary = run_extract(_oxford(tmp_path / "oxford"), tmp_path / "cache", tiny_options)
     info = read_cache_info(summary.cache_path)
@@ -411,7 +411,7 @@ def test_csv_manifest_with_header_split_and_extra_label_column(tmp_path):
 
 
 def test_extract_accepts_the_csv_file_as_data_dir(tmp_path, cli):
-    from pipeline.cache import read_cache_info
+    from pipeline.cache.format import read_cache_info
     from conftest import TINY_CLI_ARGS
 
     manifest = _manifest(tmp_path / "data", "path,label,split,species\nphotos/rex.jpg,terrier,train,dog\n"
@@ -473,7 +473,7 @@ def test_plain_class_folders_are_still_generic(tmp_path):
 
 def test_unrecognised_folders_say_what_is_missing(tmp_path):
     from pipeline.errors import DatasetError
-    from pipeline.layouts import discover
+    from pipeline.data.layouts import discover
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from pipeline.heads.lbfgs import minimize_lbfgs
-from pipeline.heads.svm_solver import fit_squared_hinge_ovr
+from pipeline.heads.kinds.lbfgs import minimize_lbfgs
+from pipeline.heads.kinds.svm_solver import fit_squared_hinge_ovr
 
 
 def test_ill_conditioned_quadratic_is_solved():

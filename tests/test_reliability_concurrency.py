@@ -21,8 +21,8 @@ import pytest
 
 from conftest import CLASS_COLOURS, REPO_ROOT, TINY_BACKBONE_ARGS, TINY_CLI_ARGS, make_dataset, write_image
 from reliability_support import cli_command, cli_env, rows_by_sha
-from pipeline import cache_writer
-from pipeline.cache import cache_file_name, lock_path_of, read_cache_info, verify_cache
+from pipeline.cache import writer as cache_writer
+from pipeline.cache.format import cache_file_name, lock_path_of, read_cache_info, verify_cache
 
 #: The writer subprocess: 320 images, 2 per batch, so it holds its lock for many seconds.
 WRITER_ARGS = (*TINY_BACKBONE_ARGS, "--batch-size", "2", "--valid-fraction", "0.3")
@@ -85,7 +85,7 @@ def test_second_extract_fails_fast_or_waits_and_other_caches_are_free(tmp_path, 
 
 _HOLD_LOCK = """
 import sys, time
-from pipeline.cache_writer import CacheLock
+from pipeline.cache.writer import CacheLock
 with CacheLock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(600)
@@ -114,8 +114,8 @@ def test_readers_see_the_previous_complete_cache_while_it_is_extended(tiny_datas
                                                                       monkeypatch):
     from dataclasses import replace
 
-    from pipeline.extract import run_extract
-    from pipeline.fitting import fit_head
+    from pipeline.extract.run import run_extract
+    from pipeline.heads.fitting import fit_head
 
     cache_dir = tmp_path / "cache"
     first = run_extract(tiny_dataset, cache_dir, tiny_options)

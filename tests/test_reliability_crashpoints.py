@@ -18,9 +18,9 @@ import pytest
 
 from conftest import CLASS_COLOURS, TINY_BACKBONE, make_dataset, write_image
 from reliability_support import only_cache, rows_by_sha
-from pipeline import cache_writer
-from pipeline.cache import partial_dir_of, verify_cache
-from pipeline.extract import run_extract
+from pipeline.cache import writer as cache_writer
+from pipeline.cache.format import partial_dir_of, verify_cache
+from pipeline.extract.run import run_extract
 
 #: Commit a segment every 8 rows, so the 16 new images of the extension make 2 segments.
 COMMIT_ROWS = 8
@@ -40,7 +40,7 @@ def datasets(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def options(tmp_path_factory):
-    from pipeline.extract import ExtractOptions
+    from pipeline.extract.run import ExtractOptions
 
     return ExtractOptions(**TINY_BACKBONE, batch_size=4, valid_fraction=0.3, commit_rows=COMMIT_ROWS, name="pets")
 
@@ -217,7 +217,7 @@ def test_ctrl_c_mid_extraction_commits_the_rows_still_buffered(datasets, options
 
 def test_every_image_keeps_its_place_whatever_subset_is_planned():
     """The batch layout of an image depends only on its ordinal, the dataset size and the batch size."""
-    from pipeline.slots import plan_batches
+    from pipeline.extract.slots import plan_batches
 
     ordinals = {f"sha{n:03d}": n for n in range(23)}  # 23 images, batches of 5: 4 full batches and a tail of 3
     items = [(sha, Path(sha)) for sha in ordinals]

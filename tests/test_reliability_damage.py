@@ -19,9 +19,9 @@ import pytest
 
 from conftest import CLASS_COLOURS, TINY_BACKBONE, TINY_CLI_ARGS, make_dataset, write_image
 from reliability_support import only_cache, rows_by_sha
-from pipeline import cache_writer
-from pipeline.cache import partial_dir_of, verify_cache
-from pipeline.cache_writer import CacheLock
+from pipeline.cache import writer as cache_writer
+from pipeline.cache.format import partial_dir_of, verify_cache
+from pipeline.cache.writer import CacheLock
 
 FIX = "cache rm"
 
@@ -29,7 +29,7 @@ FIX = "cache rm"
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
     """(dataset, cache folder) of a finished tiny extraction; tests copy the folder before harming it."""
-    from pipeline.extract import ExtractOptions, run_extract
+    from pipeline.extract.run import ExtractOptions, run_extract
 
     root = tmp_path_factory.mktemp("damage")
     data = make_dataset(root / "pets")
@@ -225,8 +225,8 @@ def test_disk_full_mid_write_ends_cleanly_and_keeps_everything(cache_copy, prist
 
 def test_a_write_failure_at_any_byte_never_crashes_and_keeps_the_cache(cache_copy, monkeypatch):
     """HDF5 follows whatever it reads back: after a failed write it must read what it wrote."""
-    from pipeline.cache import find_caches, read_cache_info
-    from pipeline.cache_writer import RowSource, write_cache
+    from pipeline.cache.format import find_caches, read_cache_info
+    from pipeline.cache.writer import RowSource, write_cache
     from pipeline.errors import CacheError
 
     info = read_cache_info(cache_copy)

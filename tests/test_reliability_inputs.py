@@ -21,10 +21,10 @@ import pytest
 from PIL import Image
 
 from conftest import CLASS_COLOURS, REPO_ROOT, TINY_CLI_ARGS, write_image
-from pipeline.cache import read_cache_info
+from pipeline.cache.format import read_cache_info
 from pipeline.errors import DatasetError
-from pipeline.hashing import hash_files
-from pipeline.images import ALPHA_BACKGROUND_RGB, DEFAULT_MAX_PIXELS, ImageDecodeError, ResizeSpec, decode_image, open_rgb
+from pipeline.data.hashing import hash_files
+from pipeline.data.images import ALPHA_BACKGROUND_RGB, DEFAULT_MAX_PIXELS, ImageDecodeError, ResizeSpec, decode_image, open_rgb
 
 #: Side of a header-only PNG whose pixel count is over the default decompression-bomb limit.
 BOMB_SIDE = 20_000
@@ -190,7 +190,7 @@ def test_pixel_limit_is_a_per_run_choice(tmp_path, tiny_options):
     """The bomb limit refuses a file by default and accepts it when the run allows large images."""
     from dataclasses import replace
 
-    from pipeline.extract import run_extract
+    from pipeline.extract.run import run_extract
 
     root = tmp_path / "big"
     for name in ("cat", "dog"):
@@ -292,8 +292,8 @@ def test_grayscale_and_cmyk_become_rgb(tmp_path):
 _UNREADABLE_PROBE = """
 import sys
 from pathlib import Path
-from pipeline.hashing import hash_files
-from pipeline.images import ImageDecodeError, ResizeSpec, decode_image
+from pipeline.data.hashing import hash_files
+from pipeline.data.images import ImageDecodeError, ResizeSpec, decode_image
 path = Path(sys.argv[1])
 print(hash_files([path])[0].error)
 try:

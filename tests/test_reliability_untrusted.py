@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from conftest import TINY_BACKBONE, TINY_CLI_ARGS
-from pipeline.cache import verify_cache
-from pipeline.dataset import safe_relpath
+from pipeline.cache.format import verify_cache
+from pipeline.data.dataset import safe_relpath
 from pipeline.errors import DatasetError, HeadError
-from pipeline.head_store import load_head
+from pipeline.heads.store import load_head
 
 
 class _Payload:
@@ -36,8 +36,8 @@ class _Payload:
 def fitted(tmp_path_factory):
     """A tiny cache with a fitted logreg head: (dataset, cache file, sidecar path)."""
     from conftest import make_dataset
-    from pipeline.extract import ExtractOptions, run_extract
-    from pipeline.fitting import fit_head
+    from pipeline.extract.run import ExtractOptions, run_extract
+    from pipeline.heads.fitting import fit_head
 
     root = tmp_path_factory.mktemp("untrusted")
     data = make_dataset(root / "pets")

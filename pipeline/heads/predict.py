@@ -1,0 +1,76 @@
+"""`predict`: classify new images with a saved head, through the exact extraction it was fitted on.
+
+The head's sidecar records the feature spec (backbone, layer, input size, resize policy,
+preprocessing, precision, pooling, store dtype) and where its weights came from. The same
+weights are resolved again and must have the same fingerprint; the features are then computed,
+stored-dtype rounded and pooled exactly as the cache did, so predictions match what the head saw.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.backbones.registry import get_backbone
+from pipeline.cache.format import pool_rows
+from pipeline.errors import DatasetError, HeadError
+from pipeline.heads.features import HEAD_POOLING
+from pipeline.heads.store import check_feature_key, load_head
+from pipeline.data.images import ImageDecodeError, ResizeSpec, decode_image
+from pipeline.interop.npz_import import is_imported
+from pipeline.cache.key import FeatureSpec
+from pipeline.backbones.weights import resolve_weights
+
+DEFAULT_TOP_K = 5
+PREDICT_BATCH_SIZE = 16
+_UNREADABLE_LISTED = 10  # unreadable images named in the error when none could be read
+
+
+def predict_images(image_paths, head_path: Path, cache_dir: Path, top_k: int = DEFAULT_TOP_K) -> list[dict]:
+    """Top-k (label, probability) for each image; undecodable images get an `error` instead."""
+    from pipeline.backbones.forward import FeatureExtractor
+
+    head, sidecar = load_head(head_path)
+    spec = FeatureSpec(**sidecar["feature_spec"])
+    check_feature_key(sidecar, spec.key(), "its recorded feature spec")
+    if is_imported(spec):
+        raise HeadError(
+            f"head {head_path} was fitted on features imported from an .npz file, made by weights and "
+            "preprocessing this tool cannot verify, so new images cannot be featurised the same way. "
+            "Extract the dataset (`extract`) and fit a head on that cache to predict"
+        )
+    backbone = get_backbone(spec.backbone)
+    weights = resolve_weights(backbone, sidecar["extraction"]["weights"]["request"], cache_dir, spec.input_size)
+    extractor = FeatureExtractor(backbone, spec.layer, spec.input_size, weights, spec.precision, spec.pooling)
+    if extractor.fingerprint != spec.weights_fingerprint:
+        raise HeadError(
+            f"the {spec.backbone} weights available here ({weights.describe()}) differ from the ones head "
+            f"{sidecar['_path']} was fitted with; use the same weights source (see `weights`)"
+        )
+    resize = ResizeSpec(spec.input_size, spec.input_size, sidecar["extraction"]["resize_policy"])
+    class_names = sidecar["class_names"]
+    results = []
+    paths = [Path(p) for p in image_paths]
+    for start in range(0, len(paths), PREDICT_BATCH_SIZE):
+        decoded, pixels = [], []
+        for path in paths[start:start + PREDICT_BATCH_SIZE]:
+            try:
+                pixels.append(decode_image(path, resize))
+                decoded.append(path)
+            except ImageDecodeError as error:
+                results.append({"path": str(path), "error": error.reason})
+        if not decoded:
+            continue
+        features = extractor(np.stack(pixels)).astype(spec.store_dtype).astype(np.float32)
+        probabilities = head.predict_proba(pool_rows(features, HEAD_POOLING))
+        for path, row in zip(decoded, probabilities):
+            best = np.argsort(-row)[:top_k]
+            results.append({"path": str(path), "predictions": [
+                {"label": class_names[i], "probability": float(row[i])} for i in best]})
+    if all("error" in result for result in results):
+        listed = "\n  ".join(f"{r['path']}: {r['error']}" for r in results[:_UNREADABLE_LISTED])
+        raise DatasetError(f"none of the {len(results)} images could be read, so nothing was classified:\n  {listed}\n"
+                           "Pass image files (JPEG, PNG, GIF, BMP, WebP, TIFF)")
+    order = {str(p): i for i, p in enumerate(paths)}
+    return sorted(results, key=lambda r: order[r["path"]])

@@ -1,0 +1,117 @@
+"""Saved heads: a model file plus a JSON sidecar, and finding them again.
+
+Heads of a cache live in `<cache dir>/heads/<cache file stem>/`, one sidecar per head:
+`<kind>-<YYYYmmdd-HHMMSS>.json` next to its model file (`.npz` arrays or `.keras`) and its
+confusion-matrix PNG. The sidecar records everything needed to trust and reuse the head: kind,
+hyper-parameters, the search results, the feature key and spec, how the features were extracted
+(weights source), class names, library versions and metrics per split.
+
+Loading never executes code: arrays load with `allow_pickle=False` and Keras models with
+`safe_mode=True`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pipeline.errors import HeadError
+
+HEAD_FORMAT = "bottleneck-head"
+HEAD_FORMAT_VERSION = 1
+HEADS_SUBDIR = "heads"
+
+
+def heads_dir_of(cache_path: Path) -> Path:
+    """Where the heads fitted on `cache_path` are stored."""
+    cache_path = Path(cache_path)
+    return cache_path.parent / HEADS_SUBDIR / cache_path.stem
+
+
+def new_head_stem(folder: Path, kind: str) -> Path:
+    """A fresh `<folder>/<kind>-<timestamp>[-n]` path stem (no extension) that is not taken."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stem, counter = folder / f"{kind}-{stamp}", 1
+    while stem.with_suffix(".json").exists():
+        counter += 1
+        stem = folder / f"{kind}-{stamp}-{counter}"
+    return stem
+
+
+def write_sidecar(stem: Path, sidecar: dict) -> Path:
+    """Write `<stem>.json` atomically and return its path."""
+    path = Path(f"{stem}.json")
+    temp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    temp.write_text(json.dumps({"format": HEAD_FORMAT, "format_version": HEAD_FORMAT_VERSION, **sidecar}, indent=1))
+    os.replace(temp, path)
+    return path
+
+
+def read_sidecar(path: Path) -> dict:
+    """Read and check a head sidecar; `HeadError` explains what is wrong."""
+    path = Path(path)
+    if path.suffix != ".json":
+        candidate = path.with_suffix(".json")
+        if candidate.is_file():
+            path = candidate
+    if not path.is_file():
+        raise HeadError(f"head {path} does not exist; pass the .json file `fit-head` printed (see `report` for all heads)")
+    try:
+        sidecar = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise HeadError(f"head file {path} is not valid JSON ({error}); fit the head again")
+    if sidecar.get("format") != HEAD_FORMAT:
+        raise HeadError(f"{path} is not a head saved by this tool; pass the .json file `fit-head` printed")
+    if sidecar.get("format_version", 0) > HEAD_FORMAT_VERSION:
+        raise HeadError(f"{path} was saved by a newer version of this tool; upgrade to load it")
+    sidecar["_path"] = str(path)
+    return sidecar
+
+
+def load_head(path: Path):
+    """(head, sidecar) for a sidecar path; the head is ready for `predict_proba`."""
+    from pipeline.heads.kinds import HEAD_KINDS
+
+    sidecar = read_sidecar(path)
+    kind = sidecar.get("kind")
+    if kind not in HEAD_KINDS:
+        raise HeadError(f"head {path} has unknown kind {kind!r}; it was saved by another version of this tool")
+    stem = Path(sidecar["_path"]).with_suffix("")
+    model_file = str(sidecar.get("model_file", ""))
+    if not model_file or model_file in (".", "..") or "/" in model_file or "\\" in model_file:
+        raise HeadError(f"head {path} names its model file {model_file!r}, which must be a file name next to it; "
+                        "the sidecar was edited or damaged: fit the head again")
+    model_path = stem.with_name(model_file)
+    if not model_path.is_file():
+        raise HeadError(f"the model file {model_path} of head {path} is missing; fit the head again")
+    try:
+        return HEAD_KINDS[kind].load(stem, sidecar), sidecar
+    except (OSError, KeyError, ValueError) as error:
+        raise HeadError(f"cannot load the model of head {path} ({error}); the file is damaged: fit the head again")
+
+
+def check_feature_key(sidecar: dict, feature_key: str, what: str) -> None:
+    """Refuse features whose key differs from the head's (other backbone, layer, weights...)."""
+    if sidecar["feature_key"] != feature_key:
+        raise HeadError(
+            f"head {sidecar['_path']} was fitted on features with key {sidecar['feature_key'][:12]}, but {what} "
+            f"has key {feature_key[:12]} (a different backbone, layer, weights, input size or preprocessing); "
+            "fit a head on these features instead"
+        )
+
+
+def list_sidecars(cache_path: Path) -> list[dict]:
+    """Every readable head sidecar of a cache, oldest first."""
+    folder = heads_dir_of(cache_path)
+    if not folder.is_dir():
+        return []
+    sidecars = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            sidecars.append(read_sidecar(path))
+        except HeadError:
+            continue
+    return sorted(sidecars, key=lambda s: s.get("created", ""))
