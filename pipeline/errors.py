@@ -1,13 +1,27 @@
-"""User-facing errors.
+"""User-facing errors, and how the command line treats every other exception.
 
 Every error raised for a user mistake or a broken input is a `PipelineError`: its message says
-what happened, what was expected and how to fix it. The CLI turns these into a clean message and
-exit status 1, never a traceback. Programming errors stay ordinary exceptions.
+what happened, what was expected and how to fix it. The CLI shows it as a clean message with exit
+status 1 (`EXIT_PROBLEM`). A bad argument or option value is a `UsageError` (also a `ValueError`,
+as scikit-learn and Keras raise for bad arguments), shown the same way with exit status 2
+(`EXIT_USAGE`). Anything else that escapes a command is a bug in this tool: the CLI says so, how to
+see the traceback (`BOTTLENECK_DEBUG=1`) and exits with `EXIT_BUG`.
 """
+
+#: Exit status for a problem with the user's data, files or environment.
+EXIT_PROBLEM = 1
+#: Exit status for a bad argument or option (click's own usage errors use it too).
+EXIT_USAGE = 2
+#: Exit status for an unexpected exception (EX_SOFTWARE in sysexits.h).
+EXIT_BUG = 70
 
 
 class PipelineError(Exception):
     """An error the user can act on; the message is shown to them as is."""
+
+
+class UsageError(PipelineError, ValueError):
+    """A bad argument or option value: the message names it, the accepted values and the fix."""
 
 
 class DatasetError(PipelineError):

@@ -129,7 +129,7 @@ def test_user_errors_exit_1_with_a_message_and_no_traceback(cli, tmp_path):
 
 def test_bad_layer_is_explained(cli, tiny_dataset, tmp_path):
     result = cli(["extract", tiny_dataset, *TINY_CLI_ARGS, "--layer", "block9_pool", "--cache-dir", tmp_path / "c"])
-    assert result.exit_code == 1 and "has no layer 'block9_pool'" in result.stderr
+    assert result.exit_code == 2 and "has no layer 'block9_pool'" in result.stderr
 
 
 def test_bad_options_exit_2(cli, tiny_dataset, tmp_path):

@@ -25,6 +25,7 @@ import numpy as np
 from pipeline.backbones.registry import BackboneSpec, build_feature_model, preprocess_function
 from pipeline.backbones.tf_runtime import import_keras, import_tensorflow
 from pipeline.backbones.weights import RANDOM_WEIGHTS_SEED, ResolvedWeights, fingerprint_model
+from pipeline.errors import UsageError
 
 #: With this many visible GPUs or more, the backbone is replicated across them.
 MIN_GPUS_TO_MIRROR = 2
@@ -53,7 +54,7 @@ class FeatureExtractor:
         self.fingerprint = fingerprint_model(self.model)
         output_rank = len(self.model.output.shape)
         if pooling != "none" and output_rank != 4:
-            raise ValueError(f"layer {layer} of {spec.name} gives {output_rank - 1}-D features; spatial pooling "
+            raise UsageError(f"layer {layer} of {spec.name} gives {output_rank - 1}-D features; spatial pooling "
                              "needs a 3-D (height, width, channels) output: use --pool none")
         preprocess = preprocess_function(spec)
         model = self.model

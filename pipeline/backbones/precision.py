@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.backbones.tf_runtime import import_tensorflow
+from pipeline.errors import UsageError
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 #: CPU feature flags (as in /proc/cpuinfo) that make bfloat16 matrix maths fast.
@@ -52,7 +53,7 @@ def tensor_core_gpus() -> int:
 def resolve_precision(requested: str, flags: frozenset[str] | None = None) -> tuple[str, str]:
     """Return (precision, reason) for `requested`; ValueError for an unknown name."""
     if requested not in PRECISIONS:
-        raise ValueError(f"precision {requested!r} is not one of {', '.join(PRECISIONS)}")
+        raise UsageError(f"precision {requested!r} is not one of {', '.join(PRECISIONS)}")
     if requested != "auto":
         return requested, "requested"
     if tensor_core_gpus():

@@ -16,7 +16,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-from pipeline.errors import WeightsError
+from pipeline.errors import UsageError, WeightsError
 from pipeline.backbones.tf_runtime import import_keras
 
 
@@ -41,7 +41,7 @@ class BackboneSpec:
     def validate_input_size(self, size: int) -> None:
         """Raise ValueError when `size` is below what the architecture accepts."""
         if size < self.min_input_size:
-            raise ValueError(
+            raise UsageError(
                 f"input size {size} is too small for {self.name}; it needs at least {self.min_input_size} pixels"
             )
 
@@ -82,7 +82,7 @@ def get_backbone(name: str) -> BackboneSpec:
     """The registered backbone called `name` (case-insensitive); ValueError lists the choices."""
     spec = BACKBONES.get(name.lower())
     if spec is None:
-        raise ValueError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
+        raise UsageError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
     return spec
 
 
@@ -126,7 +126,7 @@ def build_feature_model(spec: BackboneSpec, layer: str, input_size: int, weights
     names = [candidate.name for candidate in base.layers]
     if layer not in names:
         tail = ", ".join(names[-8:])
-        raise ValueError(f"{spec.name} has no layer {layer!r}; its last layers are: {tail} (see `layers` for all)")
+        raise UsageError(f"{spec.name} has no layer {layer!r}; its last layers are: {tail} (see `layers` for all)")
     model = keras.Model(base.inputs, base.get_layer(layer).output, name=f"{spec.name}_{layer}")
     model.trainable = False
     return model

@@ -13,6 +13,7 @@ import json
 import platform
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
+from pipeline.errors import UsageError
 
 SCHEMA_VERSION = 1
 POOLINGS = ("none", "avg", "max")
@@ -38,9 +39,9 @@ class FeatureSpec:
 
     def __post_init__(self):
         if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling {self.pooling!r} is not one of {', '.join(POOLINGS)}")
+            raise UsageError(f"pooling {self.pooling!r} is not one of {', '.join(POOLINGS)}")
         if self.store_dtype not in STORE_DTYPES:
-            raise ValueError(f"store dtype {self.store_dtype!r} is not one of {', '.join(STORE_DTYPES)}")
+            raise UsageError(f"store dtype {self.store_dtype!r} is not one of {', '.join(STORE_DTYPES)}")
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys) - the exact text the key is computed from."""

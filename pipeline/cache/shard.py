@@ -29,6 +29,7 @@ from pathlib import Path
 from pipeline.cache.format import CACHE_SUFFIX, SHARD_NAME_PATTERN
 from pipeline.data.dataset import DatasetIndex
 from pipeline.extract.slots import content_ordinals
+from pipeline.errors import UsageError
 
 #: Position recorded for failures that are not images of the index (files that could not be hashed).
 NOT_IN_INDEX = -1
@@ -43,7 +44,7 @@ class Shard:
 
     def __post_init__(self):
         if self.count < 1 or not 0 <= self.index < self.count:
-            raise ValueError(f"shard {self.index}/{self.count} does not exist: use I/N with 0 <= I < N, "
+            raise UsageError(f"shard {self.index}/{self.count} does not exist: use I/N with 0 <= I < N, "
                              "e.g. 0/4 ... 3/4 for four machines")
 
     @classmethod
@@ -51,7 +52,7 @@ class Shard:
         """Parse "I/N" (e.g. "2/8"); ValueError explains the expected form."""
         match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
         if match is None:
-            raise ValueError(f"--shard expects I/N (this job's shard I of N, counting from 0), got {text!r}")
+            raise UsageError(f"--shard expects I/N (this job's shard I of N, counting from 0), got {text!r}")
         return cls(int(match.group(1)), int(match.group(2)))
 
     def owns(self, ordinal: int, batch_size: int) -> bool:

@@ -17,6 +17,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from pipeline.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ResizeSpec, decode_image
+from pipeline.errors import UsageError
 
 #: Batches decoded ahead of the one being consumed.
 PREFETCH_BATCHES = 2
@@ -50,7 +51,7 @@ def decoded_batches(
     (which can deadlock inside another thread's start-up).
     """
     if batch_size < 1:
-        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        raise UsageError(f"batch size must be at least 1, got {batch_size}")
 
     def decode(item):
         sha, path = item

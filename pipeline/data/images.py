@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pipeline.errors import UsageError
 
 #: Extensions that mark a file as a candidate image (case-insensitive). Content decides the rest.
 IMAGE_EXTENSIONS = frozenset(
@@ -68,9 +69,9 @@ class ResizeSpec:
 
     def __post_init__(self):
         if self.policy not in RESIZE_POLICIES:
-            raise ValueError(f"resize policy {self.policy!r} is not one of {', '.join(RESIZE_POLICIES)}")
+            raise UsageError(f"resize policy {self.policy!r} is not one of {', '.join(RESIZE_POLICIES)}")
         if self.height < 1 or self.width < 1:
-            raise ValueError(f"input size must be positive, got {self.height}x{self.width}")
+            raise UsageError(f"input size must be positive, got {self.height}x{self.width}")
 
     def describe(self) -> str:
         """Stable text that identifies the decoding and resizing (part of the cache key)."""

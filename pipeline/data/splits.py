@@ -18,6 +18,7 @@ import hashlib
 from dataclasses import replace
 
 from pipeline.data.dataset import DatasetIndex
+from pipeline.errors import UsageError
 
 DEFAULT_VALID_FRACTION = 0.15
 DEFAULT_TEST_FRACTION = 0.15
@@ -35,9 +36,9 @@ def validate_fractions(valid_fraction: float, test_fraction: float) -> None:
     """Raise ValueError unless both fractions are in [0, 1) and leave some training data."""
     for name, value in (("validation", valid_fraction), ("test", test_fraction)):
         if not 0.0 <= value < 1.0:
-            raise ValueError(f"{name} fraction must be in [0, 1), got {value}")
+            raise UsageError(f"{name} fraction must be in [0, 1), got {value}")
     if valid_fraction + test_fraction >= 1.0:
-        raise ValueError(
+        raise UsageError(
             f"validation + test fractions must leave images for training, got {valid_fraction} + {test_fraction}"
         )
 

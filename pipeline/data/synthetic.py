@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from pipeline.errors import UsageError
 
 SHAPES = ("circle", "square", "triangle", "star", "ring", "cross")
 DEFAULT_IMAGE_SIZE = 160
@@ -27,7 +28,7 @@ def write_shapes_dataset(root: Path, classes: int = 4, per_class: int = 30, size
                          seed: int = 0) -> Path:
     """Write `per_class` JPEGs for each of the first `classes` shapes under `root`; returns `root`."""
     if not 2 <= classes <= len(SHAPES):
-        raise ValueError(f"classes must be between 2 and {len(SHAPES)}, got {classes}")
+        raise UsageError(f"classes must be between 2 and {len(SHAPES)}, got {classes}")
     rng = np.random.default_rng(seed)
     root = Path(root)
     for shape in SHAPES[:classes]:
@@ -68,7 +69,7 @@ def render_shape(shape: str, size: int, rng: np.random.Generator) -> Image.Image
             dx, dy = radius * math.cos(theta), radius * math.sin(theta)
             draw.line((cx - dx, cy - dy, cx + dx, cy + dy), fill=colour, width=width * 2)
     else:
-        raise ValueError(f"unknown shape {shape!r}; choose one of {', '.join(SHAPES)}")
+        raise UsageError(f"unknown shape {shape!r}; choose one of {', '.join(SHAPES)}")
     return image
 
 

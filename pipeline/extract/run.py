@@ -37,7 +37,7 @@ from pipeline.backbones.registry import BackboneSpec, get_backbone
 from pipeline.cache.format import cache_file_name, damaged_cache_error, open_cache_file, partial_dir_of, verify_cache
 from pipeline.cache.builder import cache_attributes, cache_view, view_digest
 from pipeline.data.dataset import DatasetIndex, ImageRecord, SkippedFile
-from pipeline.errors import CacheError, DatasetError, PipelineError
+from pipeline.errors import CacheError, DatasetError, PipelineError, UsageError
 from pipeline.data.feeder import decoded_batches
 from pipeline.data.hashing import FileStamp, hash_files
 from pipeline.data.hygiene import apply_hygiene
@@ -285,18 +285,15 @@ def _make_cache_dir(cache_dir: Path) -> None:
 
 def _validate(options: ExtractOptions) -> None:
     if options.batch_size < 1:
-        raise ValueError(f"batch size must be at least 1, got {options.batch_size}")
+        raise UsageError(f"batch size must be at least 1, got {options.batch_size}")
     if options.commit_rows is not None and options.commit_rows < 1:
-        raise ValueError(f"commit rows must be at least 1 (or None for the default), got {options.commit_rows}")
+        raise UsageError(f"commit rows must be at least 1 (or None for the default), got {options.commit_rows}")
 
 
 def _build_extractor(backbone, layer, size, weights, precision, pooling):
     from pipeline.backbones.forward import FeatureExtractor
 
-    try:
-        return FeatureExtractor(backbone, layer, size, weights, precision, pooling)
-    except ValueError as error:
-        raise PipelineError(str(error)) from error
+    return FeatureExtractor(backbone, layer, size, weights, precision, pooling)
 
 
 def _check_fingerprint(extractor, spec: FeatureSpec) -> None:

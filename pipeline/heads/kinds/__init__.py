@@ -5,6 +5,7 @@ from __future__ import annotations
 from pipeline.heads.kinds.gap_dense import GAP_DENSE_RECIPES, GapDenseHead, MLPHead
 from pipeline.heads.kinds.knn import CosineKNNHead
 from pipeline.heads.kinds.linear import LinearSVMHead, LogisticRegressionHead
+from pipeline.errors import UsageError
 
 HEAD_KINDS = {head.kind: head for head in (GapDenseHead, LogisticRegressionHead, LinearSVMHead, MLPHead, CosineKNNHead)}
 
@@ -12,13 +13,13 @@ HEAD_KINDS = {head.kind: head for head in (GapDenseHead, LogisticRegressionHead,
 def make_head(kind: str, recipe: str | None = None):
     """A new, unfitted head of `kind`; `recipe` applies to gap-dense only."""
     if kind not in HEAD_KINDS:
-        raise ValueError(f"unknown head {kind!r}; choose one of: {', '.join(HEAD_KINDS)}")
+        raise UsageError(f"unknown head {kind!r}; choose one of: {', '.join(HEAD_KINDS)}")
     if kind == GapDenseHead.kind:
         if recipe not in (None,) + GAP_DENSE_RECIPES:
-            raise ValueError(f"unknown recipe {recipe!r}; choose one of: {', '.join(GAP_DENSE_RECIPES)}")
+            raise UsageError(f"unknown recipe {recipe!r}; choose one of: {', '.join(GAP_DENSE_RECIPES)}")
         return GapDenseHead(recipe or "default")
     if recipe is not None:
-        raise ValueError(f"--recipe applies to gap-dense only, not {kind}")
+        raise UsageError(f"--recipe applies to gap-dense only, not {kind}")
     return HEAD_KINDS[kind]()
 
 

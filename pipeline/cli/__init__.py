@@ -1,0 +1,5 @@
+"""The command line: one module per group of commands, `main` the click group that holds them all."""
+
+from pipeline.cli.main import main
+
+__all__ = ["main"]
