@@ -49,7 +49,7 @@ def resolve_weights_argument(plan, work: Path) -> str:
 
 def run_benchmark(plan, out: Path, work: Path, only: tuple[str, ...] = (), log=print) -> dict:
     """Run the scenarios of `plan` and write `out`/results.json and `out`/benchmarks.md; return the results."""
-    from pipeline.cache.writer import now_iso
+    from pipeline.cache.key import now_iso
     from pipeline.backbones.precision import resolve_precision
 
     started = time.perf_counter()

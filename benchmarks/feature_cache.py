@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.cache import writer as cache_writer
+from pipeline.cache.builder import CacheContents, write_dataset_cache
 from pipeline.cache.format import cache_file_name, partial_dir_of
+from pipeline.cache.key import FeatureSpec, extracted_origin, library_versions
+from pipeline.cache.segments import SegmentWriter, existing_rows
 from pipeline.data.dataset import DatasetIndex, ImageRecord
-from pipeline.cache.builder import cache_attributes, cache_view, plan_rows, view_digest
-from pipeline.cache.key import FeatureSpec, library_versions
 
 DOG_SPLITS = {"train": 6680, "valid": 835, "test": 836}
 DOG_CLASSES = 133
@@ -42,7 +42,7 @@ def write_feature_cache(cache_dir: Path, name: str = "synthetic-dogs", classes: 
                         store_dtype: str = "float32", seed: int = 0) -> Path:
     """Write the cache and return its path (rows identical for any `store_dtype`, up to rounding)."""
     spec = FeatureSpec(backbone="vgg16", weights_fingerprint="synthetic-benchmark-features", layer="block5_pool",
-                       input_size=224, resize="stretch-bilinear-224x224", preprocessing="caffe",
+                       input_size=224, resize_policy="stretch", resize_filter="bilinear", preprocessing="caffe",
                        precision="float32", pooling="none", store_dtype=store_dtype)
     path = Path(cache_dir) / cache_file_name(name, spec)
     rng = np.random.default_rng(seed)
@@ -56,26 +56,20 @@ def write_feature_cache(cache_dir: Path, name: str = "synthetic-dogs", classes: 
             sha = hashlib.sha256(f"{seed}:{split}:{i}".encode()).hexdigest()
             records.append(ImageRecord(f"{split}/{label:03d}/{i:05d}.jpg", label, split, sha, size=0, mtime_ns=0))
 
-    writer = cache_writer.SegmentWriter(partial_dir_of(path), spec.key(), tuple(feature_shape), store_dtype)
+    writer = SegmentWriter(partial_dir_of(path), spec.key(), tuple(feature_shape), store_dtype)
     for start in range(0, len(records), _BLOCK_ROWS):
         block = records[start:start + _BLOCK_ROWS]
         labels = np.array([r.label for r in block])
         writer.add([r.sha256 for r in block], _features(prototypes[labels], feature_shape, rng).astype(store_dtype))
     writer.flush()
 
-    available = cache_writer.existing_rows(path, spec.key())
-    row_of, plan = plan_rows(records, available)
     index = DatasetIndex(Path(cache_dir) / name, "generic", tuple(f"class_{c:03d}" for c in range(classes)),
-                         tuple(records))
-    view = cache_view(index, records, row_of, [])
-    dataset_attrs = {"name": name, "root": str(index.root), "layout": "generic",
-                     "notes": ["synthetic benchmark features (benchmarks/feature_cache.py)"]}
+                         tuple(records), notes=("synthetic benchmark features (benchmarks/feature_cache.py)",))
     weights = {"source": "synthetic", "path": None, "verified": None, "request": "synthetic",
                "description": "synthetic features, no backbone"}
-    attrs = cache_attributes(spec, weights, library_versions(), dataset_attrs, view_digest(view, dataset_attrs),
-                             cache_writer.now_iso())
-    cache_writer.write_cache(path, attrs, view, plan, tuple(feature_shape), store_dtype)
-    cache_writer.remove_partial(path)
+    contents = CacheContents(spec=spec, weights=weights, origin=extracted_origin(), versions=library_versions(),
+                             name=name, index=index, usable=records, failures=[])
+    write_dataset_cache(path, contents, existing_rows(path, spec.key()))
     return path
 
 

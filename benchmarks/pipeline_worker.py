@@ -44,7 +44,8 @@ def main() -> None:
     preload("tensorflow")  # once, up front: each run_extract below then only builds its backbone
 
     from pipeline.backbones.registry import get_backbone
-    from pipeline.extract.run import ExtractOptions, run_extract
+    from pipeline.extract.options import ExtractOptions
+    from pipeline.extract.run import run_extract
     from pipeline.backbones.forward import FeatureExtractor
     from pipeline.backbones.weights import resolve_weights
 

@@ -277,7 +277,8 @@ def real_photos(ctx: Context) -> dict:
 
 def compare_features(reference: Path, other: Path) -> dict:
     """Per-image cosine similarity and relative error of `other`'s features against `reference`'s."""
-    from pipeline.cache.format import load_rows, read_cache_info
+    from pipeline.cache.format import read_cache_info
+    from pipeline.cache.rows import load_rows
 
     ref_info, other_info = read_cache_info(reference), read_cache_info(other)
     other_row = dict(zip(other_info.images.sha256, other_info.images.row))

@@ -11,7 +11,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.extract.run import ExtractOptions, ExtractSummary, run_extract
+from pipeline.extract.options import ExtractOptions, ExtractSummary
+from pipeline.extract.run import run_extract
 from pipeline.heads.fitting import FitReport, fit_head
 from pipeline.heads.leaderboard import leaderboard
 from pipeline.data.synthetic import write_shapes_dataset

@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pipeline.extract.run import ExtractOptions  # noqa: E402
+from pipeline.extract.options import ExtractOptions  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("BOTTLENECK_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -65,3 +65,16 @@ def cli_env() -> dict:
 def run_cli(*args, timeout: float = SUBPROCESS_TIMEOUT) -> subprocess.CompletedProcess:
     return subprocess.run(cli_command(*args), cwd=REPO_ROOT, env=cli_env(), capture_output=True, text=True,
                           timeout=timeout)
+
+
+def patch_h5_writes(monkeypatch, wrap) -> None:
+    """Route every atomic HDF5 write (segments and caches) through `wrap(original, final, fill)`."""
+    from pipeline.cache import h5file, segments, writer
+
+    original = h5file.write_h5_atomically
+
+    def patched(final, fill):
+        return wrap(original, final, fill)
+
+    for module in (segments, writer):
+        monkeypatch.setattr(module, "write_h5_atomically", patched)

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from pipeline.backbones import forward
-from pipeline.cache.format import find_caches, load_rows, read_cache_info, verify_cache
+from pipeline.cache.format import find_caches, read_cache_info
+from pipeline.cache.rows import load_rows
+from pipeline.cache.verify import verify_cache
 from pipeline.extract.run import run_extract
 from conftest import make_dataset, write_image
 
@@ -166,20 +168,20 @@ def test_pooled_extraction_stores_vectors(tiny_dataset, tmp_path, tiny_options):
 
 
 def test_summary_accounts_for_startup_and_idle_time(tiny_dataset, tmp_path, tiny_options, monkeypatch):
-    from pipeline.cache import writer as cache_writer
+    from pipeline.cache import segments
 
     first = run_extract(tiny_dataset, tmp_path / "cache", tiny_options)
     assert first.startup_seconds > 0  # built while fingerprinting the new weights, before any batch
     assert first.forward_seconds > 0 and first.waiting_for_images_seconds >= 0
 
     disk_delay = 0.2
-    slow_add = cache_writer.SegmentWriter.add
+    slow_add = segments.SegmentWriter.add
 
     def add_slowly(self, *args, **kwargs):
         time.sleep(disk_delay)
         return slow_add(self, *args, **kwargs)
 
-    monkeypatch.setattr(cache_writer.SegmentWriter, "add", add_slowly)
+    monkeypatch.setattr(segments.SegmentWriter, "add", add_slowly)
     (tmp_path / "more").mkdir()
     for i in range(3 * tiny_options.batch_size):
         write_image(tmp_path / "more" / "cat" / f"extra_{i}.jpg", (i, 40, 90), seed=500 + i)

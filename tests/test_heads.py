@@ -187,7 +187,7 @@ def test_two_classes_in_train_are_enough():
 
 
 def _cache_like(index):
-    """A FeatureSet over `index` (splits assigned) carrying what a cache stores: images view and notes."""
+    """A FeatureSet over `index` (splits assigned) carrying what a cache stores: images view, notes, carving."""
     from pipeline.cache.format import CachedImages
 
     records = index.records
@@ -199,7 +199,7 @@ def _cache_like(index):
                           row=np.arange(len(records)), size=np.zeros(len(records)),
                           mtime_ns=np.zeros(len(records)))
     info = SimpleNamespace(class_names=index.class_names, feature_shape=(4,), images=images,
-                           dataset={"notes": list(index.notes)})
+                           dataset={"notes": list(index.notes)}, carving=index.carving)
     data = {s: SplitData(x[splits == s], labels[splits == s], ()) for s in ("train", "valid", "test")
             if np.any(splits == s)}
     return FeatureSet(info, data)

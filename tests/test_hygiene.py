@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.cache.format import read_cache_info
 from pipeline.data.dataset import DatasetIndex, ImageRecord
-from pipeline.extract.run import ExtractOptions, index_dataset
+from pipeline.data.indexing import index_dataset
 from pipeline.data.hygiene import apply_hygiene, check_hygiene, class_imbalance, drop_cross_split_duplicates
 from pipeline.data.splits import assign_splits
 from conftest import TINY_CLI_ARGS, make_dataset
@@ -105,7 +105,7 @@ def _leaky_dataset(root: Path) -> Path:
 
 
 def test_index_dataset_reports_leakage_from_real_files(tmp_path):
-    index = index_dataset(_leaky_dataset(tmp_path / "pets"), ExtractOptions(valid_fraction=0.3))
+    index = index_dataset(_leaky_dataset(tmp_path / "pets"), valid_fraction=0.3)
     report = check_hygiene(index)
     leaked = [[c.relpath for c in g.copies] for g in report.cross_split]
     assert leaked == [["train/cat/cat_0.jpg", "test/cat/leaked.jpg"]]
@@ -130,6 +130,6 @@ def test_extract_drops_leaked_copies_when_asked(tmp_path, cli):
 
 @pytest.mark.realdata
 def test_real_petimages_zero_byte_files_are_not_reported_as_conflicts(shared_data):
-    index = index_dataset(shared_data / "petimages-mini", ExtractOptions())
+    index = index_dataset(shared_data / "petimages-mini")
     report = check_hygiene(index)
     assert report.conflicts == () and report.cross_split == ()

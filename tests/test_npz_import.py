@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_files
 
-from pipeline.cache.format import load_rows, read_cache_info, verify_cache
+from pipeline.cache.format import read_cache_info
+from pipeline.cache.rows import load_rows
+from pipeline.cache.verify import verify_cache
 from pipeline.errors import DatasetError
-from pipeline.interop.npz_import import CLASSIC_ROW_SHAPE, import_npz, is_imported, iter_npz_blocks, load_files_order
+from pipeline.data.hashing import sha256_file
+from pipeline.interop.npz_import import CLASSIC_ROW_SHAPE, import_npz, iter_npz_blocks, load_files_order
 from conftest import write_image
 
 SPLIT_SIZES = {"train": 4, "valid": 1, "test": 2}
@@ -116,8 +119,9 @@ def test_imported_features_get_an_honest_key_of_their_own(classic, tmp_path):
     info = read_cache_info(summary.cache_path)
     spec = info.spec
     assert (spec.backbone, spec.layer, spec.input_size, spec.pooling) == ("vgg16", "block5_pool", 224, "none")
-    assert spec.weights_fingerprint.startswith("imported-npz:sha256:") and is_imported(spec)
-    assert spec.resize == spec.preprocessing == spec.precision == "unknown (imported)"
+    assert spec.weights_fingerprint.startswith("imported-npz:sha256:") and info.is_imported
+    assert info.origin == {"kind": "imported-npz", "file": str(Path(npz).resolve()), "sha256": sha256_file(npz)}
+    assert spec.resize_policy == spec.preprocessing == spec.precision == "unknown (imported)"
     assert "imported from DogVGG16Data.npz" in info.weights["description"]
     assert Path(summary.cache_path).name.startswith("DogVGG16Data-vgg16-block5_pool-")
     again = import_npz(npz, labels, tmp_path / "cache")

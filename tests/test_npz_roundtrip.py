@@ -8,7 +8,8 @@ import pytest
 from sklearn.datasets import load_files
 
 from pipeline.interop import npz_export as npz_module
-from pipeline.cache.format import load_rows, read_cache_info
+from pipeline.cache.format import read_cache_info
+from pipeline.cache.rows import load_rows
 from pipeline.extract.run import run_extract
 from pipeline.interop.npz_export import export_npz
 from pipeline.interop.npz_import import CLASSIC_ROW_SHAPE, import_npz

@@ -5,12 +5,12 @@ import pytest
 from pipeline.cache.key import SCHEMA_VERSION, FeatureSpec
 
 BASE = FeatureSpec(backbone="vgg16", weights_fingerprint="ab" * 32, layer="block5_pool", input_size=224,
-                   resize="stretch-bilinear-224x224", preprocessing="caffe", precision="float32",
+                   resize_policy="stretch", resize_filter="bilinear", preprocessing="caffe", precision="float32",
                    pooling="none", store_dtype="float32")
 
 CHANGES = {
     "backbone": "vgg19", "weights_fingerprint": "cd" * 32, "layer": "block4_pool", "input_size": 192,
-    "resize": "crop-bilinear-224x224", "preprocessing": "tf", "precision": "bfloat16", "pooling": "avg",
+    "resize_policy": "crop", "resize_filter": "nearest", "preprocessing": "tf", "precision": "bfloat16", "pooling": "avg",
     "store_dtype": "float16", "schema_version": SCHEMA_VERSION + 1,
 }
 

@@ -20,9 +20,9 @@ import h5py
 import pytest
 
 from conftest import CLASS_COLOURS, REPO_ROOT, TINY_BACKBONE_ARGS, TINY_CLI_ARGS, make_dataset, write_image
-from reliability_support import cli_command, cli_env, rows_by_sha
-from pipeline.cache import writer as cache_writer
-from pipeline.cache.format import cache_file_name, lock_path_of, read_cache_info, verify_cache
+from reliability_support import cli_command, cli_env, patch_h5_writes, rows_by_sha
+from pipeline.cache.format import cache_file_name, lock_path_of, read_cache_info
+from pipeline.cache.verify import verify_cache
 
 #: The writer subprocess: 320 images, 2 per batch, so it holds its lock for many seconds.
 WRITER_ARGS = (*TINY_BACKBONE_ARGS, "--batch-size", "2", "--valid-fraction", "0.3")
@@ -85,7 +85,7 @@ def test_second_extract_fails_fast_or_waits_and_other_caches_are_free(tmp_path, 
 
 _HOLD_LOCK = """
 import sys, time
-from pipeline.cache.writer import CacheLock
+from pipeline.cache.lock import CacheLock
 with CacheLock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(600)
@@ -126,7 +126,6 @@ def test_readers_see_the_previous_complete_cache_while_it_is_extended(tiny_datas
         write_image(tiny_dataset / "train" / "cat" / f"late_{index}.jpg", CLASS_COLOURS["cat"], seed=700 + index)
 
     seen = []
-    write_atomically = cache_writer._write_atomically
 
     def check_readers(moment: str):
         assert verify_cache(cache) == [], moment
@@ -135,14 +134,14 @@ def test_readers_see_the_previous_complete_cache_while_it_is_extended(tiny_datas
         assert report.to_dict()["metrics"]["train"]["n"] + report.to_dict()["metrics"]["valid"]["n"] == 12
         seen.append(moment)
 
-    def write(temp, final, fill):
+    def write(write_atomically, final, fill):
         def fill_then_read(handle, check):
             fill(handle, check)
             handle.flush()
             check_readers(f"{'segment' if final.parent.name.endswith('.partial') else 'cache'} being written")
-        write_atomically(temp, final, fill_then_read)
+        write_atomically(final, fill_then_read)
 
-    monkeypatch.setattr(cache_writer, "_write_atomically", write)
+    patch_h5_writes(monkeypatch, write)
     grown = run_extract(tiny_dataset, cache_dir, replace(tiny_options, commit_rows=4))
     assert seen == ["segment being written", "cache being written"] and grown.extracted == 8
     assert len(rows_by_sha(cache)) == 32 and verify_cache(cache) == []

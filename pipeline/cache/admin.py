@@ -55,7 +55,9 @@ def describe_cache(path: Path) -> dict:
         "file": str(path),
         "dataset": info.dataset,
         "feature_key": info.key,
-        "feature_spec": info.spec.__dict__,
+        "feature_spec": info.spec.to_dict(),
+        "origin": info.origin,
+        "format_version": info.format_version,
         "feature_shape": list(info.feature_shape),
         "weights": info.weights,
         "versions": info.versions,
@@ -75,7 +77,8 @@ def remove_cache(path: Path) -> list[str]:
 
     Returns what was removed. Refuses (`CacheLockedError`) while an `extract` is writing the cache.
     """
-    from pipeline.cache.writer import CacheLock, remove_stale_temps
+    from pipeline.cache.lock import CacheLock
+    from pipeline.cache.writer import remove_stale_temps
 
     path = Path(path)
     if not path.exists() and not partial_dir_of(path).is_dir():

@@ -1,42 +1,119 @@
-"""What a cache file says about its dataset, built the same way by every writer.
+"""Building a cache file: the one path every cache writer takes.
 
-`extract`, `merge`, `import-npz` and the benchmark's synthetic caches all write a cache through
-`cache_writer.write_cache(path, attrs, view, plan, ...)`; this module builds the three inputs
-they share: the row plan (one feature row per distinct image content), the dataset view (which
-file is which row, with labels, splits and failures) and the root attributes (provenance plus a
-digest of the view, so an unchanged dataset is never rewritten). See `pipeline.cache.format` for the
-file format.
+`extract`, `merge`, `import-npz` and the benchmark's synthetic caches all describe what a cache
+should say as a `CacheContents` value and call `write_dataset_cache`, which
+
+1. plans the rows: one feature row per distinct image content; with `keep_existing_rows` the
+   rows already in the file keep their places (also rows no image uses any more, so adding an
+   image back costs nothing) and new rows follow in the order the records first show them;
+2. builds the dataset view (which file is which row, with labels, splits, extra targets,
+   failures and shard positions) and the root attributes (provenance plus a digest of the view);
+3. keeps the `created` time of the file it replaces, and leaves a current-format file alone
+   when it already says exactly this;
+4. writes the file atomically (`pipeline.cache.writer`) and removes the finished
+   `<cache>.partial/` segments.
+
+See `pipeline.cache.format` for the file format.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
 
-from pipeline.cache import writer as cache_writer
+from pipeline.cache.format import FORMAT_VERSION, created_of, feature_shape_of, format_version_of, open_cache_file
+from pipeline.cache.key import FeatureSpec, now_iso
+from pipeline.cache.segments import RowSource
+from pipeline.cache.writer import json_attr, remove_partial, write_cache
 from pipeline.data.dataset import DatasetIndex, ImageRecord
-from pipeline.cache.key import FeatureSpec
 
 
-def plan_rows(records: Iterable[ImageRecord], source_of: Mapping[str, cache_writer.RowSource]):
-    """(row_of, plan): one row per distinct sha256, numbered in the order `records` first show it.
+@dataclass(frozen=True)
+class CacheContents:
+    """What a cache file says, apart from the feature values.
 
-    `source_of[sha256]` says where that content's features are now; `plan[row]` is that source.
+    `index` gives the class names, extra targets, layout, root, notes and split carving;
+    `usable` are the records that have features, `failures` the (relpath, reason) of files that
+    have none. `dataset_extra` adds facts to the dataset attributes (e.g. a shard's description),
+    `shard_positions` the full-index positions a shard cache records (see `pipeline.cache.shard`).
     """
+
+    spec: FeatureSpec
+    weights: dict
+    origin: dict
+    versions: dict
+    name: str
+    index: DatasetIndex
+    usable: Sequence[ImageRecord]
+    failures: Sequence[tuple[str, str]]
+    dataset_extra: dict = field(default_factory=dict)
+    shard_positions: dict | None = None
+
+    def dataset_attributes(self) -> dict:
+        """The cache's `dataset` attribute."""
+        carving = self.index.carving.to_dict() if self.index.carving is not None else None
+        return {"name": self.name, "root": str(Path(self.index.root).resolve()), "layout": self.index.layout,
+                "notes": list(self.index.notes), "carving": carving, **self.dataset_extra}
+
+
+def write_dataset_cache(path: Path, contents: CacheContents, sources: Mapping[str, RowSource],
+                        keep_existing_rows: bool = True, feature_shape: tuple[int, ...] | None = None) -> bool:
+    """Write the cache at `path` (see the module doc); returns False when it was already up to date.
+
+    `sources[sha256]` says where each usable image's features are now (this cache, a segment, a
+    sibling or shard cache). `feature_shape` is only needed when no row is planned. The caller
+    holds the cache's lock.
+    """
+    path = Path(path)
+    row_of, plan, kept = _plan_rows(path, contents.usable, sources, keep_existing_rows)
+    view = _view(contents, row_of)
+    dataset = contents.dataset_attributes()
+    digest = _digest(view, dataset)
+    if keep_existing_rows and len(plan) == kept and _up_to_date(path, digest):
+        remove_partial(path)  # left by a run killed after its last write: all of it is in the cache
+        return False
+    attrs = {
+        "format_version": FORMAT_VERSION,
+        "schema_version": contents.spec.schema_version,
+        "feature_key": contents.spec.key(),
+        "feature_spec": contents.spec.to_json(),
+        "weights": json_attr(contents.weights),
+        "origin": json_attr(contents.origin),
+        "versions": json_attr(contents.versions),
+        "dataset": json_attr(dataset),
+        "created": created_of(path) or now_iso(),
+        "updated": now_iso(),
+        "view_digest": digest,
+    }
+    shape = feature_shape_of(plan[0].path) if plan else tuple(feature_shape or ())
+    write_cache(path, attrs, view, plan, shape, contents.spec.store_dtype)
+    remove_partial(path)
+    return True
+
+
+def _plan_rows(path: Path, records: Sequence[ImageRecord], sources: Mapping[str, RowSource], keep_existing: bool):
+    """(row_of, plan, kept): the row of each content, where each row comes from, how many were already in `path`."""
     row_of: dict[str, int] = {}
-    plan: list[cache_writer.RowSource] = []
+    plan: list[RowSource] = []
+    if keep_existing:
+        own = sorted((source for source in sources.values() if source.path == path), key=lambda source: source.row)
+        plan = list(own)
+        row_of = {sha: source.row for sha, source in sources.items() if source.path == path}
+    kept = len(plan)
     for record in records:
         if record.sha256 not in row_of:
             row_of[record.sha256] = len(plan)
-            plan.append(source_of[record.sha256])
-    return row_of, plan
+            plan.append(sources[record.sha256])
+    return row_of, plan, kept
 
 
-def cache_view(index: DatasetIndex, usable: list[ImageRecord], row_of: dict, failures) -> dict:
-    """The dataset view written with a cache: the `usable` records (rows from `row_of`) and `failures`."""
+def _view(contents: CacheContents, row_of: dict) -> dict:
+    usable = contents.usable
     view = {
-        "classes": list(index.class_names),
+        "classes": list(contents.index.class_names),
         "relpath": [r.relpath for r in usable],
         "label": [r.label for r in usable],
         "split": [r.split for r in usable],
@@ -44,32 +121,26 @@ def cache_view(index: DatasetIndex, usable: list[ImageRecord], row_of: dict, fai
         "row": [row_of[r.sha256] for r in usable],
         "size": [r.size for r in usable],
         "mtime_ns": [r.mtime_ns for r in usable],
-        "failures": [list(f) for f in failures],
+        "failures": [list(f) for f in contents.failures],
     }
-    if index.extra_targets:
+    if contents.index.extra_targets:
         view["targets"] = {
             task: (list(classes), [r.extra_labels[position] for r in usable])
-            for position, (task, classes) in enumerate(index.extra_targets.items())
+            for position, (task, classes) in enumerate(contents.index.extra_targets.items())
         }
+    if contents.shard_positions is not None:
+        view["shard"] = contents.shard_positions
     return view
 
 
-def view_digest(view: dict, dataset_attrs: dict) -> str:
-    """sha256 of a cache's dataset view and dataset attributes (stored; equal digests = nothing to rewrite)."""
+def _digest(view: dict, dataset_attrs: dict) -> str:
+    """sha256 of a cache's dataset view and dataset attributes (equal digests: nothing to rewrite)."""
     return hashlib.sha256(json.dumps([view, dataset_attrs], sort_keys=True, default=str).encode()).hexdigest()
 
 
-def cache_attributes(spec: FeatureSpec, weights: dict, versions: dict, dataset_attrs: dict, digest: str,
-                     created: str) -> dict:
-    """The root attributes of a cache file (see `pipeline.cache.format`), serialised for `write_cache`."""
-    return {
-        "schema_version": spec.schema_version,
-        "feature_key": spec.key(),
-        "feature_spec": spec.to_json(),
-        "weights": cache_writer.json_attr(weights),
-        "versions": cache_writer.json_attr(versions),
-        "dataset": cache_writer.json_attr(dataset_attrs),
-        "created": created,
-        "updated": cache_writer.now_iso(),
-        "view_digest": digest,
-    }
+def _up_to_date(path: Path, digest: str) -> bool:
+    """True when `path` exists in the current format and its view digest is `digest`."""
+    if not path.exists():
+        return False
+    with open_cache_file(path) as handle:
+        return format_version_of(handle) == FORMAT_VERSION and handle.attrs.get("view_digest") == digest

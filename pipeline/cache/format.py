@@ -1,10 +1,13 @@
-"""The feature cache file: format, reading, discovery and verification.
+"""The feature cache file: its format, opening and reading its provenance, and finding caches.
 
 One HDF5 file per (dataset, feature key), named `<dataset>-<backbone>-<layer>-<key10>.h5`:
 
-    attrs   format, schema_version, feature_key, feature_spec (JSON of FeatureSpec), weights
-            (JSON: source, path, verified), versions (JSON), dataset (JSON: name, root, layout,
-            notes), created, updated
+    attrs   format, format_version, schema_version (the feature schema, part of the key),
+            feature_key, feature_spec (JSON of FeatureSpec), weights (JSON: source, path,
+            verified), origin (JSON: {"kind": "extracted"} or {"kind": "imported-npz", "file",
+            "sha256"}), versions (JSON), dataset (JSON: name, root, layout, notes, carving:
+            the fractions and seed of carved splits or null, shard: shard caches only),
+            created, updated, view_digest
     features        (rows, *feature_shape)  store dtype; one row per distinct image content
     row_sha256      (rows,)   sha256 of the image bytes each row was computed from
     row_digest      (rows,)   blake2b-64 of the row's bytes, checked by `verify_cache`
@@ -19,12 +22,14 @@ One HDF5 file per (dataset, feature key), named `<dataset>-<backbone>-<layer>-<k
 
 The file is only ever replaced whole (written to a temporary file, then renamed), so a reader
 sees either the previous complete cache or the new one. Rows of an unfinished extraction live
-in `<cache>.partial/` next to it (see `pipeline.cache.writer`). Nothing here imports TensorFlow.
+in `<cache>.partial/` next to it (see `pipeline.cache.segments`). Files of format 1 (the first
+release) open too: `pipeline.cache.legacy` recovers the fields they lacked, and the next
+`extract` rewrites them. A file from a newer format is refused with the fix. Nothing here imports
+TensorFlow; nothing outside `pipeline.cache` opens a cache's HDF5 directly.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -34,26 +39,24 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pipeline.data.dataset import SPLITS, safe_relpath
-from pipeline.errors import CacheError, DatasetError
-from pipeline.cache.key import FeatureSpec
+from pipeline.atomic import TEMP_MARK
+from pipeline.cache import legacy
+from pipeline.cache.key import ORIGIN_IMPORTED_NPZ, FeatureSpec
+from pipeline.data.dataset import SPLITS, SplitCarving
+from pipeline.data.hashing import FileStamp
+from pipeline.errors import CacheError
 
 FORMAT_NAME = "bottleneck-feature-cache"
+#: Version of the file layout (not of the features: that is `key.SCHEMA_VERSION`). 2 added
+#: format_version, origin, dataset.carving and structured resize fields.
+FORMAT_VERSION = 2
 CACHE_SUFFIX = ".h5"
 #: The end of a shard cache's name (before the suffix), as `extract --shard I/N` writes it.
 SHARD_NAME_PATTERN = re.compile(r"\.shard-(\d+)-of-(\d+)$")
 PARTIAL_SUFFIX = ".partial"
 LOCK_SUFFIX = ".lock"
-#: Rows read per block when streaming features; bounds memory whatever the dataset size.
-READ_BLOCK_ROWS = 512
-_DIGEST_BYTES = 8
 _REQUIRED = ("features", "row_sha256", "row_digest", "classes", "images", "failures")
-_FIX_DAMAGED = "delete it (`cache rm`) and run `extract` again; features in other caches of the same directory are reused"
-
-
-def row_digest(row: np.ndarray) -> int:
-    """blake2b-64 of a feature row's bytes, as an unsigned integer."""
-    return int.from_bytes(hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=_DIGEST_BYTES).digest(), "little")
+FIX_DAMAGED = "delete it (`cache rm`) and run `extract` again; features in other caches of the same directory are reused"
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,18 @@ class CacheInfo:
     failures: tuple[tuple[str, str], ...]
     feature_shape: tuple[int, ...]
     row_count: int
+    origin: dict
+    format_version: int
+
+    @property
+    def is_imported(self) -> bool:
+        """True when the features were imported from an npz file rather than extracted here."""
+        return self.origin.get("kind") == ORIGIN_IMPORTED_NPZ
+
+    @property
+    def carving(self) -> SplitCarving | None:
+        """How extract carved the splits the dataset lacked (None when it carved none)."""
+        return SplitCarving.from_dict(self.dataset.get("carving"))
 
     @property
     def data_root(self) -> Path:
@@ -137,20 +152,25 @@ def open_cache_file(path: Path) -> h5py.File:
     try:
         handle = h5py.File(path, "r")
     except OSError as error:
-        raise CacheError(f"cache file {path} is damaged or not HDF5 ({_first_line(error)}); {_FIX_DAMAGED}")
+        raise CacheError(f"cache file {path} is damaged or not HDF5 ({first_line(error)}); {FIX_DAMAGED}")
     try:
         if handle.attrs.get("format") != FORMAT_NAME:
             raise CacheError(f"{path} is an HDF5 file but not a feature cache made by this tool; pass a cache `extract` printed")
+        version = format_version_of(handle)
+        if version > FORMAT_VERSION:
+            raise CacheError(f"cache file {path} has format version {version}, written by a newer release of this tool "
+                             f"(this one reads versions up to {FORMAT_VERSION}); upgrade it "
+                             "(pip install -U bottleneck-pipeline, or pull the repository) to use the cache")
         schema = int(handle.attrs.get("schema_version", -1))
         spec_schema = json.loads(handle.attrs["feature_spec"]).get("schema_version")
         if schema != spec_schema:
-            raise CacheError(f"cache file {path} has inconsistent schema versions; {_FIX_DAMAGED}")
+            raise CacheError(f"cache file {path} has inconsistent schema versions; {FIX_DAMAGED}")
     except CacheError:
         handle.close()
         raise
     except (KeyError, ValueError, TypeError, AttributeError, OSError, RuntimeError) as error:
         handle.close()
-        raise CacheError(f"cache file {path} has damaged provenance attributes ({_first_line(error)}); {_FIX_DAMAGED}")
+        raise CacheError(f"cache file {path} has damaged provenance attributes ({first_line(error)}); {FIX_DAMAGED}")
     return handle
 
 
@@ -161,7 +181,7 @@ def read_cache_info(path: Path) -> CacheInfo:
         try:
             return _read_info(path, handle)
         except (KeyError, ValueError, OSError, TypeError) as error:
-            raise CacheError(f"cache file {path} is damaged or incomplete ({_first_line(error)}); {_FIX_DAMAGED}")
+            raise CacheError(f"cache file {path} is damaged or incomplete ({first_line(error)}); {FIX_DAMAGED}")
 
 
 def _read_info(path: Path, handle: h5py.File) -> CacheInfo:
@@ -187,13 +207,22 @@ def _read_info(path: Path, handle: h5py.File) -> CacheInfo:
         for p, r in zip(handle["failures/relpath"][()], handle["failures/reason"][()])
     )
     features = handle["features"]
+    spec = FeatureSpec.from_json(handle.attrs["feature_spec"])
+    weights = json.loads(handle.attrs["weights"])
+    dataset = json.loads(handle.attrs["dataset"])
+    version = format_version_of(handle)
+    if version == legacy.FORMAT_1:
+        origin = legacy.origin_v1(spec.weights_fingerprint, weights)
+        dataset["carving"] = legacy.carving_v1(dataset.get("notes"))
+    else:
+        origin = json.loads(handle.attrs["origin"])
     return CacheInfo(
         path=path,
-        spec=FeatureSpec.from_json(handle.attrs["feature_spec"]),
+        spec=spec,
         key=str(handle.attrs["feature_key"]),
-        weights=json.loads(handle.attrs["weights"]),
+        weights=weights,
         versions=json.loads(handle.attrs["versions"]),
-        dataset=json.loads(handle.attrs["dataset"]),
+        dataset=dataset,
         created=str(handle.attrs["created"]),
         updated=str(handle.attrs["updated"]),
         class_names=tuple(n.decode() if isinstance(n, bytes) else n for n in handle["classes"][()]),
@@ -202,7 +231,50 @@ def _read_info(path: Path, handle: h5py.File) -> CacheInfo:
         failures=failures,
         feature_shape=tuple(features.shape[1:]),
         row_count=int(features.shape[0]),
+        origin=origin,
+        format_version=version,
     )
+
+
+def format_version_of(handle: h5py.File) -> int:
+    """The format version of an open cache (format 1 did not record one)."""
+    return int(handle.attrs.get("format_version", legacy.FORMAT_1))
+
+
+def read_file_stamps(cache_path: Path) -> dict:
+    """{absolute path: (FileStamp, sha256)} of every image the cache lists, for the stat fast path.
+
+    Empty when the cache does not exist or cannot be read: hashing then simply starts afresh.
+    """
+    if not Path(cache_path).exists():
+        return {}
+    try:
+        with open_cache_file(cache_path) as handle:
+            images = handle["images"]
+            relpaths = images["relpath"][()]
+            shas = images["sha256"][()].astype(str)
+            sizes, mtimes = images["size"][()], images["mtime_ns"][()]
+            root = json.loads(handle.attrs["dataset"]).get("root")
+    except (CacheError, KeyError, OSError, ValueError):
+        return {}
+    return {
+        str(Path(root) / os.fsdecode(bytes(p))): (FileStamp(int(s), int(m)), sha)
+        for p, sha, s, m in zip(relpaths, shas, sizes, mtimes)
+    }
+
+
+def feature_shape_of(path: Path) -> tuple[int, ...]:
+    """The per-row feature shape of a cache or segment file."""
+    with h5py.File(path, "r") as handle:
+        return tuple(handle["features"].shape[1:])
+
+
+def created_of(path: Path) -> str | None:
+    """When the cache at `path` was first written, or None when it does not exist."""
+    if not Path(path).exists():
+        return None
+    with open_cache_file(path) as handle:
+        return str(handle.attrs["created"])
 
 
 def find_caches(cache_dir: Path) -> list[Path]:
@@ -210,7 +282,7 @@ def find_caches(cache_dir: Path) -> list[Path]:
     cache_dir = Path(cache_dir)
     if not cache_dir.is_dir():
         return []
-    return sorted(p for p in cache_dir.iterdir() if p.suffix == CACHE_SUFFIX and p.is_file() and ".tmp" not in p.name)
+    return sorted(p for p in cache_dir.iterdir() if p.suffix == CACHE_SUFFIX and p.is_file() and TEMP_MARK not in p.name)
 
 
 def is_shard_cache_name(file_name: str) -> bool:
@@ -239,112 +311,5 @@ def resolve_cache_argument(target: Path) -> Path:
     return target
 
 
-def pool_rows(block: np.ndarray, pooling: str) -> np.ndarray:
-    """Pool (n, h, w, c) blocks over the spatial axes ("avg" or "max"); 2-D blocks pass through."""
-    block = block.astype(np.float32, copy=False)
-    if block.ndim <= 2:
-        return block
-    axes = tuple(range(1, block.ndim - 1))
-    return block.mean(axis=axes) if pooling == "avg" else block.max(axis=axes)
-
-
-def load_rows(path: Path, rows: np.ndarray, pooling: str | None = "avg") -> np.ndarray:
-    """Features of `rows` (in that order) as float32, spatially pooled unless `pooling` is None.
-
-    Streams the file in blocks of `READ_BLOCK_ROWS`, so memory holds only the (pooled) result.
-    """
-    rows = np.asarray(rows, dtype=np.int64)
-    with open_cache_file(path) as handle:
-        try:
-            return _read_rows(handle, rows, pooling)
-        except (KeyError, OSError, RuntimeError) as error:
-            raise CacheError(f"cannot read features from cache file {path} ({_first_line(error)}); the file is "
-                             f"damaged: {_FIX_DAMAGED}")
-
-
-def _read_rows(handle: h5py.File, rows: np.ndarray, pooling: str | None) -> np.ndarray:
-    features = handle["features"]
-    wanted = np.unique(rows)
-    shape = features.shape[1:] if pooling is None else pool_rows(np.zeros((1,) + features.shape[1:], np.float32), pooling).shape[1:]
-    out = np.empty((len(wanted),) + tuple(shape), dtype=np.float32)
-    for start in range(0, len(wanted), READ_BLOCK_ROWS):
-        chunk = wanted[start:start + READ_BLOCK_ROWS]
-        span = chunk[-1] - chunk[0] + 1
-        # Contiguous reads are fast; fall back to point selection when the rows are sparse.
-        block = features[chunk[0]:chunk[-1] + 1][chunk - chunk[0]] if span <= 2 * len(chunk) else features[chunk]
-        out[start:start + len(chunk)] = block if pooling is None else pool_rows(block, pooling)
-    return out[np.searchsorted(wanted, rows)]
-
-
-def verify_cache(path: Path, check_rows: bool = True) -> list[str]:
-    """Check structure, provenance and (optionally) every row's digest. Returns the problems found."""
-    try:
-        info = read_cache_info(path)
-    except CacheError as error:
-        return [str(error)]
-    problems = []
-    if info.spec.key() != info.key:
-        problems.append("feature_key does not match feature_spec (provenance was altered)")
-    images = info.images
-    if len(images) and (images.row.min() < 0 or images.row.max() >= info.row_count):
-        problems.append("images/row points outside the features table")
-    if len(images) and (images.label.min() < 0 or images.label.max() >= len(info.class_names)):
-        problems.append("images/label points outside the class list")
-    bad_splits = set(images.split.tolist()) - set(SPLITS)
-    if bad_splits:
-        problems.append(f"unknown split names: {sorted(bad_splits)}")
-    escaping = [relpath for relpath in images.relpath + tuple(p for p, _ in info.failures) if not _stays_inside(relpath)]
-    if escaping:
-        problems.append(f"{len(escaping)} image paths escape the dataset root (first: {escaping[0]!r}); the cache was tampered with")
-    try:
-        with open_cache_file(path) as handle:
-            problems.extend(_check_rows(handle, images, check_rows))
-    except (KeyError, OSError, RuntimeError) as error:
-        problems.append(f"the feature table cannot be read ({_first_line(error)}); the file is damaged")
-    return problems
-
-
-def damaged_cache_error(path: Path, problems: list[str]) -> CacheError:
-    """The error for a cache that failed `verify_cache`: the problems, then how to fix it."""
-    fix = "" if any("`cache rm`" in problem for problem in problems) else f"\n{_FIX_DAMAGED[0].upper()}{_FIX_DAMAGED[1:]}"
-    return CacheError(f"cache {path} failed verification:\n  " + "\n  ".join(problems) + fix)
-
-
-def _stays_inside(relpath: str) -> bool:
-    try:
-        safe_relpath(relpath)
-    except DatasetError:
-        return False
-    return True
-
-
-def _check_rows(handle: h5py.File, images: CachedImages, check_digests: bool) -> list[str]:
-    problems = []
-    row_sha = handle["row_sha256"][()].astype(str)
-    if len(row_sha) != handle["features"].shape[0]:
-        problems.append("row_sha256 and features have different lengths")
-    if len(set(row_sha.tolist())) != len(row_sha):
-        problems.append("row_sha256 has duplicates")
-    in_range = len(images) == 0 or (images.row.min() >= 0 and images.row.max() < len(row_sha))
-    if in_range and len(images) and not np.array_equal(row_sha[images.row], images.sha256):
-        problems.append("images/sha256 disagrees with the rows it points to")
-    if check_digests:
-        problems.extend(_check_digests(handle))
-    return problems
-
-
-def _check_digests(handle: h5py.File) -> list[str]:
-    features, digests = handle["features"], handle["row_digest"][()]
-    if len(digests) != features.shape[0]:
-        return ["row_digest and features have different lengths"]
-    bad = []
-    for start in range(0, features.shape[0], READ_BLOCK_ROWS):
-        block = features[start:start + READ_BLOCK_ROWS]
-        bad.extend(start + i for i, row in enumerate(block) if row_digest(row) != int(digests[start + i]))
-    if bad:
-        return [f"{len(bad)} feature rows do not match their digests (first: row {bad[0]}); the file is corrupted"]
-    return []
-
-
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     return (str(error).strip() or type(error).__name__).splitlines()[0]

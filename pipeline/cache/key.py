@@ -1,9 +1,20 @@
-"""The feature key: everything that changes the numbers a backbone produces.
+"""The feature key: everything that changes the numbers a backbone produces, and provenance helpers.
 
-Two extractions share cached features only when every field of `FeatureSpec` is equal. File
-names, paths, labels and dataset names are deliberately absent: renaming or relabelling never
-invalidates features. Bump `SCHEMA_VERSION` whenever extraction code changes what features mean
-(decoding, resizing, pooling...), so old caches become misses instead of silently wrong hits.
+Two extractions share cached features only when their keys are equal, and the key covers every
+field of `FeatureSpec`. File names, paths, labels and dataset names are deliberately absent:
+renaming or relabelling never invalidates features. Bump `SCHEMA_VERSION` whenever extraction
+code changes what features mean (decoding, resizing, pooling...), so old caches become misses
+instead of silently wrong hits.
+
+The key is the sha256 of `FeatureSpec.key_document()`, a canonical JSON document whose shape is
+frozen: it renders the resize fields as the one text `<policy>-<filter>-<h>x<w>` that the first
+release keyed, so caches written by every release keep their keys (and their hours of features)
+while the spec itself stores the policy and filter as separate fields. A field added later enters
+the document only when it differs from its default, for the same reason.
+
+Origin: a cache's features were either extracted here (`ORIGIN_EXTRACTED`) or imported from a
+classic npz file (`ORIGIN_IMPORTED_NPZ`); that fact is recorded with the cache and every head as
+`{"kind": ..., ...}`, never inferred from other fields.
 """
 
 from __future__ import annotations
@@ -12,25 +23,36 @@ import hashlib
 import json
 import platform
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from importlib import metadata
+
 from pipeline.errors import UsageError
 
 SCHEMA_VERSION = 1
 POOLINGS = ("none", "avg", "max")
 STORE_DTYPES = ("float32", "float16")
+#: What the spec says about a property of imported features that cannot be known.
+UNKNOWN = "unknown (imported)"
+ORIGIN_EXTRACTED = "extracted"
+ORIGIN_IMPORTED_NPZ = "imported-npz"
 _KEY_FIELDS_SHOWN = 10  # hex digits of the key shown in file names
 _VERSIONED_PACKAGES = ("bottleneck-pipeline", "tensorflow", "keras", "numpy", "h5py", "pillow", "scikit-learn")
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """What determines a cached feature row, apart from the image bytes themselves."""
+    """What determines a cached feature row, apart from the image bytes themselves.
+
+    `resize_policy` is stretch, crop or pad (`pipeline.data.images.RESIZE_POLICIES`) and
+    `resize_filter` the interpolation; both are `UNKNOWN`/None for imported features.
+    """
 
     backbone: str
     weights_fingerprint: str
     layer: str
     input_size: int
-    resize: str
+    resize_policy: str
+    resize_filter: str | None
     preprocessing: str
     precision: str
     pooling: str
@@ -43,22 +65,54 @@ class FeatureSpec:
         if self.store_dtype not in STORE_DTYPES:
             raise UsageError(f"store dtype {self.store_dtype!r} is not one of {', '.join(STORE_DTYPES)}")
 
+    def resize_text(self) -> str:
+        """The resize fields as the key document renders them, e.g. "stretch-bilinear-224x224"."""
+        if self.resize_filter is None:
+            return self.resize_policy
+        return f"{self.resize_policy}-{self.resize_filter}-{self.input_size}x{self.input_size}"
+
+    def key_document(self) -> dict:
+        """The canonical document the key is the hash of (its shape is frozen: see the module doc)."""
+        return {
+            "backbone": self.backbone, "weights_fingerprint": self.weights_fingerprint, "layer": self.layer,
+            "input_size": self.input_size, "resize": self.resize_text(), "preprocessing": self.preprocessing,
+            "precision": self.precision, "pooling": self.pooling, "store_dtype": self.store_dtype,
+            "schema_version": self.schema_version,
+        }
+
+    def key(self) -> str:
+        """sha256 hex of the canonical JSON of `key_document()`."""
+        return hashlib.sha256(json.dumps(self.key_document(), sort_keys=True).encode()).hexdigest()
+
+    def to_dict(self) -> dict:
+        """The spec's fields (what caches and head sidecars store)."""
+        return asdict(self)
+
     def to_json(self) -> str:
-        """Canonical JSON (sorted keys) - the exact text the key is computed from."""
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> "FeatureSpec":
+        """A spec from `to_dict()` output, or from a first-release spec (which stored `resize` as text)."""
+        if "resize" in fields:
+            from pipeline.cache.legacy import feature_spec_fields_v1
+
+            fields = feature_spec_fields_v1(fields)
+        return cls(**fields)
 
     @classmethod
     def from_json(cls, text: str) -> "FeatureSpec":
-        return cls(**json.loads(text))
-
-    def key(self) -> str:
-        """sha256 hex of the canonical JSON."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()
+        return cls.from_dict(json.loads(text))
 
     def short_name(self) -> str:
         """Readable, unique file-name stem: backbone, layer, pooling and the first key digits."""
         pool = "" if self.pooling == "none" else f"-{self.pooling}"
         return f"{self.backbone}-{self.layer}{pool}-{self.key()[:_KEY_FIELDS_SHOWN]}"
+
+
+def extracted_origin() -> dict:
+    """The origin record of features extracted by this tool."""
+    return {"kind": ORIGIN_EXTRACTED}
 
 
 def library_versions() -> dict[str, str]:
@@ -70,3 +124,8 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[package] = "absent"
     return versions
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -19,15 +19,15 @@ from typing import Iterable
 
 import numpy as np
 
-from pipeline.cache import writer as cache_writer
 from pipeline.cache.format import CacheInfo, find_caches, open_cache_file, read_cache_info
 from pipeline.cache.admin import remove_cache
 from pipeline.data.dataset import DatasetIndex, ImageRecord
 from pipeline.errors import CacheError, DatasetError
-from pipeline.cache.builder import cache_attributes, cache_view, plan_rows, view_digest
+from pipeline.cache.builder import CacheContents, write_dataset_cache
+from pipeline.cache.lock import CacheLock
+from pipeline.cache.segments import RowSource
 from pipeline.cache.shard import NOT_IN_INDEX, merged_cache_name
 
-_SHARD_ATTR = "shard"
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def merge_shards(targets: Iterable[Path], out_dir: Path | None = None, delete_sh
         raise CacheError("no shard caches found; pass the files (or the folder) written by `extract --shard I/N`")
     with contextlib.ExitStack() as locks:  # no shard job may rewrite a shard while its rows are copied
         for path in paths:
-            locks.enter_context(cache_writer.CacheLock(path, wait=wait_for_lock))
+            locks.enter_context(CacheLock(path, wait=wait_for_lock))
         summary = _merge_locked(paths, out_dir, wait_for_lock)
     if delete_shards:  # after the locks are released: `remove_cache` takes each shard's lock itself
         deleted = [removed for path in paths for removed in remove_cache(path)]
@@ -119,24 +119,22 @@ def _merge_locked(paths: list[Path], out_dir: Path | None, wait_for_lock: bool) 
     source_of = {}
     for record, source in zip(index.records, usable_sources):
         source_of.setdefault(record.sha256, source)
-    row_of, plan = plan_rows(index.records, source_of)
-    if not plan:
+    if not source_of:
         raise DatasetError(f"none of the images of {first.info.dataset.get('name')} could be read in any shard, "
                            "so there is nothing to merge; check the dataset")
-    view = cache_view(index, list(index.records), row_of, failures)
-    dataset_attrs = {key: value for key, value in first.info.dataset.items() if key != _SHARD_ATTR}
     notes = []
     roots = sorted({str(shard.info.dataset.get("root")) for shard in shards})
     if len(roots) > 1:
         notes.append(f"the shards read the dataset at different paths ({', '.join(roots)}); the merged cache "
-                     f"records {dataset_attrs.get('root')}")
-    attrs = cache_attributes(first.info.spec, first.info.weights, first.info.versions, dataset_attrs,
-                             view_digest(view, dataset_attrs), cache_writer.now_iso())
-    shape = next(shard.info.feature_shape for shard in shards if shard.info.row_count)
-    with cache_writer.CacheLock(dest, wait=wait_for_lock):
-        cache_writer.write_cache(dest, attrs, view, plan, shape, first.info.spec.store_dtype)
+                     f"records {first.info.dataset.get('root')}")
+    info = first.info
+    contents = CacheContents(spec=info.spec, weights=info.weights, origin=info.origin, versions=info.versions,
+                             name=info.dataset.get("name"), index=index, usable=list(index.records), failures=failures)
+    with CacheLock(dest, wait=wait_for_lock):
+        write_dataset_cache(dest, contents, source_of, keep_existing_rows=False)
+    rows = len(set(source_of))
     return MergeSummary(cache_path=str(dest), shards=[str(shard.path) for shard in shards], images=len(index.records),
-                        rows=len(plan), failures=len(failures), deleted=[], notes=notes)
+                        rows=rows, failures=len(failures), deleted=[], notes=notes)
 
 
 def _is_shard_cache(path: Path) -> bool:
@@ -200,7 +198,7 @@ def _reassemble(shards: list[ShardCache]):
             record = ImageRecord(relpath=images.relpath[i], label=int(images.label[i]), split=str(images.split[i]),
                                  sha256=str(images.sha256[i]), size=int(images.size[i]),
                                  mtime_ns=int(images.mtime_ns[i]), extra_labels=extra)
-            slots[position] = (record, cache_writer.RowSource(shard.path, int(images.row[i])))
+            slots[position] = (record, RowSource(shard.path, int(images.row[i])))
         for (relpath, reason), position in zip(info.failures, shard.failure_position):
             if position != NOT_IN_INDEX:
                 failed[int(position)] = (relpath, reason)
@@ -215,5 +213,6 @@ def _reassemble(shards: list[ShardCache]):
     first = shards[0].info
     index = DatasetIndex(root=first.data_root, layout=first.dataset.get("layout", ""), class_names=first.class_names,
                          records=tuple(record for record, _ in placed),
-                         extra_targets={task: first.extra_targets[task][0] for task in tasks})
+                         extra_targets={task: first.extra_targets[task][0] for task in tasks},
+                         notes=tuple(first.dataset.get("notes", ())), carving=first.carving)
     return index, [source for _, source in placed], failures

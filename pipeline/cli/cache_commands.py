@@ -106,7 +106,7 @@ def cache_show(cache, cache_dir, as_json):
 @command_body
 def cache_verify(cache, quick, cache_dir, as_json):
     """Check a cache's structure, provenance and feature-row digests."""
-    from pipeline.cache.format import damaged_cache_error, verify_cache
+    from pipeline.cache.verify import damaged_cache_error, verify_cache
 
     path = resolve_cache(cache, cache_dir)
     problems = verify_cache(path, check_rows=not quick)

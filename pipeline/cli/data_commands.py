@@ -24,7 +24,7 @@ from pipeline.data.splits import (
     DEFAULT_TEST_FRACTION,
     DEFAULT_VALID_FRACTION,
 )
-from pipeline.extract.run import ExtractOptions
+from pipeline.extract.options import ExtractOptions
 
 
 def _parse_shard(_ctx, _param, value):

@@ -26,7 +26,7 @@ from pipeline.errors import (  # noqa: E402
     PipelineError,
     UsageError,
 )
-from pipeline.extract.run import DEFAULT_BATCH_SIZE  # noqa: E402
+from pipeline.extract.options import DEFAULT_BATCH_SIZE  # noqa: E402
 
 CACHE_DIR_ENV = "BOTTLENECK_CACHE_DIR"
 DEBUG_ENV = "BOTTLENECK_DEBUG"

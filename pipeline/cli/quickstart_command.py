@@ -12,7 +12,7 @@ from pipeline.cli.plumbing import (
     command_body,
     json_option,
 )
-from pipeline.extract.run import DEFAULT_BATCH_SIZE, ExtractOptions
+from pipeline.extract.options import DEFAULT_BATCH_SIZE, ExtractOptions
 
 
 @click.command()

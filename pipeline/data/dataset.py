@@ -51,12 +51,37 @@ class SkippedFile:
 
 
 @dataclass(frozen=True)
+class SplitCarving:
+    """How `pipeline.data.splits.assign_splits` carved the splits a dataset lacked.
+
+    `valid_fraction` and `test_fraction` are the shares actually carved (0 for a split the dataset
+    has officially), `seed` the draw seed, `pool` how many images were drawn. `rounded_to_percent`
+    is True only when the fractions were recovered from a first-release cache's note.
+    """
+
+    valid_fraction: float
+    test_fraction: float
+    seed: int
+    pool: int
+    rounded_to_percent: bool = False
+
+    def to_dict(self) -> dict:
+        return {"valid_fraction": self.valid_fraction, "test_fraction": self.test_fraction, "seed": self.seed,
+                "pool": self.pool, "rounded_to_percent": self.rounded_to_percent}
+
+    @classmethod
+    def from_dict(cls, fields: dict | None) -> "SplitCarving | None":
+        return None if fields is None else cls(**fields)
+
+
+@dataclass(frozen=True)
 class DatasetIndex:
     """Everything a layout reader found in a dataset folder.
 
     `extra_targets` maps a task name (e.g. "species") to its class names; each record's
     `extra_labels` holds that task's label indexes in the same order as `extra_targets`.
     `notes` are one-line facts worth telling the user (e.g. which split file was used).
+    `carving` says how missing splits were carved (None when nothing was carved).
     """
 
     root: Path
@@ -66,6 +91,7 @@ class DatasetIndex:
     skipped: tuple[SkippedFile, ...] = ()
     extra_targets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    carving: SplitCarving | None = None
 
     def __post_init__(self):
         for record in self.records:

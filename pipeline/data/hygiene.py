@@ -107,7 +107,7 @@ class HygieneReport:
 def check_hygiene(index: DatasetIndex) -> HygieneReport:
     """Find identical images across splits, under different labels, and repeated within a split.
 
-    Records must carry their `sha256` (see `pipeline.extract.run.hash_dataset`).
+    Records must carry their `sha256` (see `pipeline.data.indexing.hash_dataset`).
     """
     groups = defaultdict(list)
     for record in index.records:

@@ -38,6 +38,8 @@ ALPHA_BACKGROUND_RGB = (255, 255, 255)
 PAD_RGB = (124, 116, 104)
 #: How images are brought to the backbone's input size.
 RESIZE_POLICIES = ("stretch", "crop", "pad")
+#: The interpolation every resize uses (Pillow's, with antialiasing when shrinking).
+RESIZE_FILTER = "bilinear"
 _MAX_8BIT = 255
 _MAX_16BIT = 65535
 
@@ -73,9 +75,14 @@ class ResizeSpec:
         if self.height < 1 or self.width < 1:
             raise UsageError(f"input size must be positive, got {self.height}x{self.width}")
 
+    @property
+    def filter(self) -> str:
+        """The interpolation used (`RESIZE_FILTER`)."""
+        return RESIZE_FILTER
+
     def describe(self) -> str:
-        """Stable text that identifies the decoding and resizing (part of the cache key)."""
-        return f"{self.policy}-bilinear-{self.height}x{self.width}"
+        """Readable text for the resizing, e.g. "stretch-bilinear-224x224"."""
+        return f"{self.policy}-{self.filter}-{self.height}x{self.width}"
 
 
 def is_candidate_image(path: Path) -> bool:

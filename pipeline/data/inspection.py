@@ -19,7 +19,7 @@ from typing import Callable
 from PIL import Image
 
 from pipeline.data.dataset import DatasetIndex
-from pipeline.extract.run import hash_dataset
+from pipeline.data.indexing import hash_dataset
 from pipeline.data.feeder import default_workers
 from pipeline.data.hygiene import check_hygiene, class_imbalance
 from pipeline.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ResizeSpec, decode_image

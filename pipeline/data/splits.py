@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 
-from pipeline.data.dataset import DatasetIndex
+from pipeline.data.dataset import DatasetIndex, SplitCarving
 from pipeline.errors import UsageError
 
 DEFAULT_VALID_FRACTION = 0.15
@@ -51,8 +51,8 @@ def assign_splits(
 ) -> DatasetIndex:
     """Give every record without a split one, carving only the splits the dataset lacks.
 
-    Records must already carry their `sha256`. Returns a new index with notes describing what
-    was carved.
+    Records must already carry their `sha256`. Returns a new index whose `carving` records the
+    fractions and seed used, with notes describing what was carved.
     """
     validate_fractions(valid_fraction, test_fraction)
     present = {record.split for record in index.records if record.split is not None}
@@ -94,4 +94,5 @@ def assign_splits(
         if empty:
             shown = ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else "")
             notes.append(f"{len(empty)} classes have no {split} images ({shown}); add images or raise the fraction")
-    return index.with_records(records, notes=notes)
+    carving = SplitCarving(carve_valid, carve_test, seed, len(pool)) if carved else None
+    return replace(index.with_records(records, notes=notes), carving=carving)

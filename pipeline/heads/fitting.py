@@ -14,7 +14,8 @@ from pathlib import Path
 
 from pipeline.cache.format import read_cache_info
 from pipeline.heads.metrics import classification_metrics
-from pipeline.heads.features import HEAD_POOLING, load_feature_set, require_trainable
+from pipeline.heads.diagnosis import require_trainable
+from pipeline.heads.features import HEAD_POOLING, load_feature_set
 from pipeline.heads.store import heads_dir_of, new_head_stem, write_sidecar
 from pipeline.heads.kinds import make_head
 from pipeline.heads.plots import save_confusion_png
@@ -73,9 +74,10 @@ def fit_head(cache_path: Path, kind: str, recipe: str | None = None) -> FitRepor
         "model_file": files[0],
         "files": files,
         "feature_key": info.key,
-        "feature_spec": info.spec.__dict__,
+        "feature_spec": info.spec.to_dict(),
+        "origin": info.origin,
         "head_input": f"{HEAD_POOLING}-pooled features" if len(info.feature_shape) == 3 else "features as cached",
-        "extraction": {"weights": info.weights, "resize_policy": info.spec.resize.split("-")[0]},
+        "extraction": {"weights": info.weights},
         "cache": {"path": str(Path(cache_path).resolve()), "dataset": info.dataset.get("name"),
                   "split_sizes": info.split_sizes()},
         "class_names": list(features.class_names),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from pipeline.atomic import atomic_write_path
 
 #: Inches per class on each axis, and the size bounds of the figure.
 INCHES_PER_CLASS = 0.16
@@ -53,7 +54,7 @@ def save_confusion_png(matrix, class_names, path: Path, title: str) -> Path:
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="fraction of the true class")
     figure.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=DPI)
+    with atomic_write_path(path) as temp:
+        figure.savefig(temp, dpi=DPI)
     plt.close(figure)
     return path

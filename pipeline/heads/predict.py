@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.backbones.registry import get_backbone
-from pipeline.cache.format import pool_rows
+from pipeline.cache.rows import pool_rows
 from pipeline.errors import DatasetError, HeadError
 from pipeline.heads.features import HEAD_POOLING
 from pipeline.heads.store import check_feature_key, load_head
 from pipeline.data.images import ImageDecodeError, ResizeSpec, decode_image
-from pipeline.interop.npz_import import is_imported
-from pipeline.cache.key import FeatureSpec
+from pipeline.cache.key import ORIGIN_IMPORTED_NPZ, FeatureSpec
 from pipeline.backbones.weights import resolve_weights
 
 DEFAULT_TOP_K = 5
@@ -32,9 +31,9 @@ def predict_images(image_paths, head_path: Path, cache_dir: Path, top_k: int = D
     from pipeline.backbones.forward import FeatureExtractor
 
     head, sidecar = load_head(head_path)
-    spec = FeatureSpec(**sidecar["feature_spec"])
+    spec = FeatureSpec.from_dict(sidecar["feature_spec"])
     check_feature_key(sidecar, spec.key(), "its recorded feature spec")
-    if is_imported(spec):
+    if sidecar["origin"]["kind"] == ORIGIN_IMPORTED_NPZ:
         raise HeadError(
             f"head {head_path} was fitted on features imported from an .npz file, made by weights and "
             "preprocessing this tool cannot verify, so new images cannot be featurised the same way. "
@@ -48,7 +47,7 @@ def predict_images(image_paths, head_path: Path, cache_dir: Path, top_k: int = D
             f"the {spec.backbone} weights available here ({weights.describe()}) differ from the ones head "
             f"{sidecar['_path']} was fitted with; use the same weights source (see `weights`)"
         )
-    resize = ResizeSpec(spec.input_size, spec.input_size, sidecar["extraction"]["resize_policy"])
+    resize = ResizeSpec(spec.input_size, spec.input_size, spec.resize_policy)
     class_names = sidecar["class_names"]
     results = []
     paths = [Path(p) for p in image_paths]

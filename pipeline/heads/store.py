@@ -13,14 +13,17 @@ Loading never executes code: arrays load with `allow_pickle=False` and Keras mod
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pipeline.atomic import write_text_atomically
+from pipeline.cache import legacy
+from pipeline.cache.key import FeatureSpec
 from pipeline.errors import HeadError
 
 HEAD_FORMAT = "bottleneck-head"
-HEAD_FORMAT_VERSION = 1
+#: 2 added `origin` and the structured feature spec; version-1 sidecars are read (see `read_sidecar`).
+HEAD_FORMAT_VERSION = 2
 HEADS_SUBDIR = "heads"
 
 
@@ -44,10 +47,8 @@ def new_head_stem(folder: Path, kind: str) -> Path:
 def write_sidecar(stem: Path, sidecar: dict) -> Path:
     """Write `<stem>.json` atomically and return its path."""
     path = Path(f"{stem}.json")
-    temp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temp.write_text(json.dumps({"format": HEAD_FORMAT, "format_version": HEAD_FORMAT_VERSION, **sidecar}, indent=1))
-    os.replace(temp, path)
-    return path
+    document = {"format": HEAD_FORMAT, "format_version": HEAD_FORMAT_VERSION, **sidecar}
+    return write_text_atomically(path, json.dumps(document, indent=1))
 
 
 def read_sidecar(path: Path) -> dict:
@@ -67,8 +68,17 @@ def read_sidecar(path: Path) -> dict:
         raise HeadError(f"{path} is not a head saved by this tool; pass the .json file `fit-head` printed")
     if sidecar.get("format_version", 0) > HEAD_FORMAT_VERSION:
         raise HeadError(f"{path} was saved by a newer version of this tool; upgrade to load it")
+    if sidecar.get("format_version") == legacy.FORMAT_1:
+        sidecar = _upgrade_v1(sidecar)
     sidecar["_path"] = str(path)
     return sidecar
+
+
+def _upgrade_v1(sidecar: dict) -> dict:
+    """A version-1 sidecar in the current shape: structured feature spec and an origin record."""
+    spec = FeatureSpec.from_dict(sidecar["feature_spec"])
+    weights = (sidecar.get("extraction") or {}).get("weights") or {}
+    return {**sidecar, "feature_spec": spec.to_dict(), "origin": legacy.origin_v1(spec.weights_fingerprint, weights)}
 
 
 def load_head(path: Path):
@@ -110,6 +120,8 @@ def list_sidecars(cache_path: Path) -> list[dict]:
         return []
     sidecars = []
     for path in sorted(folder.glob("*.json")):
+        if path.name.startswith("."):  # a temporary file of an unfinished write
+            continue
         try:
             sidecars.append(read_sidecar(path))
         except HeadError:

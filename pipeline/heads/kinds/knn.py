@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.heads.metrics import top_k_accuracy
-from pipeline.heads.features import missing_split_error
+from pipeline.heads.diagnosis import missing_split_error
 from pipeline.heads.kinds.base import Standardizer, train_and_valid
+from pipeline.atomic import atomic_write_path
 
 K_GRID = (1, 3, 5, 10, 20, 50)
 VOTE_SMOOTHING = 1e-3
@@ -69,8 +70,9 @@ class CosineKNNHead:
 
     def save(self, stem: Path) -> str:
         path = Path(f"{stem}.npz")
-        np.savez(path, mean=self.scaler_.mean, scale=self.scaler_.scale, memory=self.memory_.astype(np.float16),
-                 labels=self.labels_, k=np.int64(self.k_), num_classes=np.int64(self.num_classes_))
+        with atomic_write_path(path) as temp:
+            np.savez(temp, mean=self.scaler_.mean, scale=self.scaler_.scale, memory=self.memory_.astype(np.float16),
+                     labels=self.labels_, k=np.int64(self.k_), num_classes=np.int64(self.num_classes_))
         return path.name
 
     @classmethod

@@ -22,9 +22,10 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from pipeline.heads.metrics import top_k_accuracy
-from pipeline.heads.features import missing_split_error
+from pipeline.heads.diagnosis import missing_split_error
 from pipeline.heads.kinds.base import Standardizer, single_threaded_blas, softmax, train_and_valid
 from pipeline.heads.kinds.svm_solver import fit_squared_hinge_ovr
+from pipeline.atomic import atomic_write_path
 
 #: Candidates for C, ascending (weakest data fit first, which warm-starts the next best).
 LOGREG_C_GRID = tuple(float(c) for c in np.logspace(-4, 1, 11))
@@ -99,8 +100,9 @@ class LinearHead:
 
     def save(self, stem: Path) -> str:
         path = Path(f"{stem}.npz")
-        np.savez(path, mean=self.scaler_.mean, scale=self.scaler_.scale, coef=self.coef_,
-                 intercept=self.intercept_, temperature=np.float64(self.temperature_))
+        with atomic_write_path(path) as temp:
+            np.savez(temp, mean=self.scaler_.mean, scale=self.scaler_.scale, coef=self.coef_,
+                     intercept=self.intercept_, temperature=np.float64(self.temperature_))
         return path.name
 
     @classmethod

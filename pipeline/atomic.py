@@ -1,0 +1,79 @@
+"""Atomic file writes: every file the tool writes appears whole or not at all.
+
+`atomic_write_path(final)` yields a temporary path in `final`'s folder (same file system, so the
+rename is atomic) whose name keeps `final`'s extension, for writers that choose their format by
+it (Keras `.keras`, NumPy `.npz`, Matplotlib `.png`). When the block ends normally the temporary
+file is fsynced, renamed over `final`, and the folder is fsynced so the rename itself survives a
+power cut. When the block raises (a full disk, an interruption), the temporary file is deleted and
+`final` is left exactly as it was. Caches, segments, heads, sidecars, converted weights, npz
+exports and PNGs are all written through it.
+
+Temporary names are `.<final name>.tmp<pid><final suffix>`: hidden, unique per process, and
+recognisable (`TEMP_MARK`) so that leftovers of a killed process can be found and removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+#: Every temporary file name contains this mark.
+TEMP_MARK = ".tmp"
+
+
+def temp_path_for(final: Path) -> Path:
+    """The temporary path `atomic_write_path` uses for `final` in this process."""
+    final = Path(final)
+    return final.with_name(f".{final.name}{TEMP_MARK}{os.getpid()}{final.suffix}")
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a written file's data and metadata to disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a rename or a new file in it) to disk."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+@contextlib.contextmanager
+def atomic_write_path(final: Path, make_folder: bool = True) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces `final` atomically (see module doc).
+
+    `make_folder` creates `final`'s folder first when it does not exist.
+    """
+    final = Path(final)
+    if make_folder:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_path_for(final)
+    try:
+        yield temp
+        fsync_file(temp)
+        os.replace(temp, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+    fsync_folder(final.parent)
+
+
+def write_bytes_atomically(final: Path, data: bytes) -> Path:
+    """Write `data` to `final` atomically; returns `final`."""
+    with atomic_write_path(final) as temp:
+        temp.write_bytes(data)
+    return Path(final)
+
+
+def write_text_atomically(final: Path, text: str) -> Path:
+    """Write UTF-8 `text` to `final` atomically; returns `final`."""
+    return write_bytes_atomically(final, text.encode("utf-8"))

@@ -1,0 +1,69 @@
+"""One writer per cache: an exclusive `flock` on `<cache>.lock`.
+
+The kernel releases an flock when its holder dies, so a lock can never go stale; the lock file
+records who holds it, for the message a second writer gets. Readers never take the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import socket
+from pathlib import Path
+
+from pipeline.cache.format import lock_path_of
+from pipeline.cache.key import now_iso
+from pipeline.errors import CacheLockedError
+
+log = logging.getLogger(__name__)
+
+_WAIT_HINT = "wait for it to finish, or pass --wait to start when it does"
+
+
+class CacheLock:
+    """Exclusive writer lock on one cache (`<cache>.lock`, via flock).
+
+    With `wait=False` a second writer fails at once with `CacheLockedError` naming the holder;
+    with `wait=True` it blocks until the first one finishes. Readers never take the lock.
+    """
+
+    def __init__(self, cache_path: Path, wait: bool = False, busy_hint: str = _WAIT_HINT):
+        """`busy_hint` ends the error a second writer gets: what the user can do about it."""
+        self.path = lock_path_of(Path(cache_path))
+        self.cache_path = Path(cache_path)
+        self.wait = wait
+        self.busy_hint = busy_hint
+        self._handle = None
+
+    def __enter__(self) -> "CacheLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown process"
+            handle.close()
+            raise CacheLockedError(
+                f"cache {self.cache_path.name} is being written by another extract ({holder}); {self.busy_hint}"
+            )
+        self._handle = handle
+        try:  # who holds the lock is only shown to a second writer: best effort on a full disk
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {now_iso()}")
+            handle.flush()
+        except OSError as error:
+            log.warning("could not record the lock holder in %s (%s)", self.path, error.strerror or error)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.seek(0)
+                self._handle.truncate()
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None

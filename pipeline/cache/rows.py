@@ -1,0 +1,65 @@
+"""Reading feature rows from a cache: streamed in blocks, optionally pooled, digest-checked.
+
+Memory holds only the (pooled) result, whatever the cache size: rows are read `READ_BLOCK_ROWS`
+at a time. `row_digest` is the blake2b-64 of a row's stored bytes, recorded per row at write time
+and checked by `pipeline.cache.verify`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from pipeline.cache.format import FIX_DAMAGED, first_line, open_cache_file
+from pipeline.errors import CacheError
+
+#: Rows read per block when streaming features; bounds memory whatever the dataset size.
+READ_BLOCK_ROWS = 512
+_DIGEST_BYTES = 8
+
+
+def row_digest(row: np.ndarray) -> int:
+    """blake2b-64 of a feature row's bytes, as an unsigned integer."""
+    return int.from_bytes(hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=_DIGEST_BYTES).digest(), "little")
+
+
+def pool_rows(block: np.ndarray, pooling: str) -> np.ndarray:
+    """Pool (n, h, w, c) blocks over the spatial axes ("avg" or "max"); 2-D blocks pass through."""
+    block = block.astype(np.float32, copy=False)
+    if block.ndim <= 2:
+        return block
+    axes = tuple(range(1, block.ndim - 1))
+    return block.mean(axis=axes) if pooling == "avg" else block.max(axis=axes)
+
+
+def load_rows(path: Path, rows: np.ndarray, pooling: str | None = "avg") -> np.ndarray:
+    """Features of `rows` (in that order) as float32, spatially pooled unless `pooling` is None.
+
+    Streams the file in blocks of `READ_BLOCK_ROWS`, so memory holds only the (pooled) result.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    with open_cache_file(path) as handle:
+        try:
+            return _read_rows(handle, rows, pooling)
+        except (KeyError, OSError, RuntimeError) as error:
+            raise CacheError(f"cannot read features from cache file {path} ({first_line(error)}); the file is "
+                             f"damaged: {FIX_DAMAGED}")
+
+
+def _read_rows(handle: h5py.File, rows: np.ndarray, pooling: str | None) -> np.ndarray:
+    features = handle["features"]
+    wanted = np.unique(rows)
+    shape = features.shape[1:] if pooling is None else pool_rows(np.zeros((1,) + features.shape[1:], np.float32), pooling).shape[1:]
+    out = np.empty((len(wanted),) + tuple(shape), dtype=np.float32)
+    for start in range(0, len(wanted), READ_BLOCK_ROWS):
+        chunk = wanted[start:start + READ_BLOCK_ROWS]
+        span = chunk[-1] - chunk[0] + 1
+        # Contiguous reads are fast; fall back to point selection when the rows are sparse.
+        block = features[chunk[0]:chunk[-1] + 1][chunk - chunk[0]] if span <= 2 * len(chunk) else features[chunk]
+        out[start:start + len(chunk)] = block if pooling is None else pool_rows(block, pooling)
+    return out[np.searchsorted(wanted, rows)]
+
+

@@ -1,0 +1,83 @@
+"""`cache verify`: structure, provenance and every row's digest, checked without trusting the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from pipeline.cache.format import FIX_DAMAGED, CachedImages, first_line, open_cache_file, read_cache_info
+from pipeline.cache.rows import READ_BLOCK_ROWS, row_digest
+from pipeline.data.dataset import SPLITS, safe_relpath
+from pipeline.errors import CacheError, DatasetError
+
+
+def verify_cache(path: Path, check_rows: bool = True) -> list[str]:
+    """Check structure, provenance and (optionally) every row's digest. Returns the problems found."""
+    try:
+        info = read_cache_info(path)
+    except CacheError as error:
+        return [str(error)]
+    problems = []
+    if info.spec.key() != info.key:
+        problems.append("feature_key does not match feature_spec (provenance was altered)")
+    images = info.images
+    if len(images) and (images.row.min() < 0 or images.row.max() >= info.row_count):
+        problems.append("images/row points outside the features table")
+    if len(images) and (images.label.min() < 0 or images.label.max() >= len(info.class_names)):
+        problems.append("images/label points outside the class list")
+    bad_splits = set(images.split.tolist()) - set(SPLITS)
+    if bad_splits:
+        problems.append(f"unknown split names: {sorted(bad_splits)}")
+    escaping = [relpath for relpath in images.relpath + tuple(p for p, _ in info.failures) if not _stays_inside(relpath)]
+    if escaping:
+        problems.append(f"{len(escaping)} image paths escape the dataset root (first: {escaping[0]!r}); the cache was tampered with")
+    try:
+        with open_cache_file(path) as handle:
+            problems.extend(_check_rows(handle, images, check_rows))
+    except (KeyError, OSError, RuntimeError) as error:
+        problems.append(f"the feature table cannot be read ({first_line(error)}); the file is damaged")
+    return problems
+
+
+def damaged_cache_error(path: Path, problems: list[str]) -> CacheError:
+    """The error for a cache that failed `verify_cache`: the problems, then how to fix it."""
+    fix = "" if any("`cache rm`" in problem for problem in problems) else f"\n{FIX_DAMAGED[0].upper()}{FIX_DAMAGED[1:]}"
+    return CacheError(f"cache {path} failed verification:\n  " + "\n  ".join(problems) + fix)
+
+
+def _stays_inside(relpath: str) -> bool:
+    try:
+        safe_relpath(relpath)
+    except DatasetError:
+        return False
+    return True
+
+
+def _check_rows(handle: h5py.File, images: CachedImages, check_digests: bool) -> list[str]:
+    problems = []
+    row_sha = handle["row_sha256"][()].astype(str)
+    if len(row_sha) != handle["features"].shape[0]:
+        problems.append("row_sha256 and features have different lengths")
+    if len(set(row_sha.tolist())) != len(row_sha):
+        problems.append("row_sha256 has duplicates")
+    in_range = len(images) == 0 or (images.row.min() >= 0 and images.row.max() < len(row_sha))
+    if in_range and len(images) and not np.array_equal(row_sha[images.row], images.sha256):
+        problems.append("images/sha256 disagrees with the rows it points to")
+    if check_digests:
+        problems.extend(_check_digests(handle))
+    return problems
+
+
+def _check_digests(handle: h5py.File) -> list[str]:
+    features, digests = handle["features"], handle["row_digest"][()]
+    if len(digests) != features.shape[0]:
+        return ["row_digest and features have different lengths"]
+    bad = []
+    for start in range(0, features.shape[0], READ_BLOCK_ROWS):
+        block = features[start:start + READ_BLOCK_ROWS]
+        bad.extend(start + i for i, row in enumerate(block) if row_digest(row) != int(digests[start + i]))
+    if bad:
+        return [f"{len(bad)} feature rows do not match their digests (first: row {bad[0]}); the file is corrupted"]
+    return []

@@ -1,0 +1,140 @@
+"""The extraction loop: decode, run the backbone, commit rows - with the backbone kept busy.
+
+Decoding runs ahead in threads (`pipeline.data.feeder`), segment writes run in a background
+thread (`BackgroundWriter`), and the loop in between only runs the forward pass, measuring where
+its time goes (`LoopTimes`). Batches are slot-stable (`pipeline.extract.slots`), so each image
+is computed at the same batch position in every run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from queue import Queue
+from typing import Callable, Sequence
+
+from pipeline.cache.format import partial_dir_of
+from pipeline.cache.segments import SegmentWriter
+from pipeline.data.feeder import decoded_batches
+from pipeline.data.images import ResizeSpec
+from pipeline.extract import slots
+
+log = logging.getLogger(__name__)
+
+#: Finished batches queued for the background writer before the loop waits for it.
+WRITER_QUEUE_BATCHES = 2
+
+
+@dataclass(frozen=True)
+class RowJob:
+    """The rows one run computes: `items` [(sha256, path)] missing from the cache, numbered by
+    `ordinals` (the dataset's distinct contents, see `pipeline.extract.slots`), written as
+    segments of `cache_path` with feature key `key`."""
+
+    items: Sequence[tuple[str, Path]]
+    ordinals: dict
+    cache_path: Path
+    key: str
+    store_dtype: str
+    resize: ResizeSpec
+    batch_size: int
+    workers: int | None
+    max_pixels: int | None
+    commit_rows: int | None
+
+
+@dataclass
+class LoopTimes:
+    """Where the extraction loop's time went: the forward pass, and waits that leave the backbone idle."""
+
+    forward: float = 0.0
+    waiting_for_images: float = 0.0  # blocked until the decoder had the next batch ready
+    waiting_for_writer: float = 0.0  # blocked on the background segment writer (disk)
+
+
+class BackgroundWriter:
+    """Runs a `SegmentWriter` in its own thread so disk writes overlap the forward pass."""
+
+    def __init__(self, writer: SegmentWriter):
+        self.writer = writer
+        self.queue: Queue = Queue(maxsize=WRITER_QUEUE_BATCHES)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="segment-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            item = self.queue.get()
+            if item is None:
+                break
+            if self.error is None:
+                try:
+                    self.writer.add(*item)
+                except BaseException as error:  # re-raised in the main thread
+                    self.error = error
+
+    def put(self, shas, block):
+        if self.error is not None:
+            raise self.error
+        self.queue.put((shas, block))
+
+    def close(self):
+        """Drain the queue and commit what is buffered (also on interruption)."""
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is None:
+            self.writer.flush()
+        if self.error is not None:
+            raise self.error
+
+
+def compute_rows(job: RowJob, get_extractor: Callable, decode_failures: dict,
+                 progress: Callable[[int, int], None] | None = None) -> LoopTimes:
+    """Decode and run the backbone on `job.items`, committing segments. Returns the loop's timings.
+
+    Undecodable images land in `decode_failures` (sha256 -> reason). The backbone is built
+    (`get_extractor()`) only when the first image decodes, so a re-run whose only missing images
+    are undecodable never loads TensorFlow. `progress(done, total)` is called after each batch.
+    """
+    plan = slots.plan_batches(job.items, job.ordinals, job.batch_size)
+    in_order = [(sha, path) for batch in plan for _, sha, path in batch.entries]
+    decoded = decoded_batches(in_order, job.resize, job.batch_size, job.workers, job.max_pixels)
+    extractor, writer = None, None
+    done, times = 0, LoopTimes()
+    batches = slots.slot_batches(plan, decoded, job.resize)
+    try:
+        while True:
+            tick = time.perf_counter()
+            batch = next(batches, None)
+            times.waiting_for_images += time.perf_counter() - tick
+            if batch is None:
+                break
+            decode_failures.update(batch.failures)
+            if batch.shas:
+                if extractor is None:
+                    extractor = get_extractor()
+                    writer = BackgroundWriter(SegmentWriter(
+                        partial_dir_of(job.cache_path), job.key, extractor.feature_shape, job.store_dtype,
+                        max_rows=job.commit_rows))
+                tick = time.perf_counter()
+                features = extractor(batch.pixels)[batch.slots]
+                times.forward += time.perf_counter() - tick
+                rows = features.astype(job.store_dtype)
+                tick = time.perf_counter()
+                writer.put(batch.shas, rows)
+                times.waiting_for_writer += time.perf_counter() - tick
+            done += len(batch.shas) + len(batch.failures)
+            if progress is not None:
+                progress(done, len(job.items))
+    finally:
+        decoded.close()
+        if writer is not None:
+            tick = time.perf_counter()
+            writer.close()
+            times.waiting_for_writer += time.perf_counter() - tick
+    log.info("ran the backbone on %d images in %.1fs (%.1fs waiting for images, %.1fs for the writer)",
+             done - len(decode_failures), times.forward, times.waiting_for_images, times.waiting_for_writer)
+    return times

@@ -1,0 +1,81 @@
+"""What `extract` can be asked (`ExtractOptions`) and what it reports (`ExtractSummary`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipeline.cache.shard import Shard
+from pipeline.data.images import DEFAULT_MAX_PIXELS
+from pipeline.data.splits import DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VALID_FRACTION
+from pipeline.errors import UsageError
+
+DEFAULT_BATCH_SIZE = 32
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """Everything `extract` can be asked; defaults reproduce the classic VGG16 bottleneck."""
+
+    backbone: str = "vgg16"
+    layer: str | None = None
+    input_size: int | None = None
+    resize: str = "stretch"
+    pool: str = "none"
+    precision: str = "auto"
+    weights: str = "imagenet"
+    store_dtype: str = "float32"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    workers: int | None = None
+    layout: str = "auto"
+    name: str | None = None
+    valid_fraction: float = DEFAULT_VALID_FRACTION
+    test_fraction: float = DEFAULT_TEST_FRACTION
+    split_seed: int = DEFAULT_SPLIT_SEED
+    strict: bool = False
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    wait_for_lock: bool = False
+    drop_cross_split_duplicates: bool = False
+    commit_rows: int | None = None  # commit finished rows every N images (default: every 32 MB or 30 s)
+    shard: Shard | None = None
+
+    def validate(self) -> None:
+        """`UsageError` for values no run can use."""
+        if self.batch_size < 1:
+            raise UsageError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.commit_rows is not None and self.commit_rows < 1:
+            raise UsageError(f"commit rows must be at least 1 (or None for the default), got {self.commit_rows}")
+
+
+@dataclass
+class ExtractSummary:
+    """What an `extract` run did, for the CLI summary and `--json`."""
+
+    cache_path: str
+    dataset: str
+    layout: str
+    classes: int
+    split_counts: dict
+    images: int
+    extracted: int
+    reused: int
+    failures: list
+    seconds: float
+    forward_seconds: float
+    weights: str
+    precision: str
+    feature_shape: list
+    wrote_cache: bool
+    notes: list = field(default_factory=list)
+    startup_seconds: float = 0.0  # building the backbone (importing TensorFlow, loading weights)
+    waiting_for_images_seconds: float = 0.0  # backbone idle, waiting for decoded images
+    waiting_for_writer_seconds: float = 0.0  # backbone idle, waiting for the segment writer
+    shard: str | None = None
+
+    @property
+    def images_per_second(self) -> float:
+        return self.extracted / self.forward_seconds if self.forward_seconds else 0.0
+
+    def to_dict(self) -> dict:
+        data = dict(self.__dict__)
+        data["images_per_second"] = round(self.images_per_second, 2)
+        return data
