@@ -49,8 +49,8 @@ def resolve_weights_argument(plan, work: Path) -> str:
 
 def run_benchmark(plan, out: Path, work: Path, only: tuple[str, ...] = (), log=print) -> dict:
     """Run the scenarios of `plan` and write `out`/results.json and `out`/benchmarks.md; return the results."""
-    from pipeline.cache.key import now_iso
     from pipeline.backbones.precision import resolve_precision
+    from pipeline.cache.key import now_iso
 
     started = time.perf_counter()
     results = {"mode": plan.mode, "started": now_iso(), "plan": {k: str(v) for k, v in plan.__dict__.items()},
@@ -96,7 +96,8 @@ def main(smoke: bool, out: Path, work: Path | None, only: tuple[str, ...], photo
     try:
         began = time.perf_counter()
         results = run_benchmark(plan, out, scratch, only,
-                                log=lambda message: click.echo(f"[{time.perf_counter() - began:6.0f} s] {message}", err=True))
+                                log=lambda message: click.echo(f"[{time.perf_counter() - began:6.0f} s] {message}",
+                                                               err=True))
     finally:
         if work is None:
             shutil.rmtree(scratch, ignore_errors=True)

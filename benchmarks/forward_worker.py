@@ -22,17 +22,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from benchmarks.common import BACKBONE_NAME, batch_count, preload  # noqa: E402
+from benchmarks.common import BACKBONE_NAME, batch_count, preload
 
 XLA_SUFFIX = "+xla"
 
 
 def build_variants(names, weights_request, size, layer, cache_dir):
     """name -> (callable on uint8 batches, build seconds)."""
-    from pipeline.backbones.registry import get_backbone
     from pipeline.backbones.forward import FeatureExtractor
+    from pipeline.backbones.registry import get_backbone
     from pipeline.backbones.weights import resolve_weights
 
     spec = get_backbone(BACKBONE_NAME)
@@ -51,7 +51,7 @@ def _xla(extractor, spec, size):
     """The extractor's forward pass compiled with XLA (`jit_compile=True`)."""
     import tensorflow as tf
 
-    from pipeline.backbones.registry import preprocess_function
+    from pipeline.backbones.models import preprocess_function
 
     preprocess, model = preprocess_function(spec), extractor.model
 
@@ -69,7 +69,8 @@ def measure(built: dict, pixels: np.ndarray, rounds: int) -> dict:
     for name, (run, build_seconds) in built.items():
         started = time.perf_counter()
         run(pixels)
-        results[name] = {"build_seconds": round(build_seconds, 3), "first_batch_seconds": round(time.perf_counter() - started, 3)}
+        results[name] = {"build_seconds": round(build_seconds, 3),
+                         "first_batch_seconds": round(time.perf_counter() - started, 3)}
     spent = dict.fromkeys(built, 0.0)
     for _ in range(rounds):
         for name, (run, _) in built.items():

@@ -2,7 +2,8 @@
 
 Peak memory is the child's peak resident set size as the kernel reports it to `wait4` (Linux:
 kilobytes, the high-water mark of that one process), so every measured command runs in its own
-process and measurements never mix.
+process and measurements never mix. The command is started by `benchmarks/launch.py`, a bare
+interpreter, because Linux carries a parent's peak across `fork` + `exec` into the child's.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+LAUNCHER = Path(__file__).with_name("launch.py")
 _KIB = 1024
 _STDERR_TAIL = 3000
 #: CPU feature flags that decide which precisions are fast, in report order; a superset of
@@ -67,16 +68,16 @@ def child_env() -> dict:
 def run_measured(command: list, check: bool = True) -> Measured:
     """Run `command` (cwd: the repository root) and measure its wall time and peak RSS."""
     command = [str(part) for part in command]
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=child_env(), stdout=out, stderr=err)
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.NamedTemporaryFile("r", suffix=".json") as report:
+        launcher = [sys.executable, "-S", str(LAUNCHER), report.name, *command]
+        subprocess.run(launcher, cwd=REPO_ROOT, env=child_env(), stdout=out, stderr=err, check=True)
+        usage = json.loads(Path(report.name).read_text())
         out.seek(0)
         err.seek(0)
-        result = Measured(command, round(wall, 3), round(usage.ru_utime + usage.ru_stime, 3),
-                          round(usage.ru_maxrss / _KIB, 1), process.returncode, out.read(), err.read()[-_STDERR_TAIL:])
+        result = Measured(command, round(usage["wall_seconds"], 3), round(usage["cpu_seconds"], 3),
+                          round(usage["maxrss_kb"] / _KIB, 1), usage["exit_code"], out.read(),
+                          err.read()[-_STDERR_TAIL:])
     if check and result.exit_code != 0:
         raise CommandFailed(f"{' '.join(command)} failed with exit code {result.exit_code}:\n{result.stderr_tail}")
     return result

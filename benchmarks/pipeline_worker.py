@@ -26,9 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from benchmarks.common import BACKBONE_NAME, batch_count, preload  # noqa: E402
+from benchmarks.common import BACKBONE_NAME, batch_count, preload
 
 
 def main() -> None:
@@ -43,11 +43,11 @@ def main() -> None:
 
     preload("tensorflow")  # once, up front: each run_extract below then only builds its backbone
 
+    from pipeline.backbones.forward import FeatureExtractor
     from pipeline.backbones.registry import get_backbone
+    from pipeline.backbones.weights import resolve_weights
     from pipeline.extract.options import ExtractOptions
     from pipeline.extract.run import run_extract
-    from pipeline.backbones.forward import FeatureExtractor
-    from pipeline.backbones.weights import resolve_weights
 
     spec = get_backbone(BACKBONE_NAME)
     weights = resolve_weights(spec, args.weights, args.cache_root / "weights-cache", args.input_size)

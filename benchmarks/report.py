@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -111,7 +111,8 @@ def verdicts(results: dict) -> list[dict]:
         first_wall = first["process"]["wall_seconds"]
         for key, run in (("3a-rerun", caching["rerun"]), ("3b-add-10pct", caching["added"])):
             share = run["process"]["wall_seconds"] / first_wall
-            add(key, f"{share:.1%} ({run['process']['wall_seconds']:.1f} s of {first_wall:.0f} s)", TARGETS[key].met(share))
+            add(key, f"{share:.1%} ({run['process']['wall_seconds']:.1f} s of {first_wall:.0f} s)",
+                TARGETS[key].met(share))
     head_runs = s.get("heads", {})
     if "fits" in head_runs:
         for label, key in HEAD_TARGETS.items():
@@ -119,8 +120,8 @@ def verdicts(results: dict) -> list[dict]:
             note = f"median of {fit['repeats']}: {', '.join(f'{t:.1f}' for t in fit['all_head_seconds'])} s"
             if fit["tensorflow_import_seconds"]:
                 note += f"; importing TensorFlow first took {fit['tensorflow_import_seconds']:.1f} s more"
-            add(key, f"{fit['head_seconds']:.1f} s (fit alone {fit['fit_seconds']:.1f} s)", TARGETS[key].met(fit["head_seconds"]),
-                note)
+            add(key, f"{fit['head_seconds']:.1f} s (fit alone {fit['fit_seconds']:.1f} s)",
+                TARGETS[key].met(fit["head_seconds"]), note)
     mem = s.get("memory", {})
     if "extract_rss_growth" in mem:
         small, large = (mem["runs"][k]["extract"]["process"]["peak_rss_mb"] for k in mem["runs"])
@@ -132,8 +133,8 @@ def verdicts(results: dict) -> list[dict]:
             f"{speed['wall_seconds']['extract']:.0f} vs {speed['wall_seconds']['naive']:.0f} s in total)",
             TARGETS["6a-naive-speed"].met(speed["speedup"]))
     if "naive" in s.get("full_size", {}):
-        memory_rows = [(f"{results['plan']['photos']} photos at {results['plan']['input_size']} px", first["process"]["peak_rss_mb"],
-                        s["full_size"]["naive"]["process"]["peak_rss_mb"])]
+        memory_rows = [(f"{results['plan']['photos']} photos at {results['plan']['input_size']} px",
+                        first["process"]["peak_rss_mb"], s["full_size"]["naive"]["process"]["peak_rss_mb"])]
         for count, run in mem.get("runs", {}).items():
             memory_rows.append((f"{count} images, memory plan", run["extract"]["process"]["peak_rss_mb"],
                                 run["naive"]["process"]["peak_rss_mb"]))
@@ -151,10 +152,12 @@ def verdicts(results: dict) -> list[dict]:
         deltas = []
         if "fits" in real:
             for kind in ("logreg", "svm"):
-                deltas.append((f"photos {kind}", _accuracy_delta(real["fits"], f"float32/{kind}", f"float32-store-float16/{kind}")))
+                deltas.append((f"photos {kind}",
+                               _accuracy_delta(real["fits"], f"float32/{kind}", f"float32-store-float16/{kind}")))
         if "float16_fits" in head_runs:
             for kind, fit in head_runs["float16_fits"].items():
-                deltas.append((f"synthetic {kind}", (fit["top1"]["test"] - head_runs["fits"][kind]["top1"]["test"]) * POINTS))
+                deltas.append((f"synthetic {kind}",
+                               (fit["top1"]["test"] - head_runs["fits"][kind]["top1"]["test"]) * POINTS))
         add("7b-float16-accuracy", ", ".join(f"{label} {delta:+.2f}" for label, delta in deltas) + " points",
             all(TARGETS["7b-float16-accuracy"].met(abs(delta)) for _, delta in deltas))
     return rows
@@ -207,7 +210,8 @@ def _scenario_tables(results: dict) -> list[str]:
     if "rounds" in pipe:
         lines += ["Target 1, alternated in one process (bare: in-memory tensors; pipeline: `run_extract` on a "
                   "new chunk of JPEGs, backbone build excluded):", "",
-                  "| round | bare img/s | pipeline img/s | backbone busy | idle, waiting for images | idle, waiting for writer |",
+                  "| round | bare img/s | pipeline img/s | backbone busy | idle, waiting for images "
+                  "| idle, waiting for writer |",
                   "|---|---|---|---|---|---|"]
         for number, round_ in enumerate(pipe["rounds"]):
             bare = round_["bare"]
@@ -224,8 +228,8 @@ def _scenario_tables(results: dict) -> list[str]:
     variants = s.get("precision_speed", {}).get("variants", {})
     for variant, v in variants.items():
         runs.append((f"forward pass {variant}", s["precision_speed"]["process"],
-                     f"{v['images_per_second']:.2f} img/s over {v['images']} images, interleaved; build {v['build_seconds']:.1f} s, "
-                     f"first batch {v['first_batch_seconds']:.1f} s"))
+                     f"{v['images_per_second']:.2f} img/s over {v['images']} images, interleaved; "
+                     f"build {v['build_seconds']:.1f} s, first batch {v['first_batch_seconds']:.1f} s"))
     full = s.get("full_size", {})
     if "extract" in full:
         runs.append(("extract, first run", full["extract"]["process"], _extract_text(full["extract"])))
@@ -236,11 +240,13 @@ def _scenario_tables(results: dict) -> list[str]:
     for number, run in enumerate(s.get("naive_speed", {}).get("runs", [])):
         runs.append((f"speed run {number + 1}: {run['kind']}", run["process"], f"{s['naive_speed']['images']} photos"))
     for count, run in s.get("memory", {}).get("runs", {}).items():
-        runs.append((f"extract, {count} images (memory plan)", run["extract"]["process"], _extract_text(run["extract"])))
+        runs.append((f"extract, {count} images (memory plan)", run["extract"]["process"],
+                     _extract_text(run["extract"])))
         runs.append((f"naive script, {count} images (memory plan)", run["naive"]["process"], ""))
     head_runs = s.get("heads", {})
     if "fits" in head_runs:
-        for label, fit in list(head_runs["fits"].items()) + [(f"{k} (float16 cache)", v) for k, v in head_runs["float16_fits"].items()]:
+        for label, fit in (list(head_runs["fits"].items())
+                           + [(f"{k} (float16 cache)", v) for k, v in head_runs["float16_fits"].items()]):
             runs.append((f"fit-head {label}", fit["process"], _fit_text(fit)))
     real = s.get("real_photos", {})
     if "extract" in real:
@@ -258,8 +264,8 @@ def _scenario_tables(results: dict) -> list[str]:
                   "|---|---|---|---|---|"]
         for label in ("bfloat16_vs_float32", "float16_store_vs_float32"):
             c = real[label]
-            lines.append(f"| {label.split('_vs_')[0]} | {c['images']} | {c['mean_cosine']:.6f} | {c['min_cosine']:.6f} | "
-                         f"{c['mean_relative_error']:.2e} |")
+            lines.append(f"| {label.split('_vs_')[0]} | {c['images']} | {c['mean_cosine']:.6f} | "
+                         f"{c['min_cosine']:.6f} | {c['mean_relative_error']:.2e} |")
     return lines
 
 
@@ -269,13 +275,15 @@ def _extract_text(record: dict) -> str:
     if rate:
         text += (f"; {rate:.2f} img/s end to end after {record['startup_seconds']:.1f} s building the backbone; "
                  f"backbone {record['forward_seconds']:.1f} s, idle waiting for images "
-                 f"{record['waiting_for_images_seconds']:.1f} s, for the writer {record['waiting_for_writer_seconds']:.1f} s")
+                 f"{record['waiting_for_images_seconds']:.1f} s, "
+                 f"for the writer {record['waiting_for_writer_seconds']:.1f} s")
     return text + f"; cache {record['cache_megabytes']:.0f} MB"
 
 
 def _fit_text(fit: dict) -> str:
     top1 = ", ".join(f"{split} {value:.3f}" for split, value in fit["top1"].items())
-    imported = f"import TensorFlow {fit['tensorflow_import_seconds']:.1f} s, " if fit["tensorflow_import_seconds"] else ""
+    imported = (f"import TensorFlow {fit['tensorflow_import_seconds']:.1f} s, " if fit["tensorflow_import_seconds"]
+                else "")
     return (f"{imported}read + fit + score + save {fit['head_seconds']:.1f} s (fit {fit['fit_seconds']:.1f} s); "
             f"top-1 {top1}; {fit['params']}")
 

@@ -85,7 +85,8 @@ def extract_record(run: Measured) -> dict:
         "waiting_for_images_seconds": summary["waiting_for_images_seconds"],
         "waiting_for_writer_seconds": summary["waiting_for_writer_seconds"],
         "pipeline_seconds": round(pipeline_seconds, 3),
-        "pipeline_images_per_second": round(summary["extracted"] / pipeline_seconds, 3) if summary["extracted"] else None,
+        "pipeline_images_per_second": (round(summary["extracted"] / pipeline_seconds, 3) if summary["extracted"]
+                                       else None),
         "cache_path": summary["cache_path"],
         "cache_megabytes": round(Path(summary["cache_path"]).stat().st_size / 2 ** 20, 1),
         "precision": summary["precision"],
@@ -160,7 +161,8 @@ def naive_speed(ctx: Context) -> dict:
         else:
             run = naive_extract(ctx, data, plan.input_size, BACKBONE.default_layer)
         runs.append({"kind": "extract" if kind == "A" else "naive", "process": run.summary()})
-    total = {kind: sum(r["process"]["wall_seconds"] for r in runs if r["kind"] == kind) for kind in ("extract", "naive")}
+    total = {kind: sum(r["process"]["wall_seconds"] for r in runs if r["kind"] == kind)
+             for kind in ("extract", "naive")}
     return {"images": plan.naive_speed_images, "order": plan.naive_speed_order, "runs": runs,
             "wall_seconds": total, "speedup": round(total["naive"] / total["extract"], 3)}
 
@@ -183,8 +185,10 @@ def memory(ctx: Context) -> dict:
     small, large = (runs[str(count)] for count in plan.memory_sizes)
     return {
         "runs": runs,
-        "extract_rss_growth": round(large["extract"]["process"]["peak_rss_mb"] / small["extract"]["process"]["peak_rss_mb"], 3),
-        "naive_rss_growth": round(large["naive"]["process"]["peak_rss_mb"] / small["naive"]["process"]["peak_rss_mb"], 3),
+        "extract_rss_growth": round(large["extract"]["process"]["peak_rss_mb"]
+                                    / small["extract"]["process"]["peak_rss_mb"], 3),
+        "naive_rss_growth": round(large["naive"]["process"]["peak_rss_mb"]
+                                  / small["naive"]["process"]["peak_rss_mb"], 3),
     }
 
 
@@ -258,7 +262,8 @@ def real_photos(ctx: Context) -> dict:
     for label, precision, store in (("float32", "float32", "float32"), ("bfloat16", "bfloat16", "float32"),
                                     ("float32-store-float16", "float32", "float16")):
         ctx.log(f"catsdogs: extract {label}")
-        runs[label] = extract_record(cli_extract(ctx, CATSDOGS, cache_dir, BACKBONE.default_input_size, precision, store))
+        runs[label] = extract_record(cli_extract(ctx, CATSDOGS, cache_dir, BACKBONE.default_input_size, precision,
+                                                 store))
     fits = {}
     for label, run in runs.items():
         kinds = ("logreg",) if label == "bfloat16" else ("logreg", "svm")
@@ -285,11 +290,12 @@ def compare_features(reference: Path, other: Path) -> dict:
     shas = [sha for sha in ref_info.images.sha256 if sha in other_row]
     ref_rows = [int(r) for sha, r in zip(ref_info.images.sha256, ref_info.images.row) if sha in other_row]
     a = load_rows(reference, np.array(ref_rows), pooling=None).reshape(len(shas), -1).astype(np.float64)
-    b = load_rows(other, np.array([other_row[sha] for sha in shas]), pooling=None).reshape(len(shas), -1).astype(np.float64)
+    b = load_rows(other, np.array([other_row[sha] for sha in shas]),
+                  pooling=None).reshape(len(shas), -1).astype(np.float64)
     cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), _NORM_FLOOR)
     relative = np.linalg.norm(a - b, axis=1) / np.maximum(np.linalg.norm(a, axis=1), _NORM_FLOOR)
-    return {"images": len(shas), "mean_cosine": round(float(cosine.mean()), 6), "min_cosine": round(float(cosine.min()), 6),
-            "mean_relative_error": float(relative.mean())}
+    return {"images": len(shas), "mean_cosine": round(float(cosine.mean()), 6),
+            "min_cosine": round(float(cosine.min()), 6), "mean_relative_error": float(relative.mean())}
 
 
 SCENARIOS = {

@@ -1,8 +1,9 @@
 """bottleneck: transfer learning by feature extraction.
 
-Stages, one module each (see their docstrings for the contracts): `layouts` read datasets into a
-`dataset.DatasetIndex`; `hashing` and `splits` give images their identity and split; `backbones`,
-`weights` and `forward` turn pixels into features; `cache`/`cache_writer` store them crash-safely;
-`features`, `heads`, `fitting`, `evaluate` and `report` fit and compare classifier heads;
-`predict` applies a head to new images. `cli.py` at the repository root is the user interface.
+The package is the data flow, one subpackage per stage (see docs/architecture.md):
+`data` (find and decode images, layouts, splits, hygiene) -> `backbones` (registry, verified
+weights, forward pass) -> `cache` (key, format, crash-safe writer, admin, shards) -> `extract`
+(the run that connects them) -> `heads` (fit, metrics, store, leaderboard, predict); `interop`
+reads and writes the classic npz file; `cli` is the command line; `atomic` and `errors` are
+shared by all.
 """

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 #: Every temporary file name contains this mark.
 TEMP_MARK = ".tmp"

@@ -11,11 +11,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.data.synthetic import write_shapes_dataset
 from pipeline.extract.options import ExtractOptions, ExtractSummary
 from pipeline.extract.run import run_extract
 from pipeline.heads.fitting import FitReport, fit_head
 from pipeline.heads.leaderboard import leaderboard
-from pipeline.data.synthetic import write_shapes_dataset
 
 QUICKSTART_CLASSES = 4
 QUICKSTART_PER_CLASS = 30

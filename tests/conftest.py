@@ -13,12 +13,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from click.testing import CliRunner  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
 
-from pipeline.extract.options import ExtractOptions  # noqa: E402
+from pipeline.extract.options import ExtractOptions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("BOTTLENECK_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import h5py
-
 from conftest import REPO_ROOT
+
 from pipeline.cache.format import find_caches, partial_dir_of
 
 #: Seconds a CLI subprocess may take before a test gives up on it (TensorFlow import included).

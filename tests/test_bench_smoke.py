@@ -72,7 +72,8 @@ def test_smoke_run_exercises_the_real_code_paths(smoke_results):
     fits = scenarios["heads"]["fits"]
     assert set(fits) == {"logreg", "svm", "gap-dense-classic"}
     assert all(0.0 <= fit["top1"]["test"] <= 1.0 for fit in fits.values())
-    assert fits["gap-dense-classic"]["tensorflow_import_seconds"] > 0 and fits["logreg"]["tensorflow_import_seconds"] == 0
+    assert (fits["gap-dense-classic"]["tensorflow_import_seconds"] > 0
+            and fits["logreg"]["tensorflow_import_seconds"] == 0)
     feature_bytes = scenarios["heads"]["feature_bytes"]
     assert feature_bytes["float32"]["bytes_per_row"] == math.prod(SMOKE.heads_feature_shape) * 4
     assert feature_bytes["float16"]["bytes_per_row"] * 2 == feature_bytes["float32"]["bytes_per_row"]

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import TINY_CLI_ARGS
 
 
@@ -34,7 +33,8 @@ def test_extract_text_summary_and_rerun(cli, tiny_dataset, extracted):
 
 
 def test_cache_dir_comes_from_the_environment(cli, tiny_dataset, tmp_path):
-    payload, _ = cli.json(["extract", tiny_dataset, *TINY_CLI_ARGS], env={"BOTTLENECK_CACHE_DIR": str(tmp_path / "envcache")})
+    payload, _ = cli.json(["extract", tiny_dataset, *TINY_CLI_ARGS],
+                          env={"BOTTLENECK_CACHE_DIR": str(tmp_path / "envcache")})
     assert Path(payload["cache_path"]).parent == tmp_path / "envcache"
 
 

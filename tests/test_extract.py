@@ -7,13 +7,13 @@ from dataclasses import replace
 import h5py
 import numpy as np
 import pytest
+from conftest import make_dataset, write_image
 
 from pipeline.backbones import forward
 from pipeline.cache.format import find_caches, read_cache_info
 from pipeline.cache.rows import load_rows
 from pipeline.cache.verify import verify_cache
 from pipeline.extract.run import run_extract
-from conftest import make_dataset, write_image
 
 
 @pytest.fixture
@@ -112,7 +112,8 @@ def test_different_weights_are_a_miss(tiny_dataset, tmp_path, tiny_options):
     other.save_weights(weights_file)
     second = run_extract(tiny_dataset, tmp_path / "cache", replace(tiny_options, weights=str(weights_file)))
     assert second.extracted == 24 and second.cache_path != first.cache_path
-    assert read_cache_info(second.cache_path).spec.weights_fingerprint != read_cache_info(first.cache_path).spec.weights_fingerprint
+    assert (read_cache_info(second.cache_path).spec.weights_fingerprint
+            != read_cache_info(first.cache_path).spec.weights_fingerprint)
 
 
 def test_class_order_is_sorted_and_stable(tmp_path, tiny_options):
@@ -122,7 +123,7 @@ def test_class_order_is_sorted_and_stable(tmp_path, tiny_options):
     make_dataset(data, classes=("dog",), per_class=3, splits=(), seed=5)
     second = read_cache_info(run_extract(data, tmp_path / "cache", tiny_options).cache_path)
     assert second.class_names == ("cat", "dog", "fox", "owl")
-    labels = {p: second.class_names[l] for p, l in zip(second.images.relpath, second.images.label)}
+    labels = {p: second.class_names[label] for p, label in zip(second.images.relpath, second.images.label)}
     assert labels["owl/owl_0.jpg"] == "owl" and labels["fox/fox_2.jpg"] == "fox"
 
 

@@ -33,7 +33,8 @@ _SCRIPT = textwrap.dedent("""
     expected, got = single(pixels), mirrored(pixels)
     print(json.dumps({"replicas": mirrored.strategy.num_replicas_in_sync, "shape": list(got.shape),
                       "max_difference": float(np.abs(got - expected).max()),
-                      "scale": float(np.abs(expected).max()), "same_fingerprint": single.fingerprint == mirrored.fingerprint}))
+                      "scale": float(np.abs(expected).max()),
+                      "same_fingerprint": single.fingerprint == mirrored.fingerprint}))
 """)
 
 

@@ -4,8 +4,8 @@ import re
 
 import numpy as np
 import pytest
-
 from conftest import TINY_BACKBONE_ARGS, TINY_CLI_ARGS, make_dataset
+
 from pipeline.cache.format import read_cache_info
 
 #: TINY_CLI_ARGS without its --valid-fraction, for tests that choose their own.

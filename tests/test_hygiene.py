@@ -4,13 +4,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import TINY_CLI_ARGS, make_dataset
 
 from pipeline.cache.format import read_cache_info
 from pipeline.data.dataset import DatasetIndex, ImageRecord
-from pipeline.data.indexing import index_dataset
 from pipeline.data.hygiene import apply_hygiene, check_hygiene, class_imbalance, drop_cross_split_duplicates
+from pipeline.data.indexing import index_dataset
 from pipeline.data.splits import assign_splits
-from conftest import TINY_CLI_ARGS, make_dataset
 
 
 def _index(rows, classes=("cat", "dog")):

@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT, make_dataset, write_image
 
 from pipeline.data.inspection import inspect_dataset
-from conftest import REPO_ROOT, make_dataset, write_image
 
 
 def _messy_dataset(root: Path) -> Path:

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-
-from pipeline.errors import DatasetError
-from pipeline.data.layouts import LAYOUTS, discover, layout_names
 from conftest import CLASS_COLOURS, write_image
+
+from pipeline.data.layouts import LAYOUTS, discover, layout_names
+from pipeline.errors import DatasetError
 
 COLOUR = CLASS_COLOURS["cat"]
 
@@ -52,7 +52,7 @@ def test_unknown_layout_and_unrecognised_file_are_refused(tmp_path):
         discover(tmp_path, "nope")
     loose = tmp_path / "photo.jpg"
     write_image(loose, COLOUR, 1)
-    with pytest.raises(DatasetError, match="could not recognise the layout.*--layout NAME"):
+    with pytest.raises(DatasetError, match=r"could not recognise the layout.*--layout NAME"):
         discover(loose)
 
 
@@ -84,7 +84,7 @@ def test_dogimages_is_detected_with_bare_breed_names_in_prefix_order(tmp_path):
 def test_dogimages_refuses_one_number_for_two_breeds(tmp_path):
     root = _dogimages(tmp_path / "dogImages")
     _images(root / "valid" / "002.Beagle", ["Beagle_1.jpg"])
-    with pytest.raises(DatasetError, match="class number 2 .* names 2 breeds"):
+    with pytest.raises(DatasetError, match=r"class number 2 .* names 2 breeds"):
         discover(root)
 
 
@@ -172,14 +172,14 @@ def test_oxford_pets_extracts_with_species_stored_as_an_extra_target(tmp_path, t
 def test_oxford_pets_refuses_disagreeing_annotations(tmp_path):
     root = _oxford(tmp_path / "oxford")
     (root / "annotations" / "test.txt").write_text("Abyssinian_2 2 1 1\n")
-    with pytest.raises(DatasetError, match="test.txt line 1 gives Abyssinian_2 class 2 .* line 5 says class 1"):
+    with pytest.raises(DatasetError, match=r"test\.txt line 1 gives Abyssinian_2 class 2 .* line 5 says class 1"):
         discover(root)
 
 
 def test_oxford_pets_refuses_an_image_in_both_splits(tmp_path):
     root = _oxford(tmp_path / "oxford")
     (root / "annotations" / "test.txt").write_text("Abyssinian_1 1 1 1\n")
-    with pytest.raises(DatasetError, match="Abyssinian_1 is listed in both trainval.txt and test.txt"):
+    with pytest.raises(DatasetError, match=r"Abyssinian_1 is listed in both trainval\.txt and test\.txt"):
         discover(root)
 
 
@@ -411,8 +411,9 @@ def test_csv_manifest_with_header_split_and_extra_label_column(tmp_path):
 
 
 def test_extract_accepts_the_csv_file_as_data_dir(tmp_path, cli):
-    from pipeline.cache.format import read_cache_info
     from conftest import TINY_CLI_ARGS
+
+    from pipeline.cache.format import read_cache_info
 
     manifest = _manifest(tmp_path / "data", "path,label,split,species\nphotos/rex.jpg,terrier,train,dog\n"
                          "photos/fido.jpg,terrier,test,dog\nphotos/tom.png,persian,train,cat\n")
@@ -438,7 +439,7 @@ def test_a_folder_with_one_manifest_is_detected_and_two_are_ambiguous(tmp_path):
     assert index.layout == "csv" and len(index.records) == 2
     (root / "other.csv").write_text("path,label\nphotos/rex.jpg,cat\n")
     assert discover(root).layout == "generic"  # two CSVs: not a manifest folder; photos/ reads as a class folder
-    with pytest.raises(DatasetError, match="holds 2 CSV files .*pass the manifest CSV file itself"):
+    with pytest.raises(DatasetError, match=r"holds 2 CSV files .*pass the manifest CSV file itself"):
         discover(root, "csv")
 
 
@@ -472,8 +473,8 @@ def test_plain_class_folders_are_still_generic(tmp_path):
 
 
 def test_unrecognised_folders_say_what_is_missing(tmp_path):
-    from pipeline.errors import DatasetError
     from pipeline.data.layouts import discover
+    from pipeline.errors import DatasetError
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -53,7 +53,8 @@ def test_svm_objective_matches_scipy_lbfgsb(c):
         w, b = theta[:-classes].reshape(features, classes), theta[-classes:]
         active = np.maximum(1.0 - targets * (x @ w + b), 0.0)
         d_scores = -2.0 * c * targets * active
-        return 0.5 * np.sum(w ** 2) + c * np.sum(active ** 2), np.concatenate([(w + x.T @ d_scores).ravel(), d_scores.sum(0)])
+        return (0.5 * np.sum(w ** 2) + c * np.sum(active ** 2),
+                np.concatenate([(w + x.T @ d_scores).ravel(), d_scores.sum(0)]))
 
     reference = minimize(objective, np.zeros(features * classes + classes), jac=True, method="L-BFGS-B",
                          options={"maxiter": 5000, "gtol": 1e-12 * c, "ftol": 1e-15})

@@ -5,15 +5,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_image
 from sklearn.datasets import load_files
 
 from pipeline.cache.format import read_cache_info
 from pipeline.cache.rows import load_rows
 from pipeline.cache.verify import verify_cache
-from pipeline.errors import DatasetError
 from pipeline.data.hashing import sha256_file
+from pipeline.errors import DatasetError
 from pipeline.interop.npz_import import CLASSIC_ROW_SHAPE, import_npz, iter_npz_blocks, load_files_order
-from conftest import write_image
 
 SPLIT_SIZES = {"train": 4, "valid": 1, "test": 2}
 BREEDS = ("001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier")
@@ -25,7 +25,7 @@ def _dog_images(root: Path) -> Path:
     seed = 0
     for split, per_class in SPLIT_SIZES.items():
         for folder in BREEDS:
-            for n in range(per_class):
+            for _n in range(per_class):
                 seed += 1
                 write_image(root / split / folder / f"{folder[4:]}_{seed:05d}.jpg", (120, 90, 60), seed, size=(8, 8))
     return root
@@ -233,7 +233,7 @@ def test_rows_are_attached_to_the_files_the_npz_names(tmp_path):
     summary = import_npz(tmp_path / "named.npz", labels, tmp_path / "cache")
     assert summary.rows == {"train": 12, "valid": 3, "test": 6} and summary.images == 21 and summary.failures == []
     assert "test_paths entry names" in summary.notes[0]
-    info, features = _features_by_path(summary.cache_path)
+    _info, features = _features_by_path(summary.cache_path)
     assert set(features) == set(ids)
     for relpath, row in features.items():
         np.testing.assert_array_equal(row, ids[relpath] + RAMP)
@@ -270,7 +270,7 @@ def test_paths_of_another_dataset_are_refused(tmp_path):
     other = tmp_path / "other"
     for split in SPLIT_SIZES:
         write_image(other / split / "001.Beagle" / "beagle.jpg", (1, 2, 3), len(split), size=(8, 8))
-    with pytest.raises(DatasetError, match="21 of the 21 files .* are not in"):
+    with pytest.raises(DatasetError, match=r"21 of the 21 files .* are not in"):
         import_npz(tmp_path / "named.npz", other, tmp_path / "cache")
 
 

@@ -5,15 +5,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CLASS_COLOURS, make_dataset, write_image
 from sklearn.datasets import load_files
 
-from pipeline.interop import npz_export as npz_module
 from pipeline.cache.format import read_cache_info
 from pipeline.cache.rows import load_rows
 from pipeline.extract.run import run_extract
+from pipeline.interop import npz_export as npz_module
 from pipeline.interop.npz_export import export_npz
 from pipeline.interop.npz_import import CLASSIC_ROW_SHAPE, import_npz
-from conftest import CLASS_COLOURS, make_dataset, write_image
 
 SPLITS = ("train", "valid", "test")
 PER_CLASS = {"train": 5, "valid": 2, "test": 3}
@@ -25,7 +25,7 @@ def _dog_images(root: Path) -> Path:
     seed = 0
     for split, count in PER_CLASS.items():
         for folder, colour in FOLDERS.items():
-            for n in range(count):
+            for _n in range(count):
                 seed += 1
                 write_image(root / split / folder / f"{colour}_{seed:03d}.jpg", CLASS_COLOURS[colour], seed)
     return root

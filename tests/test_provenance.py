@@ -10,8 +10,8 @@ BASE = FeatureSpec(backbone="vgg16", weights_fingerprint="ab" * 32, layer="block
 
 CHANGES = {
     "backbone": "vgg19", "weights_fingerprint": "cd" * 32, "layer": "block4_pool", "input_size": 192,
-    "resize_policy": "crop", "resize_filter": "nearest", "preprocessing": "tf", "precision": "bfloat16", "pooling": "avg",
-    "store_dtype": "float16", "schema_version": SCHEMA_VERSION + 1,
+    "resize_policy": "crop", "resize_filter": "nearest", "preprocessing": "tf", "precision": "bfloat16",
+    "pooling": "avg", "store_dtype": "float16", "schema_version": SCHEMA_VERSION + 1,
 }
 
 

@@ -17,9 +17,9 @@ RANDOM_MAX_ACCURACY = 0.85  # the shared data README measured 0.5-0.65 for rando
 def catsdogs_runs(tmp_path_factory):
     """Extract catsdogs with ImageNet and with random weights through the CLI, fit logreg on both."""
     from click.testing import CliRunner
+    from conftest import SHARED_DATA
 
     from cli import main
-    from conftest import SHARED_DATA
 
     data = SHARED_DATA / "catsdogs"
     if not data.is_dir():

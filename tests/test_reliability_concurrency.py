@@ -18,9 +18,9 @@ from pathlib import Path
 
 import h5py
 import pytest
-
 from conftest import CLASS_COLOURS, REPO_ROOT, TINY_BACKBONE_ARGS, TINY_CLI_ARGS, make_dataset, write_image
 from reliability_support import cli_command, cli_env, patch_h5_writes, rows_by_sha
+
 from pipeline.cache.format import cache_file_name, lock_path_of, read_cache_info
 from pipeline.cache.verify import verify_cache
 
@@ -50,7 +50,8 @@ def test_second_extract_fails_fast_or_waits_and_other_caches_are_free(tmp_path, 
     first, _ = cli.json(["extract", other_data, *TINY_CLI_ARGS, "--cache-dir", cache_dir])  # also memoises weights
 
     writer = subprocess.Popen(cli_command("extract", writer_data, *WRITER_ARGS, "--cache-dir", cache_dir, "--json"),
-                              cwd=REPO_ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                              cwd=REPO_ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True)
     try:
         lock_file = lock_path_of(cache_dir / cache_file_name("big", read_cache_info(Path(first["cache_path"])).spec))
         _wait_for(lambda: _holder_pid(lock_file) == writer.pid or writer.poll() is not None, LOCK_TIMEOUT,
@@ -62,7 +63,8 @@ def test_second_extract_fails_fast_or_waits_and_other_caches_are_free(tmp_path, 
         assert result.exit_code == 1
         assert f"is being written by another extract (pid {writer.pid} on" in refused["error"]
         assert "pass --wait" in refused["error"]
-        assert writer.poll() is None, f"the second run failed fast ({time.monotonic() - started:.1f} s), not after the first"
+        assert writer.poll() is None, (f"the second run failed fast ({time.monotonic() - started:.1f} s), "
+                                       "not after the first")
 
         grown = make_dataset(tmp_path / "other", seed=7)
         separate, _ = cli.json(["extract", grown, *TINY_CLI_ARGS, "--cache-dir", cache_dir])
@@ -72,7 +74,8 @@ def test_second_extract_fails_fast_or_waits_and_other_caches_are_free(tmp_path, 
         assert writer.poll() is None, "all of that ran while the writer held its own cache's lock"
 
         waited, _ = cli.json(["extract", writer_data, *WRITER_ARGS, "--wait", "--cache-dir", cache_dir])
-        assert waited["extracted"] == 0 and waited["reused"] == 320, "--wait ran after the first writer, reusing its rows"
+        assert waited["extracted"] == 0 and waited["reused"] == 320, ("--wait ran after the first writer, "
+                                                                      "reusing its rows")
         assert verify_cache(Path(waited["cache_path"])) == []
         writer_output, _ = writer.communicate(timeout=120)
         written = json.loads(writer_output)

@@ -15,9 +15,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
 from conftest import CLASS_COLOURS, TINY_BACKBONE, make_dataset, write_image
 from reliability_support import only_cache, patch_h5_writes, rows_by_sha
+
 from pipeline.cache import builder as cache_builder
 from pipeline.cache.format import partial_dir_of
 from pipeline.cache.verify import verify_cache
@@ -124,7 +124,8 @@ def test_a_kill_at_every_step_of_an_extension_resumes_identically(datasets, opti
     moments = [moment for moment, _ in snapshots.names]
     assert sum(m.startswith("segment") and m.endswith("renamed into place") for m in moments) == 2, moments
     assert "cache written, segments not yet removed" in moments
-    extracted = [_resume_and_compare(copy, datasets[1], options, clean_rows, moment) for moment, copy in snapshots.names]
+    extracted = [_resume_and_compare(copy, datasets[1], options, clean_rows, moment)
+                 for moment, copy in snapshots.names]
     assert extracted[0] == 16, "killed before any commit: all 16 new images are extracted again"
     assert extracted[-1] == 0, "killed after the last step: nothing left to do"
     assert sorted(extracted, reverse=True) == extracted, "the later the kill, the less is redone"
@@ -138,9 +139,9 @@ def test_ctrl_c_at_each_step_leaves_a_resumable_cache(datasets, options, clean_r
     before = rows_by_sha(only_cache(folder))
 
     def interrupt(moment):
-        if (step == "segment commit" and moment.startswith("segment") and "not renamed" in moment
-                or step == "cache write" and moment.startswith("cache") and "not renamed" in moment
-                or step == "before removing segments" and moment == "cache written, segments not yet removed"):
+        if ((step == "segment commit" and moment.startswith("segment") and "not renamed" in moment)
+                or (step == "cache write" and moment.startswith("cache") and "not renamed" in moment)
+                or (step == "before removing segments" and moment == "cache written, segments not yet removed")):
             raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
@@ -226,7 +227,8 @@ def test_every_image_keeps_its_place_whatever_subset_is_planned():
 
     fresh = plan_batches(items, ordinals, 5)
     assert [(b.size, [sha for _, sha, _ in b.entries]) for b in fresh] == \
-        [(5, [f"sha{n:03d}" for n in range(k, k + 5)]) for k in range(0, 20, 5)] + [(3, ["sha020", "sha021", "sha022"])], \
+        [(5, [f"sha{n:03d}" for n in range(k, k + 5)]) for k in range(0, 20, 5)] \
+        + [(3, ["sha020", "sha021", "sha022"])], \
         "a fresh run computes exactly the batches plain chunking would"
     for subset in (items[7:], items[::3], items[1:2] + items[21:], list(reversed(items))):
         assert places(plan_batches(subset, ordinals, 5)) == {sha: places(fresh)[sha] for sha, _ in subset}

@@ -16,13 +16,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from conftest import CLASS_COLOURS, TINY_BACKBONE, TINY_CLI_ARGS, make_dataset, write_image
 from reliability_support import only_cache, rows_by_sha
-from pipeline.cache.h5file import RecordingFile
+
 from pipeline.cache.format import partial_dir_of
-from pipeline.cache.verify import verify_cache
+from pipeline.cache.h5file import RecordingFile
 from pipeline.cache.lock import CacheLock
+from pipeline.cache.verify import verify_cache
 
 FIX = "cache rm"
 
@@ -59,9 +59,11 @@ def test_truncated_cache_is_reported_by_every_command(cache_copy, pristine, cli)
     data = cache_copy.read_bytes()
     cache_copy.write_bytes(data[: len(data) // 2])
     for command in (["cache", "verify", cache_copy], ["cache", "show", cache_copy],
-                    ["fit-head", cache_copy, "--head", "logreg"], ["export-npz", cache_copy, cache_copy.with_suffix(".npz")]):
+                    ["fit-head", cache_copy, "--head", "logreg"],
+                    ["export-npz", cache_copy, cache_copy.with_suffix(".npz")]):
         _fails_naming_file_and_fix(cli, command, cache_copy, "damaged", FIX)
-    message = _fails_naming_file_and_fix(cli, ["extract", pristine[0], *TINY_CLI_ARGS, "--cache-dir", cache_copy.parent],
+    message = _fails_naming_file_and_fix(cli,
+                                         ["extract", pristine[0], *TINY_CLI_ARGS, "--cache-dir", cache_copy.parent],
                                          cache_copy, "damaged", FIX)
     assert not partial_dir_of(cache_copy).exists(), "extract stops before extracting anything"
     assert "Traceback" not in message
@@ -89,7 +91,8 @@ def test_flipped_bytes_in_a_feature_row_fail_verify(cache_copy, cli):
         byte = handle.read(1)
         handle.seek(offset)
         handle.write(bytes([byte[0] ^ 0xFF]))
-    assert verify_cache(cache_copy) == [f"1 feature rows do not match their digests (first: row {row}); the file is corrupted"]
+    assert verify_cache(cache_copy) == [f"1 feature rows do not match their digests (first: row {row}); "
+                                        "the file is corrupted"]
     message = _fails_naming_file_and_fix(cli, ["cache", "verify", cache_copy], cache_copy, "digests", FIX)
     assert "failed verification" in message
     quick, _ = cli.json(["cache", "verify", "--quick", cache_copy])

@@ -18,13 +18,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CLASS_COLOURS, REPO_ROOT, TINY_CLI_ARGS, write_image
 from PIL import Image
 
-from conftest import CLASS_COLOURS, REPO_ROOT, TINY_CLI_ARGS, write_image
 from pipeline.cache.format import read_cache_info
-from pipeline.errors import DatasetError
 from pipeline.data.hashing import hash_files
-from pipeline.data.images import ALPHA_BACKGROUND_RGB, DEFAULT_MAX_PIXELS, ImageDecodeError, ResizeSpec, decode_image, open_rgb
+from pipeline.data.images import (
+    ALPHA_BACKGROUND_RGB,
+    DEFAULT_MAX_PIXELS,
+    ImageDecodeError,
+    ResizeSpec,
+    decode_image,
+    open_rgb,
+)
+from pipeline.errors import DatasetError
 
 #: Side of a header-only PNG whose pixel count is over the default decompression-bomb limit.
 BOMB_SIDE = 20_000
@@ -39,7 +46,8 @@ def png_header_only(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+            + chunk(b"IEND", b""))
 
 
 def jpeg_bytes(image: Image.Image, **save_options) -> bytes:

@@ -4,7 +4,8 @@ Each trial starts `python cli.py extract` as a subprocess on the same cache and 
 SIGTERM or SIGKILL at a random moment (seeded: set BOTTLENECK_KILL_SEED to replay a run, and
 BOTTLENECK_KILL_TRIALS for more trials). After every kill the cache (when one exists) passes
 `verify_cache`, every committed row is still there, and every segment file is whole (a
-half-written one may only exist under a temporary name, which the next run deletes). After a few kills the extraction is finished in-process: it must extract exactly the
+half-written one may only exist under a temporary name, which the next run deletes). \
+After a few kills the extraction is finished in-process: it must extract exactly the
 rows no earlier run committed, and every row must be bitwise equal to an uninterrupted run's.
 """
 
@@ -20,9 +21,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import CLASS_COLOURS, REPO_ROOT, TINY_BACKBONE, TINY_BACKBONE_ARGS, make_dataset, write_image
 from reliability_support import cli_command, cli_env, committed_rows, only_cache, rows_by_sha
+
 from pipeline.cache.format import CACHE_SUFFIX, PARTIAL_SUFFIX, partial_dir_of, read_cache_info
 from pipeline.cache.verify import verify_cache
 from pipeline.extract.options import ExtractOptions

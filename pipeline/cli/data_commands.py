@@ -36,7 +36,7 @@ def _parse_shard(_ctx, _param, value):
     try:
         return Shard.parse(value)
     except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--shard")
+        raise click.BadParameter(str(error), param_hint="--shard") from error
 
 
 @click.command()

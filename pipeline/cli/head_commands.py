@@ -1,8 +1,6 @@
-"""Head commands: fit-head, report, predict."""
+"""Head commands: fit-head, report."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import click
 
@@ -13,15 +11,17 @@ from pipeline.cli.plumbing import (
     json_option,
     resolve_cache,
 )
-from pipeline.heads.registry import HEAD_HELP, HEAD_NAMES
+from pipeline.heads.registry import HEAD_NAMES, HEADS
 
 
 @click.command("fit-head")
 @cache_argument
 @click.option("--head", "kind", type=click.Choice(HEAD_NAMES), required=True,
-              help="Head to fit: " + "; ".join(f"{k}: {d}" for k, d in HEAD_HELP.items()) + ".")
-@click.option("--recipe", type=click.Choice(["default", "classic"]), default=None,
-              help="gap-dense only: classic reproduces the dog-breed notebook; default trains a better head.")
+              help="Head to fit: " + "; ".join(f"{k}: {entry.help}" for k, entry in HEADS.items()) + ".")
+@click.option("--recipe", type=click.Choice(sorted({r for entry in HEADS.values() for r in entry.recipes})),
+              default=None,
+              help="Training recipe, for heads that have several (gap-dense: classic reproduces the dog-breed "
+                   "notebook; default trains a better head).")
 @cache_dir_option
 @json_option
 @command_body
@@ -30,8 +30,11 @@ def fit_head_command(cache, kind, recipe, cache_dir, as_json):
     from pipeline.heads.fitting import fit_head
     from pipeline.heads.metrics import summary_line
 
-    if recipe is not None and kind != "gap-dense":
-        raise click.BadParameter("--recipe applies to --head gap-dense only", param_hint="--recipe")
+    recipes = HEADS[kind].recipes
+    if recipe is not None and recipe not in recipes:
+        with_recipes = ", ".join(f"{k} ({'|'.join(e.recipes)})" for k, e in HEADS.items() if e.recipes)
+        raise click.BadParameter(f"{kind} has no recipe {recipe!r}; --recipe applies to {with_recipes}",
+                                 param_hint="--recipe")
     report = fit_head(resolve_cache(cache, cache_dir), kind, recipe)
     if not as_json:
         click.echo(f"Fitted {kind} ({_params_text(report.params)}) in {report.fit_seconds:.1f} s")
@@ -67,30 +70,5 @@ def report(cache, cache_dir, as_json):
     return {"cache": str(path), "heads": rows}
 
 
-@click.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--head", "head_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Head sidecar (.json) printed by fit-head.")
-@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Labels shown per image.")
-@cache_dir_option
-@json_option
-@command_body
-def predict(images, head_path, top_k, cache_dir, as_json):
-    """Classify IMAGES with a fitted head, using the backbone and preprocessing it was fitted on."""
-    from pipeline.heads.predict import predict_images
-
-    results = predict_images(images, head_path, cache_dir, top_k)
-    if not as_json:
-        for result in results:
-            if "error" in result:
-                click.echo(f"{result['path']}: cannot read ({result['error']})")
-                continue
-            ranked = ", ".join(f"{p['label']} {p['probability']:.3f}" for p in result["predictions"])
-            click.echo(f"{result['path']}: {ranked}")
-    return {"head": str(head_path), "results": results}
-
-
-
-
 #: The commands this module adds to the group.
-COMMANDS = (fit_head_command, report, predict)
+COMMANDS = (fit_head_command, report)

@@ -16,12 +16,18 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ chatter; Python errors still raise
 
-import click  # noqa: E402  (after the environment is set for TensorFlow)
+import click
 
-from pipeline.cli import (  # noqa: E402
-    backbone_commands, cache_commands, data_commands, head_commands, interop_commands, quickstart_command,
+from pipeline.cli import (
+    backbone_commands,
+    cache_commands,
+    data_commands,
+    head_commands,
+    interop_commands,
+    predict_commands,
+    quickstart_command,
 )
-from pipeline.cli.plumbing import JsonAwareGroup, raise_keyboard_interrupt  # noqa: E402
+from pipeline.cli.plumbing import JsonAwareGroup, raise_keyboard_interrupt
 
 
 @click.group(cls=JsonAwareGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -41,6 +47,7 @@ def main(verbose: bool):
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)  # clean shutdown, like Ctrl-C
 
 
-for module in (data_commands, cache_commands, interop_commands, head_commands, backbone_commands, quickstart_command):
+for module in (data_commands, cache_commands, interop_commands, head_commands, predict_commands, backbone_commands,
+               quickstart_command):
     for command in module.COMMANDS:
         main.add_command(command)

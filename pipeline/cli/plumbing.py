@@ -12,21 +12,21 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ chatter; Python errors still raise
 
-import click  # noqa: E402  (after the environment is set for TensorFlow)
+import click
 
-from pipeline.backbones.precision import PRECISIONS  # noqa: E402
-from pipeline.backbones.registry import BACKBONES  # noqa: E402
-from pipeline.cache.key import POOLINGS, STORE_DTYPES  # noqa: E402
-from pipeline.data.images import RESIZE_POLICIES  # noqa: E402
-from pipeline.data.layouts import layout_names  # noqa: E402
-from pipeline.errors import (  # noqa: E402
+from pipeline.backbones.precision import PRECISIONS
+from pipeline.backbones.registry import BACKBONES
+from pipeline.cache.key import POOLINGS, STORE_DTYPES
+from pipeline.data.images import RESIZE_POLICIES
+from pipeline.data.layouts import layout_names
+from pipeline.errors import (
     EXIT_BUG,
     EXIT_PROBLEM,
     EXIT_USAGE,
     PipelineError,
     UsageError,
 )
-from pipeline.extract.options import DEFAULT_BATCH_SIZE  # noqa: E402
+from pipeline.extract.options import DEFAULT_BATCH_SIZE
 
 CACHE_DIR_ENV = "BOTTLENECK_CACHE_DIR"
 DEBUG_ENV = "BOTTLENECK_DEBUG"
@@ -36,7 +36,8 @@ FAILURES_SHOWN = 10
 
 
 def json_option(function):
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of text.")(function)
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print one JSON object on stdout instead of text.")(function)
 
 
 def cache_dir_option(function):
@@ -76,7 +77,7 @@ def command_body(function):
             sys.exit(EXIT_INTERRUPTED)
         except (click.ClickException, click.Abort, SystemExit):
             raise
-        except Exception as error:  # noqa: BLE001 - the last line of defence: every other exception is a bug
+        except Exception as error:
             if os.environ.get(DEBUG_ENV):
                 raise
             _fail(bug_message(error), as_json, EXIT_BUG)
@@ -173,7 +174,8 @@ def extract_options(function):
     options = [
         click.option("--backbone", type=click.Choice(list(BACKBONES)), default="vgg16", show_default=True,
                      help="ImageNet backbone from keras.applications."),
-        click.option("--layer", default=None, help="Feature layer (default: the backbone's bottleneck, e.g. block5_pool)."),
+        click.option("--layer", default=None,
+                     help="Feature layer (default: the backbone's bottleneck, e.g. block5_pool)."),
         click.option("--input-size", type=click.IntRange(min=1), default=None,
                      help="Square input size in pixels (default: the backbone's own, e.g. 224)."),
         click.option("--resize", type=click.Choice(RESIZE_POLICIES), default="stretch", show_default=True,

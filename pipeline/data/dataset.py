@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
 
 from pipeline.errors import DatasetError
 
@@ -70,7 +70,7 @@ class SplitCarving:
                 "pool": self.pool, "rounded_to_percent": self.rounded_to_percent}
 
     @classmethod
-    def from_dict(cls, fields: dict | None) -> "SplitCarving | None":
+    def from_dict(cls, fields: dict | None) -> SplitCarving | None:
         return None if fields is None else cls(**fields)
 
 
@@ -102,7 +102,7 @@ class DatasetIndex:
         """The absolute path of a record's file."""
         return self.root / os.fsdecode(record.relpath)
 
-    def with_records(self, records, skipped=None, notes=()) -> "DatasetIndex":
+    def with_records(self, records, skipped=None, notes=()) -> DatasetIndex:
         """A copy with new records, more skipped files and extra notes."""
         return replace(
             self,
@@ -121,7 +121,7 @@ class DatasetIndex:
 
     def class_counts(self) -> dict[str, dict[str, int]]:
         """Per split, the number of records of each class name (classes with none included)."""
-        table = {split: {name: 0 for name in self.class_names} for split in SPLITS}
+        table = {split: dict.fromkeys(self.class_names, 0) for split in SPLITS}
         for record in self.records:
             if record.split is not None:
                 table[record.split][self.class_names[record.label]] += 1
@@ -142,9 +142,9 @@ def safe_relpath(relpath: str, root: Path | None = None) -> str:
             raise DatasetError(
                 f"path {relpath!r} is outside the dataset root {root}; paths in manifests and caches "
                 "must stay inside the dataset folder (move the file in, or point at the right root)"
-            )
+            ) from None
     normal = posixpath.normpath(text)
-    if normal.startswith("/") or normal == ".." or normal.startswith("../"):
+    if normal.startswith(("/", "../")) or normal == "..":
         raise DatasetError(
             f"path {relpath!r} escapes the dataset root; paths in manifests and caches must be "
             "relative and stay inside the dataset folder"

@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 #: Bytes read per call while hashing; large enough to amortise syscalls, small for memory.
 READ_CHUNK_BYTES = 1 << 20

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
 from pipeline.errors import UsageError
 
 #: Extensions that mark a file as a candidate image (case-insensitive). Content decides the rest.
@@ -123,11 +124,12 @@ def open_rgb(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS, draf
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
-        raise ImageDecodeError("not a recognised image format (the content is not image data Pillow can read)")
+        raise ImageDecodeError(
+            "not a recognised image format (the content is not image data Pillow can read)") from None
     except PermissionError:
-        raise ImageDecodeError("permission denied while reading the file")
+        raise ImageDecodeError("permission denied while reading the file") from None
     except (OSError, ValueError, SyntaxError, EOFError) as error:
-        raise ImageDecodeError(f"corrupt or truncated image data ({_one_line(error)})")
+        raise ImageDecodeError(f"corrupt or truncated image data ({_one_line(error)})") from error
 
 
 def fit_to_size(image: Image.Image, resize: ResizeSpec) -> Image.Image:
@@ -158,9 +160,9 @@ def _check_file(path: Path) -> None:
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        raise ImageDecodeError("file not found (it was moved or deleted)")
+        raise ImageDecodeError("file not found (it was moved or deleted)") from None
     except PermissionError:
-        raise ImageDecodeError("permission denied while reading the file")
+        raise ImageDecodeError("permission denied while reading the file") from None
     if size == 0:
         raise ImageDecodeError("empty file (0 bytes)")
     if not os.access(path, os.R_OK):

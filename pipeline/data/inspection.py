@@ -11,18 +11,18 @@ label conflicts, repeats, and the layout's notes.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from PIL import Image
 
 from pipeline.data.dataset import DatasetIndex
-from pipeline.data.indexing import hash_dataset
 from pipeline.data.feeder import default_workers
 from pipeline.data.hygiene import check_hygiene, class_imbalance
 from pipeline.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ResizeSpec, decode_image
+from pipeline.data.indexing import hash_dataset
 from pipeline.data.layouts import discover
 from pipeline.data.splits import DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VALID_FRACTION, assign_splits
 

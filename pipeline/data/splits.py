@@ -85,7 +85,8 @@ def assign_splits(
     carved = [name for name, fraction in (("valid", carve_valid), ("test", carve_test)) if fraction > 0]
     notes = []
     if carved:
-        parts = ", ".join(f"{name} {fraction:.0%}" for name, fraction in (("valid", carve_valid), ("test", carve_test)) if fraction)
+        shares = (("valid", carve_valid), ("test", carve_test))
+        parts = ", ".join(f"{name} {fraction:.0%}" for name, fraction in shares if fraction)
         notes.append(f"carved {parts} of the {len(pool)} images without an official split, by content hash "
                      f"(seed {seed}); adding images never moves existing ones")
     counts = index.with_records(records).class_counts()

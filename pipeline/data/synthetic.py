@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
 from pipeline.errors import UsageError
 
 SHAPES = ("circle", "square", "triangle", "star", "ring", "cross")

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Queue
-from typing import Callable, Sequence
 
 from pipeline.cache.format import partial_dir_of
 from pipeline.cache.segments import SegmentWriter
@@ -73,7 +73,7 @@ class BackgroundWriter:
             if self.error is None:
                 try:
                     self.writer.add(*item)
-                except BaseException as error:  # re-raised in the main thread
+                except BaseException as error:  # noqa: BLE001 - handed to the main thread, which re-raises it
                     self.error = error
 
     def put(self, shas, block):

@@ -13,13 +13,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pipeline.cache.format import read_cache_info
-from pipeline.heads.metrics import classification_metrics
+from pipeline.cache.key import library_versions
 from pipeline.heads.diagnosis import require_trainable
 from pipeline.heads.features import HEAD_POOLING, load_feature_set
-from pipeline.heads.store import heads_dir_of, new_head_stem, write_sidecar
-from pipeline.heads.kinds import make_head
+from pipeline.heads.metrics import classification_metrics
 from pipeline.heads.plots import save_confusion_png
-from pipeline.cache.key import library_versions
+from pipeline.heads.registry import make_head
+from pipeline.heads.store import heads_dir_of, new_head_stem, write_sidecar
 
 
 @dataclass(frozen=True)

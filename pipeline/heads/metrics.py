@@ -87,7 +87,7 @@ def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray, class_
     present = support > 0
     picked = probabilities[np.arange(len(y_true)), y_true]
     metrics = {
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "top1": top_k_accuracy(y_true, probabilities, 1) if len(y_true) else None,
         "mean_per_class_accuracy": float(np.mean(recall[present])) if present.any() else None,
         "macro_f1": float(np.mean(f1[present])) if present.any() else None,

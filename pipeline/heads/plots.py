@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from pipeline.atomic import atomic_write_path
 
 #: Inches per class on each axis, and the size bounds of the figure.

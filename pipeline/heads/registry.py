@@ -1,11 +1,73 @@
-"""Names and one-line descriptions of the heads, importable without loading any head code
-(the CLI builds its --head choices from these at start-up)."""
+"""Every head the tool can fit, as data: its name, one line of help, where its code lives, its recipes.
 
-HEAD_HELP = {
-    "gap-dense": "GlobalAveragePooling2D + Dense(softmax) in Keras (--recipe classic|default)",
-    "logreg": "multinomial logistic regression, C chosen on validation",
-    "svm": "one-vs-rest linear SVM (squared hinge), C chosen on validation",
-    "mlp": "GAP + one ReLU hidden layer (512) + softmax, early stopping on validation",
-    "knn": "cosine k-nearest neighbours, k chosen on validation",
+The CLI builds `--head` from `HEADS` at start-up without importing any head's code (heads load
+TensorFlow or scikit-learn); `head_class(kind)` imports the class when it is needed. Adding a head
+is adding an entry here and a module under `pipeline.heads.kinds` that follows the interface in
+`pipeline.heads.kinds.base`; `tests/test_head_contract.py` then holds it to that interface.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from pipeline.errors import UsageError
+
+
+@dataclass(frozen=True)
+class HeadEntry:
+    """One registered head.
+
+    `recipes` are the named training recipes `--recipe` may pick (the first is the default);
+    `differentiable` says whether images -> backbone -> head is one differentiable graph (needed
+    to visualise classes or attack the head).
+    """
+
+    kind: str
+    help: str
+    module: str
+    class_name: str
+    recipes: tuple[str, ...] = ()
+    differentiable: bool = True
+
+    def head_class(self):
+        """The head's class (imports its module)."""
+        return getattr(importlib.import_module(self.module), self.class_name)
+
+
+HEADS: dict[str, HeadEntry] = {
+    entry.kind: entry
+    for entry in (
+        HeadEntry("gap-dense", "GlobalAveragePooling2D + Dense(softmax) in Keras (--recipe default|classic)",
+                  "pipeline.heads.kinds.gap_dense", "GapDenseHead", recipes=("default", "classic")),
+        HeadEntry("logreg", "multinomial logistic regression, C chosen on validation",
+                  "pipeline.heads.kinds.linear", "LogisticRegressionHead"),
+        HeadEntry("svm", "one-vs-rest linear SVM (squared hinge), C chosen on validation",
+                  "pipeline.heads.kinds.linear", "LinearSVMHead"),
+        HeadEntry("mlp", "GAP + one ReLU hidden layer (512) + softmax, early stopping on validation",
+                  "pipeline.heads.kinds.gap_dense", "MLPHead"),
+        HeadEntry("knn", "cosine k-nearest neighbours, k chosen on validation",
+                  "pipeline.heads.kinds.knn", "CosineKNNHead", differentiable=False),
+    )
 }
-HEAD_NAMES = tuple(HEAD_HELP)
+HEAD_NAMES = tuple(HEADS)
+
+
+def get_head_entry(kind: str) -> HeadEntry:
+    """The registry entry of `kind`; `UsageError` lists the choices."""
+    if kind not in HEADS:
+        raise UsageError(f"unknown head {kind!r}; choose one of: {', '.join(HEADS)}")
+    return HEADS[kind]
+
+
+def make_head(kind: str, recipe: str | None = None):
+    """A new, unfitted head of `kind`; `recipe` only for heads that have recipes."""
+    entry = get_head_entry(kind)
+    if entry.recipes:
+        if recipe not in (None,) + entry.recipes:
+            raise UsageError(f"unknown recipe {recipe!r} for {kind}; choose one of: {', '.join(entry.recipes)}")
+        return entry.head_class()(recipe or entry.recipes[0])
+    if recipe is not None:
+        with_recipes = [e.kind for e in HEADS.values() if e.recipes]
+        raise UsageError(f"--recipe applies to {', '.join(with_recipes)} only, not {kind}")
+    return entry.head_class()()

@@ -59,11 +59,12 @@ def read_sidecar(path: Path) -> dict:
         if candidate.is_file():
             path = candidate
     if not path.is_file():
-        raise HeadError(f"head {path} does not exist; pass the .json file `fit-head` printed (see `report` for all heads)")
+        raise HeadError(f"head {path} does not exist; pass the .json file `fit-head` printed "
+                        "(see `report` for all heads)")
     try:
         sidecar = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as error:
-        raise HeadError(f"head file {path} is not valid JSON ({error}); fit the head again")
+        raise HeadError(f"head file {path} is not valid JSON ({error}); fit the head again") from error
     if sidecar.get("format") != HEAD_FORMAT:
         raise HeadError(f"{path} is not a head saved by this tool; pass the .json file `fit-head` printed")
     if sidecar.get("format_version", 0) > HEAD_FORMAT_VERSION:
@@ -83,11 +84,11 @@ def _upgrade_v1(sidecar: dict) -> dict:
 
 def load_head(path: Path):
     """(head, sidecar) for a sidecar path; the head is ready for `predict_proba`."""
-    from pipeline.heads.kinds import HEAD_KINDS
+    from pipeline.heads.registry import HEADS
 
     sidecar = read_sidecar(path)
     kind = sidecar.get("kind")
-    if kind not in HEAD_KINDS:
+    if kind not in HEADS:
         raise HeadError(f"head {path} has unknown kind {kind!r}; it was saved by another version of this tool")
     stem = Path(sidecar["_path"]).with_suffix("")
     model_file = str(sidecar.get("model_file", ""))
@@ -98,9 +99,10 @@ def load_head(path: Path):
     if not model_path.is_file():
         raise HeadError(f"the model file {model_path} of head {path} is missing; fit the head again")
     try:
-        return HEAD_KINDS[kind].load(stem, sidecar), sidecar
+        return HEADS[kind].head_class().load(stem, sidecar), sidecar
     except (OSError, KeyError, ValueError) as error:
-        raise HeadError(f"cannot load the model of head {path} ({error}); the file is damaged: fit the head again")
+        raise HeadError(
+            f"cannot load the model of head {path} ({error}); the file is damaged: fit the head again") from error
 
 
 def check_feature_key(sidecar: dict, feature_key: str, what: str) -> None:

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import errno
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -31,8 +31,8 @@ from pipeline.atomic import atomic_write_path
 from pipeline.cache.format import CacheInfo, read_cache_info
 from pipeline.cache.rows import READ_BLOCK_ROWS, load_rows
 from pipeline.data.dataset import SPLITS
-from pipeline.errors import PipelineError
 from pipeline.data.layouts import dogimages, generic
+from pipeline.errors import PipelineError
 
 #: `sklearn.datasets.load_files` defaults used by the classic notebook.
 LOAD_FILES_RANDOM_STATE = 0
@@ -83,7 +83,7 @@ def export_npz(cache_path: Path, out_path: Path) -> dict:
             with zipfile.ZipFile(temp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
                 for split in SPLITS:
                     members = export_order(info, split)
-                    counts[split] = int(len(members))
+                    counts[split] = len(members)
                     _write_streamed(archive, split, info.path, info.images.row[members], info.feature_shape)
                     _write_array(archive, f"{split}_labels", info.images.label[members].astype(np.int64))
                     _write_array(archive, f"{split}_paths",
@@ -103,7 +103,8 @@ def _write_error(out_path: Path, error: OSError) -> NpzWriteError:
         return NpzWriteError(f"cannot write {out_path}: the folder {folder} does not exist; create it first "
                              f"(mkdir -p {folder}) or choose another output path")
     if not folder.is_dir():
-        return NpzWriteError(f"cannot write {out_path}: {folder} is not a folder; choose an output path inside a folder")
+        return NpzWriteError(
+            f"cannot write {out_path}: {folder} is not a folder; choose an output path inside a folder")
     if error.errno == errno.ENOSPC:
         return NpzWriteError(f"cannot write {out_path}: no space left in {folder} ({reason}); free some space or "
                              "write to another disk")

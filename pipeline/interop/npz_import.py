@@ -43,29 +43,29 @@ from __future__ import annotations
 import os
 import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from pipeline.backbones.registry import get_backbone
-from pipeline.cache.format import cache_file_name, partial_dir_of
-from pipeline.cache.rows import row_digest
 from pipeline.cache.builder import CacheContents, write_dataset_cache
+from pipeline.cache.format import cache_file_name, partial_dir_of
+from pipeline.cache.key import ORIGIN_IMPORTED_NPZ, UNKNOWN, FeatureSpec, library_versions
 from pipeline.cache.lock import CacheLock
+from pipeline.cache.rows import row_digest
 from pipeline.cache.segments import SegmentWriter, existing_rows
 from pipeline.data.dataset import SPLITS, DatasetIndex, SkippedFile
-from pipeline.errors import DatasetError
-from pipeline.data.indexing import dataset_name_of, hash_dataset
 from pipeline.data.hashing import sha256_file
 from pipeline.data.hygiene import apply_hygiene
 from pipeline.data.images import is_candidate_image
+from pipeline.data.indexing import dataset_name_of, hash_dataset
 from pipeline.data.layouts import discover, dogimages, generic
 from pipeline.data.layouts.files import examples
 from pipeline.data.layouts.generic import split_dirs
+from pipeline.errors import DatasetError
 from pipeline.interop.npz_export import LOAD_FILES_RANDOM_STATE
-from pipeline.cache.key import ORIGIN_IMPORTED_NPZ, UNKNOWN, FeatureSpec, library_versions
 
 #: What the classic file is known to be; everything else about it is unknown.
 CLASSIC_BACKBONE = "vgg16"
@@ -149,7 +149,7 @@ def read_npz_headers(npz_path: Path) -> dict[str, NpyHeader]:
                         headers[member[:-len(_NPY_SUFFIX)]] = _read_header(handle, npz_path, member)
             return headers
     except (zipfile.BadZipFile, OSError) as error:
-        raise DatasetError(f"{npz_path} is not a readable .npz file ({error}); download it again")
+        raise DatasetError(f"{npz_path} is not a readable .npz file ({error}); download it again") from error
 
 
 def iter_npz_blocks(npz_path: Path, name: str, block_rows: int = IMPORT_BLOCK_ROWS) -> Iterator[np.ndarray]:
@@ -260,7 +260,7 @@ def read_row_paths(npz_path: Path, headers: dict[str, NpyHeader]) -> dict[str, l
         with np.load(npz_path, allow_pickle=False) as arrays:
             return {split: [str(path) for path in arrays[name].tolist()] for split, name in names.items()}
     except (zipfile.BadZipFile, OSError, ValueError) as error:
-        raise DatasetError(f"cannot read the row paths of {npz_path} ({error}); export the file again")
+        raise DatasetError(f"cannot read the row paths of {npz_path} ({error}); export the file again") from error
 
 
 def _check_row_paths(row_paths: dict[str, list[str]], index: DatasetIndex, npz_path: Path) -> None:
@@ -314,7 +314,7 @@ def _read_header(handle, npz_path: Path, member: str) -> NpyHeader:
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran_order, dtype = read(handle)
     except ValueError as error:
-        raise DatasetError(f"{member} in {npz_path} is not a plain numpy array ({error})")
+        raise DatasetError(f"{member} in {npz_path} is not a plain numpy array ({error})") from error
     if dtype.hasobject:
         raise DatasetError(f"{member} in {npz_path} holds Python objects; only numeric arrays are imported (no pickle)")
     if fortran_order:

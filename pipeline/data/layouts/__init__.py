@@ -19,10 +19,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.data.dataset import DatasetIndex
-from pipeline.errors import DatasetError
 from pipeline.data.layouts import (
-    csv_manifest, dogimages, generic, kaggle_dogs_vs_cats, oxford_pets, petimages, stanford_dogs,
+    csv_manifest,
+    dogimages,
+    generic,
+    kaggle_dogs_vs_cats,
+    oxford_pets,
+    petimages,
+    stanford_dogs,
 )
+from pipeline.errors import DatasetError
 
 #: Layouts in detection order: the most specific first, the generic fallback last.
 LAYOUTS = {

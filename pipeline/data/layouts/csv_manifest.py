@@ -25,9 +25,9 @@ import csv
 from pathlib import Path
 
 from pipeline.data.dataset import DatasetIndex, ImageRecord, SkippedFile, safe_relpath
-from pipeline.errors import DatasetError
 from pipeline.data.layouts.files import count_of, examples, files_in
 from pipeline.data.layouts.generic import SPLIT_FOLDER_NAMES
+from pipeline.errors import DatasetError
 
 NAME = "csv"
 DESCRIPTION = "a CSV manifest path,label[,split] (DATA_DIR = the .csv file, or a folder holding one)"
@@ -144,7 +144,7 @@ def _read_rows(manifest: Path) -> list[tuple[int, list[str]]]:
             reader = csv.reader(handle)
             return [(reader.line_num, cells) for cells in reader if any(cell.strip() for cell in cells)]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise DatasetError(f"cannot read {manifest} as a UTF-8 CSV file ({error}); save it as CSV UTF-8")
+        raise DatasetError(f"cannot read {manifest} as a UTF-8 CSV file ({error}); save it as CSV UTF-8") from error
 
 
 def _first_row(manifest: Path) -> list[str]:

@@ -15,9 +15,9 @@ import re
 from pathlib import Path
 
 from pipeline.data.dataset import DatasetIndex
-from pipeline.errors import DatasetError
 from pipeline.data.layouts import generic
 from pipeline.data.layouts.files import count_of, examples, subdirs
+from pipeline.errors import DatasetError
 
 NAME = "dogimages"
 DESCRIPTION = "Udacity dogImages: train/ valid/ test/ folders of NNN.Breed_Name class folders"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipeline.errors import DatasetError
 from pipeline.data.images import is_candidate_image
+from pipeline.errors import DatasetError
 
 #: Ignored files named in a note before "and N more"; enough to recognise the pattern.
 EXAMPLES_SHOWN = 3
@@ -22,7 +22,8 @@ def subdirs(folder: Path) -> list[Path]:
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as error:
-        raise DatasetError(f"cannot list {folder}: {error.strerror or error}; check the path and its permissions")
+        raise DatasetError(
+            f"cannot list {folder}: {error.strerror or error}; check the path and its permissions") from error
     return [Path(e.path) for e in entries if e.is_dir() and not e.name.startswith(".")]
 
 
@@ -31,7 +32,8 @@ def files_in(folder: Path) -> list[Path]:
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as error:
-        raise DatasetError(f"cannot list {folder}: {error.strerror or error}; check the path and its permissions")
+        raise DatasetError(
+            f"cannot list {folder}: {error.strerror or error}; check the path and its permissions") from error
     return [Path(e.path) for e in entries if e.is_file() and not e.name.startswith(".")]
 
 

@@ -9,13 +9,13 @@ may sit in sub-folders of a class folder. Class names are the folder names, sort
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from pipeline.data.dataset import DatasetIndex, ImageRecord, SkippedFile
-from pipeline.errors import DatasetError
 from pipeline.data.images import is_candidate_image
 from pipeline.data.layouts.files import files_in, ignored_files_note, relpath, scan_images, subdirs
+from pipeline.errors import DatasetError
 
 NAME = "generic"
 DESCRIPTION = "one folder per class, optionally under train/ valid|validation|val/ test/"

@@ -17,9 +17,9 @@ import re
 from pathlib import Path
 
 from pipeline.data.dataset import DatasetIndex, ImageRecord, SkippedFile
-from pipeline.errors import DatasetError
 from pipeline.data.images import is_candidate_image
 from pipeline.data.layouts.files import files_in, ignored_files_note, relpath, scan_images, subdirs
+from pipeline.errors import DatasetError
 
 NAME = "kaggle-dogs-vs-cats"
 DESCRIPTION = "Kaggle dogs-vs-cats: train/cat.N.jpg, train/dog.N.jpg (label = name prefix); test1/ unlabelled"

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.data.dataset import DatasetIndex, ImageRecord, SkippedFile
-from pipeline.errors import DatasetError
 from pipeline.data.layouts.files import count_of, examples, ignored_files_note, relpath, scan_images
+from pipeline.errors import DatasetError
 
 NAME = "oxford-pets"
 DESCRIPTION = "Oxford-IIIT Pet: images/ plus annotations/list.txt (trainval.txt/test.txt official split)"
@@ -115,7 +115,7 @@ def _read_rows(path: Path) -> list[_Row]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise DatasetError(f"cannot read {path}: {error}; re-extract annotations.tar.gz")
+        raise DatasetError(f"cannot read {path}: {error}; re-extract annotations.tar.gz") from error
     for number, line in enumerate(lines, start=1):
         text = line.strip()
         if not text or text.startswith("#"):
@@ -127,7 +127,7 @@ def _read_rows(path: Path) -> list[_Row]:
                 raise ValueError
             name, class_id, species = fields[0], int(fields[1]), int(fields[2])
         except ValueError:
-            raise DatasetError(f"{path} line {number} is not `Image CLASS-ID SPECIES BREED-ID`: {text!r}")
+            raise DatasetError(f"{path} line {number} is not `Image CLASS-ID SPECIES BREED-ID`: {text!r}") from None
         if species not in SPECIES_NAMES:
             raise DatasetError(f"{where}: species {species} is not 1 (cat) or 2 (dog)")
         rows.append(_Row(name, class_id, species, where))

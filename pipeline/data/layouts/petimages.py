@@ -15,8 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.data.dataset import DatasetIndex
-from pipeline.errors import DatasetError
 from pipeline.data.layouts import generic
+from pipeline.errors import DatasetError
 
 NAME = "petimages"
 DESCRIPTION = "Microsoft PetImages: PetImages/Cat/ and PetImages/Dog/"

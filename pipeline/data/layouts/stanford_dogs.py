@@ -22,8 +22,8 @@ import re
 from pathlib import Path
 
 from pipeline.data.dataset import DatasetIndex, ImageRecord, SkippedFile, safe_relpath
-from pipeline.errors import DatasetError
 from pipeline.data.layouts.files import count_of, examples, ignored_files_note, relpath, scan_images, subdirs
+from pipeline.errors import DatasetError
 
 NAME = "stanford-dogs"
 DESCRIPTION = "Stanford Dogs: Images/nXXXXXXXX-Breed/ folders, split by lists/train_list.mat and test_list.mat"
@@ -153,7 +153,7 @@ def _read_list(path: Path) -> list[tuple[str, int]]:
     try:
         content = loadmat(path)
     except (MatReadError, ValueError, OSError) as error:
-        raise DatasetError(f"cannot read {path} as a MATLAB file ({error}); re-extract lists.tar")
+        raise DatasetError(f"cannot read {path} as a MATLAB file ({error}); re-extract lists.tar") from error
     if "file_list" not in content or "labels" not in content:
         raise DatasetError(f"{path} has no file_list/labels variables; is it one of the Stanford Dogs lists?")
     files = [_cell_text(cell) for cell in content["file_list"].ravel()]

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.atomic import atomic_write_path
+from pipeline.backbones.tf_runtime import import_keras, import_tensorflow
 from pipeline.errors import HeadError
 from pipeline.heads.diagnosis import missing_split_error
 from pipeline.heads.kinds.base import train_and_valid
-from pipeline.backbones.tf_runtime import import_keras, import_tensorflow
-from pipeline.atomic import atomic_write_path
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,6 @@ RECIPES = {
     "mlp": Recipe(standardise=True, optimizer="adamw", learning_rate=0.001, weight_decay=0.05, epochs=200,
                   batch_size=64, dropout=0.5, patience=10, min_delta=1e-3, min_steps_per_epoch=8, hidden_units=512),
 }
-#: Recipes a user can pick for gap-dense (`mlp` belongs to the mlp head).
-GAP_DENSE_RECIPES = ("default", "classic")
 SEED = 0
 _VARIANCE_FLOOR = 1e-6  # keeps dead (always-zero) channels from dividing by zero
 
@@ -71,7 +69,7 @@ class GapDenseHead:
     def __init__(self, recipe: str = "default"):
         self.recipe = recipe
 
-    def fit(self, features) -> "GapDenseHead":
+    def fit(self, features) -> GapDenseHead:
         keras = import_keras()
 
         if self.recipe not in RECIPES:
@@ -109,11 +107,12 @@ class GapDenseHead:
         return path.name
 
     @classmethod
-    def load(cls, stem: Path, sidecar: dict) -> "GapDenseHead":
+    def load(cls, stem: Path, sidecar: dict) -> GapDenseHead:
         keras = import_keras()
 
         head = cls(sidecar.get("hyperparameters", {}).get("recipe", "default"))
-        head.model_ = keras.saving.load_model(Path(stem).with_name(sidecar["model_file"]), safe_mode=True, compile=False)
+        head.model_ = keras.saving.load_model(Path(stem).with_name(sidecar["model_file"]), safe_mode=True,
+                                              compile=False)
         head.params_ = sidecar.get("hyperparameters", {})
         return head
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.heads.metrics import top_k_accuracy
+from pipeline.atomic import atomic_write_path
 from pipeline.heads.diagnosis import missing_split_error
 from pipeline.heads.kinds.base import Standardizer, train_and_valid
-from pipeline.atomic import atomic_write_path
+from pipeline.heads.metrics import top_k_accuracy
 
 K_GRID = (1, 3, 5, 10, 20, 50)
 VOTE_SMOOTHING = 1e-3
@@ -32,7 +32,7 @@ class CosineKNNHead:
     def __init__(self, k_grid=K_GRID):
         self.k_grid = k_grid
 
-    def fit(self, features) -> "CosineKNNHead":
+    def fit(self, features) -> CosineKNNHead:
         train, valid = train_and_valid(features)
         if valid is None:
             raise missing_split_error(features, "valid", "knn chooses k on the validation split")
@@ -76,7 +76,7 @@ class CosineKNNHead:
         return path.name
 
     @classmethod
-    def load(cls, stem: Path, sidecar: dict) -> "CosineKNNHead":
+    def load(cls, stem: Path, sidecar: dict) -> CosineKNNHead:
         head = cls()
         with np.load(Path(stem).with_name(sidecar["model_file"]), allow_pickle=False) as arrays:
             head.scaler_ = Standardizer(arrays["mean"], arrays["scale"])

@@ -15,8 +15,8 @@ objective's rounding noise has swallowed what is left to gain: the minimiser sto
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from pipeline.heads.metrics import top_k_accuracy
+from pipeline.atomic import atomic_write_path
 from pipeline.heads.diagnosis import missing_split_error
 from pipeline.heads.kinds.base import Standardizer, single_threaded_blas, softmax, train_and_valid
 from pipeline.heads.kinds.svm_solver import fit_squared_hinge_ovr
-from pipeline.atomic import atomic_write_path
+from pipeline.heads.metrics import top_k_accuracy
 
 #: Candidates for C, ascending (weakest data fit first, which warm-starts the next best).
 LOGREG_C_GRID = tuple(float(c) for c in np.logspace(-4, 1, 11))
@@ -47,11 +47,11 @@ class LinearHead:
         self.c_grid = c_grid
         self.patience = patience
 
-    def fit(self, features) -> "LinearHead":
+    def fit(self, features) -> LinearHead:
         with single_threaded_blas():
             return self._fit(features)
 
-    def _fit(self, features) -> "LinearHead":
+    def _fit(self, features) -> LinearHead:
         train, valid = train_and_valid(features)
         if valid is None:
             raise missing_split_error(features, "valid",
@@ -87,10 +87,12 @@ class LinearHead:
         x_all = np.concatenate([train.x, valid.x])
         y_all = np.concatenate([train.y, valid.y])
         self.scaler_ = Standardizer.fit(x_all)
-        self.coef_, self.intercept_, _ = self._fit_one(self.scaler_.transform(x_all), y_all, classes, best["C"], best["state"])
+        self.coef_, self.intercept_, _ = self._fit_one(self.scaler_.transform(x_all), y_all, classes, best["C"],
+                                                       best["state"])
         self.temperature_ = best["temperature"]
         self.params_ = {"C": best["C"], "grid": list(grid),
-                        "selected_by": "valid top-1, then the smallest C within one standard error of the best valid log loss",
+                        "selected_by": "valid top-1, then the smallest C within one standard error of the best "
+                                       "valid log loss",
                         "refit_on": "train+valid", "temperature": self.temperature_}
         return self
 
@@ -106,7 +108,7 @@ class LinearHead:
         return path.name
 
     @classmethod
-    def load(cls, stem: Path, sidecar: dict) -> "LinearHead":
+    def load(cls, stem: Path, sidecar: dict) -> LinearHead:
         head = cls()
         with np.load(Path(stem).with_name(sidecar["model_file"]), allow_pickle=False) as arrays:
             head.scaler_ = Standardizer(arrays["mean"], arrays["scale"])
@@ -205,5 +207,6 @@ def _from_sklearn(model, classes: int):
 
 def _to_sklearn(coef: np.ndarray, intercept: np.ndarray, classes: int):
     if classes == 2:
-        return (coef[:, 1] - coef[:, 0])[None, :].astype(np.float64), np.array([intercept[1] - intercept[0]], dtype=np.float64)
+        return ((coef[:, 1] - coef[:, 0])[None, :].astype(np.float64),
+                np.array([intercept[1] - intercept[0]], dtype=np.float64))
     return coef.T.astype(np.float64), intercept.astype(np.float64)

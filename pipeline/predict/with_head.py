@@ -13,17 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.backbones.registry import get_backbone
+from pipeline.backbones.weights import resolve_weights
+from pipeline.cache.key import ORIGIN_IMPORTED_NPZ, FeatureSpec
 from pipeline.cache.rows import pool_rows
-from pipeline.errors import DatasetError, HeadError
+from pipeline.data.images import ResizeSpec
+from pipeline.errors import HeadError
 from pipeline.heads.features import HEAD_POOLING
 from pipeline.heads.store import check_feature_key, load_head
-from pipeline.data.images import ImageDecodeError, ResizeSpec, decode_image
-from pipeline.cache.key import ORIGIN_IMPORTED_NPZ, FeatureSpec
-from pipeline.backbones.weights import resolve_weights
-
-DEFAULT_TOP_K = 5
-PREDICT_BATCH_SIZE = 16
-_UNREADABLE_LISTED = 10  # unreadable images named in the error when none could be read
+from pipeline.predict.images import DEFAULT_TOP_K, decoded_batches, in_given_order
 
 
 def predict_images(image_paths, head_path: Path, cache_dir: Path, top_k: int = DEFAULT_TOP_K) -> list[dict]:
@@ -49,27 +46,13 @@ def predict_images(image_paths, head_path: Path, cache_dir: Path, top_k: int = D
         )
     resize = ResizeSpec(spec.input_size, spec.input_size, spec.resize_policy)
     class_names = sidecar["class_names"]
-    results = []
+    results: list[dict] = []
     paths = [Path(p) for p in image_paths]
-    for start in range(0, len(paths), PREDICT_BATCH_SIZE):
-        decoded, pixels = [], []
-        for path in paths[start:start + PREDICT_BATCH_SIZE]:
-            try:
-                pixels.append(decode_image(path, resize))
-                decoded.append(path)
-            except ImageDecodeError as error:
-                results.append({"path": str(path), "error": error.reason})
-        if not decoded:
-            continue
-        features = extractor(np.stack(pixels)).astype(spec.store_dtype).astype(np.float32)
+    for decoded, pixels in decoded_batches(paths, resize, results):
+        features = extractor(pixels).astype(spec.store_dtype).astype(np.float32)
         probabilities = head.predict_proba(pool_rows(features, HEAD_POOLING))
         for path, row in zip(decoded, probabilities):
             best = np.argsort(-row)[:top_k]
             results.append({"path": str(path), "predictions": [
                 {"label": class_names[i], "probability": float(row[i])} for i in best]})
-    if all("error" in result for result in results):
-        listed = "\n  ".join(f"{r['path']}: {r['error']}" for r in results[:_UNREADABLE_LISTED])
-        raise DatasetError(f"none of the {len(results)} images could be read, so nothing was classified:\n  {listed}\n"
-                           "Pass image files (JPEG, PNG, GIF, BMP, WebP, TIFF)")
-    order = {str(p): i for i, p in enumerate(paths)}
-    return sorted(results, key=lambda r: order[r["path"]])
+    return in_given_order(results, paths)

@@ -1,0 +1,53 @@
+"""Every registered head keeps the head contract (`pipeline.heads.kinds.base`), recipe by recipe.
+
+Parametrised over `pipeline.heads.registry.HEADS`, so a new head is held to it the moment it is
+registered: fit returns self with JSON-able params and search, honest validation probabilities,
+probabilities that are distributions, a save that writes no pickle and loads back to the same
+numbers, and the refusals every head shares.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_heads import _feature_set
+
+from pipeline.errors import HeadError
+from pipeline.heads.features import FeatureSet
+from pipeline.heads.registry import HEADS, make_head
+
+CASES = [(kind, recipe) for kind, entry in HEADS.items() for recipe in (entry.recipes or (None,))]
+
+
+@pytest.mark.parametrize("kind, recipe", CASES)
+def test_head_fits_scores_saves_and_loads(kind, recipe, tmp_path):
+    features = _feature_set(classes=3, per_class=(20, 6, 6), dims=8)
+    head = make_head(kind, recipe)
+    assert head.fit(features) is head
+    json.dumps(head.params_), json.dumps(head.search_)
+    valid = features.splits["valid"]
+    assert head.valid_probabilities_.shape == (len(valid), 3)
+    test_x = features.splits["test"].x
+    probabilities = head.predict_proba(test_x)
+    assert probabilities.shape == (len(test_x), 3) and np.all(np.isfinite(probabilities))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4)
+    name = head.save(tmp_path / "head")
+    saved = tmp_path / name
+    assert saved.is_file() and saved.name.startswith("head.") and saved.suffix in (".npz", ".keras")
+    if saved.suffix == ".npz":
+        with np.load(saved, allow_pickle=False) as arrays:  # raises on any pickled object
+            assert all(arrays[key].dtype != object for key in arrays.files)
+    loaded = type(head).load(tmp_path / "head", {"model_file": name, "hyperparameters": head.params_})
+    np.testing.assert_allclose(loaded.predict_proba(test_x), probabilities, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind, recipe", CASES)
+def test_head_refuses_what_it_cannot_fit(kind, recipe):
+    with pytest.raises(HeadError, match="only one class"):
+        make_head(kind, recipe).fit(_feature_set(classes=1))
+    features = _feature_set(classes=3)
+    without_valid = FeatureSet(features.info, {k: v for k, v in features.splits.items() if k != "valid"})
+    with pytest.raises(HeadError, match="validation"):
+        make_head(kind, recipe).fit(without_valid)
