@@ -51,3 +51,20 @@ def test_head_refuses_what_it_cannot_fit(kind, recipe):
     without_valid = FeatureSet(features.info, {k: v for k, v in features.splits.items() if k != "valid"})
     with pytest.raises(HeadError, match="validation"):
         make_head(kind, recipe).fit(without_valid)
+
+
+@pytest.mark.parametrize("kind, recipe", CASES)
+def test_a_differentiable_head_is_the_same_function_as_a_keras_graph(kind, recipe):
+    from pipeline.heads.graph import head_model
+
+    features = _feature_set(classes=3, per_class=(20, 6, 6), dims=8)
+    head = make_head(kind, recipe).fit(features)
+    test_x = features.splits["test"].x
+    if not HEADS[kind].differentiable:
+        with pytest.raises(HeadError, match="no gradient"):
+            head_model(head, (8,))
+        return
+    maps = np.repeat(np.repeat(test_x[:, None, None, :], 2, axis=1), 2, axis=2)  # 2x2 maps averaging to x
+    for inputs, shape in ((test_x, (8,)), (maps, (2, 2, 8))):
+        graph = np.asarray(head_model(head, shape)(inputs))
+        np.testing.assert_allclose(graph, head.predict_proba(test_x), rtol=1e-4, atol=1e-5)

@@ -8,12 +8,13 @@ stored-dtype rounded and pooled exactly as the cache did, so predictions match w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.backbones.registry import get_backbone
-from pipeline.backbones.weights import resolve_weights
+from pipeline.backbones.registry import BackboneSpec, get_backbone
+from pipeline.backbones.weights import ResolvedWeights, resolve_weights
 from pipeline.cache.key import ORIGIN_IMPORTED_NPZ, FeatureSpec
 from pipeline.cache.rows import pool_rows
 from pipeline.data.images import ResizeSpec
@@ -23,10 +24,24 @@ from pipeline.heads.store import check_feature_key, load_head
 from pipeline.predict.images import DEFAULT_TOP_K, decoded_batches, in_given_order
 
 
-def predict_images(image_paths, head_path: Path, cache_dir: Path, top_k: int = DEFAULT_TOP_K) -> list[dict]:
-    """Top-k (label, probability) for each image; undecodable images get an `error` instead."""
-    from pipeline.backbones.forward import FeatureExtractor
+@dataclass(frozen=True)
+class HeadExtraction:
+    """A loaded head and the exact extraction it was fitted on: spec, backbone, verified weights."""
 
+    head: object
+    sidecar: dict
+    spec: FeatureSpec
+    backbone: BackboneSpec
+    weights: ResolvedWeights
+
+    @property
+    def resize(self) -> ResizeSpec:
+        return ResizeSpec(self.spec.input_size, self.spec.input_size, self.spec.resize_policy)
+
+
+def load_head_extraction(head_path: Path, cache_dir: Path) -> HeadExtraction:
+    """The head at `head_path` with its backbone and weights resolved again; `HeadError` when new images
+    cannot be featurised the way its features were (imported features)."""
     head, sidecar = load_head(head_path)
     spec = FeatureSpec.from_dict(sidecar["feature_spec"])
     check_feature_key(sidecar, spec.key(), "its recorded feature spec")
@@ -38,17 +53,31 @@ def predict_images(image_paths, head_path: Path, cache_dir: Path, top_k: int = D
         )
     backbone = get_backbone(spec.backbone)
     weights = resolve_weights(backbone, sidecar["extraction"]["weights"]["request"], cache_dir, spec.input_size)
-    extractor = FeatureExtractor(backbone, spec.layer, spec.input_size, weights, spec.precision, spec.pooling)
-    if extractor.fingerprint != spec.weights_fingerprint:
+    return HeadExtraction(head, sidecar, spec, backbone, weights)
+
+
+def check_fingerprint(extraction: HeadExtraction, fingerprint: str) -> None:
+    """`HeadError` unless the weights loaded here are the ones the head's features were computed with."""
+    if fingerprint != extraction.spec.weights_fingerprint:
         raise HeadError(
-            f"the {spec.backbone} weights available here ({weights.describe()}) differ from the ones head "
-            f"{sidecar['_path']} was fitted with; use the same weights source (see `weights`)"
+            f"the {extraction.spec.backbone} weights available here ({extraction.weights.describe()}) differ from "
+            f"the ones head {extraction.sidecar['_path']} was fitted with; use the same weights source (see `weights`)"
         )
-    resize = ResizeSpec(spec.input_size, spec.input_size, spec.resize_policy)
-    class_names = sidecar["class_names"]
+
+
+def predict_images(image_paths, head_path: Path, cache_dir: Path, top_k: int = DEFAULT_TOP_K) -> list[dict]:
+    """Top-k (label, probability) for each image; undecodable images get an `error` instead."""
+    from pipeline.backbones.forward import FeatureExtractor
+
+    extraction = load_head_extraction(head_path, cache_dir)
+    spec, head = extraction.spec, extraction.head
+    extractor = FeatureExtractor(extraction.backbone, spec.layer, spec.input_size, extraction.weights,
+                                 spec.precision, spec.pooling)
+    check_fingerprint(extraction, extractor.fingerprint)
+    class_names = extraction.sidecar["class_names"]
     results: list[dict] = []
     paths = [Path(p) for p in image_paths]
-    for decoded, pixels in decoded_batches(paths, resize, results):
+    for decoded, pixels in decoded_batches(paths, extraction.resize, results):
         features = extractor(pixels).astype(spec.store_dtype).astype(np.float32)
         probabilities = head.predict_proba(pool_rows(features, HEAD_POOLING))
         for path, row in zip(decoded, probabilities):

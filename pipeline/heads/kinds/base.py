@@ -10,6 +10,8 @@ returns self and sets fitted attributes ending in `_`:
   honest validation metrics even when the final model is refit on train + validation.
 
 `predict_proba(x)` maps pooled features (n, channels) to class probabilities (n, classes).
+`keras_layers()` (differentiable heads only, see `HeadEntry.differentiable`) returns Keras layers
+that compute the same probabilities from pooled features inside a Keras graph.
 `save(stem)` writes the model next to `stem` (never with pickle) and returns the file name;
 `load(stem, sidecar)` restores it.
 """

@@ -100,6 +100,12 @@ class GapDenseHead:
             return np.asarray(self._pooled_model(x, training=False))
         return np.asarray(self.model_.predict(x, verbose=0, batch_size=256))
 
+    def keras_layers(self) -> list:
+        """The trained layers that follow global average pooling (they map pooled features to probabilities)."""
+        layers = self.model_.layers
+        start = layers.index(self.model_.get_layer("gap")) + 1 if len(self.model_.input_shape) > 2 else 1
+        return layers[start:]
+
     def save(self, stem: Path) -> str:
         path = Path(f"{stem}.keras")
         with atomic_write_path(path) as temp:

@@ -100,6 +100,21 @@ class LinearHead:
         scores = self.scaler_.transform(x) @ self.coef_ + self.intercept_
         return softmax(scores / self.temperature_)
 
+    def keras_layers(self) -> list:
+        """The head as Keras layers on pooled features: one Dense(softmax) with the standardisation and
+        the temperature folded into its weights (z = ((x - mean) / scale) @ coef + intercept, over T)."""
+        from pipeline.backbones.tf_runtime import import_keras
+
+        keras = import_keras()
+        scale = self.scaler_.scale.astype(np.float64)
+        coef = self.coef_.astype(np.float64) / scale[:, None]
+        bias = self.intercept_.astype(np.float64) - (self.scaler_.mean.astype(np.float64) / scale) @ self.coef_
+        dense = keras.layers.Dense(coef.shape[1], activation="softmax", name=f"{self.kind}_head", dtype="float32")
+        dense.build((None, coef.shape[0]))
+        dense.set_weights([(coef / self.temperature_).astype(np.float32),
+                           (bias / self.temperature_).astype(np.float32)])
+        return [dense]
+
     def save(self, stem: Path) -> str:
         path = Path(f"{stem}.npz")
         with atomic_write_path(path) as temp:

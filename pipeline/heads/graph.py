@@ -1,0 +1,48 @@
+"""A fitted head as a Keras graph: cached features in, class probabilities out.
+
+`head_model(head, feature_shape)` takes features shaped as the cache stores them - (h, w, c)
+maps, average-pooled first as every head is fitted, or (c,) vectors - and ends in the head's own
+layers (`keras_layers()`: a linear head is one Dense softmax with its standardisation and
+temperature folded in; gap-dense and mlp are their trained layers). The graph computes what
+`predict_proba` computes, within float32 rounding, and is differentiable end to end, which is
+what attacks, class visualisations, fine-tuning and export build on. A head whose decision is
+not a differentiable function of its input (k-NN) is refused with the reason.
+"""
+
+from __future__ import annotations
+
+from pipeline.backbones.tf_runtime import import_keras
+from pipeline.errors import HeadError
+from pipeline.heads.registry import get_head_entry
+
+
+def require_differentiable(kind: str, purpose: str) -> None:
+    """`HeadError` when heads of `kind` cannot be expressed as a differentiable graph."""
+    if not get_head_entry(kind).differentiable:
+        usable = ", ".join(k for k, e in _heads().items() if e.differentiable)
+        raise HeadError(f"{purpose} needs a head that is a differentiable function of the image, but a {kind} head "
+                        f"decides by a vote among stored neighbours, which has no gradient; fit one of {usable} "
+                        "on the same cache and use it instead")
+
+
+def head_layers(head) -> list:
+    """The head's layers on pooled features (see the module doc)."""
+    require_differentiable(head.kind, "building the head as a Keras graph")
+    return head.keras_layers()
+
+
+def head_model(head, feature_shape: tuple[int, ...], name: str = "head"):
+    """A Keras model: features shaped `feature_shape` -> (n, classes) probabilities."""
+    keras = import_keras()
+
+    inputs = keras.Input(shape=tuple(feature_shape), name="features")
+    tensor = keras.layers.GlobalAveragePooling2D(name="head_pool")(inputs) if len(feature_shape) == 3 else inputs
+    for layer in head_layers(head):
+        tensor = layer(tensor)
+    return keras.Model(inputs, tensor, name=name)
+
+
+def _heads():
+    from pipeline.heads.registry import HEADS
+
+    return HEADS
