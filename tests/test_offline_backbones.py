@@ -165,3 +165,13 @@ def test_predict_imagenet_cli(cli, tmp_path, no_keras_cache):
     assert both.exit_code == 2 and "either --head" in both.stderr
     neither = cli(["predict", china])
     assert neither.exit_code == 2
+
+
+@needs_sources
+def test_the_weights_command_lists_the_offline_sources_verified(cli, tmp_path, no_keras_cache):
+    payload, _ = cli.json(["weights", "--backbone", "mobilenet", "--backbone", "efficientnet_lite0",
+                           "--cache-dir", tmp_path])
+    for row in payload["backbones"]:
+        offline = [s for s in row["sources"] if s["source"].startswith("offline:")]
+        assert len(offline) == 1 and offline[0]["available"] and offline[0]["verified"] is True
+        assert len(offline[0]["fingerprint"]) == 64 and offline[0]["requirement"]

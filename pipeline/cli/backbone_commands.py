@@ -26,6 +26,7 @@ def weights(backbones, fingerprint, cache_dir, as_json):
 
     rows = weights_table(backbones or list(BACKBONES), cache_dir, fingerprint)
     if not as_json:
+        width = max((len(source["source"]) for row in rows for source in row["sources"]), default=0)
         for row in rows:
             click.echo(f"{row['backbone']}:")
             for source in row["sources"]:
@@ -35,9 +36,9 @@ def weights(backbones, fingerprint, cache_dir, as_json):
                     extra += "  verified" if source["verified"] else "  NOT ImageNet"
                 if source.get("fingerprint"):
                     extra += f"  fingerprint {source['fingerprint'][:16]}"
-                click.echo(f"  {source['source']:<22} {state:<10} {source.get('path') or ''}{extra}")
+                click.echo(f"  {source['source']:<{width}} {state:<10} {source.get('path') or ''}{extra}")
                 if source.get("error"):
-                    click.echo(f"  {'':<22} {source['error']}")
+                    click.echo(f"  {'':<{width}} {source['error']}")
     return {"backbones": rows}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from pipeline.cli.plumbing import (
@@ -15,7 +17,7 @@ from pipeline.heads.registry import HEAD_NAMES, HEADS
 
 
 @click.command("fit-head")
-@cache_argument
+@click.argument("caches", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--head", "kind", type=click.Choice(HEAD_NAMES), required=True,
               help="Head to fit: " + "; ".join(f"{k}: {entry.help}" for k, entry in HEADS.items()) + ".")
 @click.option("--recipe", type=click.Choice(sorted({r for entry in HEADS.values() for r in entry.recipes})),
@@ -25,8 +27,12 @@ from pipeline.heads.registry import HEAD_NAMES, HEADS
 @cache_dir_option
 @json_option
 @command_body
-def fit_head_command(cache, kind, recipe, cache_dir, as_json):
-    """Fit a head on CACHE (a cache file, or a directory holding one; default --cache-dir)."""
+def fit_head_command(caches, kind, recipe, cache_dir, as_json):
+    """Fit a head on CACHE (a cache file, or a directory holding one; default --cache-dir).
+
+    Several caches of the same images (other backbones or layers) fit one fused head: how to fuse
+    (each backbone alone, weighted late fusion, early fusion) is chosen on validation.
+    """
     from pipeline.heads.fitting import fit_head
     from pipeline.heads.metrics import summary_line
 
@@ -35,8 +41,18 @@ def fit_head_command(cache, kind, recipe, cache_dir, as_json):
         with_recipes = ", ".join(f"{k} ({'|'.join(e.recipes)})" for k, e in HEADS.items() if e.recipes)
         raise click.BadParameter(f"{kind} has no recipe {recipe!r}; --recipe applies to {with_recipes}",
                                  param_hint="--recipe")
-    report = fit_head(resolve_cache(cache, cache_dir), kind, recipe)
+    if len(caches) > 1:
+        from pipeline.cache.format import resolve_cache_argument
+        from pipeline.heads.fusion import fit_fusion
+
+        report = fit_fusion([resolve_cache_argument(cache) for cache in caches], kind, recipe)
+    else:
+        report = fit_head(resolve_cache(caches[0] if caches else None, cache_dir), kind, recipe)
     if not as_json:
+        if report.kind == "fusion":
+            click.echo(f"Fused {len(report.params['weights'])} caches; chosen on validation: "
+                       f"{report.params['method']} (best single: {report.params['best_single']})")
+            click.echo(f"Carried by {', '.join(report.params['carried_by'])}")
         click.echo(f"Fitted {kind} ({_params_text(report.params)}) in {report.fit_seconds:.1f} s")
         for split in ("train", "valid", "test"):
             if split in report.metrics:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from pipeline.backbones.precision import PRECISIONS
@@ -46,10 +48,18 @@ def quickstart(precision, batch_size, cache_dir, as_json):
         print_extract_summary(result.extract)
         click.echo("")
         click.echo(format_table(result.leaderboard))
+        if result.imagenet is not None:
+            click.echo(f"\nImageNet's own top-5 ({result.imagenet.backbone}) for scikit-learn's sample photos:")
+            for photo in result.imagenet.results:
+                ranked = ", ".join(f"{p['label'].split(',')[0]} {p['probability']:.2f}" for p in photo["predictions"])
+                click.echo(f"  {Path(photo['path']).name}: {ranked}")
+        else:
+            click.echo(f"\n{result.imagenet_note}")
         click.echo(f"\nNext: python cli.py predict {result.data_dir}/circle/circle_0000.jpg "
                    f"--head {result.leaderboard[0]['path']}")
     return {"data_dir": result.data_dir, "extract": result.extract.to_dict(),
-            "fits": [fit.to_dict() for fit in result.fits], "leaderboard": result.leaderboard}
+            "fits": [fit.to_dict() for fit in result.fits], "leaderboard": result.leaderboard,
+            "imagenet": result.imagenet.to_dict() if result.imagenet else None, "imagenet_note": result.imagenet_note}
 
 
 

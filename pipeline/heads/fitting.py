@@ -37,40 +37,56 @@ class FitReport:
         return dict(self.__dict__)
 
 
-def fit_head(cache_path: Path, kind: str, recipe: str | None = None) -> FitReport:
-    """Fit a `kind` head on the cache at `cache_path` and save it under the cache's heads folder."""
-    info = read_cache_info(cache_path)
-    features = load_feature_set(cache_path, info)
+@dataclass(frozen=True)
+class FittedHead:
+    """A head fitted on a FeatureSet, its metrics per split and how long fitting took."""
+
+    head: object
+    kind: str
+    recipe: str | None
+    metrics: dict
+    fit_seconds: float
+    probabilities: dict  # split -> (n, classes): valid from the model selected on validation
+
+    @property
+    def label(self) -> str:
+        """The name heads of this kind and recipe are saved under (e.g. "gap-dense-classic")."""
+        return self.kind if self.recipe in (None, "default") else f"{self.kind}-{self.recipe}"
+
+
+def fit_on_features(features, kind: str, recipe: str | None = None) -> FittedHead:
+    """Fit a `kind` head on `features` and score every split (see the module doc for the honesty rules)."""
     head = make_head(kind, recipe)
     require_trainable(features)  # before any fitting: one class would crash a solver or score a hollow 100%
     started = time.perf_counter()
     head.fit(features)
     fit_seconds = time.perf_counter() - started
-
-    metrics = {}
+    probabilities, metrics = {}, {}
     for split, data in features.splits.items():
-        if split == "valid":
-            probabilities = head.valid_probabilities_
-        else:
-            probabilities = head.predict_proba(data.x)
-        metrics[split] = classification_metrics(data.y, probabilities, features.class_names)
+        probabilities[split] = head.valid_probabilities_ if split == "valid" else head.predict_proba(data.x)
+        metrics[split] = classification_metrics(data.y, probabilities[split], features.class_names)
+    return FittedHead(head, kind, recipe, metrics, round(fit_seconds, 3), probabilities)
 
-    label = kind if kind != "gap-dense" or recipe in (None, "default") else f"{kind}-{recipe}"
-    stem = new_head_stem(heads_dir_of(cache_path), label)
-    files = [head.save(stem)]
-    final_split = "test" if "test" in metrics else "valid"
-    if final_split in metrics:
-        png = save_confusion_png(metrics[final_split]["confusion_matrix"], features.class_names,
-                                 Path(f"{stem}.confusion-{final_split}.png"),
-                                 f"{label} on {info.dataset.get('name', '')} ({final_split}, row-normalised)")
+
+def fit_head(cache_path: Path, kind: str, recipe: str | None = None) -> FitReport:
+    """Fit a `kind` head on the cache at `cache_path` and save it under the cache's heads folder."""
+    info = read_cache_info(cache_path)
+    features = load_feature_set(cache_path, info)
+    return save_fitted_head(cache_path, info, fit_on_features(features, kind, recipe))
+
+
+def save_fitted_head(cache_path: Path, info, fitted: FittedHead) -> FitReport:
+    """Save `fitted` under the heads folder of `cache_path`: model file, confusion PNG, sidecar."""
+    stem = new_head_stem(heads_dir_of(cache_path), fitted.label)
+    files = [fitted.head.save(stem)]
+    title = f"{fitted.label} on {info.dataset.get('name', '')}"
+    png = save_final_confusion(stem, fitted.metrics, info.class_names, title)
+    if png is not None:
         files.append(png.name)
     sidecar = {
-        "kind": kind,
-        "name": stem.name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "fit_seconds": round(fit_seconds, 3),
-        "hyperparameters": head.params_,
-        "search": head.search_,
+        **base_sidecar(stem, fitted),
+        "hyperparameters": fitted.head.params_,
+        "search": fitted.head.search_,
         "model_file": files[0],
         "files": files,
         "feature_key": info.key,
@@ -80,11 +96,31 @@ def fit_head(cache_path: Path, kind: str, recipe: str | None = None) -> FitRepor
         "extraction": {"weights": info.weights},
         "cache": {"path": str(Path(cache_path).resolve()), "dataset": info.dataset.get("name"),
                   "split_sizes": info.split_sizes()},
-        "class_names": list(features.class_names),
-        "versions": library_versions(),
-        "metrics_note": "valid: model selected on validation (trained without it); test: final model, scored once",
-        "metrics": metrics,
+        "class_names": list(info.class_names),
     }
     path = write_sidecar(stem, sidecar)
     files.append(path.name)
-    return FitReport(str(path), kind, head.params_, metrics, round(fit_seconds, 3), files)
+    return FitReport(str(path), fitted.kind, fitted.head.params_, fitted.metrics, fitted.fit_seconds, files)
+
+
+def base_sidecar(stem: Path, fitted) -> dict:
+    """What every head sidecar says first: kind, name, time, fit seconds, metrics and how to read them."""
+    return {
+        "kind": fitted.kind,
+        "name": stem.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "fit_seconds": fitted.fit_seconds,
+        "versions": library_versions(),
+        "metrics_note": "valid: model selected on validation (trained without it); test: final model, scored once",
+        "metrics": fitted.metrics,
+    }
+
+
+def save_final_confusion(stem: Path, metrics: dict, class_names, title: str) -> Path | None:
+    """The confusion-matrix PNG of the last scored split (test, else valid), or None without either."""
+    final_split = "test" if "test" in metrics else "valid" if "valid" in metrics else None
+    if final_split is None:
+        return None
+    return save_confusion_png(metrics[final_split]["confusion_matrix"], class_names,
+                              Path(f"{stem}.confusion-{final_split}.png"),
+                              f"{title} ({final_split}, row-normalised)")

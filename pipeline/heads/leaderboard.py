@@ -44,6 +44,9 @@ def leaderboard(cache_path: Path) -> list[dict]:
 
 def short_params(params: dict) -> str:
     """The hyper-parameters that distinguish heads, in a few characters."""
+    if "carried_by" in params:  # a fused head
+        weights = ", ".join(f"{name} {weight:.1f}" for name, weight in params["weights"].items() if weight > 0)
+        return f"{params['member_kind']} {params['method']}: {weights}"
     if "C" in params:
         return f"C={params['C']:.3g}"
     if "k" in params:

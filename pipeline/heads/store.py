@@ -25,6 +25,8 @@ HEAD_FORMAT = "bottleneck-head"
 #: 2 added `origin` and the structured feature spec; version-1 sidecars are read (see `read_sidecar`).
 HEAD_FORMAT_VERSION = 2
 HEADS_SUBDIR = "heads"
+#: The kind of a fused head (`pipeline.heads.fusion`), which has no model of its own to load.
+FUSED_KIND = "fusion"
 
 
 def heads_dir_of(cache_path: Path) -> Path:
@@ -88,6 +90,10 @@ def load_head(path: Path):
 
     sidecar = read_sidecar(path)
     kind = sidecar.get("kind")
+    if kind == FUSED_KIND:
+        members = ", ".join(member["sidecar"] for member in sidecar.get("members", []))
+        raise HeadError(f"head {path} fuses several backbones' heads, and this needs the head of one backbone; "
+                        f"`predict` takes fused heads, otherwise use one of its members: {members}")
     if kind not in HEADS:
         raise HeadError(f"head {path} has unknown kind {kind!r}; it was saved by another version of this tool")
     stem = Path(sidecar["_path"]).with_suffix("")

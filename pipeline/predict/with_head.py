@@ -20,7 +20,8 @@ from pipeline.cache.rows import pool_rows
 from pipeline.data.images import ResizeSpec
 from pipeline.errors import HeadError
 from pipeline.heads.features import HEAD_POOLING
-from pipeline.heads.store import check_feature_key, load_head
+from pipeline.heads.fusion import FUSION_KIND
+from pipeline.heads.store import check_feature_key, load_head, read_sidecar
 from pipeline.predict.images import DEFAULT_TOP_K, decoded_batches, in_given_order
 
 
@@ -69,6 +70,11 @@ def predict_images(image_paths, head_path: Path, cache_dir: Path, top_k: int = D
     """Top-k (label, probability) for each image; undecodable images get an `error` instead."""
     from pipeline.backbones.forward import FeatureExtractor
 
+    sidecar = read_sidecar(head_path)
+    if sidecar["kind"] == FUSION_KIND:
+        from pipeline.predict.fused import predict_fused
+
+        return predict_fused(image_paths, sidecar, cache_dir, top_k)
     extraction = load_head_extraction(head_path, cache_dir)
     spec, head = extraction.spec, extraction.head
     extractor = FeatureExtractor(extraction.backbone, spec.layer, spec.input_size, extraction.weights,
