@@ -26,8 +26,9 @@ def test_preprocessing_layers_equal_each_familys_preprocess_input_bit_for_bit(mo
     np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("kind, store_dtype", [("logreg", "float32"), ("gap-dense", "float16"), ("svm", "float32")])
-def test_the_image_model_predicts_what_predict_predicts(kind, store_dtype, tiny_dataset, tmp_path):
+@pytest.mark.parametrize("kind, store_dtype, pooling", [("logreg", "float32", "avg"), ("gap-dense", "float16", "avg"),
+                                                         ("svm", "float32", "avgmax"), ("mlp", "float32", "max")])
+def test_the_image_model_predicts_what_predict_predicts(kind, store_dtype, pooling, tiny_dataset, tmp_path):
     from dataclasses import replace
 
     from pipeline.data.images import decode_image
@@ -39,7 +40,7 @@ def test_the_image_model_predicts_what_predict_predicts(kind, store_dtype, tiny_
 
     options = replace(ExtractOptions(**TINY_BACKBONE, batch_size=8, valid_fraction=0.3), store_dtype=store_dtype)
     cache = Path(run_extract(tiny_dataset, tmp_path / "cache", options).cache_path)
-    head = Path(fit_head(cache, kind).sidecar_path)
+    head = Path(fit_head(cache, kind, pooling=pooling).sidecar_path)
     photos = sorted((tiny_dataset / "test").rglob("*.jpg"))[:4]
     expected = predict_images(photos, head, tmp_path / "cache", top_k=2)
     extraction = load_head_extraction(head, tmp_path / "cache")

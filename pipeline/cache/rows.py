@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 
 from pipeline.cache.format import FIX_DAMAGED, first_line, open_cache_file
-from pipeline.errors import CacheError
+from pipeline.errors import CacheError, UsageError
 
 #: Rows read per block when streaming features; bounds memory whatever the dataset size.
 READ_BLOCK_ROWS = 512
@@ -26,13 +26,23 @@ def row_digest(row: np.ndarray) -> int:
     return int.from_bytes(hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=_DIGEST_BYTES).digest(), "little")
 
 
+#: Spatial poolings of (n, h, w, c) maps: average, maximum, and both side by side (2c channels).
+POOLINGS = ("avg", "max", "avgmax")
+
+
 def pool_rows(block: np.ndarray, pooling: str) -> np.ndarray:
-    """Pool (n, h, w, c) blocks over the spatial axes ("avg" or "max"); 2-D blocks pass through."""
+    """Pool (n, h, w, c) blocks over the spatial axes with one of `POOLINGS`; 2-D blocks pass through."""
     block = block.astype(np.float32, copy=False)
     if block.ndim <= 2:
         return block
     axes = tuple(range(1, block.ndim - 1))
-    return block.mean(axis=axes) if pooling == "avg" else block.max(axis=axes)
+    if pooling == "avg":
+        return block.mean(axis=axes)
+    if pooling == "max":
+        return block.max(axis=axes)
+    if pooling == "avgmax":
+        return np.concatenate([block.mean(axis=axes), block.max(axis=axes)], axis=-1)
+    raise UsageError(f"unknown pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
 
 
 def load_rows(path: Path, rows: np.ndarray, pooling: str | None = "avg") -> np.ndarray:

@@ -13,7 +13,24 @@ from pipeline.cli.plumbing import (
     json_option,
     resolve_cache,
 )
+from pipeline.heads.features import DEFAULT_HEAD_POOLING, HEAD_POOLINGS
 from pipeline.heads.registry import HEAD_NAMES, HEADS
+
+
+def _parse_task_weights(_ctx, _param, values) -> dict:
+    """click callback of --task-weight: ("species=0.3", ...) -> {"species": 0.3}."""
+    weights = {}
+    for value in values:
+        name, _, weight = value.partition("=")
+        try:
+            weights[name.strip()] = float(weight)
+        except ValueError:
+            raise click.BadParameter(f"expected TARGET=WEIGHT (e.g. species=0.3), got {value!r}",
+                                     param_hint="--task-weight") from None
+        if not name.strip() or weights[name.strip()] < 0:
+            raise click.BadParameter(f"expected TARGET=WEIGHT with a weight >= 0, got {value!r}",
+                                     param_hint="--task-weight")
+    return weights
 
 
 @click.command("fit-head")
@@ -24,10 +41,23 @@ from pipeline.heads.registry import HEAD_NAMES, HEADS
               default=None,
               help="Training recipe, for heads that have several (gap-dense: classic reproduces the dog-breed "
                    "notebook; default trains a better head).")
+@click.option("--target", default=None,
+              help="Fit on this extra label of the cache instead of the main one (e.g. species; see `cache show`).")
+@click.option("--pool", "pooling", type=click.Choice(HEAD_POOLINGS), default=DEFAULT_HEAD_POOLING, show_default=True,
+              help="How spatial feature maps are pooled for the head (avgmax: both, side by side).")
+@click.option("--targets", default=None, metavar="A,B,...",
+              help="multitask: the targets to learn together, primary first (default: every target of the cache).")
+@click.option("--task-weight", "task_weights", multiple=True, metavar="TARGET=W", callback=_parse_task_weights,
+              help="multitask: a target's loss weight (repeatable; default 1 each).")
+@click.option("--task-weighting", type=click.Choice(["fixed", "uncertainty"]), default=None,
+              help="multitask: fixed loss weights, or learned uncertainty weighting (default: fixed).")
+@click.option("--hidden-units", type=click.IntRange(min=1), default=None,
+              help="multitask: one shared ReLU hidden layer of this width (default: none).")
 @cache_dir_option
 @json_option
 @command_body
-def fit_head_command(caches, kind, recipe, cache_dir, as_json):
+def fit_head_command(caches, kind, recipe, target, pooling, targets, task_weights, task_weighting, hidden_units,
+                     cache_dir, as_json):
     """Fit a head on CACHE (a cache file, or a directory holding one; default --cache-dir).
 
     Several caches of the same images (other backbones or layers) fit one fused head: how to fuse
@@ -41,13 +71,18 @@ def fit_head_command(caches, kind, recipe, cache_dir, as_json):
         with_recipes = ", ".join(f"{k} ({'|'.join(e.recipes)})" for k, e in HEADS.items() if e.recipes)
         raise click.BadParameter(f"{kind} has no recipe {recipe!r}; --recipe applies to {with_recipes}",
                                  param_hint="--recipe")
+    options = {"targets": tuple(targets.split(",")) if targets else None, "task_weights": task_weights,
+               "weighting": task_weighting, "hidden_units": hidden_units}
     if len(caches) > 1:
+        if any(value for value in options.values()):
+            raise click.UsageError("fusion fits single-target heads; multitask options apply to one cache")
         from pipeline.cache.format import resolve_cache_argument
         from pipeline.heads.fusion import fit_fusion
 
-        report = fit_fusion([resolve_cache_argument(cache) for cache in caches], kind, recipe)
+        report = fit_fusion([resolve_cache_argument(cache) for cache in caches], kind, recipe, target, pooling)
     else:
-        report = fit_head(resolve_cache(caches[0] if caches else None, cache_dir), kind, recipe)
+        report = fit_head(resolve_cache(caches[0] if caches else None, cache_dir), kind, recipe, target, pooling,
+                          **options)
     if not as_json:
         if report.kind == "fusion":
             click.echo(f"Fused {len(report.params['weights'])} caches; chosen on validation: "
@@ -57,6 +92,16 @@ def fit_head_command(caches, kind, recipe, cache_dir, as_json):
         for split in ("train", "valid", "test"):
             if split in report.metrics:
                 click.echo(f"  {split:<6} {summary_line(report.metrics[split])}")
+        for name, by_split in (report.metrics_by_target or {}).items():
+            if "test" in by_split:
+                click.echo(f"  target {name}: test {summary_line(by_split['test'])}")
+        for name, implied in (report.implied or {}).items():
+            if "test" in implied:
+                row = implied["test"]
+                extra = (f", direct {row['accuracy_direct']:.3f}, consistency {row['consistency']:.3f}"
+                         if "consistency" in row else "")
+                click.echo(f"  {name} from {implied['implied_by']}: test accuracy "
+                           f"{row['accuracy_from_primary']:.3f}{extra}")
         click.echo(f"Saved {report.sidecar_path}")
     return report.to_dict()
 

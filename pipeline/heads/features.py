@@ -1,32 +1,44 @@
 """Loading a cache's features per split, the way heads consume them.
 
-Heads work on globally average-pooled features: for a (h, w, c) bottleneck the pooled vector is
-exactly what a GlobalAveragePooling2D layer feeds its Dense layer, so fitting on pooled rows is
-equivalent to fitting GAP+Dense on the full maps, at a fraction of the memory and time. Rows are
-streamed from disk in blocks, so only the pooled (n, c) matrix is ever held in memory.
+Heads work on spatially pooled features: for a (h, w, c) bottleneck, the average-pooled vector
+is exactly what a GlobalAveragePooling2D layer feeds its Dense layer, so fitting on pooled rows
+is equivalent to fitting GAP+Dense on the full maps, at a fraction of the memory and time. The
+pooling is chosen at fit time (`HEAD_POOLINGS`: avg, max, or both side by side) and recorded
+with the head; `predict` applies the same. Rows are streamed from disk in blocks, so only the
+pooled (n, c) matrix is ever held in memory.
+
+The labels a head learns are the cache's main label by default, or any extra target the layout
+stored (`target`, e.g. Oxford-IIIT Pet's "species"); every split also carries all targets'
+labels (`SplitData.targets`), which multi-task heads use.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from pipeline.cache.format import CacheInfo, read_cache_info
-from pipeline.cache.rows import load_rows
+from pipeline.cache.rows import POOLINGS, load_rows
 from pipeline.data.dataset import SPLITS
-from pipeline.errors import HeadError
+from pipeline.errors import HeadError, UsageError
 
-HEAD_POOLING = "avg"
+#: Poolings a head can be fitted on (for caches of spatial maps), and the default.
+HEAD_POOLINGS = POOLINGS
+DEFAULT_HEAD_POOLING = "avg"
+#: The name of a cache's main label among its targets.
+MAIN_TARGET = "label"
 
 
 @dataclass(frozen=True)
 class SplitData:
-    """Pooled features `x` (n, c) float32, labels `y` (n,), and the images' relative paths."""
+    """Pooled features `x` (n, c) float32, labels `y` (n,) of the head's target, the images' relative
+    paths, and every target's labels (`targets`: name -> (n,), the main label included)."""
 
     x: np.ndarray
     y: np.ndarray
     relpaths: tuple[str, ...]
+    targets: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -34,18 +46,27 @@ class SplitData:
 
 @dataclass(frozen=True)
 class FeatureSet:
-    """A cache's pooled features, split by train/valid/test (empty splits are absent)."""
+    """A cache's pooled features, split by train/valid/test (empty splits are absent).
+
+    `target` names the labels in `y` and `names` their class names (None: the cache's main
+    classes); `target_classes` maps every target to its class names; `pooling` is how maps were
+    pooled.
+    """
 
     info: CacheInfo
     splits: dict[str, SplitData]
+    target: str = MAIN_TARGET
+    pooling: str = DEFAULT_HEAD_POOLING
+    names: tuple[str, ...] | None = None
+    target_classes: dict = field(default_factory=dict)
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        return self.info.class_names
+        return tuple(self.names) if self.names is not None else tuple(self.info.class_names)
 
     @property
     def num_classes(self) -> int:
-        return len(self.info.class_names)
+        return len(self.class_names)
 
     def split(self, name: str) -> SplitData:
         if name not in self.splits:
@@ -54,20 +75,36 @@ class FeatureSet:
         return self.splits[name]
 
 
-def load_feature_set(cache_path, info: CacheInfo | None = None) -> FeatureSet:
-    """Read every split's pooled features and labels from the cache at `cache_path`."""
+def load_feature_set(cache_path, info: CacheInfo | None = None, target: str | None = None,
+                     pooling: str = DEFAULT_HEAD_POOLING) -> FeatureSet:
+    """Read every split's pooled features and labels of `target` (default: the main label)."""
     info = info or read_cache_info(cache_path)
     info.require_whole_dataset()
+    if pooling not in HEAD_POOLINGS:
+        raise UsageError(f"unknown head pooling {pooling!r}; choose one of: {', '.join(HEAD_POOLINGS)}")
+    classes = target_classes(info)
+    target = target or MAIN_TARGET
+    if target not in classes:
+        raise UsageError(f"cache {info.path.name} has no target {target!r}; its targets are: {', '.join(classes)}")
     images = info.images
-    pooled = load_rows(info.path, images.row, pooling=HEAD_POOLING)
+    labels = {MAIN_TARGET: images.label, **{task: column for task, (_, column) in info.extra_targets.items()}}
+    pooled = load_rows(info.path, images.row, pooling=pooling)
     splits = {}
     for split in SPLITS:
         members = images.in_split(split)
         if len(members):
             splits[split] = SplitData(
-                x=pooled[members], y=images.label[members].astype(np.int64),
+                x=pooled[members], y=labels[target][members].astype(np.int64),
                 relpaths=tuple(images.relpath[i] for i in members),
+                targets={task: column[members].astype(np.int64) for task, column in labels.items()},
             )
     if "train" not in splits:
         raise HeadError(f"cache {info.path} has no training images; heads need a train split")
-    return FeatureSet(info=info, splits=splits)
+    return FeatureSet(info=info, splits=splits, target=target, pooling=pooling, names=classes[target],
+                      target_classes=classes)
+
+
+def target_classes(info: CacheInfo) -> dict[str, tuple[str, ...]]:
+    """Every target of a cache and its class names, the main label first."""
+    return {MAIN_TARGET: tuple(info.class_names),
+            **{task: tuple(names) for task, (names, _) in info.extra_targets.items()}}

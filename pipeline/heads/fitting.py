@@ -15,11 +15,12 @@ from pathlib import Path
 from pipeline.cache.format import read_cache_info
 from pipeline.cache.key import library_versions
 from pipeline.heads.diagnosis import require_trainable
-from pipeline.heads.features import HEAD_POOLING, load_feature_set
+from pipeline.heads.features import DEFAULT_HEAD_POOLING, MAIN_TARGET, load_feature_set
 from pipeline.heads.metrics import classification_metrics
 from pipeline.heads.plots import save_confusion_png
 from pipeline.heads.registry import make_head
 from pipeline.heads.store import heads_dir_of, new_head_stem, write_sidecar
+from pipeline.heads.targets import implied_targets_report
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class FitReport:
     metrics: dict
     fit_seconds: float
     files: list
+    metrics_by_target: dict | None = None
+    implied: dict | None = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -47,32 +50,68 @@ class FittedHead:
     metrics: dict
     fit_seconds: float
     probabilities: dict  # split -> (n, classes): valid from the model selected on validation
+    class_names: tuple[str, ...] = ()
+    target: str = MAIN_TARGET
+    pooling: str = DEFAULT_HEAD_POOLING
+    metrics_by_target: dict | None = None  # multi-task heads: {target: {split: metrics}}
+    implied: dict | None = None  # targets the primary one implies: derived accuracy, consistency
 
     @property
     def label(self) -> str:
-        """The name heads of this kind and recipe are saved under (e.g. "gap-dense-classic")."""
-        return self.kind if self.recipe in (None, "default") else f"{self.kind}-{self.recipe}"
+        """The name heads are saved under: kind, then recipe, target and pooling where not the defaults
+        (e.g. "gap-dense-classic", "logreg-species", "svm-avgmax")."""
+        parts = [self.kind]
+        if self.recipe not in (None, "default"):
+            parts.append(self.recipe)
+        if self.target != MAIN_TARGET:
+            parts.append(self.target)
+        if self.pooling != DEFAULT_HEAD_POOLING:
+            parts.append(self.pooling)
+        return "-".join(parts)
 
 
-def fit_on_features(features, kind: str, recipe: str | None = None) -> FittedHead:
-    """Fit a `kind` head on `features` and score every split (see the module doc for the honesty rules)."""
-    head = make_head(kind, recipe)
+def fit_on_features(features, kind: str, recipe: str | None = None, **options) -> FittedHead:
+    """Fit a `kind` head on `features` and score every split (see the module doc for the honesty rules).
+
+    `options` go to the head (e.g. a multi-task head's targets and task weights).
+    """
+    head = make_head(kind, recipe, **options)
     require_trainable(features)  # before any fitting: one class would crash a solver or score a hollow 100%
     started = time.perf_counter()
     head.fit(features)
     fit_seconds = time.perf_counter() - started
-    probabilities, metrics = {}, {}
+    by_target = {features.target: {}}
     for split, data in features.splits.items():
-        probabilities[split] = head.valid_probabilities_ if split == "valid" else head.predict_proba(data.x)
-        metrics[split] = classification_metrics(data.y, probabilities[split], features.class_names)
-    return FittedHead(head, kind, recipe, metrics, round(fit_seconds, 3), probabilities)
+        if hasattr(head, "predict_all"):  # a multi-task head predicts every target
+            outputs = head.valid_probabilities_by_target_ if split == "valid" else head.predict_all(data.x)
+        else:
+            outputs = {features.target: head.valid_probabilities_ if split == "valid" else head.predict_proba(data.x)}
+        for target, output in outputs.items():
+            by_target.setdefault(target, {})[split] = output
+    metrics = {split: classification_metrics(data.y, by_target[features.target][split], features.class_names)
+               for split, data in features.splits.items()}
+    metrics_by_target = None
+    if len(by_target) > 1:
+        classes = head.class_names_
+        metrics_by_target = {target: {split: classification_metrics(
+            features.splits[split].targets[target] if target != features.target else features.splits[split].y,
+            output, classes[target]) for split, output in outputs_by_split.items()}
+            for target, outputs_by_split in by_target.items()}
+    implied = implied_targets_report(features, by_target) if features.splits["train"].targets else None
+    return FittedHead(head, kind, recipe, metrics, round(fit_seconds, 3), by_target[features.target],
+                      features.class_names, features.target, features.pooling, metrics_by_target, implied or None)
 
 
-def fit_head(cache_path: Path, kind: str, recipe: str | None = None) -> FitReport:
-    """Fit a `kind` head on the cache at `cache_path` and save it under the cache's heads folder."""
+def fit_head(cache_path: Path, kind: str, recipe: str | None = None, target: str | None = None,
+             pooling: str = DEFAULT_HEAD_POOLING, **options) -> FitReport:
+    """Fit a `kind` head on the cache at `cache_path` and save it under the cache's heads folder.
+
+    `target` picks an extra label of the cache instead of the main one; `pooling` how spatial maps
+    are pooled (`pipeline.heads.features.HEAD_POOLINGS`); `options` go to the head.
+    """
     info = read_cache_info(cache_path)
-    features = load_feature_set(cache_path, info)
-    return save_fitted_head(cache_path, info, fit_on_features(features, kind, recipe))
+    features = load_feature_set(cache_path, info, target, pooling)
+    return save_fitted_head(cache_path, info, fit_on_features(features, kind, recipe, **options))
 
 
 def save_fitted_head(cache_path: Path, info, fitted: FittedHead) -> FitReport:
@@ -80,7 +119,7 @@ def save_fitted_head(cache_path: Path, info, fitted: FittedHead) -> FitReport:
     stem = new_head_stem(heads_dir_of(cache_path), fitted.label)
     files = [fitted.head.save(stem)]
     title = f"{fitted.label} on {info.dataset.get('name', '')}"
-    png = save_final_confusion(stem, fitted.metrics, info.class_names, title)
+    png = save_final_confusion(stem, fitted.metrics, fitted.class_names, title)
     if png is not None:
         files.append(png.name)
     sidecar = {
@@ -92,15 +131,22 @@ def save_fitted_head(cache_path: Path, info, fitted: FittedHead) -> FitReport:
         "feature_key": info.key,
         "feature_spec": info.spec.to_dict(),
         "origin": info.origin,
-        "head_input": f"{HEAD_POOLING}-pooled features" if len(info.feature_shape) == 3 else "features as cached",
+        "target": fitted.target,
+        "head_pooling": fitted.pooling,
+        "head_input": f"{fitted.pooling}-pooled features" if len(info.feature_shape) == 3 else "features as cached",
         "extraction": {"weights": info.weights},
         "cache": {"path": str(Path(cache_path).resolve()), "dataset": info.dataset.get("name"),
                   "split_sizes": info.split_sizes()},
-        "class_names": list(info.class_names),
+        "class_names": list(fitted.class_names),
     }
+    if fitted.metrics_by_target is not None:
+        sidecar["metrics_by_target"] = fitted.metrics_by_target
+    if fitted.implied is not None:
+        sidecar["implied_targets"] = fitted.implied
     path = write_sidecar(stem, sidecar)
     files.append(path.name)
-    return FitReport(str(path), fitted.kind, fitted.head.params_, fitted.metrics, fitted.fit_seconds, files)
+    return FitReport(str(path), fitted.kind, fitted.head.params_, fitted.metrics, fitted.fit_seconds, files,
+                     fitted.metrics_by_target, fitted.implied)
 
 
 def base_sidecar(stem: Path, fitted) -> dict:

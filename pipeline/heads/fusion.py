@@ -38,7 +38,7 @@ import numpy as np
 
 from pipeline.cache.format import CacheInfo, read_cache_info
 from pipeline.errors import HeadError
-from pipeline.heads.features import FeatureSet, SplitData, load_feature_set
+from pipeline.heads.features import DEFAULT_HEAD_POOLING, FeatureSet, SplitData, load_feature_set
 from pipeline.heads.fitting import (
     FitReport,
     FittedHead,
@@ -85,7 +85,8 @@ class Candidate:
         return f"{self.method}: " + ", ".join(used)
 
 
-def aligned_feature_sets(cache_paths: list[Path]) -> list[FeatureSet]:
+def aligned_feature_sets(cache_paths: list[Path], target: str | None = None,
+                         pooling: str = DEFAULT_HEAD_POOLING) -> list[FeatureSet]:
     """The pooled features of every cache, rows aligned to the first cache's images (see module doc)."""
     if len(cache_paths) < MIN_MEMBERS:
         raise FusionError(f"fusion needs at least {MIN_MEMBERS} caches of the same images, got {len(cache_paths)}")
@@ -97,21 +98,23 @@ def aligned_feature_sets(cache_paths: list[Path]) -> list[FeatureSet]:
         _check_same_images(reference, info)
     sets = []
     for info in infos:
-        features = load_feature_set(info.path, info)
+        features = load_feature_set(info.path, info, target, pooling)
         splits = {}
         for split, data in features.splits.items():
             # Features are per content: this cache's row of each of the reference's images, in its order.
             position_of = {sha: j for j, sha in enumerate(info.images.sha256[info.images.in_split(split)])}
             order = [position_of[sha] for sha in reference.images.sha256[reference.images.in_split(split)]]
-            splits[split] = SplitData(data.x[order], data.y[order], tuple(data.relpaths[i] for i in order))
-        sets.append(FeatureSet(info=info, splits=splits))
+            splits[split] = SplitData(data.x[order], data.y[order], tuple(data.relpaths[i] for i in order),
+                                      {task: labels[order] for task, labels in data.targets.items()})
+        sets.append(replace(features, splits=splits))
     return sets
 
 
-def fit_fusion(cache_paths: list[Path], kind: str, recipe: str | None = None) -> FitReport:
+def fit_fusion(cache_paths: list[Path], kind: str, recipe: str | None = None, target: str | None = None,
+               pooling: str = DEFAULT_HEAD_POOLING) -> FitReport:
     """Fit a fused head of `kind` on the caches at `cache_paths` and save it (see module doc)."""
     started = time.perf_counter()
-    sets = aligned_feature_sets([Path(p) for p in cache_paths])
+    sets = aligned_feature_sets([Path(p) for p in cache_paths], target, pooling)
     members = [fit_on_features(features, kind, recipe) for features in sets]
     names = [member_name(features.info) for features in sets]
     if "valid" not in sets[0].splits:
@@ -172,9 +175,9 @@ def _concatenate(sets: list[FeatureSet]) -> FeatureSet:
     splits = {}
     for split, data in reference.splits.items():
         x = np.concatenate([features.splits[split].x for features in sets], axis=1)
-        splits[split] = SplitData(x, data.y, data.relpaths)
+        splits[split] = SplitData(x, data.y, data.relpaths, data.targets)
     width = sum(features.splits["train"].x.shape[1] for features in sets)
-    return FeatureSet(info=replace(reference.info, feature_shape=(width,)), splits=splits)
+    return replace(reference, info=replace(reference.info, feature_shape=(width,)), splits=splits)
 
 
 def _scored(method: str, weights: tuple[float, ...], probabilities: dict, y_valid: np.ndarray) -> Candidate:
@@ -247,7 +250,8 @@ def _save(first_cache: Path, sets, names, members, member_reports, candidates, c
               "weights": dict(zip(names, chosen.weights)), "carried_by": carried,
               "selected_by": "valid top-1, then valid log loss, then fewer backbones",
               "best_single": best_single.describe(names)}
-    fitted = FittedHead(None, FUSION_KIND, None, metrics, fit_seconds, probabilities)
+    fitted = FittedHead(None, FUSION_KIND, None, metrics, fit_seconds, probabilities, reference.class_names,
+                        reference.target, reference.pooling)
     sidecar = {
         **base_sidecar(stem, fitted),
         "hyperparameters": params,
@@ -263,6 +267,8 @@ def _save(first_cache: Path, sets, names, members, member_reports, candidates, c
         "feature_key": "+".join(features.info.key for features in sets),
         "feature_keys": [features.info.key for features in sets],
         "origin": reference.info.origin,
+        "target": reference.target,
+        "head_pooling": reference.pooling,
         "class_names": list(reference.class_names),
         "cache": {"path": str(Path(first_cache).resolve()), "dataset": reference.info.dataset.get("name"),
                   "split_sizes": reference.info.split_sizes()},

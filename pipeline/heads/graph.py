@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pipeline.backbones.tf_runtime import import_keras
 from pipeline.errors import HeadError
+from pipeline.heads.features import DEFAULT_HEAD_POOLING, HEAD_POOLINGS
 from pipeline.heads.registry import get_head_entry
 
 
@@ -31,15 +32,32 @@ def head_layers(head) -> list:
     return head.keras_layers()
 
 
-def head_model(head, feature_shape: tuple[int, ...], name: str = "head"):
+def head_model(head, feature_shape: tuple[int, ...], pooling: str = DEFAULT_HEAD_POOLING, name: str = "head"):
     """A Keras model: features shaped `feature_shape` -> (n, classes) probabilities."""
     keras = import_keras()
 
     inputs = keras.Input(shape=tuple(feature_shape), name="features")
-    tensor = keras.layers.GlobalAveragePooling2D(name="head_pool")(inputs) if len(feature_shape) == 3 else inputs
+    tensor = head_pool(inputs, pooling)
     for layer in head_layers(head):
         tensor = layer(tensor)
     return keras.Model(inputs, tensor, name=name)
+
+
+def head_pool(tensor, pooling: str):
+    """Spatial maps (n, h, w, c) pooled as a head was fitted (`HEAD_POOLINGS`); vectors pass through."""
+    keras = import_keras()
+
+    if len(tensor.shape) != 4:
+        return tensor
+    average = keras.layers.GlobalAveragePooling2D(name="head_avg_pool")
+    maximum = keras.layers.GlobalMaxPooling2D(name="head_max_pool")
+    if pooling == "avg":
+        return average(tensor)
+    if pooling == "max":
+        return maximum(tensor)
+    if pooling == "avgmax":
+        return keras.layers.Concatenate(name="head_avgmax_pool")([average(tensor), maximum(tensor)])
+    raise HeadError(f"unknown head pooling {pooling!r}; expected one of: {', '.join(HEAD_POOLINGS)}")
 
 
 def _heads():

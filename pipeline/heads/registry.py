@@ -19,6 +19,7 @@ class HeadEntry:
     """One registered head.
 
     `recipes` are the named training recipes `--recipe` may pick (the first is the default);
+    `options` the keyword arguments the head's constructor accepts besides a recipe;
     `differentiable` says whether images -> backbone -> head is one differentiable graph (needed
     to visualise classes or attack the head).
     """
@@ -29,6 +30,7 @@ class HeadEntry:
     class_name: str
     recipes: tuple[str, ...] = ()
     differentiable: bool = True
+    options: tuple[str, ...] = ()
 
     def head_class(self):
         """The head's class (imports its module)."""
@@ -48,6 +50,9 @@ HEADS: dict[str, HeadEntry] = {
                   "pipeline.heads.kinds.gap_dense", "MLPHead"),
         HeadEntry("knn", "cosine k-nearest neighbours, k chosen on validation",
                   "pipeline.heads.kinds.knn", "CosineKNNHead", differentiable=False),
+        HeadEntry("multitask", "shared trunk, one softmax per target (--targets label,species), early stopping on "
+                  "the summed validation loss", "pipeline.heads.kinds.multitask", "MultitaskHead",
+                  options=("targets", "task_weights", "weighting", "hidden_units")),
     )
 }
 HEAD_NAMES = tuple(HEADS)
@@ -60,9 +65,17 @@ def get_head_entry(kind: str) -> HeadEntry:
     return HEADS[kind]
 
 
-def make_head(kind: str, recipe: str | None = None):
-    """A new, unfitted head of `kind`; `recipe` only for heads that have recipes."""
+def make_head(kind: str, recipe: str | None = None, **options):
+    """A new, unfitted head of `kind`; `recipe` only for heads that have recipes, `options` only those the
+    head accepts (`HeadEntry.options`)."""
     entry = get_head_entry(kind)
+    given = {name: value for name, value in options.items() if value not in (None, {}, ())}
+    unexpected = sorted(set(given) - set(entry.options))
+    if unexpected:
+        owners = ", ".join(e.kind for e in HEADS.values() if set(unexpected) <= set(e.options)) or "no head"
+        raise UsageError(f"{', '.join(unexpected)} applies to {owners}, not {kind}")
+    if given:
+        return entry.head_class()(**given)
     if entry.recipes:
         if recipe not in (None,) + entry.recipes:
             raise UsageError(f"unknown recipe {recipe!r} for {kind}; choose one of: {', '.join(entry.recipes)}")

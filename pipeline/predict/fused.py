@@ -14,7 +14,6 @@ import numpy as np
 
 from pipeline.backbones.forward import FeatureExtractor
 from pipeline.cache.rows import pool_rows
-from pipeline.heads.features import HEAD_POOLING
 from pipeline.heads.fusion import EARLY
 from pipeline.heads.registry import HEADS
 from pipeline.predict.images import decoded_batches, in_given_order
@@ -36,7 +35,7 @@ def predict_fused(image_paths, sidecar: dict, cache_dir: Path, top_k: int) -> li
         check_fingerprint(extraction, extractor.fingerprint)
         by_path, errors = {}, []
         for decoded, pixels in decoded_batches(paths, extraction.resize, errors):
-            pooled = pool_rows(extractor(pixels).astype(spec.store_dtype).astype(np.float32), HEAD_POOLING)
+            pooled = pool_rows(extractor(pixels).astype(spec.store_dtype).astype(np.float32), extraction.pooling)
             rows = pooled if early else member["weight"] * extraction.head.predict_proba(pooled)
             by_path.update(zip(map(str, decoded), rows))
         failures = errors  # the same files fail to decode for every member

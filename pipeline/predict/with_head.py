@@ -19,7 +19,7 @@ from pipeline.cache.key import ORIGIN_IMPORTED_NPZ, FeatureSpec
 from pipeline.cache.rows import pool_rows
 from pipeline.data.images import ResizeSpec
 from pipeline.errors import HeadError
-from pipeline.heads.features import HEAD_POOLING
+from pipeline.heads.features import DEFAULT_HEAD_POOLING
 from pipeline.heads.fusion import FUSION_KIND
 from pipeline.heads.store import check_feature_key, load_head, read_sidecar
 from pipeline.predict.images import DEFAULT_TOP_K, decoded_batches, in_given_order
@@ -38,6 +38,11 @@ class HeadExtraction:
     @property
     def resize(self) -> ResizeSpec:
         return ResizeSpec(self.spec.input_size, self.spec.input_size, self.spec.resize_policy)
+
+    @property
+    def pooling(self) -> str:
+        """How the head pools spatial maps (heads saved before it was a choice pooled by average)."""
+        return self.sidecar.get("head_pooling", DEFAULT_HEAD_POOLING)
 
 
 def load_head_extraction(head_path: Path, cache_dir: Path) -> HeadExtraction:
@@ -85,9 +90,18 @@ def predict_images(image_paths, head_path: Path, cache_dir: Path, top_k: int = D
     paths = [Path(p) for p in image_paths]
     for decoded, pixels in decoded_batches(paths, extraction.resize, results):
         features = extractor(pixels).astype(spec.store_dtype).astype(np.float32)
-        probabilities = head.predict_proba(pool_rows(features, HEAD_POOLING))
-        for path, row in zip(decoded, probabilities):
-            best = np.argsort(-row)[:top_k]
-            results.append({"path": str(path), "predictions": [
-                {"label": class_names[i], "probability": float(row[i])} for i in best]})
+        pooled = pool_rows(features, extraction.pooling)
+        probabilities = head.predict_proba(pooled)
+        by_target = head.predict_all(pooled) if hasattr(head, "predict_all") else {}
+        for position, (path, row) in enumerate(zip(decoded, probabilities)):
+            result = {"path": str(path), "predictions": _ranked(row, class_names, top_k)}
+            if by_target:  # a multi-task head predicts every target
+                result["by_target"] = {target: _ranked(rows[position], head.class_names_[target], top_k)
+                                       for target, rows in by_target.items()}
+            results.append(result)
     return in_given_order(results, paths)
+
+
+def _ranked(row: np.ndarray, class_names, top_k: int) -> list[dict]:
+    best = np.argsort(-row)[:top_k]
+    return [{"label": class_names[i], "probability": float(row[i])} for i in best]

@@ -83,7 +83,10 @@ class GapDenseHead:
         inputs = keras.Input(shape=(train.x.shape[1],))
         trainer = keras.Model(inputs, _apply(layers, inputs))
         history, best_epoch = _train(trainer, recipe, train, valid)
-        self.model_ = _full_model(tuple(features.info.feature_shape), layers)
+        # Average pooling is GAP, so the saved model takes the full maps; other poolings take pooled rows.
+        pooled_by_average = getattr(features, "pooling", "avg") == "avg"
+        shape = tuple(features.info.feature_shape) if pooled_by_average else (train.x.shape[1],)
+        self.model_ = _full_model(shape, layers)
         self._pooled_model = trainer
         self.valid_probabilities_ = self.predict_proba(valid.x)
         self.search_ = history
