@@ -47,10 +47,15 @@ def short_params(params: dict) -> str:
     if "carried_by" in params:  # a fused head
         weights = ", ".join(f"{name} {weight:.1f}" for name, weight in params["weights"].items() if weight > 0)
         return f"{params['member_kind']} {params['method']}: {weights}"
+    if not params:
+        return "-"
     if "C" in params:
         return f"C={params['C']:.3g}"
     if "k" in params:
         return f"k={params['k']}"
+    if "targets" in params:  # a multi-task head
+        return (f"{'+'.join(params['targets'])}, {params.get('weighting')}, best epoch "
+                f"{params.get('best_epoch')}/{params.get('epochs_run')}")
     if "recipe" in params:
         return f"{params['recipe']}, best epoch {params.get('best_epoch')}/{params.get('epochs_run')}"
     return ", ".join(f"{k}={v}" for k, v in params.items())

@@ -27,6 +27,8 @@ HEAD_FORMAT_VERSION = 2
 HEADS_SUBDIR = "heads"
 #: The kind of a fused head (`pipeline.heads.fusion`), which has no model of its own to load.
 FUSED_KIND = "fusion"
+#: The kind of an outside model's results recorded through `pipeline.api.record` (no model at all).
+EXTERNAL_KIND = "external"
 
 
 def heads_dir_of(cache_path: Path) -> Path:
@@ -94,6 +96,9 @@ def load_head(path: Path):
         members = ", ".join(member["sidecar"] for member in sidecar.get("members", []))
         raise HeadError(f"head {path} fuses several backbones' heads, and this needs the head of one backbone; "
                         f"`predict` takes fused heads, otherwise use one of its members: {members}")
+    if kind == EXTERNAL_KIND:
+        raise HeadError(f"head {path} records the results of a model fitted outside this tool "
+                        f"({sidecar.get('external_name')}); there is no model here to apply: use that model itself")
     if kind not in HEADS:
         raise HeadError(f"head {path} has unknown kind {kind!r}; it was saved by another version of this tool")
     stem = Path(sidecar["_path"]).with_suffix("")
