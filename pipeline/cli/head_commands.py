@@ -114,21 +114,30 @@ def _params_text(params: dict) -> str:
 
 @click.command()
 @cache_argument
+@click.option("--html", "html_out", is_flag=False, flag_value="", default=None, metavar="[OUT]",
+              help="Also write a self-contained HTML report (default: <cache>.report.html beside the cache).")
 @cache_dir_option
 @json_option
 @command_body
-def report(cache, cache_dir, as_json):
+def report(cache, html_out, cache_dir, as_json):
     """Leaderboard of every head fitted on CACHE, best validation accuracy first."""
     from pipeline.heads.leaderboard import format_table, leaderboard
 
     path = resolve_cache(cache, cache_dir)
     rows = leaderboard(path)
+    written = None
+    if html_out is not None:
+        from pipeline.report.page import write_html_report
+
+        written = write_html_report(path, Path(html_out) if html_out else None)
     if not as_json:
         if rows:
             click.echo(format_table(rows))
         else:
             click.echo(f"No heads fitted on {path} yet; run `fit-head {path} --head logreg`.")
-    return {"cache": str(path), "heads": rows}
+        if written is not None:
+            click.echo(f"\nReport     {written}")
+    return {"cache": str(path), "heads": rows, "html": str(written) if written else None}
 
 
 #: The commands this module adds to the group.

@@ -40,7 +40,7 @@ def predict_fused(image_paths, sidecar: dict, cache_dir: Path, top_k: int) -> li
             by_path.update(zip(map(str, decoded), rows))
         failures = errors  # the same files fail to decode for every member
         outputs.append(by_path)
-    head = _concat_head(sidecar) if early else None
+    head = concat_head(sidecar) if early else None
     class_names = sidecar["class_names"]
     results = list(failures)
     for path in outputs[0]:
@@ -54,7 +54,7 @@ def predict_fused(image_paths, sidecar: dict, cache_dir: Path, top_k: int) -> li
     return in_given_order(results, paths)
 
 
-def _concat_head(sidecar: dict):
+def concat_head(sidecar: dict):
     """Early fusion's head on the concatenated features, loaded like any head (no pickle)."""
     concat = sidecar["concat_head"]
     stem = Path(sidecar["_path"]).with_suffix("")
