@@ -93,6 +93,22 @@ def test_merged_shards_equal_a_single_run(tmp_path, tiny_options):
     assert not again.wrote_cache
 
 
+def test_merging_again_keeps_when_the_cache_was_first_written(tmp_path, tiny_options):
+    from pipeline.cache.format import read_cache_info
+
+    data = _messy_dataset(tmp_path / "pets")
+    options = replace(tiny_options, batch_size=SHARD_BATCH)
+    for i in range(SHARDS):
+        run_extract(data, tmp_path / "sharded", replace(options, shard=Shard(i, SHARDS)))
+    first = merge_shards([tmp_path / "sharded"])
+    created = read_cache_info(first.cache_path).created
+    with h5py.File(first.cache_path, "a") as handle:  # as if the first merge ran an hour ago
+        handle.attrs["created"] = "2026-01-01T00:00:00+00:00"
+    second = merge_shards([tmp_path / "sharded"])
+    assert second.cache_path == first.cache_path and created
+    assert read_cache_info(second.cache_path).created == "2026-01-01T00:00:00+00:00"
+
+
 def test_merge_refuses_incomplete_or_mixed_shards(tmp_path, tiny_options):
     data = make_dataset(tmp_path / "pets", per_class=4)
     first = run_extract(data, tmp_path / "cache", replace(tiny_options, shard=Shard(0, 2)))

@@ -42,6 +42,8 @@ summary { cursor: pointer; font-weight: 600; padding: 6px 0; }
         font-size: 12px; }
 .card img { width: 160px; height: 160px; object-fit: contain; background: #eef0f4; display: block; }
 .card .wrong { color: #b4232c; font-weight: 600; }
+.card.misclassified { border-color: #b4232c; box-shadow: inset 0 0 0 1px #b4232c; }
+.scroll { overflow-x: auto; }
 .visual img { max-width: 100%; border: 1px solid #e3e6eb; background: #fff; }
 .bar { display: inline-block; height: 10px; background: #4f7cc9; vertical-align: middle; }
 table.matrix td { width: 22px; height: 22px; padding: 0; text-align: center; font-size: 10px; border: 1px solid #fff; }
@@ -101,7 +103,8 @@ def _e(value) -> str:
 def _number(value, digits: int = 3) -> str:
     if value is None:
         return '<td class="num" data-value="-1">-</td>'
-    return f'<td class="num" data-value="{float(value):.6f}">{float(value):.{digits}f}</td>'
+    value = float(value) + 0.0  # no "-0.000"
+    return f'<td class="num" data-value="{value:.6f}">{value:.{digits}f}</td>'
 
 
 def _text_cell(value) -> str:
@@ -124,7 +127,8 @@ def _leaderboard(rows: list[dict]) -> str:
         + _number(row["valid_top1"]) + _number(row["test_top1"]) + _number(row["test_top5"])
         + _number(row["test_mean_per_class_accuracy"]) + _number(row["test_macro_f1"])
         + _number(row["fit_seconds"], 2) + "</tr>" for row in rows)
-    return f'<table class="sortable" id="leaderboard"><thead>{header}</thead><tbody>{body}</tbody></table>'
+    return (f'<div class="scroll"><table class="sortable" id="leaderboard"><thead>{header}</thead>'
+            f"<tbody>{body}</tbody></table></div>")
 
 
 def _metrics_table(metrics: dict) -> str:
@@ -185,7 +189,9 @@ def _losses(head: dict) -> str:
         image = (f'<img src="{item["thumbnail"]}" alt="{_e(item["path"])}">' if item["thumbnail"]
                  else '<div class="muted" style="height:160px">image not on disk</div>')
         verdict = "wrong" if item["true"] != item["predicted"] else ""
-        cards.append(f'<div class="card">{image}<div title="{_e(item["path"])}">{_e(_file_name(item["path"]))}</div>'
+        card_class = "card misclassified" if verdict else "card"
+        name = f'<div title="{_e(item["path"])}">{_e(_file_name(item["path"]))}</div>'
+        cards.append(f'<div class="{card_class}">{image}{name}'
                      f"<div>true: {_e(item['true'])} ({item['probability_true']:.2f})</div>"
                      f'<div class="{verdict}">predicted: {_e(item["predicted"])} '
                      f"({item['probability_predicted']:.2f})</div></div>")
