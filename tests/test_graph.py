@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import TINY_BACKBONE
+
 from pipeline.backbones.preprocessing import PREPROCESSING_MODES, apply_layers, preprocessing_layers
 from pipeline.backbones.registry import BACKBONES
 
@@ -30,12 +30,12 @@ def test_preprocessing_layers_equal_each_familys_preprocess_input_bit_for_bit(mo
 def test_the_image_model_predicts_what_predict_predicts(kind, store_dtype, tiny_dataset, tmp_path):
     from dataclasses import replace
 
+    from pipeline.data.images import decode_image
     from pipeline.extract.options import ExtractOptions
     from pipeline.extract.run import run_extract
     from pipeline.heads.fitting import fit_head
     from pipeline.predict.image_model import head_image_model
     from pipeline.predict.with_head import load_head_extraction, predict_images
-    from pipeline.data.images import decode_image
 
     options = replace(ExtractOptions(**TINY_BACKBONE, batch_size=8, valid_fraction=0.3), store_dtype=store_dtype)
     cache = Path(run_extract(tiny_dataset, tmp_path / "cache", options).cache_path)

@@ -3,6 +3,11 @@
 Memory holds only the (pooled) result, whatever the cache size: rows are read `READ_BLOCK_ROWS`
 at a time. `row_digest` is the blake2b-64 of a row's stored bytes, recorded per row at write time
 and checked by `pipeline.cache.verify`.
+
+Row addresses: a row is addressed by the sha256 of the image it was computed from and, in a cache
+with views (`extract --views K`), its view index. Files store the sha256 in `row_sha256` and the
+view index in `row_view`, a column that exists only in files holding rows of views 1..K; in
+memory the pair is one text (`pipeline.data.views.view_address`, the bare sha256 for view 0).
 """
 
 from __future__ import annotations
@@ -14,16 +19,35 @@ import h5py
 import numpy as np
 
 from pipeline.cache.format import FIX_DAMAGED, first_line, open_cache_file
+from pipeline.data.views import parse_view_address, view_address
 from pipeline.errors import CacheError
 
 #: Rows read per block when streaming features; bounds memory whatever the dataset size.
 READ_BLOCK_ROWS = 512
 _DIGEST_BYTES = 8
+#: The column holding row view indexes (files with views only).
+ROW_VIEW = "row_view"
 
 
 def row_digest(row: np.ndarray) -> int:
     """blake2b-64 of a feature row's bytes, as an unsigned integer."""
     return int.from_bytes(hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=_DIGEST_BYTES).digest(), "little")
+
+
+def read_row_addresses(handle: h5py.File) -> list[str]:
+    """The address of every row of an open cache or segment file, in row order."""
+    shas = handle["row_sha256"][()]
+    if ROW_VIEW not in handle:
+        return [sha.decode() for sha in shas]
+    return [view_address(sha.decode(), int(view)) for sha, view in zip(shas, handle[ROW_VIEW][()])]
+
+
+def address_columns(addresses) -> tuple[np.ndarray, np.ndarray | None]:
+    """(row_sha256, row_view) columns for `addresses`; row_view is None when every row is a view 0."""
+    pairs = [parse_view_address(address) for address in addresses]
+    shas = np.array([sha for sha, _ in pairs], dtype="S64")
+    views = np.array([view for _, view in pairs], dtype=np.int32)
+    return shas, (views if views.any() else None)
 
 
 def pool_rows(block: np.ndarray, pooling: str) -> np.ndarray:

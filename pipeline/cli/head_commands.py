@@ -41,6 +41,8 @@ def fit_head_command(cache, kind, recipe, cache_dir, as_json):
         for split in ("train", "valid", "test"):
             if split in report.metrics:
                 click.echo(f"  {split:<6} {summary_line(report.metrics[split])}")
+        if report.views:
+            click.echo(f"Views  {report.views}")
         click.echo(f"Saved {report.sidecar_path}")
     return report.to_dict()
 

@@ -4,6 +4,11 @@ Heads work on globally average-pooled features: for a (h, w, c) bottleneck the p
 exactly what a GlobalAveragePooling2D layer feeds its Dense layer, so fitting on pooled rows is
 equivalent to fitting GAP+Dense on the full maps, at a fraction of the memory and time. Rows are
 streamed from disk in blocks, so only the pooled (n, c) matrix is ever held in memory.
+
+Views (`extract --views K`): the train split holds every view of every training image (K + 1 rows
+per image, view 0 first), so heads learn from the augmented views; validation and test hold view 0
+(the plain image) only, so every choice made on validation and the test score are about plain
+images, comparable with a cache without views.
 """
 
 from __future__ import annotations
@@ -38,6 +43,14 @@ class FeatureSet:
 
     info: CacheInfo
     splits: dict[str, SplitData]
+    train_views: int = 1  # rows per training image: K + 1 with views, else 1
+
+    def views_note(self) -> str | None:
+        """What a head's report says about views, or None for a cache without them."""
+        if self.train_views == 1:
+            return None
+        return (f"train: all {self.train_views} views of each image (view 0 = the plain image, "
+                f"{self.train_views - 1} augmented); valid and test: view 0 only")
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -55,19 +68,22 @@ class FeatureSet:
 
 
 def load_feature_set(cache_path, info: CacheInfo | None = None) -> FeatureSet:
-    """Read every split's pooled features and labels from the cache at `cache_path`."""
+    """Read every split's pooled features and labels from the cache at `cache_path` (views: see the module doc)."""
     info = info or read_cache_info(cache_path)
     info.require_whole_dataset()
     images = info.images
-    pooled = load_rows(info.path, images.row, pooling=HEAD_POOLING)
+    views = images.view_rows.shape[1] if images.view_rows is not None else 1
     splits = {}
     for split in SPLITS:
         members = images.in_split(split)
-        if len(members):
-            splits[split] = SplitData(
-                x=pooled[members], y=images.label[members].astype(np.int64),
-                relpaths=tuple(images.relpath[i] for i in members),
-            )
+        if not len(members):
+            continue
+        rows = images.view_rows[members].reshape(-1) if split == "train" and views > 1 else images.row[members]
+        repeat = views if split == "train" else 1
+        splits[split] = SplitData(
+            x=load_rows(info.path, rows, pooling=HEAD_POOLING), y=np.repeat(images.label[members], repeat),
+            relpaths=tuple(images.relpath[i] for i in members for _ in range(repeat)),
+        )
     if "train" not in splits:
         raise HeadError(f"cache {info.path} has no training images; heads need a train split")
-    return FeatureSet(info=info, splits=splits)
+    return FeatureSet(info=info, splits=splits, train_views=views)

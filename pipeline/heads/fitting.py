@@ -32,6 +32,7 @@ class FitReport:
     metrics: dict
     fit_seconds: float
     files: list
+    views: str | None = None  # how a cache with views was used (`FeatureSet.views_note`)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -85,6 +86,8 @@ def fit_head(cache_path: Path, kind: str, recipe: str | None = None) -> FitRepor
         "metrics_note": "valid: model selected on validation (trained without it); test: final model, scored once",
         "metrics": metrics,
     }
+    if features.views_note() is not None:
+        sidecar["views"] = features.views_note()
     path = write_sidecar(stem, sidecar)
     files.append(path.name)
-    return FitReport(str(path), kind, head.params_, metrics, round(fit_seconds, 3), files)
+    return FitReport(str(path), kind, head.params_, metrics, round(fit_seconds, 3), files, features.views_note())
