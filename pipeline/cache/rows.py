@@ -73,6 +73,39 @@ def load_rows(path: Path, rows: np.ndarray, pooling: str | None = "avg") -> np.n
                              f"damaged: {FIX_DAMAGED}")
 
 
+class RowReader:
+    """Random access to the feature rows of one cache, kept open: batches of rows in any order.
+
+    For streaming training batches (`pipeline.finetune.batches`): each `read` touches only the
+    rows asked for, so memory holds one batch whatever the cache size. Use it from one thread.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._handle = open_cache_file(self.path)
+        self._features = self._handle["features"]
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """float32 features of `rows` (any order, repeats allowed), unpooled."""
+        rows = np.asarray(rows, dtype=np.int64)
+        wanted, back = np.unique(rows, return_inverse=True)
+        try:
+            block = self._features[wanted]
+        except (KeyError, OSError, RuntimeError) as error:
+            raise CacheError(f"cannot read features from cache file {self.path} ({first_line(error)}); the file is "
+                             f"damaged: {FIX_DAMAGED}")
+        return block.astype(np.float32, copy=False)[back]
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> RowReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def _read_rows(handle: h5py.File, rows: np.ndarray, pooling: str | None) -> np.ndarray:
     features = handle["features"]
     wanted = np.unique(rows)

@@ -11,7 +11,7 @@ from pathlib import Path
 from pipeline.cache.format import read_cache_info
 from pipeline.heads.store import list_sidecars
 
-_COLUMNS = (("head", 34), ("kind", 9), ("params", 28), ("valid", 6), ("test", 6), ("test5", 6),
+_COLUMNS = (("head", 34), ("kind", 10), ("params", 28), ("valid", 6), ("test", 6), ("test5", 6),
             ("per-class", 9), ("fit s", 7))
 
 
@@ -44,6 +44,8 @@ def leaderboard(cache_path: Path) -> list[dict]:
 
 def short_params(params: dict) -> str:
     """The hyper-parameters that distinguish heads, in a few characters."""
+    if "unfrozen" in params:
+        return f"{params['unfrozen']}, best epoch {params.get('best_epoch')}/{params.get('epochs_run')}"
     if "C" in params:
         return f"C={params['C']:.3g}"
     if "k" in params:
