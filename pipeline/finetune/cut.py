@@ -125,7 +125,8 @@ def _boundary(model, names: list[str], tuned: list[str]) -> str:
 def _refuse_training_mode(spec: BackboneSpec, model, frozen: list[str], boundary: str) -> None:
     dependent = [name for name in frozen if type(model.get_layer(name)).__name__ in TRAINING_DEPENDENT]
     if dependent:
-        shown = ", ".join(dependent[:_SHOWN]) + (f" and {len(dependent) - _SHOWN} more" if len(dependent) > _SHOWN else "")
+        more = f" and {len(dependent) - _SHOWN} more" if len(dependent) > _SHOWN else ""
+        shown = ", ".join(dependent[:_SHOWN]) + more
         raise UsageError(
             f"--frozen-mode training cannot be exact from a cache: the frozen part of {spec.name} up to {boundary} "
             f"has {len(dependent)} layers that compute differently in training ({shown}), while a cache holds one "

@@ -41,7 +41,8 @@ from pipeline.finetune.batches import SplitRows
 from pipeline.finetune.checkpoint import checkpoint_dir, remove_checkpoints, run_key
 from pipeline.finetune.cut import Cut, resolve_cut
 from pipeline.finetune.model import TunedModel, build_backbone, check_start_weights, cut_fingerprint, tuned_model
-from pipeline.finetune.train import Recipe, Trainer, TrainingResult, train
+from pipeline.finetune.recipe import Recipe
+from pipeline.finetune.train import Trainer, TrainingResult, train
 from pipeline.heads.features import load_feature_set
 from pipeline.heads.graph import require_differentiable
 from pipeline.heads.metrics import classification_metrics
@@ -180,7 +181,8 @@ def _check_same_images(info: CacheInfo, boundary: CacheInfo) -> None:
     if moved or boundary.class_names != info.class_names:
         raise CacheError(f"the dataset under {info.data_root} changed since {info.path.name} was extracted "
                          f"({len(moved)} images are missing or in another split or class now, e.g. "
-                         f"{moved[:1] or 'the class list'}); re-run `extract` on it, fit the head again, then fine-tune")
+                         f"{moved[:1] or 'the class list'}); re-run `extract` on it, fit the head again, then "
+                         "fine-tune")
 
 
 def _starting_head(run: FineTuneRun) -> None:
@@ -237,7 +239,7 @@ def _comparison(run: FineTuneRun, metrics: dict) -> tuple[dict, str | None]:
              if None not in (before.get(name), after.get(name)) and after[name] < before[name]]
     warning = None
     if worse:
-        warning = (f"the fine-tuned model is worse on validation than the head it started from ("
+        warning = ("the fine-tuned model is worse on validation than the head it started from ("
                    + ", ".join(f"{name} {rows[name]['fine_tuned']:.3f} vs {rows[name]['head']:.3f}" for name in worse)
                    + f"); with {len(_split_rows(run.boundary, 'train'))} training images fine-tuning may over-fit: "
                    f"keep the frozen head ({run.sidecar['name']}), or try --views and a lower learning rate")

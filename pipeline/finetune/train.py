@@ -1,6 +1,6 @@
 """The epochs of `fine-tune`: discriminative learning rates, early stopping, best weights kept.
 
-The recipe (`Recipe`, every field a `fine-tune` option): Adam with a low learning rate for the
+The recipe (`pipeline.finetune.recipe.Recipe`, every field a `fine-tune` option): Adam with a low learning rate for the
 backbone's tuned layers and a higher one for the head (two optimizers, one per group), batches
 of `batch_size` streamed from the boundary cache (`pipeline.finetune.batches`), one view per
 image per epoch. The starting model - the backbone's own layers and the fitted head - is scored
@@ -17,46 +17,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.backbones.tf_runtime import import_keras, import_tensorflow
-from pipeline.errors import UsageError
 from pipeline.finetune.batches import SplitRows, StreamTimes, epoch_batches, prefetched, scoring_batches
 from pipeline.finetune.checkpoint import TrainingState, load_state, save_state
 from pipeline.finetune.model import TunedModel
+from pipeline.finetune.recipe import Recipe
 from pipeline.heads.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
 
 #: Rows per forward pass when scoring (no gradients: larger than training batches).
 SCORING_BATCH_SIZE = 64
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Training settings of `fine-tune` (see the module doc)."""
-
-    backbone_learning_rate: float = 1e-5
-    head_learning_rate: float = 1e-4
-    batch_size: int = 16
-    epochs: int = 10
-    patience: int = 3
-    min_delta: float = 1e-3
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.batch_size < 1 or self.epochs < 1 or self.patience < 1:
-            raise UsageError(f"batch size, epochs and patience must be at least 1, got {self.batch_size}, "
-                             f"{self.epochs}, {self.patience}")
-        if self.backbone_learning_rate <= 0 or self.head_learning_rate <= 0:
-            raise UsageError("learning rates must be positive, got "
-                             f"{self.backbone_learning_rate} (backbone) and {self.head_learning_rate} (head)")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
