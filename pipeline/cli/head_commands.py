@@ -59,17 +59,24 @@ def _params_text(params: dict) -> str:
 @json_option
 @command_body
 def report(cache, cache_dir, as_json):
-    """Leaderboard of every head fitted on CACHE, best validation accuracy first."""
-    from pipeline.heads.leaderboard import format_table, leaderboard
+    """Leaderboard of every head fitted on CACHE, best validation accuracy first, and the rung it suggests next."""
+    from pipeline.heads.leaderboard import format_table, leaderboard, notes
+    from pipeline.heads.rungs import next_rung
 
     path = resolve_cache(cache, cache_dir)
     rows = leaderboard(path)
+    suggestion = next_rung(path, rows)
     if not as_json:
         if rows:
             click.echo(format_table(rows))
+            for line in notes(rows):
+                click.echo(f"Views      {line}")
         else:
             click.echo(f"No heads fitted on {path} yet; run `fit-head {path} --head logreg`.")
-    return {"cache": str(path), "heads": rows}
+        if rows:
+            command = f"\n           {suggestion['command']}" if suggestion["command"] else ""
+            click.echo(f"Next rung  {suggestion['rung']} ({suggestion['case']}): {suggestion['advice']}{command}")
+    return {"cache": str(path), "heads": rows, "next_rung": suggestion}
 
 
 #: The commands this module adds to the group.

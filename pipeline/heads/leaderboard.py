@@ -1,7 +1,9 @@
 """Leaderboards: every head fitted on a cache, ranked by validation accuracy.
 
 Ranking uses validation top-1 (ties: test is never used to choose); test accuracy is shown next
-to it as the honest, once-scored estimate.
+to it as the honest, once-scored estimate. Fine-tuned models (`fine-tune`) are listed with the
+frozen heads of the cache their head was fitted on, with the same metrics; `notes` says how
+heads on a cache with views used them (train on every view, valid/test on view 0).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ def leaderboard(cache_path: Path) -> list[dict]:
         metrics = sidecar.get("metrics", {})
         valid, test = metrics.get("valid", {}), metrics.get("test", {})
         rows.append({
+            "train_top1": metrics.get("train", {}).get("top1"),
+            "valid_mean_per_class_accuracy": valid.get("mean_per_class_accuracy"),
+            "views": sidecar.get("views"),
             "name": sidecar.get("name"),
             "kind": sidecar.get("kind"),
             "params": short_params(sidecar.get("hyperparameters", {})),
@@ -40,6 +45,15 @@ def leaderboard(cache_path: Path) -> list[dict]:
         })
     rows.sort(key=lambda row: -(row["valid_top1"] or 0.0))
     return rows
+
+
+def notes(rows: list[dict]) -> list[str]:
+    """One line per distinct fact the table cannot show (how views were used), naming the heads."""
+    lines = {}
+    for row in rows:
+        if row.get("views"):
+            lines.setdefault(row["views"], []).append(row["name"])
+    return [f"{', '.join(names)}: {text}" for text, names in lines.items()]
 
 
 def short_params(params: dict) -> str:
