@@ -102,7 +102,7 @@ def extract(data_dir, backbone, layer, input_size, resize, pool, batch_size, wei
 def print_extract_summary(summary):
     splits = ", ".join(f"{split} {summary.split_counts.get(split, 0)}" for split in ("train", "valid", "test"))
     shape = "x".join(str(d) for d in summary.feature_shape)
-    rate = f", {summary.images_per_second:.1f} img/s" if summary.extracted else ""
+    rate = f", {summary.images_per_second:.1f} {'rows' if summary.views else 'img'}/s" if summary.extracted else ""
     shard = f", shard {summary.shard}" if summary.shard else ""
     click.echo(f"Dataset    {summary.dataset} ({summary.layout} layout{shard}), {summary.classes} classes")
     click.echo(f"Images     {summary.images} usable: {splits}")
