@@ -15,6 +15,9 @@ float32 runs at 3-4 images/s (10 minutes where it runs at 16 images/s). Choices,
   show plainly, at 1/12 of the compute.
 - Heads run on a synthetic cache with the dog-breed shapes (`feature_cache.py`).
 - Precision accuracy and storage use the real photos in ../shared/data/catsdogs when present.
+- Fine-tuning (target 8) alternates epochs of block5 fine-tuning from the block4_pool cache (A)
+  and from the JPEGs through the frozen block1-block4 (B), A B B A, in one process
+  (`finetune_worker.py`), on the naive-speed photos, float32, batch `finetune_batch_size`.
 
 The smoke plan runs every scenario on a handful of tiny images with random weights, for CI.
 """
@@ -57,6 +60,8 @@ class Plan:
     heads_splits: dict = field(default_factory=dict)
     heads_feature_shape: tuple = VGG16_BOTTLENECK
     use_real_photos: bool = True
+    finetune_batch_size: int = 16
+    finetune_order: str = "ABBA"  # epochs from the cache (A) and from the images (B)
 
     @property
     def added(self) -> int:
@@ -96,5 +101,5 @@ SMOKE = Plan(
     naive_speed_order="AB", head_repeats=1,
     memory_sizes=(6, 12), memory_input_size=32, memory_layer=BACKBONE.default_layer,
     heads_classes=4, heads_splits={"train": 40, "valid": 12, "test": 12}, heads_feature_shape=(2, 2, 8),
-    use_real_photos=False,
+    use_real_photos=False, finetune_batch_size=2, finetune_order="AB",
 )

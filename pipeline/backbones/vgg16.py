@@ -5,11 +5,13 @@ every disagreement with values recorded from the official ImageNet weights (the 
 element of each of the 13 conv layers and one kernel element); an empty list means genuine.
 `read_legacy_h5_conv_weights` and `write_legacy_h5` read and write the layout of Keras' official
 `vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5`, so a converted file loads with
-`VGG16(weights=path, include_top=False)`. No TensorFlow needed.
+`VGG16(weights=path, include_top=False)`. `block_of` names the block of a layer for
+`fine-tune --unfreeze` (VGG19 shares the naming). No TensorFlow needed.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import h5py
@@ -17,6 +19,8 @@ import numpy as np
 
 from pipeline.atomic import atomic_write_path
 from pipeline.backbones.layer_weights import read_keras_h5_layer_weights
+
+_BLOCK = re.compile(r"^(block\d+)_")
 
 VGG16_CONV_LAYERS = (
     "block1_conv1", "block1_conv2",
@@ -100,3 +104,9 @@ def write_legacy_h5(conv_weights: dict[str, tuple[np.ndarray, np.ndarray]], dest
                     group.create_dataset(names[1], data=bias)
                 else:
                     group.attrs["weight_names"] = []
+
+
+def block_of(layer: str) -> str | None:
+    """The block a VGG layer belongs to ("block5_conv2" -> "block5"), None for the input."""
+    match = _BLOCK.match(layer)
+    return match.group(1) if match else None

@@ -3,11 +3,13 @@
 `extract`, `merge`, `import-npz` and the benchmark's synthetic caches all describe what a cache
 should say as a `CacheContents` value and call `write_dataset_cache`, which
 
-1. plans the rows: one feature row per distinct image content; with `keep_existing_rows` the
-   rows already in the file keep their places (also rows no image uses any more, so adding an
-   image back costs nothing) and new rows follow in the order the records first show them;
-2. builds the dataset view (which file is which row, with labels, splits, extra targets,
-   failures and shard positions) and the root attributes (provenance plus a digest of the view);
+1. plans the rows: one feature row per distinct image content (per view of it, for a cache with
+   views: `FeatureSpec.views`); with `keep_existing_rows` the rows already in the file keep their
+   places (also rows no image uses any more, so adding an image back costs nothing) and new rows
+   follow in the order the records first show them;
+2. builds the dataset view (which file is which row - and, with views, which row holds each of
+   its views - with labels, splits, extra targets, failures and shard positions) and the root
+   attributes (provenance plus a digest of the view);
 3. keeps the `created` time of the file it replaces, and leaves a current-format file alone
    when it already says exactly this;
 4. writes the file atomically (`pipeline.cache.writer`) and removes the finished
@@ -29,6 +31,7 @@ from pipeline.cache.key import FeatureSpec, now_iso
 from pipeline.cache.segments import RowSource
 from pipeline.cache.writer import json_attr, remove_partial, write_cache
 from pipeline.data.dataset import DatasetIndex, ImageRecord
+from pipeline.data.views import ViewSpec, addresses_of
 
 
 @dataclass(frozen=True)
@@ -63,12 +66,13 @@ def write_dataset_cache(path: Path, contents: CacheContents, sources: Mapping[st
                         keep_existing_rows: bool = True, feature_shape: tuple[int, ...] | None = None) -> bool:
     """Write the cache at `path` (see the module doc); returns False when it was already up to date.
 
-    `sources[sha256]` says where each usable image's features are now (this cache, a segment, a
-    sibling or shard cache). `feature_shape` is only needed when no row is planned. The caller
-    holds the cache's lock.
+    `sources[address]` says where each row of the usable images is now (this cache, a segment, a
+    sibling or shard cache); an address is the sha256, or with views the row address of each view
+    (`pipeline.data.views.view_address`). `feature_shape` is only needed when no row is planned.
+    The caller holds the cache's lock.
     """
     path = Path(path)
-    row_of, plan, kept = _plan_rows(path, contents.usable, sources, keep_existing_rows)
+    row_of, plan, kept = _plan_rows(path, contents.usable, sources, keep_existing_rows, contents.spec.views)
     view = _view(contents, row_of)
     dataset = contents.dataset_attributes()
     digest = _digest(view, dataset)
@@ -94,8 +98,9 @@ def write_dataset_cache(path: Path, contents: CacheContents, sources: Mapping[st
     return True
 
 
-def _plan_rows(path: Path, records: Sequence[ImageRecord], sources: Mapping[str, RowSource], keep_existing: bool):
-    """(row_of, plan, kept): the row of each content, where each row comes from, how many were already in `path`."""
+def _plan_rows(path: Path, records: Sequence[ImageRecord], sources: Mapping[str, RowSource], keep_existing: bool,
+               views: ViewSpec | None):
+    """(row_of, plan, kept): the row of each address, where each row comes from, how many were already in `path`."""
     row_of: dict[str, int] = {}
     plan: list[RowSource] = []
     if keep_existing:
@@ -104,9 +109,10 @@ def _plan_rows(path: Path, records: Sequence[ImageRecord], sources: Mapping[str,
         row_of = {sha: source.row for sha, source in sources.items() if source.path == path}
     kept = len(plan)
     for record in records:
-        if record.sha256 not in row_of:
-            row_of[record.sha256] = len(plan)
-            plan.append(sources[record.sha256])
+        for address in addresses_of(record.sha256, views):
+            if address not in row_of:
+                row_of[address] = len(plan)
+                plan.append(sources[address])
     return row_of, plan, kept
 
 
@@ -123,6 +129,8 @@ def _view(contents: CacheContents, row_of: dict) -> dict:
         "mtime_ns": [r.mtime_ns for r in usable],
         "failures": [list(f) for f in contents.failures],
     }
+    if contents.spec.views is not None:
+        view["view_rows"] = [[row_of[a] for a in addresses_of(r.sha256, contents.spec.views)] for r in usable]
     if contents.index.extra_targets:
         view["targets"] = {
             task: (list(classes), [r.extra_labels[position] for r in usable])

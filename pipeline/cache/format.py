@@ -9,11 +9,16 @@ One HDF5 file per (dataset, feature key), named `<dataset>-<backbone>-<layer>-<k
             the fractions and seed of carved splits or null, shard: shard caches only),
             created, updated, view_digest
     features        (rows, *feature_shape)  store dtype; one row per distinct image content
+                    (per view of it, in a cache with views)
     row_sha256      (rows,)   sha256 of the image bytes each row was computed from
+    row_view        (rows,)   caches with views only (`extract --views K`): the view index of each
+                              row (0 = the plain image); a row is addressed by (sha256, view)
     row_digest      (rows,)   blake2b-64 of the row's bytes, checked by `verify_cache`
     classes         (classes,) class names, label order
     images/         one entry per file of the dataset: relpath (bytes), label, split, sha256,
-                    row (index into features), size, mtime_ns (for the stat fast path)
+                    row (index into features), size, mtime_ns (for the stat fast path); caches
+                    with views add view_rows (images, K + 1): the row of each view, view 0 first
+                    (= row)
     targets/<task>/ optional extra label columns: classes, labels (aligned with images/)
     shard/          shard caches only (`extract --shard`): image_position (aligned with images/) and
                     failure_position (aligned with failures/, -1 for unhashable files): where each
@@ -33,7 +38,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import h5py
@@ -70,6 +75,7 @@ class CachedImages:
     row: np.ndarray
     size: np.ndarray
     mtime_ns: np.ndarray
+    view_rows: np.ndarray | None = None  # (images, K + 1) in a cache with views, else None
 
     def __len__(self) -> int:
         return len(self.relpath)
@@ -109,6 +115,11 @@ class CacheInfo:
     def carving(self) -> SplitCarving | None:
         """How extract carved the splits the dataset lacked (None when it carved none)."""
         return SplitCarving.from_dict(self.dataset.get("carving"))
+
+    @property
+    def views(self):
+        """How the cache's augmented views are drawn (`pipeline.data.views.ViewSpec`), or None without views."""
+        return self.spec.views
 
     @property
     def data_root(self) -> Path:
@@ -208,6 +219,8 @@ def _read_info(path: Path, handle: h5py.File) -> CacheInfo:
     )
     features = handle["features"]
     spec = FeatureSpec.from_json(handle.attrs["feature_spec"])
+    if spec.views is not None:
+        table = replace(table, view_rows=images["view_rows"][()].astype(np.int64).reshape(-1, spec.views.per_image))
     weights = json.loads(handle.attrs["weights"])
     dataset = json.loads(handle.attrs["dataset"])
     version = format_version_of(handle)

@@ -10,7 +10,9 @@ The key is the sha256 of `FeatureSpec.key_document()`, a canonical JSON document
 frozen: it renders the resize fields as the one text `<policy>-<filter>-<h>x<w>` that the first
 release keyed, so caches written by every release keep their keys (and their hours of features)
 while the spec itself stores the policy and filter as separate fields. A field added later enters
-the document only when it differs from its default, for the same reason.
+the document only when it differs from its default, for the same reason: `views` (the augmented
+views of `extract --views K`, `pipeline.data.views.ViewSpec`) is keyed, and stored in `to_dict()`,
+only for K > 0, so a cache without views keeps its key and its stored spec byte for byte.
 
 Origin: a cache's features were either extracted here (`ORIGIN_EXTRACTED`) or imported from a
 classic npz file (`ORIGIN_IMPORTED_NPZ`); that fact is recorded with the cache and every head as
@@ -22,10 +24,11 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import metadata
 
+from pipeline.data.views import ViewSpec
 from pipeline.errors import UsageError
 
 SCHEMA_VERSION = 1
@@ -44,7 +47,8 @@ class FeatureSpec:
     """What determines a cached feature row, apart from the image bytes themselves.
 
     `resize_policy` is stretch, crop or pad (`pipeline.data.images.RESIZE_POLICIES`) and
-    `resize_filter` the interpolation; both are `UNKNOWN`/None for imported features.
+    `resize_filter` the interpolation; both are `UNKNOWN`/None for imported features. `views` is
+    None for a cache of plain images, else how its augmented views are drawn.
     """
 
     backbone: str
@@ -58,6 +62,7 @@ class FeatureSpec:
     pooling: str
     store_dtype: str
     schema_version: int = field(default=SCHEMA_VERSION)
+    views: ViewSpec | None = None
 
     def __post_init__(self):
         if self.pooling not in POOLINGS:
@@ -78,15 +83,18 @@ class FeatureSpec:
             "input_size": self.input_size, "resize": self.resize_text(), "preprocessing": self.preprocessing,
             "precision": self.precision, "pooling": self.pooling, "store_dtype": self.store_dtype,
             "schema_version": self.schema_version,
-        }
+        } | ({"views": self.views.to_dict()} if self.views is not None else {})
 
     def key(self) -> str:
         """sha256 hex of the canonical JSON of `key_document()`."""
         return hashlib.sha256(json.dumps(self.key_document(), sort_keys=True).encode()).hexdigest()
 
     def to_dict(self) -> dict:
-        """The spec's fields (what caches and head sidecars store)."""
-        return asdict(self)
+        """The spec's fields (what caches and head sidecars store); `views` only when there are views."""
+        fields = asdict(self)
+        if self.views is None:
+            del fields["views"]
+        return fields
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -98,6 +106,8 @@ class FeatureSpec:
             from pipeline.cache.legacy import feature_spec_fields_v1
 
             fields = feature_spec_fields_v1(fields)
+        if fields.get("views") is not None:
+            fields = {**fields, "views": ViewSpec.from_dict(fields["views"])}
         return cls(**fields)
 
     @classmethod
@@ -107,7 +117,12 @@ class FeatureSpec:
     def short_name(self) -> str:
         """Readable, unique file-name stem: backbone, layer, pooling and the first key digits."""
         pool = "" if self.pooling == "none" else f"-{self.pooling}"
-        return f"{self.backbone}-{self.layer}{pool}-{self.key()[:_KEY_FIELDS_SHOWN]}"
+        views = "" if self.views is None else f"-views{self.views.count}"
+        return f"{self.backbone}-{self.layer}{pool}{views}-{self.key()[:_KEY_FIELDS_SHOWN]}"
+
+    def without_views(self) -> FeatureSpec:
+        """The same extraction of the plain images (whose rows are the view-0 rows of this one)."""
+        return replace(self, views=None)
 
 
 def extracted_origin() -> dict:

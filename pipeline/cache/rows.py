@@ -3,6 +3,11 @@
 Memory holds only the (pooled) result, whatever the cache size: rows are read `READ_BLOCK_ROWS`
 at a time. `row_digest` is the blake2b-64 of a row's stored bytes, recorded per row at write time
 and checked by `pipeline.cache.verify`.
+
+Row addresses: a row is addressed by the sha256 of the image it was computed from and, in a cache
+with views (`extract --views K`), its view index. Files store the sha256 in `row_sha256` and the
+view index in `row_view`, a column that exists only in files holding rows of views 1..K; in
+memory the pair is one text (`pipeline.data.views.view_address`, the bare sha256 for view 0).
 """
 
 from __future__ import annotations
@@ -15,10 +20,14 @@ import numpy as np
 
 from pipeline.cache.format import FIX_DAMAGED, first_line, open_cache_file
 from pipeline.errors import CacheError, UsageError
+from pipeline.data.views import parse_view_address, view_address
+from pipeline.errors import CacheError
 
 #: Rows read per block when streaming features; bounds memory whatever the dataset size.
 READ_BLOCK_ROWS = 512
 _DIGEST_BYTES = 8
+#: The column holding row view indexes (files with views only).
+ROW_VIEW = "row_view"
 
 
 def row_digest(row: np.ndarray) -> int:
@@ -28,6 +37,20 @@ def row_digest(row: np.ndarray) -> int:
 
 #: Spatial poolings of (n, h, w, c) maps: average, maximum, and both side by side (2c channels).
 POOLINGS = ("avg", "max", "avgmax")
+def read_row_addresses(handle: h5py.File) -> list[str]:
+    """The address of every row of an open cache or segment file, in row order."""
+    shas = handle["row_sha256"][()]
+    if ROW_VIEW not in handle:
+        return [sha.decode() for sha in shas]
+    return [view_address(sha.decode(), int(view)) for sha, view in zip(shas, handle[ROW_VIEW][()])]
+
+
+def address_columns(addresses) -> tuple[np.ndarray, np.ndarray | None]:
+    """(row_sha256, row_view) columns for `addresses`; row_view is None when every row is a view 0."""
+    pairs = [parse_view_address(address) for address in addresses]
+    shas = np.array([sha for sha, _ in pairs], dtype="S64")
+    views = np.array([view for _, view in pairs], dtype=np.int32)
+    return shas, (views if views.any() else None)
 
 
 def pool_rows(block: np.ndarray, pooling: str) -> np.ndarray:
@@ -57,6 +80,39 @@ def load_rows(path: Path, rows: np.ndarray, pooling: str | None = "avg") -> np.n
         except (KeyError, OSError, RuntimeError) as error:
             raise CacheError(f"cannot read features from cache file {path} ({first_line(error)}); the file is "
                              f"damaged: {FIX_DAMAGED}")
+
+
+class RowReader:
+    """Random access to the feature rows of one cache, kept open: batches of rows in any order.
+
+    For streaming training batches (`pipeline.finetune.batches`): each `read` touches only the
+    rows asked for, so memory holds one batch whatever the cache size. Use it from one thread.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._handle = open_cache_file(self.path)
+        self._features = self._handle["features"]
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """float32 features of `rows` (any order, repeats allowed), unpooled."""
+        rows = np.asarray(rows, dtype=np.int64)
+        wanted, back = np.unique(rows, return_inverse=True)
+        try:
+            block = self._features[wanted]
+        except (KeyError, OSError, RuntimeError) as error:
+            raise CacheError(f"cannot read features from cache file {self.path} ({first_line(error)}); the file is "
+                             f"damaged: {FIX_DAMAGED}")
+        return block.astype(np.float32, copy=False)[back]
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> RowReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _read_rows(handle: h5py.File, rows: np.ndarray, pooling: str | None) -> np.ndarray:

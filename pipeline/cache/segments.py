@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline.atomic import TEMP_MARK
 from pipeline.cache.format import PARTIAL_SUFFIX, find_caches, open_cache_file, partial_dir_of
-from pipeline.cache.rows import row_digest
+from pipeline.cache.rows import ROW_VIEW, address_columns, read_row_addresses, row_digest
 from pipeline.cache.h5file import describe_write_error, fix_for, write_h5_atomically
 from pipeline.errors import CacheError
 
@@ -42,7 +42,8 @@ class RowSource:
 
 
 class SegmentWriter:
-    """Buffers finished rows and commits them as whole segment files (see module doc).
+    """Buffers finished rows and commits them as whole segment files (see module doc); rows are
+    given by their addresses (`pipeline.cache.rows`: sha256s, or row addresses of views).
 
     Not thread-safe: use it from one thread. `flush()` commits whatever is buffered.
     """
@@ -85,7 +86,10 @@ class SegmentWriter:
             handle.attrs["feature_key"] = self.key
             handle.create_dataset("features", data=features)
             check()
-            handle.create_dataset("row_sha256", data=np.array(self._shas, dtype="S64"))
+            shas, views = address_columns(self._shas)
+            handle.create_dataset("row_sha256", data=shas)
+            if views is not None:
+                handle.create_dataset(ROW_VIEW, data=views)
             handle.create_dataset("row_digest", data=np.array([row_digest(r) for r in features], dtype=np.uint64))
 
         try:
@@ -122,26 +126,31 @@ def committed_segments(partial_dir: Path, key: str) -> list[Path]:
     return segments
 
 
-def existing_rows(cache_path: Path, key: str) -> dict[str, RowSource]:
-    """Every row already computed for `key`: in the cache, its segments, and sibling caches.
+def existing_rows(cache_path: Path, key: str, plain_key: str | None = None) -> dict[str, RowSource]:
+    """Every row already computed for `key`, by address: in the cache, its segments, and sibling caches.
 
     Siblings are other caches in the same directory with the same feature key (e.g. the same
     images in a differently named folder): identical bytes are extracted once per directory.
+    For a cache with views, `plain_key` is the key of the same extraction without views: sibling
+    caches with that key hold exactly its view-0 rows, so `extract --views K` after a plain
+    `extract` computes only the augmented views.
     """
     cache_path = Path(cache_path)
     found: dict[str, RowSource] = {}
-    sources = [p for p in find_caches(cache_path.parent) if p != cache_path]
-    sources += committed_segments(partial_dir_of(cache_path), key)
+    siblings = [p for p in find_caches(cache_path.parent) if p != cache_path]
+    sources = [(p, plain_key) for p in siblings] if plain_key else []
+    sources += [(p, key) for p in siblings]
+    sources += [(p, key) for p in committed_segments(partial_dir_of(cache_path), key)]
     if cache_path.exists():
-        sources.append(cache_path)  # last, so the cache's own rows win
-    for path in sources:
-        for sha, row in _row_shas(path, key):
-            found[sha] = RowSource(path, row)
+        sources.append((cache_path, key))  # last, so the cache's own rows win
+    for path, wanted in sources:
+        for address, row in _row_addresses(path, wanted):
+            found[address] = RowSource(path, row)
     return found
 
 
-def _row_shas(path: Path, key: str) -> list[tuple[str, int]]:
-    """(sha256, row) of every row of `path` computed for `key`; unreadable files contribute none."""
+def _row_addresses(path: Path, key: str) -> list[tuple[str, int]]:
+    """(address, row) of every row of `path` computed for `key`; unreadable files contribute none."""
     try:
         handle = h5py.File(path, "r") if path.parent.name.endswith(PARTIAL_SUFFIX) else open_cache_file(path)
     except (CacheError, OSError) as error:
@@ -151,7 +160,7 @@ def _row_shas(path: Path, key: str) -> list[tuple[str, int]]:
         try:
             if handle.attrs.get("feature_key") != key:
                 return []
-            return [(sha.decode(), row) for row, sha in enumerate(handle["row_sha256"][()])]
+            return [(address, row) for row, address in enumerate(read_row_addresses(handle))]
         except (KeyError, OSError, RuntimeError) as error:
             log.warning("not reusing rows of %s: it is damaged (%s)", path, error)
             return []

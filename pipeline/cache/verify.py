@@ -8,8 +8,9 @@ import h5py
 import numpy as np
 
 from pipeline.cache.format import FIX_DAMAGED, CachedImages, first_line, open_cache_file, read_cache_info
-from pipeline.cache.rows import READ_BLOCK_ROWS, row_digest
+from pipeline.cache.rows import READ_BLOCK_ROWS, read_row_addresses, row_digest
 from pipeline.data.dataset import SPLITS, safe_relpath
+from pipeline.data.views import view_address
 from pipeline.errors import CacheError, DatasetError
 
 
@@ -57,17 +58,30 @@ def _stays_inside(relpath: str) -> bool:
 
 def _check_rows(handle: h5py.File, images: CachedImages, check_digests: bool) -> list[str]:
     problems = []
-    row_sha = handle["row_sha256"][()].astype(str)
-    if len(row_sha) != handle["features"].shape[0]:
+    addresses = np.array(read_row_addresses(handle), dtype=object)
+    if len(addresses) != handle["features"].shape[0]:
         problems.append("row_sha256 and features have different lengths")
-    if len(set(row_sha.tolist())) != len(row_sha):
+    if len(set(addresses.tolist())) != len(addresses):
         problems.append("row_sha256 has duplicates")
-    in_range = len(images) == 0 or (images.row.min() >= 0 and images.row.max() < len(row_sha))
-    if in_range and len(images) and not np.array_equal(row_sha[images.row], images.sha256):
+    in_range = len(images) == 0 or (images.row.min() >= 0 and images.row.max() < len(addresses))
+    if in_range and len(images) and not np.array_equal(addresses[images.row].astype(str), images.sha256):
         problems.append("images/sha256 disagrees with the rows it points to")
+    if images.view_rows is not None:
+        problems.extend(_check_view_rows(addresses, images))
     if check_digests:
         problems.extend(_check_digests(handle))
     return problems
+
+
+def _check_view_rows(addresses: np.ndarray, images: CachedImages) -> list[str]:
+    """Each image's view rows must hold its views, in order (view 0 = images/row)."""
+    rows = images.view_rows
+    if len(rows) != len(images) or (rows.size and (rows.min() < 0 or rows.max() >= len(addresses))):
+        return ["images/view_rows does not match the images or points outside the features table"]
+    expected = [[view_address(sha, view) for view in range(rows.shape[1])] for sha in images.sha256]
+    if rows.size and (addresses[rows].tolist() != expected or not np.array_equal(rows[:, 0], images.row)):
+        return ["images/view_rows disagrees with the views its rows hold"]
+    return []
 
 
 def _check_digests(handle: h5py.File) -> list[str]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from pipeline.atomic import TEMP_MARK
 from pipeline.cache.format import FORMAT_NAME, partial_dir_of
-from pipeline.cache.rows import READ_BLOCK_ROWS
+from pipeline.cache.rows import READ_BLOCK_ROWS, ROW_VIEW
 from pipeline.cache.h5file import describe_write_error, fix_for, write_h5_atomically
 from pipeline.cache.segments import RowSource
 from pipeline.errors import CacheError
@@ -84,12 +84,15 @@ def _copy_rows(handle: h5py.File, plan: list[RowSource], shape: tuple[int, ...],
     out = handle.create_dataset("features", shape=(len(plan),) + shape, maxshape=(None,) + shape,
                                 dtype=dtype, chunks=(chunk_rows,) + shape)
     out_sha = np.empty(len(plan), dtype="S64")
+    out_view = np.zeros(len(plan), dtype=np.int32)
     out_digest = np.empty(len(plan), dtype=np.uint64)
     sources = {}
     try:
         for path in {source.path for source in plan}:
             source = h5py.File(path, "r")
-            sources[path] = (source, source["row_sha256"][()], source["row_digest"][()])
+            shas = source["row_sha256"][()]
+            views = source[ROW_VIEW][()] if ROW_VIEW in source else np.zeros(len(shas), dtype=np.int32)
+            sources[path] = (source, shas, views, source["row_digest"][()])
         for start in range(0, len(plan), READ_BLOCK_ROWS):
             part = plan[start:start + READ_BLOCK_ROWS]
             block = np.empty((len(part),) + shape, dtype=dtype)
@@ -100,18 +103,21 @@ def _copy_rows(handle: h5py.File, plan: list[RowSource], shape: tuple[int, ...],
                 pairs.sort()
                 rows = np.array([row for row, _ in pairs])
                 positions = np.array([position for _, position in pairs])
-                source, shas, digests = sources[path]
+                source, shas, views, digests = sources[path]
                 low, high = rows[0], rows[-1] + 1
                 data = source["features"][low:high][rows - low] if high - low <= 2 * len(rows) else source["features"][rows]
                 block[positions] = data
                 out_sha[start + positions] = shas[rows]
+                out_view[start + positions] = views[rows]
                 out_digest[start + positions] = digests[rows]
             out[start:start + len(part)] = block
             check()
     finally:
-        for source, _, _ in sources.values():
+        for source, *_ in sources.values():
             source.close()
     handle.create_dataset("row_sha256", data=out_sha)
+    if out_view.any():  # only caches with views have the column (see pipeline.cache.rows)
+        handle.create_dataset(ROW_VIEW, data=out_view)
     handle.create_dataset("row_digest", data=out_digest)
 
 
@@ -127,6 +133,8 @@ def _write_view(handle: h5py.File, view: dict) -> None:
     images.create_dataset("row", data=np.asarray(view["row"], dtype=np.int64))
     images.create_dataset("size", data=np.asarray(view["size"], dtype=np.int64))
     images.create_dataset("mtime_ns", data=np.asarray(view["mtime_ns"], dtype=np.int64))
+    if "view_rows" in view:  # caches with views only: the row of each view of each image
+        images.create_dataset("view_rows", data=np.asarray(view["view_rows"], dtype=np.int64))
     failures = handle.create_group("failures")
     failures.create_dataset("relpath", data=_bytes_array([p for p, _ in view["failures"]]), dtype=raw)
     failures.create_dataset("reason", data=np.array([r for _, r in view["failures"]], dtype=object), dtype=text)

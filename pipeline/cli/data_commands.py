@@ -24,6 +24,7 @@ from pipeline.data.splits import (
     DEFAULT_TEST_FRACTION,
     DEFAULT_VALID_FRACTION,
 )
+from pipeline.data.views import DEFAULT_VIEW_SEED
 from pipeline.extract.options import ExtractOptions
 
 
@@ -61,12 +62,18 @@ def _parse_shard(_ctx, _param, value):
 @click.option("--shard", default=None, metavar="I/N", callback=_parse_shard,
               help="Extract only shard I of N (whole batches dealt round robin) into a shard cache; join the "
                    "shard caches with `merge`. Use the same --batch-size for every shard.")
+@click.option("--views", type=click.IntRange(min=0), default=0, show_default=True, metavar="K",
+              help="Also cache K seeded augmented views of every image (flip, random resized crop, colour "
+                   "jitter); view 0 is the plain image. Heads train on all views of train, and score valid/test "
+                   "on view 0.")
+@click.option("--view-seed", type=int, default=DEFAULT_VIEW_SEED, show_default=True,
+              help="Seed of the augmented views (with --views).")
 @cache_dir_option
 @json_option
 @command_body
 def extract(data_dir, backbone, layer, input_size, resize, pool, batch_size, weights, precision, store_dtype,
             layout, name, valid_fraction, test_fraction, split_seed, strict, allow_large_images, workers, wait,
-            drop_cross_split_duplicates, commit_every, shard, cache_dir, as_json):
+            drop_cross_split_duplicates, commit_every, shard, views, view_seed, cache_dir, as_json):
     """Extract bottleneck features of every image in DATA_DIR into a cache (only what is missing)."""
     from pipeline.data.images import DEFAULT_MAX_PIXELS
     from pipeline.extract.run import run_extract
@@ -79,6 +86,8 @@ def extract(data_dir, backbone, layer, input_size, resize, pool, batch_size, wei
         drop_cross_split_duplicates=drop_cross_split_duplicates,
         commit_rows=commit_every,
         shard=shard,
+        views=views,
+        view_seed=view_seed,
     )
     progress = ExtractProgress()
     try:
@@ -93,11 +102,15 @@ def extract(data_dir, backbone, layer, input_size, resize, pool, batch_size, wei
 def print_extract_summary(summary):
     splits = ", ".join(f"{split} {summary.split_counts.get(split, 0)}" for split in ("train", "valid", "test"))
     shape = "x".join(str(d) for d in summary.feature_shape)
-    rate = f", {summary.images_per_second:.1f} img/s" if summary.extracted else ""
+    rate = f", {summary.images_per_second:.1f} {'rows' if summary.views else 'img'}/s" if summary.extracted else ""
     shard = f", shard {summary.shard}" if summary.shard else ""
     click.echo(f"Dataset    {summary.dataset} ({summary.layout} layout{shard}), {summary.classes} classes")
     click.echo(f"Images     {summary.images} usable: {splits}")
-    click.echo(f"Features   {summary.extracted} extracted, {summary.reused} reused from the cache  [{shape}]")
+    rows = "rows" if summary.views else ""
+    click.echo(f"Features   {summary.extracted} {rows + ' ' if rows else ''}extracted, {summary.reused} reused from "
+               f"the cache  [{shape}]")
+    if summary.views:
+        click.echo(f"Views      {summary.views}")
     click.echo(f"Weights    {summary.weights}")
     click.echo(f"Precision  {summary.precision}")
     click.echo(f"Time       {summary.seconds:.1f} s (forward pass {summary.forward_seconds:.1f} s{rate})")

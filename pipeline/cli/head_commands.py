@@ -102,6 +102,8 @@ def fit_head_command(caches, kind, recipe, target, pooling, targets, task_weight
                          if "consistency" in row else "")
                 click.echo(f"  {name} from {implied['implied_by']}: test accuracy "
                            f"{row['accuracy_from_primary']:.3f}{extra}")
+        if report.views:
+            click.echo(f"Views  {report.views}")
         click.echo(f"Saved {report.sidecar_path}")
     return report.to_dict()
 
@@ -120,11 +122,13 @@ def _params_text(params: dict) -> str:
 @json_option
 @command_body
 def report(cache, html_out, cache_dir, as_json):
-    """Leaderboard of every head fitted on CACHE, best validation accuracy first."""
-    from pipeline.heads.leaderboard import format_table, leaderboard
+    """Leaderboard of every head fitted on CACHE, best validation accuracy first, and the rung it suggests next."""
+    from pipeline.heads.leaderboard import format_table, leaderboard, notes
+    from pipeline.heads.rungs import next_rung
 
     path = resolve_cache(cache, cache_dir)
     rows = leaderboard(path)
+    suggestion = next_rung(path, rows)
     written = None
     if html_out is not None:
         from pipeline.report.page import write_html_report
@@ -133,11 +137,16 @@ def report(cache, html_out, cache_dir, as_json):
     if not as_json:
         if rows:
             click.echo(format_table(rows))
+            for line in notes(rows):
+                click.echo(f"Views      {line}")
         else:
             click.echo(f"No heads fitted on {path} yet; run `fit-head {path} --head logreg`.")
+        if rows:
+            command = f"\n           {suggestion['command']}" if suggestion["command"] else ""
+            click.echo(f"Next rung  {suggestion['rung']} ({suggestion['case']}): {suggestion['advice']}{command}")
         if written is not None:
             click.echo(f"\nReport     {written}")
-    return {"cache": str(path), "heads": rows, "html": str(written) if written else None}
+    return {"cache": str(path), "heads": rows, "next_rung": suggestion, "html": str(written) if written else None}
 
 
 #: The commands this module adds to the group.

@@ -22,6 +22,7 @@ from pipeline.cli import (
     backbone_commands,
     cache_commands,
     data_commands,
+    finetune_commands,
     head_commands,
     interop_commands,
     predict_commands,
@@ -41,13 +42,14 @@ def main(verbose: bool):
       python cli.py extract path/to/dataset          # features -> cache/<name>-vgg16-...h5
       python cli.py fit-head cache/<file>.h5 --head logreg
       python cli.py report cache/<file>.h5
+      python cli.py fine-tune cache/<file>.h5 --from-head <head>.json --unfreeze block5
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)  # clean shutdown, like Ctrl-C
 
 
-for module in (data_commands, cache_commands, interop_commands, head_commands, predict_commands, backbone_commands,
-               quickstart_command):
+for module in (data_commands, cache_commands, interop_commands, head_commands, finetune_commands, predict_commands,
+               backbone_commands, quickstart_command):
     for command in module.COMMANDS:
         main.add_command(command)

@@ -3,6 +3,8 @@
 Decoding and resizing run in a thread pool (Pillow releases the GIL while it works) and stay a
 few batches ahead of the consumer, so the backbone never waits on disk or JPEG decoding. Results
 come out in input order. Files that cannot be decoded are reported per batch, never raised.
+With `views` (`extract --views K`), each item names one view of an image by its row address
+(`pipeline.data.views.view_address`) and is rendered by `pipeline.data.views.decode_view`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ResizeSpec, decode_image
+from pipeline.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ResizeSpec
+from pipeline.data.views import ViewSpec, decode_view
 from pipeline.errors import UsageError
 
 #: Batches decoded ahead of the one being consumed.
@@ -25,7 +28,8 @@ PREFETCH_BATCHES = 2
 
 @dataclass(frozen=True)
 class DecodedBatch:
-    """Pixels for the images that decoded (`shas[i]` ↔ `pixels[i]`) and (sha, reason) for the rest."""
+    """Pixels for the images that decoded (`shas[i]` ↔ `pixels[i]`) and (sha, reason) for the rest
+    (`shas` are the items' keys: sha256s, or row addresses with views)."""
 
     shas: list[str]
     pixels: np.ndarray
@@ -43,8 +47,10 @@ def decoded_batches(
     batch_size: int,
     workers: int | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    views: ViewSpec | None = None,
 ) -> Iterator[DecodedBatch]:
-    """Yield batches of decoded `(sha256, path)` items, decoding ahead in `workers` threads.
+    """Yield batches of decoded `(sha256, path)` items (`(row address, path)` with `views`), decoding
+    ahead in `workers` threads.
 
     Consumers that may stop early must close the generator (`contextlib.closing`), so its
     threads are shut down at once rather than by the garbage collector at an arbitrary moment
@@ -56,7 +62,7 @@ def decoded_batches(
     def decode(item):
         sha, path = item
         try:
-            return sha, decode_image(path, resize, max_pixels=max_pixels), None
+            return sha, decode_view(path, resize, views, sha, max_pixels=max_pixels), None
         except ImageDecodeError as error:
             return sha, None, error.reason
 

@@ -20,6 +20,7 @@ from pipeline.cache.format import partial_dir_of
 from pipeline.cache.segments import SegmentWriter
 from pipeline.data.feeder import decoded_batches
 from pipeline.data.images import ResizeSpec
+from pipeline.data.views import ViewSpec, parse_view_address
 from pipeline.extract import slots
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,10 @@ WRITER_QUEUE_BATCHES = 2
 
 @dataclass(frozen=True)
 class RowJob:
-    """The rows one run computes: `items` [(sha256, path)] missing from the cache, numbered by
-    `ordinals` (the dataset's distinct contents, see `pipeline.extract.slots`), written as
-    segments of `cache_path` with feature key `key`."""
+    """The rows one run computes: `items` [(address, path)] missing from the cache (an address is the
+    sha256, or with `views` the row address of one view, `pipeline.data.views`), numbered by
+    `ordinals` (the dataset's distinct rows, see `pipeline.extract.slots`), written as segments of
+    `cache_path` with feature key `key`."""
 
     items: Sequence[tuple[str, Path]]
     ordinals: dict
@@ -44,6 +46,7 @@ class RowJob:
     workers: int | None
     max_pixels: int | None
     commit_rows: int | None
+    views: ViewSpec | None = None
 
 
 @dataclass
@@ -95,13 +98,13 @@ def compute_rows(job: RowJob, get_extractor: Callable, decode_failures: dict,
                  progress: Callable[[int, int], None] | None = None) -> LoopTimes:
     """Decode and run the backbone on `job.items`, committing segments. Returns the loop's timings.
 
-    Undecodable images land in `decode_failures` (sha256 -> reason). The backbone is built
+    Undecodable images land in `decode_failures` (sha256 -> reason, whichever view failed). The backbone is built
     (`get_extractor()`) only when the first image decodes, so a re-run whose only missing images
     are undecodable never loads TensorFlow. `progress(done, total)` is called after each batch.
     """
     plan = slots.plan_batches(job.items, job.ordinals, job.batch_size)
     in_order = [(sha, path) for batch in plan for _, sha, path in batch.entries]
-    decoded = decoded_batches(in_order, job.resize, job.batch_size, job.workers, job.max_pixels)
+    decoded = decoded_batches(in_order, job.resize, job.batch_size, job.workers, job.max_pixels, job.views)
     extractor, writer = None, None
     done, times = 0, LoopTimes()
     batches = slots.slot_batches(plan, decoded, job.resize)
@@ -112,7 +115,7 @@ def compute_rows(job: RowJob, get_extractor: Callable, decode_failures: dict,
             times.waiting_for_images += time.perf_counter() - tick
             if batch is None:
                 break
-            decode_failures.update(batch.failures)
+            decode_failures.update((parse_view_address(address)[0], reason) for address, reason in batch.failures)
             if batch.shas:
                 if extractor is None:
                     extractor = get_extractor()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pipeline.cache.shard import Shard
 from pipeline.data.images import DEFAULT_MAX_PIXELS
 from pipeline.data.splits import DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VALID_FRACTION
+from pipeline.data.views import DEFAULT_VIEW_SEED, ViewSpec
 from pipeline.errors import UsageError
 
 DEFAULT_BATCH_SIZE = 32
@@ -37,6 +38,8 @@ class ExtractOptions:
     drop_cross_split_duplicates: bool = False
     commit_rows: int | None = None  # commit finished rows every N images (default: every 32 MB or 30 s)
     shard: Shard | None = None
+    views: int = 0  # augmented views per image on top of the plain one (`pipeline.data.views`)
+    view_seed: int = DEFAULT_VIEW_SEED
 
     def validate(self) -> None:
         """`UsageError` for values no run can use."""
@@ -44,6 +47,15 @@ class ExtractOptions:
             raise UsageError(f"batch size must be at least 1, got {self.batch_size}")
         if self.commit_rows is not None and self.commit_rows < 1:
             raise UsageError(f"commit rows must be at least 1 (or None for the default), got {self.commit_rows}")
+        if self.views < 0:
+            raise UsageError(f"--views must be 0 (plain images only) or more, got {self.views}")
+        if self.views and self.shard is not None:
+            raise UsageError("--views cannot be combined with --shard yet: `merge` joins shard caches by image, not "
+                             "by view; extract the views on one machine, or shard a plain extraction")
+
+    def view_spec(self) -> ViewSpec | None:
+        """The views to cache, or None for plain images only."""
+        return ViewSpec(self.views, seed=self.view_seed) if self.views else None
 
 
 @dataclass
@@ -56,8 +68,8 @@ class ExtractSummary:
     classes: int
     split_counts: dict
     images: int
-    extracted: int
-    reused: int
+    extracted: int  # rows computed by this run (one per image, or per view of it with --views)
+    reused: int  # rows already cached
     failures: list
     seconds: float
     forward_seconds: float
@@ -70,6 +82,7 @@ class ExtractSummary:
     waiting_for_images_seconds: float = 0.0  # backbone idle, waiting for decoded images
     waiting_for_writer_seconds: float = 0.0  # backbone idle, waiting for the segment writer
     shard: str | None = None
+    views: str | None = None  # what `--views` cached, or None
 
     @property
     def images_per_second(self) -> float:

@@ -9,7 +9,9 @@
 3. `_index`: read the layout, hash every file (stat fast path), assign missing splits
    (`pipeline.data.indexing`); for a shard, cut the index to the shard's images.
 4. `_find_missing`: rows that already exist (cache, unfinished segments, sibling caches with
-   the same key) are reused; `_refuse_*`: --strict and empty datasets stop here.
+   the same key) are reused; `_refuse_*`: --strict and empty datasets stop here. With `--views K`
+   every image has K + 1 rows, addressed by (sha256, view): each is missing or reused on its own,
+   and the view-0 rows of a sibling cache of the plain images are reused too.
 5. `_compute_missing`: decode and run the backbone on the rest in slot-stable batches,
    committing segments (`pipeline.extract.loop`).
 6. `_consolidate`: write the cache through `pipeline.cache.builder` (skipped when nothing changed).
@@ -38,6 +40,7 @@ from pipeline.data.dataset import DatasetIndex, ImageRecord
 from pipeline.data.feeder import decoded_batches
 from pipeline.data.images import ResizeSpec
 from pipeline.data.indexing import dataset_name_of, index_dataset
+from pipeline.data.views import addresses_of, parse_view_address
 from pipeline.errors import CacheError, DatasetError
 from pipeline.extract import slots
 from pipeline.extract.loop import LoopTimes, RowJob, compute_rows
@@ -65,8 +68,8 @@ class ExtractRun:
     whole_cache_path: Path  # the merged cache's path, for a shard
     index: DatasetIndex | None = None
     shard_view: ShardView | None = None
-    available: dict = field(default_factory=dict)  # sha256 -> RowSource of every existing row
-    wanted: dict = field(default_factory=dict)  # sha256 -> path of every image to compute
+    available: dict = field(default_factory=dict)  # address -> RowSource of every existing row
+    wanted: dict = field(default_factory=dict)  # address -> path of every row to compute
     decode_failures: dict = field(default_factory=dict)  # sha256 -> reason
     times: LoopTimes = field(default_factory=LoopTimes)
     startup_seconds: float = 0.0
@@ -82,6 +85,10 @@ class ExtractRun:
     def usable(self) -> list[ImageRecord]:
         """The records that decoded (all of them have features once the run has computed them)."""
         return [r for r in self.index.records if r.sha256 not in self.decode_failures]
+
+    def addresses(self, record: ImageRecord) -> list[str]:
+        """The row addresses of `record`: its sha256, or one per view with --views."""
+        return addresses_of(record.sha256, self.setup.feature_spec.views)
 
 
 def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = ExtractOptions(),
@@ -158,10 +165,17 @@ def _index(run: ExtractRun) -> None:
 
 
 def _find_missing(run: ExtractRun) -> None:
-    run.available = existing_rows(run.cache_path, run.setup.feature_spec.key())
+    run.available = _existing_rows(run)
     for record in run.index.records:
-        if record.sha256 not in run.available:
-            run.wanted.setdefault(record.sha256, run.index.path_of(record))
+        for address in run.addresses(record):
+            if address not in run.available:
+                run.wanted.setdefault(address, run.index.path_of(record))
+
+
+def _existing_rows(run: ExtractRun) -> dict:
+    spec = run.setup.feature_spec
+    plain = spec.without_views().key() if spec.views is not None else None
+    return existing_rows(run.cache_path, spec.key(), plain)
 
 
 def _compute_missing(run: ExtractRun) -> None:
@@ -175,17 +189,18 @@ def _compute_missing(run: ExtractRun) -> None:
         return built
 
     ordinals = (run.shard_view.ordinals if run.shard_view
-                else slots.content_ordinals(r.sha256 for r in run.index.records))
+                else slots.content_ordinals(a for r in run.index.records for a in run.addresses(r)))
     job = RowJob(items=list(run.wanted.items()), ordinals=ordinals, cache_path=run.cache_path, key=spec.key(),
                  store_dtype=spec.store_dtype, resize=run.setup.resize, batch_size=options.batch_size,
-                 workers=options.workers, max_pixels=options.max_pixels, commit_rows=options.commit_rows)
+                 workers=options.workers, max_pixels=options.max_pixels, commit_rows=options.commit_rows,
+                 views=spec.views)
     run.times = compute_rows(job, get_extractor, run.decode_failures, run.progress)
-    run.available = existing_rows(run.cache_path, spec.key())
+    run.available = _existing_rows(run)
 
 
 def _consolidate(run: ExtractRun) -> None:
     """Write the cache with every usable image (`run.wrote` is False when nothing changed)."""
-    usable = [r for r in run.usable() if r.sha256 in run.available]
+    usable = [r for r in run.usable() if all(a in run.available for a in run.addresses(r))]
     failures = run.failures()
     extra, positions = {}, None
     if run.shard_view is not None:
@@ -200,7 +215,8 @@ def _consolidate(run: ExtractRun) -> None:
 
 def _summary(run: ExtractRun) -> ExtractSummary:
     usable = run.usable()
-    extracted = len(run.wanted) - len(run.decode_failures)
+    extracted = sum(parse_view_address(address)[0] not in run.decode_failures for address in run.wanted)
+    rows = len({a for r in usable for a in run.addresses(r)})
     split_counts: dict[str, int] = {}
     for record in usable:
         split_counts[record.split] = split_counts.get(record.split, 0) + 1
@@ -209,7 +225,7 @@ def _summary(run: ExtractRun) -> ExtractSummary:
     return ExtractSummary(
         cache_path=str(run.cache_path), dataset=run.name, layout=run.index.layout,
         classes=len(run.index.class_names), split_counts=split_counts, images=len(usable), extracted=extracted,
-        reused=len({r.sha256 for r in usable}) - extracted,
+        reused=rows - extracted,
         failures=[{"path": p, "reason": r} for p, r in run.failures()],
         seconds=round(time.perf_counter() - run.started, 3), forward_seconds=round(run.times.forward, 3),
         weights=run.setup.weights.describe(), precision=f"{spec.precision} ({run.setup.precision_reason})",
@@ -218,6 +234,7 @@ def _summary(run: ExtractRun) -> ExtractSummary:
         waiting_for_images_seconds=round(run.times.waiting_for_images, 3),
         waiting_for_writer_seconds=round(run.times.waiting_for_writer, 3),
         shard=run.options.shard.to_text() if run.options.shard else None,
+        views=spec.views.describe() if spec.views is not None else None,
     )
 
 
@@ -226,7 +243,8 @@ def _refuse_failures(run: ExtractRun) -> None:
     options = run.options
     problems = [(s.relpath, s.reason) for s in run.index.skipped]
     failed = {}
-    batches = decoded_batches(list(run.wanted.items()), _STRICT_CHECK_SIZE, options.batch_size, options.workers,
+    files = {parse_view_address(address)[0]: path for address, path in run.wanted.items()}  # each file once
+    batches = decoded_batches(list(files.items()), _STRICT_CHECK_SIZE, options.batch_size, options.workers,
                               options.max_pixels)
     with contextlib.closing(batches):
         for batch in batches:

@@ -59,7 +59,7 @@ def resolve_setup(options: ExtractOptions, cache_dir: Path):
     spec = FeatureSpec(
         backbone=backbone.name, weights_fingerprint=fingerprint, layer=layer, input_size=size,
         resize_policy=resize.policy, resize_filter=resize.filter, preprocessing=backbone.preprocessing,
-        precision=precision, pooling=options.pool, store_dtype=options.store_dtype,
+        precision=precision, pooling=options.pool, store_dtype=options.store_dtype, views=options.view_spec(),
     )
     return Setup(backbone, resize, weights, reason, spec), extractor
 

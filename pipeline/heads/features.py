@@ -10,6 +10,11 @@ pooled (n, c) matrix is ever held in memory.
 The labels a head learns are the cache's main label by default, or any extra target the layout
 stored (`target`, e.g. Oxford-IIIT Pet's "species"); every split also carries all targets'
 labels (`SplitData.targets`), which multi-task heads use.
+
+Views (`extract --views K`): the train split holds every view of every training image (K + 1 rows
+per image, view 0 first), so heads learn from the augmented views; validation and test hold view 0
+(the plain image) only, so every choice made on validation and the test score are about plain
+images, comparable with a cache without views.
 """
 
 from __future__ import annotations
@@ -59,6 +64,14 @@ class FeatureSet:
     pooling: str = DEFAULT_HEAD_POOLING
     names: tuple[str, ...] | None = None
     target_classes: dict = field(default_factory=dict)
+    train_views: int = 1  # rows per training image: K + 1 with views, else 1
+
+    def views_note(self) -> str | None:
+        """What a head's report says about views, or None for a cache without them."""
+        if self.train_views == 1:
+            return None
+        return (f"train: all {self.train_views} views of each image (view 0 = the plain image, "
+                f"{self.train_views - 1} augmented); valid and test: view 0 only")
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -88,20 +101,24 @@ def load_feature_set(cache_path, info: CacheInfo | None = None, target: str | No
         raise UsageError(f"cache {info.path.name} has no target {target!r}; its targets are: {', '.join(classes)}")
     images = info.images
     labels = {MAIN_TARGET: images.label, **{task: column for task, (_, column) in info.extra_targets.items()}}
-    pooled = load_rows(info.path, images.row, pooling=pooling)
+    views = images.view_rows.shape[1] if images.view_rows is not None else 1
     splits = {}
     for split in SPLITS:
         members = images.in_split(split)
-        if len(members):
-            splits[split] = SplitData(
-                x=pooled[members], y=labels[target][members].astype(np.int64),
-                relpaths=tuple(images.relpath[i] for i in members),
-                targets={task: column[members].astype(np.int64) for task, column in labels.items()},
-            )
+        if not len(members):
+            continue
+        rows = images.view_rows[members].reshape(-1) if split == "train" and views > 1 else images.row[members]
+        repeat = views if split == "train" else 1
+        splits[split] = SplitData(
+            x=load_rows(info.path, rows, pooling=pooling),
+            y=np.repeat(labels[target][members], repeat).astype(np.int64),
+            relpaths=tuple(images.relpath[i] for i in members for _ in range(repeat)),
+            targets={task: np.repeat(column[members], repeat).astype(np.int64) for task, column in labels.items()},
+        )
     if "train" not in splits:
         raise HeadError(f"cache {info.path} has no training images; heads need a train split")
     return FeatureSet(info=info, splits=splits, target=target, pooling=pooling, names=classes[target],
-                      target_classes=classes)
+                      target_classes=classes, train_views=views)
 
 
 def target_classes(info: CacheInfo) -> dict[str, tuple[str, ...]]:

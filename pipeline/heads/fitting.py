@@ -35,6 +35,7 @@ class FitReport:
     files: list
     metrics_by_target: dict | None = None
     implied: dict | None = None
+    views: str | None = None  # how a cache with views was used (`FeatureSet.views_note`)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -55,6 +56,7 @@ class FittedHead:
     pooling: str = DEFAULT_HEAD_POOLING
     metrics_by_target: dict | None = None  # multi-task heads: {target: {split: metrics}}
     implied: dict | None = None  # targets the primary one implies: derived accuracy, consistency
+    views: str | None = None  # how a cache with views was used (`FeatureSet.views_note`)
 
     @property
     def label(self) -> str:
@@ -99,7 +101,8 @@ def fit_on_features(features, kind: str, recipe: str | None = None, **options) -
             for target, outputs_by_split in by_target.items()}
     implied = implied_targets_report(features, by_target) if features.splits["train"].targets else None
     return FittedHead(head, kind, recipe, metrics, round(fit_seconds, 3), by_target[features.target],
-                      features.class_names, features.target, features.pooling, metrics_by_target, implied or None)
+                      features.class_names, features.target, features.pooling, metrics_by_target, implied or None,
+                      features.views_note())
 
 
 def fit_head(cache_path: Path, kind: str, recipe: str | None = None, target: str | None = None,
@@ -143,10 +146,12 @@ def save_fitted_head(cache_path: Path, info, fitted: FittedHead) -> FitReport:
         sidecar["metrics_by_target"] = fitted.metrics_by_target
     if fitted.implied is not None:
         sidecar["implied_targets"] = fitted.implied
+    if fitted.views is not None:
+        sidecar["views"] = fitted.views
     path = write_sidecar(stem, sidecar)
     files.append(path.name)
     return FitReport(str(path), fitted.kind, fitted.head.params_, fitted.metrics, fitted.fit_seconds, files,
-                     fitted.metrics_by_target, fitted.implied)
+                     fitted.metrics_by_target, fitted.implied, fitted.views)
 
 
 def base_sidecar(stem: Path, fitted) -> dict:

@@ -99,6 +99,9 @@ def aligned_feature_sets(cache_paths: list[Path], target: str | None = None,
     sets = []
     for info in infos:
         features = load_feature_set(info.path, info, target, pooling)
+        if features.train_views > 1:
+            raise FusionError(f"{info.path.name} holds augmented views (extract --views); fusion joins one row per "
+                              "image across caches, so fuse caches extracted without --views")
         splits = {}
         for split, data in features.splits.items():
             # Features are per content: this cache's row of each of the reference's images, in its order.

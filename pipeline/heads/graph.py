@@ -6,7 +6,8 @@ layers (`keras_layers()`: a linear head is one Dense softmax with its standardis
 temperature folded in; gap-dense and mlp are their trained layers). The graph computes what
 `predict_proba` computes, within float32 rounding, and is differentiable end to end, which is
 what attacks, class visualisations, fine-tuning and export build on. A head whose decision is
-not a differentiable function of its input (k-NN) is refused with the reason.
+not a differentiable function of its input (k-NN) is refused with the reason. A fine-tuned model
+(`consumes_maps`) takes the boundary layer's full maps, so nothing pools them before it.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from __future__ import annotations
 from pipeline.backbones.tf_runtime import import_keras
 from pipeline.errors import HeadError
 from pipeline.heads.features import DEFAULT_HEAD_POOLING, HEAD_POOLINGS
-from pipeline.heads.registry import get_head_entry
+from pipeline.heads.registry import saved_kind_entry
 
 
 def require_differentiable(kind: str, purpose: str) -> None:
     """`HeadError` when heads of `kind` cannot be expressed as a differentiable graph."""
-    if not get_head_entry(kind).differentiable:
+    if not saved_kind_entry(kind).differentiable:
         usable = ", ".join(k for k, e in _heads().items() if e.differentiable)
         raise HeadError(f"{purpose} needs a head that is a differentiable function of the image, but a {kind} head "
                         f"decides by a vote among stored neighbours, which has no gradient; fit one of {usable} "
@@ -37,7 +38,7 @@ def head_model(head, feature_shape: tuple[int, ...], pooling: str = DEFAULT_HEAD
     keras = import_keras()
 
     inputs = keras.Input(shape=tuple(feature_shape), name="features")
-    tensor = head_pool(inputs, pooling)
+    tensor = inputs if consumes_maps(head) else head_pool(inputs, pooling)
     for layer in head_layers(head):
         tensor = layer(tensor)
     return keras.Model(inputs, tensor, name=name)
@@ -58,6 +59,11 @@ def head_pool(tensor, pooling: str):
     if pooling == "avgmax":
         return keras.layers.Concatenate(name="head_avgmax_pool")([average(tensor), maximum(tensor)])
     raise HeadError(f"unknown head pooling {pooling!r}; expected one of: {', '.join(HEAD_POOLINGS)}")
+
+
+def consumes_maps(head) -> bool:
+    """True for heads that take (h, w, c) maps as they are (fine-tuned models), False for pooled-feature heads."""
+    return getattr(head, "consumes_maps", False)
 
 
 def _heads():

@@ -1,7 +1,9 @@
 """Leaderboards: every head fitted on a cache, ranked by validation accuracy.
 
 Ranking uses validation top-1 (ties: test is never used to choose); test accuracy is shown next
-to it as the honest, once-scored estimate.
+to it as the honest, once-scored estimate. Fine-tuned models (`fine-tune`) are listed with the
+frozen heads of the cache their head was fitted on, with the same metrics; `notes` says how
+heads on a cache with views used them (train on every view, valid/test on view 0).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 from pipeline.cache.format import read_cache_info
 from pipeline.heads.store import list_sidecars
 
-_COLUMNS = (("head", 34), ("kind", 9), ("params", 28), ("valid", 6), ("test", 6), ("test5", 6),
+_COLUMNS = (("head", 34), ("kind", 10), ("params", 28), ("valid", 6), ("test", 6), ("test5", 6),
             ("per-class", 9), ("fit s", 7))
 
 
@@ -26,6 +28,9 @@ def leaderboard(cache_path: Path) -> list[dict]:
         metrics = sidecar.get("metrics", {})
         valid, test = metrics.get("valid", {}), metrics.get("test", {})
         rows.append({
+            "train_top1": metrics.get("train", {}).get("top1"),
+            "valid_mean_per_class_accuracy": valid.get("mean_per_class_accuracy"),
+            "views": sidecar.get("views"),
             "name": sidecar.get("name"),
             "kind": sidecar.get("kind"),
             "params": short_params(sidecar.get("hyperparameters", {})),
@@ -42,6 +47,15 @@ def leaderboard(cache_path: Path) -> list[dict]:
     return rows
 
 
+def notes(rows: list[dict]) -> list[str]:
+    """One line per distinct fact the table cannot show (how views were used), naming the heads."""
+    lines = {}
+    for row in rows:
+        if row.get("views"):
+            lines.setdefault(row["views"], []).append(row["name"])
+    return [f"{', '.join(names)}: {text}" for text, names in lines.items()]
+
+
 def short_params(params: dict) -> str:
     """The hyper-parameters that distinguish heads, in a few characters."""
     if "carried_by" in params:  # a fused head
@@ -49,6 +63,8 @@ def short_params(params: dict) -> str:
         return f"{params['member_kind']} {params['method']}: {weights}"
     if not params:
         return "-"
+    if "unfrozen" in params:
+        return f"{params['unfrozen']}, best epoch {params.get('best_epoch')}/{params.get('epochs_run')}"
     if "C" in params:
         return f"C={params['C']:.3g}"
     if "k" in params:

@@ -4,6 +4,10 @@ The CLI builds `--head` from `HEADS` at start-up without importing any head's co
 TensorFlow or scikit-learn); `head_class(kind)` imports the class when it is needed. Adding a head
 is adding an entry here and a module under `pipeline.heads.kinds` that follows the interface in
 `pipeline.heads.kinds.base`; `tests/test_head_contract.py` then holds it to that interface.
+
+`SAVED_KINDS` adds the models that are saved, reported, predicted with and exported like heads but
+are not fitted by `fit-head` on a cache's features: `fine-tuned` (`fine-tune`, see
+`pipeline.finetune`), the top layers of the backbone trained together with a head.
 """
 
 from __future__ import annotations
@@ -56,6 +60,13 @@ HEADS: dict[str, HeadEntry] = {
     )
 }
 HEAD_NAMES = tuple(HEADS)
+FINE_TUNED = "fine-tuned"
+#: Every kind a saved head sidecar may name: the fitted heads, and the models made by `fine-tune`.
+SAVED_KINDS: dict[str, HeadEntry] = {
+    **HEADS,
+    FINE_TUNED: HeadEntry(FINE_TUNED, "top backbone layers trained with a head on a boundary cache (`fine-tune`)",
+                          "pipeline.heads.kinds.fine_tuned", "FineTunedHead"),
+}
 
 
 def get_head_entry(kind: str) -> HeadEntry:
@@ -63,6 +74,13 @@ def get_head_entry(kind: str) -> HeadEntry:
     if kind not in HEADS:
         raise UsageError(f"unknown head {kind!r}; choose one of: {', '.join(HEADS)}")
     return HEADS[kind]
+
+
+def saved_kind_entry(kind: str) -> HeadEntry:
+    """The registry entry of any saved kind (a fitted head or a fine-tuned model); `UsageError` otherwise."""
+    if kind not in SAVED_KINDS:
+        raise UsageError(f"unknown head kind {kind!r}; known kinds: {', '.join(SAVED_KINDS)}")
+    return SAVED_KINDS[kind]
 
 
 def make_head(kind: str, recipe: str | None = None, **options):

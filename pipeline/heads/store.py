@@ -88,7 +88,7 @@ def _upgrade_v1(sidecar: dict) -> dict:
 
 def load_head(path: Path):
     """(head, sidecar) for a sidecar path; the head is ready for `predict_proba`."""
-    from pipeline.heads.registry import HEADS
+    from pipeline.heads.registry import SAVED_KINDS
 
     sidecar = read_sidecar(path)
     kind = sidecar.get("kind")
@@ -99,7 +99,7 @@ def load_head(path: Path):
     if kind == EXTERNAL_KIND:
         raise HeadError(f"head {path} records the results of a model fitted outside this tool "
                         f"({sidecar.get('external_name')}); there is no model here to apply: use that model itself")
-    if kind not in HEADS:
+    if kind not in SAVED_KINDS:
         raise HeadError(f"head {path} has unknown kind {kind!r}; it was saved by another version of this tool")
     stem = Path(sidecar["_path"]).with_suffix("")
     model_file = str(sidecar.get("model_file", ""))
@@ -110,7 +110,7 @@ def load_head(path: Path):
     if not model_path.is_file():
         raise HeadError(f"the model file {model_path} of head {path} is missing; fit the head again")
     try:
-        return HEADS[kind].head_class().load(stem, sidecar), sidecar
+        return SAVED_KINDS[kind].head_class().load(stem, sidecar), sidecar
     except (OSError, KeyError, ValueError) as error:
         raise HeadError(
             f"cannot load the model of head {path} ({error}); the file is damaged: fit the head again") from error

@@ -3,8 +3,9 @@
 `head_image_model(extraction)` chains everything a fitted head's predictions depend on:
 float pixels in [0, 255] at the head's input size -> the backbone's preprocessing (built-in layers,
 `pipeline.backbones.preprocessing`) -> the backbone cut at the cached layer, with the head's
-verified weights -> the pooling extraction applied -> rounding to the cache's store dtype -> the head's pooling
--> the head's own layers (`pipeline.heads.graph`). `imagenet_image_model(spec, weights)` is the same
+verified weights -> the pooling extraction applied -> rounding to the cache's store dtype -> the head's
+pooling -> the head's own layers (`pipeline.heads.graph`; for a fine-tuned model: its tuned layers and head, on
+the boundary layer's maps). `imagenet_image_model(spec, weights)` is the same
 for a backbone's own 1000-class classifier. Both are differentiable in the pixels (attacks,
 class visualisations), trainable in their top layers (fine-tuning) and exportable as they are:
 no Lambda layers, so they load in Keras safe mode. The resize to the input size happens before
@@ -21,7 +22,7 @@ from pipeline.backbones.preprocessing import apply_layers, preprocessing_layers
 from pipeline.backbones.registry import BackboneSpec
 from pipeline.backbones.tf_runtime import import_keras
 from pipeline.backbones.weights import RANDOM_WEIGHTS_SEED, ResolvedWeights, fingerprint_model
-from pipeline.heads.graph import head_layers, head_pool
+from pipeline.heads.graph import consumes_maps, head_layers, head_pool
 from pipeline.predict.with_head import HeadExtraction, check_fingerprint
 
 #: Name of the input every image model takes: float32 RGB pixels in [0, 255].
@@ -55,7 +56,8 @@ def head_image_model(extraction: HeadExtraction, name: str = "image_classifier")
     if spec.store_dtype != "float32":  # the cache rounded every feature to its store dtype
         tensor = keras.layers.Identity(dtype=spec.store_dtype, name="store_rounding")(tensor)
         tensor = keras.layers.Identity(dtype="float32", name="store_float32")(tensor)
-    tensor = head_pool(tensor, extraction.pooling)
+    if not consumes_maps(extraction.head):
+        tensor = head_pool(tensor, extraction.pooling)
     for layer in head_layers(extraction.head):
         tensor = layer(tensor)
     return keras.Model(inputs, tensor, name=name)

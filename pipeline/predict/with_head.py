@@ -4,6 +4,8 @@ The head's sidecar records the feature spec (backbone, layer, input size, resize
 preprocessing, precision, pooling, store dtype) and where its weights came from. The same
 weights are resolved again and must have the same fingerprint; the features are then computed,
 stored-dtype rounded and pooled exactly as the cache did, so predictions match what the head saw.
+A fine-tuned model (`fine-tune`) records its boundary cache's spec: the frozen layers run up to
+the boundary layer, and its tuned layers and head take the full maps from there.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pipeline.data.images import ResizeSpec
 from pipeline.errors import HeadError
 from pipeline.heads.features import DEFAULT_HEAD_POOLING
 from pipeline.heads.fusion import FUSION_KIND
+from pipeline.heads.graph import consumes_maps
 from pipeline.heads.store import check_feature_key, load_head, read_sidecar
 from pipeline.predict.images import DEFAULT_TOP_K, decoded_batches, in_given_order
 
@@ -90,7 +93,7 @@ def predict_images(image_paths, head_path: Path, cache_dir: Path, top_k: int = D
     paths = [Path(p) for p in image_paths]
     for decoded, pixels in decoded_batches(paths, extraction.resize, results):
         features = extractor(pixels).astype(spec.store_dtype).astype(np.float32)
-        pooled = pool_rows(features, extraction.pooling)
+        pooled = features if consumes_maps(head) else pool_rows(features, extraction.pooling)
         probabilities = head.predict_proba(pooled)
         by_target = head.predict_all(pooled) if hasattr(head, "predict_all") else {}
         for position, (path, row) in enumerate(zip(decoded, probabilities)):

@@ -1,4 +1,4 @@
-"""Stage 7, report: what a cache's heads did, as one self-contained HTML page to open and share.
+"""Stage 8, report: what a cache's heads did, as one self-contained HTML page to open and share.
 
 `content` gathers it (leaderboard, per-head metrics, confusions, top losses with thumbnails,
 visualisations made for the heads, provenance) as plain JSON-able values; `thumbnails` turns

@@ -43,9 +43,10 @@ class LinearHead:
     kind = "linear"
     default_grid: tuple[float, ...] = ()
 
-    def __init__(self, c_grid=None, patience: int = SEARCH_PATIENCE):
+    def __init__(self, c_grid=None, patience: int = SEARCH_PATIENCE, refit_on_valid: bool = True):
         self.c_grid = c_grid
         self.patience = patience
+        self.refit_on_valid = refit_on_valid
 
     def fit(self, features) -> LinearHead:
         with single_threaded_blas():
@@ -84,16 +85,20 @@ class LinearHead:
         best = _one_standard_error_choice(candidates)
         self.search_ = search
         self.valid_probabilities_ = best["probabilities"]
-        x_all = np.concatenate([train.x, valid.x])
-        y_all = np.concatenate([train.y, valid.y])
-        self.scaler_ = Standardizer.fit(x_all)
-        self.coef_, self.intercept_, _ = self._fit_one(self.scaler_.transform(x_all), y_all, classes, best["C"],
-                                                       best["state"])
+        if self.refit_on_valid:
+            x_all = np.concatenate([train.x, valid.x])
+            y_all = np.concatenate([train.y, valid.y])
+            self.scaler_ = Standardizer.fit(x_all)
+            self.coef_, self.intercept_, _ = self._fit_one(self.scaler_.transform(x_all), y_all, classes, best["C"],
+                                                           best["state"])
+        else:
+            self.scaler_ = scaler
+            self.coef_, self.intercept_ = best["state"]
         self.temperature_ = best["temperature"]
         self.params_ = {"C": best["C"], "grid": list(grid),
                         "selected_by": "valid top-1, then the smallest C within one standard error of the best "
                                        "valid log loss",
-                        "refit_on": "train+valid", "temperature": self.temperature_}
+                        "refit_on": "train+valid" if self.refit_on_valid else "train", "temperature": self.temperature_}
         return self
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
