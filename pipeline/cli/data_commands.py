@@ -25,7 +25,7 @@ from pipeline.data.splits import (
     DEFAULT_VALID_FRACTION,
 )
 from pipeline.data.views import DEFAULT_VIEW_SEED
-from pipeline.extract.options import ExtractOptions
+from pipeline.extract.options import ENGINES, ExtractOptions
 
 
 def _parse_shard(_ctx, _param, value):
@@ -54,7 +54,17 @@ def _parse_shard(_ctx, _param, value):
               help="Seed of the content-hash split assignment.")
 @click.option("--strict", is_flag=True, help="Fail before extracting if any image cannot be read.")
 @click.option("--allow-large-images", is_flag=True, help="Accept images above the decompression-bomb pixel limit.")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Decoding threads (default: CPU cores).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Decoding threads (default: CPU cores); with --engine ray, Ray actors, one backbone each "
+                   "(default: as many as the cluster's CPUs, or GPUs with --gpus-per-worker, allow).")
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
+              help="Where the forward passes run: this process, or a pool of Ray Data actors (needs the ray extra; "
+                   "this process still writes the cache).")
+@click.option("--ray-address", default=None, metavar="ADDRESS",
+              help="With --engine ray: the cluster to join (auto, host:port or ray://host:10001; default: start a "
+                   "local Ray instance on this machine).")
+@click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="With --engine ray: GPUs each actor reserves (0 runs CPU actors; 0.5 puts two actors on a GPU).")
 @click.option("--wait", is_flag=True, help="If another extract is writing this cache, wait for it instead of failing.")
 @drop_duplicates_option
 @click.option("--commit-every", type=click.IntRange(min=1), default=None,
@@ -72,15 +82,17 @@ def _parse_shard(_ctx, _param, value):
 @json_option
 @command_body
 def extract(data_dir, backbone, layer, input_size, resize, pool, batch_size, weights, precision, store_dtype,
-            layout, name, valid_fraction, test_fraction, split_seed, strict, allow_large_images, workers, wait,
-            drop_cross_split_duplicates, commit_every, shard, views, view_seed, cache_dir, as_json):
+            layout, name, valid_fraction, test_fraction, split_seed, strict, allow_large_images, workers, engine,
+            ray_address, gpus_per_worker, wait, drop_cross_split_duplicates, commit_every, shard, views, view_seed,
+            cache_dir, as_json):
     """Extract bottleneck features of every image in DATA_DIR into a cache (only what is missing)."""
     from pipeline.data.images import DEFAULT_MAX_PIXELS
     from pipeline.extract.run import run_extract
 
     options = ExtractOptions(
         backbone=backbone, layer=layer, input_size=input_size, resize=resize, pool=pool, precision=precision,
-        weights=weights, store_dtype=store_dtype, batch_size=batch_size, workers=workers, layout=layout,
+        weights=weights, store_dtype=store_dtype, batch_size=batch_size,
+        workers=workers if engine == "local" else None, layout=layout,
         name=name, valid_fraction=valid_fraction, test_fraction=test_fraction, split_seed=split_seed,
         strict=strict, max_pixels=None if allow_large_images else DEFAULT_MAX_PIXELS, wait_for_lock=wait,
         drop_cross_split_duplicates=drop_cross_split_duplicates,
@@ -88,6 +100,8 @@ def extract(data_dir, backbone, layer, input_size, resize, pool, batch_size, wei
         shard=shard,
         views=views,
         view_seed=view_seed,
+        engine=engine, ray_address=ray_address, gpus_per_worker=gpus_per_worker,
+        ray_workers=workers if engine == "ray" else None,
     )
     progress = ExtractProgress()
     try:
@@ -104,6 +118,7 @@ def print_extract_summary(summary):
     shape = "x".join(str(d) for d in summary.feature_shape)
     rate = f", {summary.images_per_second:.1f} {'rows' if summary.views else 'img'}/s" if summary.extracted else ""
     shard = f", shard {summary.shard}" if summary.shard else ""
+    engine = f" on {summary.ray_workers} Ray actors" if summary.engine == "ray" and summary.ray_workers else ""
     click.echo(f"Dataset    {summary.dataset} ({summary.layout} layout{shard}), {summary.classes} classes")
     click.echo(f"Images     {summary.images} usable: {splits}")
     rows = "rows" if summary.views else ""
@@ -113,7 +128,7 @@ def print_extract_summary(summary):
         click.echo(f"Views      {summary.views}")
     click.echo(f"Weights    {summary.weights}")
     click.echo(f"Precision  {summary.precision}")
-    click.echo(f"Time       {summary.seconds:.1f} s (forward pass {summary.forward_seconds:.1f} s{rate})")
+    click.echo(f"Time       {summary.seconds:.1f} s (forward pass {summary.forward_seconds:.1f} s{rate}{engine})")
     if summary.failures:
         click.echo(f"Failures   {len(summary.failures)} files skipped (recorded in the cache):")
         for failure in summary.failures[:FAILURES_SHOWN]:

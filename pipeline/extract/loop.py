@@ -56,6 +56,7 @@ class LoopTimes:
     forward: float = 0.0
     waiting_for_images: float = 0.0  # blocked until the decoder had the next batch ready
     waiting_for_writer: float = 0.0  # blocked on the background segment writer (disk)
+    startup: float = 0.0  # the Ray engine: until the first rows came back (Ray and the actors' backbones)
 
 
 class BackgroundWriter:

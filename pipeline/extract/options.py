@@ -11,6 +11,8 @@ from pipeline.data.views import DEFAULT_VIEW_SEED, ViewSpec
 from pipeline.errors import UsageError
 
 DEFAULT_BATCH_SIZE = 32
+#: Where the forward passes run: this process, or a pool of Ray Data actors (`pipeline.extract.engines`).
+ENGINES = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,10 @@ class ExtractOptions:
     shard: Shard | None = None
     views: int = 0  # augmented views per image on top of the plain one (`pipeline.data.views`)
     view_seed: int = DEFAULT_VIEW_SEED
+    engine: str = "local"
+    ray_address: str | None = None  # None: start a local Ray instance; "auto" or "ray://host:port": join one
+    ray_workers: int | None = None  # actors, one backbone each (default: what the cluster's CPUs or GPUs allow)
+    gpus_per_worker: float = 0.0
 
     def validate(self) -> None:
         """`UsageError` for values no run can use."""
@@ -52,6 +58,16 @@ class ExtractOptions:
         if self.views and self.shard is not None:
             raise UsageError("--views cannot be combined with --shard yet: `merge` joins shard caches by image, not "
                              "by view; extract the views on one machine, or shard a plain extraction")
+        if self.engine not in ENGINES:
+            raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine != "ray" and (self.ray_address is not None or self.ray_workers is not None
+                                     or self.gpus_per_worker):
+            raise UsageError("--ray-address and --gpus-per-worker only apply to --engine ray; add --engine ray, or "
+                             "drop them to extract in this process")
+        if self.ray_workers is not None and self.ray_workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {self.ray_workers}")
+        if self.gpus_per_worker < 0:
+            raise UsageError(f"--gpus-per-worker must be 0 (CPU actors) or more, got {self.gpus_per_worker}")
 
     def view_spec(self) -> ViewSpec | None:
         """The views to cache, or None for plain images only."""
@@ -83,6 +99,8 @@ class ExtractSummary:
     waiting_for_writer_seconds: float = 0.0  # backbone idle, waiting for the segment writer
     shard: str | None = None
     views: str | None = None  # what `--views` cached, or None
+    engine: str = "local"
+    ray_workers: int | None = None  # actors the Ray engine ran (None with the local engine)
 
     @property
     def images_per_second(self) -> float:

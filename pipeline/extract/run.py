@@ -13,7 +13,8 @@
    every image has K + 1 rows, addressed by (sha256, view): each is missing or reused on its own,
    and the view-0 rows of a sibling cache of the plain images are reused too.
 5. `_compute_missing`: decode and run the backbone on the rest in slot-stable batches,
-   committing segments (`pipeline.extract.loop`).
+   committing segments (`pipeline.extract.loop`); with `--engine ray` the same batches run on Ray
+   Data actors and this process commits what they return (`pipeline.extract.engines.ray_data`).
 6. `_consolidate`: write the cache through `pipeline.cache.builder` (skipped when nothing changed).
 
 With `options.shard` set (`extract --shard I/N`), steps 4-6 cover only that shard's images and
@@ -74,6 +75,7 @@ class ExtractRun:
     times: LoopTimes = field(default_factory=LoopTimes)
     startup_seconds: float = 0.0
     wrote: bool = False
+    ray_workers: int | None = None  # actors the Ray engine ran
 
     def failures(self) -> list[tuple[str, str]]:
         """(relpath, reason) of every file of the dataset without features."""
@@ -194,8 +196,35 @@ def _compute_missing(run: ExtractRun) -> None:
                  store_dtype=spec.store_dtype, resize=run.setup.resize, batch_size=options.batch_size,
                  workers=options.workers, max_pixels=options.max_pixels, commit_rows=options.commit_rows,
                  views=spec.views)
-    run.times = compute_rows(job, get_extractor, run.decode_failures, run.progress)
+    if options.engine == "ray":
+        run.times, run.ray_workers = _compute_on_ray(run, job)
+        run.startup_seconds = run.times.startup
+    else:
+        run.times = compute_rows(job, get_extractor, run.decode_failures, run.progress)
     run.available = _existing_rows(run)
+
+
+def _compute_on_ray(run: ExtractRun, job: RowJob):
+    """The same rows on Ray actors (`pipeline.extract.engines.ray_data`); this process stays the only writer."""
+    from pipeline.extract.engines.ray_data import RayRun, compute_rows_on_ray
+    from pipeline.extract.engines.ray_worker import WorkerSpec
+
+    spec, options = run.setup.feature_spec, run.options
+    worker = WorkerSpec(
+        backbone=spec.backbone, layer=spec.layer, input_size=spec.input_size, resize=run.setup.resize,
+        weights_request=_absolute_weights(options.weights), cache_dir=str(run.cache_dir.resolve()),
+        precision=spec.precision, pooling=spec.pooling, store_dtype=spec.store_dtype,
+        fingerprint=spec.weights_fingerprint, data_root=str(Path(run.index.root).resolve()), views=spec.views,
+        max_pixels=options.max_pixels)
+    engine = RayRun(options.ray_address, options.ray_workers, options.gpus_per_worker)
+    return compute_rows_on_ray(job, worker, engine, run.decode_failures, run.progress)
+
+
+def _absolute_weights(request: str) -> str:
+    """--weights for an actor whose working directory is not ours: a file path made absolute."""
+    from pipeline.backbones.weights import IMAGENET, RANDOM
+
+    return request if request in (IMAGENET, RANDOM) else str(Path(request).resolve())
 
 
 def _consolidate(run: ExtractRun) -> None:
@@ -235,6 +264,7 @@ def _summary(run: ExtractRun) -> ExtractSummary:
         waiting_for_writer_seconds=round(run.times.waiting_for_writer, 3),
         shard=run.options.shard.to_text() if run.options.shard else None,
         views=spec.views.describe() if spec.views is not None else None,
+        engine=run.options.engine, ray_workers=run.ray_workers,
     )
 
 

@@ -1,0 +1,205 @@
+"""`extract --engine ray`: the forward passes run on a pool of Ray Data actors; this process writes the cache.
+
+The driver (this module) has already planned what is missing exactly as a local run does
+(`pipeline.extract.run`). It packs the missing rows into the same slot-stable batches
+(`pipeline.extract.slots.plan_batches`), makes a Ray Dataset with one row per planned batch, and
+maps it with `BatchWorker` (`pipeline.extract.engines.ray_worker`) as a pool of actors, one
+backbone each, on CPUs or GPUs. Every actor call computes exactly one batch a local run computes,
+so the rows are bitwise a local run's at the same precision (same machine type and libraries).
+
+Results are consumed as they arrive (`iter_batches`) and handed to the same background
+`SegmentWriter` as the local loop, so finished rows are committed incrementally: a driver killed
+at any moment leaves whole segments, and the next run (on either engine) plans only what is
+missing. Ray restarts an actor that dies and retries its batch (Ray Data's defaults for actor
+pools); an image that does not decode comes back as a failure row and is recorded like a local one.
+
+Ray is imported only here and only when `--engine ray` is asked; without the `ray` extra the
+run stops with a `UsageError` saying how to install it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.cache.format import partial_dir_of
+from pipeline.cache.segments import SegmentWriter
+from pipeline.data.views import parse_view_address
+from pipeline.errors import PipelineError, UsageError
+from pipeline.extract import slots
+from pipeline.extract.engines.ray_worker import (
+    ADDRESS,
+    FAILURE,
+    FEATURES,
+    PLAN,
+    REFUSAL_MARK,
+    BatchWorker,
+    WorkerSpec,
+    encode_batch,
+)
+from pipeline.extract.loop import BackgroundWriter, LoopTimes, RowJob
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install -e '.[ray]'"
+#: CPUs each CPU actor reserves (it decodes its batch in that many threads, then runs the backbone).
+CPUS_PER_WORKER = 1
+#: Finished result blocks Ray Data keeps ready ahead of the writer.
+PREFETCH_BLOCKS = 2
+#: An actor whose constructor fails (refused weights, no access to the images) is not replaced more
+#: than this many times in a row before the run stops with its message.
+MAX_ACTOR_INIT_DEATHS = 1
+#: Environment of every actor: the driver's copy of `pipeline` first, quiet TensorFlow.
+QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+@dataclass(frozen=True)
+class RayRun:
+    """How the Ray engine runs: `address` (None starts a local Ray), actors and GPUs per actor."""
+
+    address: str | None
+    workers: int | None
+    gpus_per_worker: float
+
+
+def import_ray():
+    """The `ray` module, or a `UsageError` saying how to install it."""
+    try:
+        import ray
+        import ray.data  # the engine needs Ray Data, not only Ray core
+    except ImportError as error:
+        raise UsageError(
+            f"--engine ray needs Ray Data, which is not installed here ({error}); install the extra with "
+            f"{INSTALL_HINT} (or `pip install 'ray[data]>=2.10'`), or run without --engine ray to extract in "
+            "this process") from None
+    return ray
+
+
+def compute_rows_on_ray(job: RowJob, worker_spec: WorkerSpec, engine: RayRun, decode_failures: dict,
+                        progress: Callable[[int, int], None] | None = None,
+                        worker_class: type | None = None) -> tuple[LoopTimes, int]:
+    """Compute `job.items` on Ray actors and commit them as segments of `job.cache_path`.
+
+    Returns (timings, actors used). Undecodable images land in `decode_failures` (sha256 -> reason).
+    If Ray is already initialised in this process, its cluster is used as is; otherwise the run joins
+    `engine.address` (or starts a local Ray) and shuts it down at the end. `worker_class` is the
+    actor class (a `BatchWorker`; tests pass subclasses that fail on purpose).
+    """
+    ray = import_ray()
+    plan = slots.plan_batches(job.items, job.ordinals, job.batch_size)
+    started_here = not ray.is_initialized()
+    times = LoopTimes()
+    if started_here:
+        _connect(ray, engine.address)
+    try:
+        workers = engine.workers or _default_workers(ray, engine.gpus_per_worker)
+        workers = max(1, min(workers, len(plan)))
+        dataset = _dataset(ray, plan, worker_class or BatchWorker, worker_spec, workers, engine.gpus_per_worker)
+        _consume(dataset, job, decode_failures, progress, times)
+    finally:
+        if started_here:
+            ray.shutdown()
+    return times, workers
+
+
+def _connect(ray, address: str | None) -> None:
+    """Join the cluster at `address`, or start a local Ray instance (None); actors import this checkout's code."""
+    package_root = str(Path(__file__).resolve().parents[3])
+    pythonpath = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    runtime_env = {"env_vars": {**QUIET_TF, "PYTHONPATH": pythonpath}}
+    if address is not None and address != "local":  # a remote cluster gets the code itself, not a path
+        import pipeline
+
+        runtime_env = {"env_vars": dict(QUIET_TF), "py_modules": [str(Path(pipeline.__file__).parent)]}
+    try:
+        ray.init(address=None if address == "local" else address, runtime_env=runtime_env,
+                 include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                 configure_logging=True)
+    except (ConnectionError, ValueError, RuntimeError) as error:
+        raise PipelineError(
+            f"could not connect to the Ray cluster at {address!r} ({_first_line(error)}); start one with "
+            "`ray start --head` (see docs/cluster.md), pass its address with --ray-address (or `auto` on a node of "
+            "the cluster), or leave --ray-address out to start a local Ray instance") from None
+
+
+def _default_workers(ray, gpus_per_worker: float) -> int:
+    """As many actors as the cluster has GPUs (for GPU actors) or CPUs for."""
+    resources = ray.cluster_resources()
+    if gpus_per_worker:
+        return max(1, int(resources.get("GPU", 0) // gpus_per_worker))
+    return max(1, int(resources.get("CPU", 1) // CPUS_PER_WORKER))
+
+
+def _dataset(ray, plan: list[slots.PlannedBatch], worker_class: type, worker_spec: WorkerSpec, workers: int,
+             gpus: float):
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:  # the CLI shows its own progress (-v shows Ray's)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+    context.print_on_execution_start = False
+    context.max_consecutive_actor_init_deaths = MAX_ACTOR_INIT_DEATHS
+    # One block per planned batch, so every actor is fed as soon as it is up.
+    dataset = ray.data.from_items([{PLAN: encode_batch(batch)} for batch in plan], override_num_blocks=len(plan))
+    resources = {"num_gpus": gpus} if gpus else {"num_cpus": CPUS_PER_WORKER}
+    return dataset.map_batches(worker_class, batch_size=1, batch_format="numpy",
+                               compute=ray.data.ActorPoolStrategy(size=workers),
+                               fn_constructor_kwargs={"spec": worker_spec}, **resources)
+
+
+def _consume(dataset, job: RowJob, decode_failures: dict, progress, times: LoopTimes) -> None:
+    """Write the rows as they arrive; on any exit (an interrupt too) commit what was received."""
+    writer, done, opened = None, 0, time.perf_counter()
+    results = iter(dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=PREFETCH_BLOCKS))
+    try:
+        while True:
+            tick = time.perf_counter()
+            try:
+                block = next(results, None)
+            except Exception as error:  # noqa: BLE001 - a refused worker becomes the user's message
+                raise _explain(error) from None
+            if block is None:
+                break
+            if done == 0:  # Ray start-up and the first actor's backbone build: start-up, not throughput
+                times.startup = time.perf_counter() - opened
+                first = time.perf_counter()
+            else:
+                times.waiting_for_images += time.perf_counter() - tick
+            failed = [i for i, reason in enumerate(block[FAILURE]) if reason]
+            decode_failures.update((parse_view_address(str(block[ADDRESS][i]))[0], str(block[FAILURE][i]))
+                                   for i in failed)
+            keep = [i for i, reason in enumerate(block[FAILURE]) if not reason]
+            if keep:
+                if writer is None:
+                    writer = BackgroundWriter(SegmentWriter(
+                        partial_dir_of(job.cache_path), job.key, block[FEATURES].shape[1:], job.store_dtype,
+                        max_rows=job.commit_rows))
+                tick = time.perf_counter()
+                writer.put([str(block[ADDRESS][i]) for i in keep], block[FEATURES][keep].astype(job.store_dtype))
+                times.waiting_for_writer += time.perf_counter() - tick
+            done += len(block[ADDRESS])
+            if progress is not None:
+                progress(done, len(job.items))
+            times.forward = time.perf_counter() - first  # actors' wall time after the first result
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()
+        if writer is not None:
+            writer.close()
+
+
+def _explain(error: Exception) -> Exception:
+    """A worker's refusal as a `PipelineError` with its message; anything else unchanged (a bug, or Ray's own)."""
+    text = str(error)
+    if REFUSAL_MARK in text:
+        message = text.split(REFUSAL_MARK, 1)[1].splitlines()[0].strip()
+        return PipelineError(f"a Ray worker refused to compute rows, so nothing of it was written: {message}")
+    return error
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
