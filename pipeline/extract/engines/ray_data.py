@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,10 +117,14 @@ def _connect(ray, address: str | None) -> None:
         import pipeline
 
         runtime_env = {"env_vars": dict(QUIET_TF), "py_modules": [str(Path(pipeline.__file__).parent)]}
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    on_sigterm = signal.getsignal(signal.SIGTERM) if in_main_thread else None
     try:
         ray.init(address=None if address == "local" else address, runtime_env=runtime_env,
                  include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                  configure_logging=True)
+        if on_sigterm is not None:  # Ray's core installs a crash handler that aborts on SIGTERM: keep ours
+            signal.signal(signal.SIGTERM, on_sigterm)
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise PipelineError(
             f"could not connect to the Ray cluster at {address!r} ({_first_line(error)}); start one with "
@@ -148,7 +154,6 @@ def _dataset(ray, plan: list[slots.PlannedBatch], worker_class: type, worker_spe
     return dataset.map_batches(worker_class, batch_size=1, batch_format="numpy",
                                compute=ray.data.ActorPoolStrategy(size=workers),
                                fn_constructor_kwargs={"spec": worker_spec}, **resources)
-
 
 def _consume(dataset, job: RowJob, decode_failures: dict, progress, times: LoopTimes) -> None:
     """Write the rows as they arrive; on any exit (an interrupt too) commit what was received."""
