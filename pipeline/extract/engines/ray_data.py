@@ -94,17 +94,19 @@ def compute_rows_on_ray(job: RowJob, worker_spec: WorkerSpec, engine: RayRun, de
     ray = import_ray()
     plan = slots.plan_batches(job.items, job.ordinals, job.batch_size)
     started_here = not ray.is_initialized()
-    times = LoopTimes()
+    times, opened = LoopTimes(), time.perf_counter()
     if started_here:
         _connect(ray, engine.address)
     try:
         workers = engine.workers or _default_workers(ray, engine.gpus_per_worker)
         workers = max(1, min(workers, len(plan)))
         dataset = _dataset(ray, plan, worker_class or BatchWorker, worker_spec, workers, engine.gpus_per_worker)
-        _consume(dataset, job, decode_failures, progress, times)
+        _consume(dataset, job, decode_failures, progress, times, opened)
     finally:
         if started_here:
+            tick = time.perf_counter()
             ray.shutdown()
+            log.info("Ray shut down in %.1fs", time.perf_counter() - tick)
     return times, workers
 
 
@@ -155,9 +157,12 @@ def _dataset(ray, plan: list[slots.PlannedBatch], worker_class: type, worker_spe
                                compute=ray.data.ActorPoolStrategy(size=workers),
                                fn_constructor_kwargs={"spec": worker_spec}, **resources)
 
-def _consume(dataset, job: RowJob, decode_failures: dict, progress, times: LoopTimes) -> None:
-    """Write the rows as they arrive; on any exit (an interrupt too) commit what was received."""
-    writer, done, opened = None, 0, time.perf_counter()
+def _consume(dataset, job: RowJob, decode_failures: dict, progress, times: LoopTimes, opened: float) -> None:
+    """Write the rows as they arrive; on any exit (an interrupt too) commit what was received.
+
+    `times.startup` is from `opened` (before Ray was started or joined) to the first rows back.
+    """
+    writer, done = None, 0
     results = iter(dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=PREFETCH_BLOCKS))
     try:
         while True:
