@@ -168,10 +168,17 @@ def _wait_for_committed_rows(process, cache_dir: Path, log_path: Path) -> bool:
 
 
 @pytest.mark.slow
-def test_a_killed_driver_leaves_a_valid_cache_and_the_rerun_sends_only_the_missing_rows(ray_cluster, tmp_path):
-    root = make_dataset(tmp_path / "many", classes=("cat", "dog", "fox", "owl"), per_class=30)  # 240 images
-    clean = run_extract(root, tmp_path / "clean", OPTIONS)
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_killed_driver_leaves_a_valid_cache_and_the_rerun_sends_only_the_missing_rows(ray_cluster, tmp_path, sig):
+    classes = ("cat", "dog", "fox", "owl")
+    root = make_dataset(tmp_path / "many", classes=classes, per_class=10, splits=("train",))
     cache_dir, log_path = tmp_path / "cache", tmp_path / "extract.log"
+    before = run_extract(root, cache_dir, OPTIONS)  # a cache of 40 images, extracted locally
+    for index in range(200):  # 240 images in all: the Ray run has 200 to extract
+        name = classes[index % 4]
+        write_image(root / "train" / name / f"extra_{index}.jpg", CLASS_COLOURS[name], seed=50_000 + index)
+    clean = run_extract(root, tmp_path / "clean", OPTIONS)
+    clean_rows = _rows(clean.cache_path)
     args = ("extract", root, *TINY_BACKBONE_ARGS, "--batch-size", "4", "--valid-fraction", "0.3",
             "--commit-every", "4", "--engine", "ray", "--workers", "1", "--ray-address", ray_cluster,
             "--cache-dir", cache_dir, "--json")
@@ -179,19 +186,22 @@ def test_a_killed_driver_leaves_a_valid_cache_and_the_rerun_sends_only_the_missi
         process = subprocess.Popen(cli_command(*args), cwd=REPO_ROOT, env=cli_env(), stdout=subprocess.PIPE,
                                    stderr=log)
     assert _wait_for_committed_rows(process, cache_dir, log_path), "the run ended before any rows were committed"
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=EXIT_TIMEOUT)
-    assert only_cache(cache_dir) is None  # killed before consolidating: only whole segments remain
-    key = read_cache_info(clean.cache_path).key
-    cache_path = cache_dir / Path(clean.cache_path).name
-    committed = committed_rows(cache_path, key)
-    assert 0 < len(committed) < 240
-    assert all(committed[sha] == row for sha, row in committed.items()
-               for row in [_rows(clean.cache_path)[sha]])
+    process.send_signal(sig)
+    out, _ = process.communicate(timeout=EXIT_TIMEOUT)
+    if sig == signal.SIGTERM:  # a clean stop: what had arrived is committed, and the CLI says so
+        assert process.returncode == 130, log_path.read_text()[-2000:]
+        assert json.loads(out)["error"].startswith("interrupted: finished work is saved")
+    else:
+        assert process.returncode == -signal.SIGKILL
+    assert only_cache(cache_dir) == Path(before.cache_path)  # the previous cache, untouched and valid
+    assert verify_cache(before.cache_path) == [] and read_cache_info(before.cache_path).row_count == 40
+    committed = committed_rows(Path(before.cache_path), read_cache_info(clean.cache_path).key)
+    assert 40 < len(committed) < 240
+    assert all(clean_rows[sha] == row for sha, row in committed.items())
     rerun = run_extract(root, cache_dir, replace(RAY, ray_workers=1, commit_rows=4))
     assert rerun.extracted == 240 - len(committed) and rerun.reused == len(committed)
     assert verify_cache(rerun.cache_path) == []
-    assert _rows(rerun.cache_path) == _rows(clean.cache_path)
+    assert _rows(rerun.cache_path) == clean_rows
 
 
 def test_the_worker_refuses_other_weights_and_records_bad_images_without_ray(tmp_path):
