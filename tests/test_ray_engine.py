@@ -231,13 +231,34 @@ def test_the_worker_refuses_other_weights_and_records_bad_images_without_ray(tmp
     assert worker.compute(PlannedBatch(4, [(1, sha, good)]))[0] == [sha]
 
 
-def test_engine_ray_without_the_extra_says_how_to_install_it(cli, tiny_dataset, tmp_path, monkeypatch):
+@pytest.fixture
+def no_backbone_build(monkeypatch):
+    """Refusals come before any backbone is built (no TensorFlow work for a run that cannot happen)."""
+    from pipeline.backbones import forward
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the backbone was built before the engine was checked")
+
+    monkeypatch.setattr(forward.FeatureExtractor, "__init__", refuse)
+
+
+def test_engine_ray_without_the_extra_says_how_to_install_it(cli, tiny_dataset, tmp_path, monkeypatch,
+                                                             no_backbone_build):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     payload, result = cli.json(["extract", tiny_dataset, *TINY_BACKBONE_ARGS, "--engine", "ray",
                                 "--cache-dir", tmp_path / "cache"], expect_ok=False)
     assert result.exit_code == 2
     assert "pip install -e '.[ray]'" in payload["error"] and "Traceback" not in result.output
     assert not list((tmp_path / "cache").rglob("seg-*.h5"))
+
+
+def test_an_address_nobody_answers_is_refused_before_any_work(cli, tiny_dataset, tmp_path, no_backbone_build):
+    pytest.importorskip("ray.data", reason="the ray extra is not installed (pip install -e '.[ray]')")
+    started = time.monotonic()
+    payload, result = cli.json(["extract", tiny_dataset, *TINY_BACKBONE_ARGS, "--engine", "ray", "--ray-address",
+                                "127.0.0.1:1", "--cache-dir", tmp_path / "cache"], expect_ok=False)
+    assert result.exit_code == 1 and "nothing answers at the Ray address 127.0.0.1:1" in payload["error"]
+    assert "ray start --head" in payload["error"] and time.monotonic() - started < 30
 
 
 def test_ray_options_without_engine_ray_are_refused(cli, tiny_dataset, tmp_path):

@@ -124,6 +124,10 @@ def _start(data_dir: Path, cache_dir: Path, options: ExtractOptions, progress) -
     started = time.perf_counter()
     _make_cache_dir(cache_dir)
     options.validate()
+    if options.engine == "ray":  # a missing extra or a wrong address, said before hashing or building anything
+        from pipeline.extract.engines.ray_data import check_engine
+
+        check_engine(options.ray_address)
     setup, extractor = resolve_setup(options, cache_dir)
     name = options.name or dataset_name_of(data_dir)
     whole = cache_dir / cache_file_name(name, setup.feature_spec)

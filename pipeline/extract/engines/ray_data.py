@@ -22,10 +22,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.cache.format import partial_dir_of
@@ -50,11 +51,16 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = "pip install -e '.[ray]'"
 #: CPUs each CPU actor reserves (it decodes its batch in that many threads, then runs the backbone).
 CPUS_PER_WORKER = 1
+#: Decoding threads of a GPU actor (it reserves no CPUs of its own): a GPU's forward pass is short next to
+#: decoding a batch of JPEGs in one thread. A guess, not a measurement: this project has run no GPU actor.
+GPU_WORKER_DECODE_THREADS = 4
 #: Finished result blocks Ray Data keeps ready ahead of the writer.
 PREFETCH_BLOCKS = 2
 #: An actor whose constructor fails (refused weights, no access to the images) is not replaced more
 #: than this many times in a row before the run stops with its message.
 MAX_ACTOR_INIT_DEATHS = 1
+#: Seconds to wait for a TCP answer at --ray-address before saying nobody is there.
+CONNECT_TIMEOUT_SECONDS = 5
 #: Environment of every actor: the driver's copy of `pipeline` first, quiet TensorFlow.
 QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -81,6 +87,12 @@ def import_ray():
     return ray
 
 
+def check_engine(address: str | None) -> None:
+    """Before any work: Ray Data is installed, and something answers at `address` (a `PipelineError` if not)."""
+    import_ray()
+    _probe(address)
+
+
 def compute_rows_on_ray(job: RowJob, worker_spec: WorkerSpec, engine: RayRun, decode_failures: dict,
                         progress: Callable[[int, int], None] | None = None,
                         worker_class: type | None = None) -> tuple[LoopTimes, int]:
@@ -100,7 +112,9 @@ def compute_rows_on_ray(job: RowJob, worker_spec: WorkerSpec, engine: RayRun, de
     try:
         workers = engine.workers or _default_workers(ray, engine.gpus_per_worker)
         workers = max(1, min(workers, len(plan)))
-        dataset = _dataset(ray, plan, worker_class or BatchWorker, worker_spec, workers, engine.gpus_per_worker)
+        threads = GPU_WORKER_DECODE_THREADS if engine.gpus_per_worker else CPUS_PER_WORKER
+        dataset = _dataset(ray, plan, worker_class or BatchWorker, replace(worker_spec, decode_threads=threads),
+                           workers, engine.gpus_per_worker)
         _consume(dataset, job, decode_failures, progress, times, opened)
     finally:
         if started_here:
@@ -119,6 +133,7 @@ def _connect(ray, address: str | None) -> None:
         import pipeline
 
         runtime_env = {"env_vars": dict(QUIET_TF), "py_modules": [str(Path(pipeline.__file__).parent)]}
+    _probe(address)
     in_main_thread = threading.current_thread() is threading.main_thread()
     on_sigterm = signal.getsignal(signal.SIGTERM) if in_main_thread else None
     try:
@@ -132,6 +147,22 @@ def _connect(ray, address: str | None) -> None:
             f"could not connect to the Ray cluster at {address!r} ({_first_line(error)}); start one with "
             "`ray start --head` (see docs/cluster.md), pass its address with --ray-address (or `auto` on a node of "
             "the cluster), or leave --ray-address out to start a local Ray instance") from None
+
+
+def _probe(address: str | None) -> None:
+    """Fail in seconds on a host:port nobody listens on (`ray.init` would retry for minutes)."""
+    if address in (None, "local", "auto"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray-address must be auto, HOST:PORT or ray://HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_SECONDS).close()
+    except OSError as error:
+        raise PipelineError(
+            f"nothing answers at the Ray address {address} ({error.strerror or error}); start the cluster with "
+            "`ray start --head` (see docs/cluster.md), check the address it printed, or leave --ray-address out to "
+            "start a local Ray instance") from None
 
 
 def _default_workers(ray, gpus_per_worker: float) -> int:
