@@ -1,7 +1,7 @@
 """The Ray engine against the local engine, side by side in one run, on the same images.
 
     python benchmarks/ray_engine.py [--data DIR] [--work DIR] [--out docs/benchmarks-ray]
-                                    [--backbone vgg16] [--workers 2 --workers 1] [--rounds 1]
+                                    [--backbone vgg16] [--workers 2 --workers 1] [--rounds N] [--only NAME]
 
 Each scenario extracts the same photos (default: ../shared/data/catsdogs, 300 real photos) into a
 fresh cache directory, through the real CLI (`extract --json`), once with `--engine local` and once
@@ -87,8 +87,11 @@ def _extract(data: Path, cache_dir: Path, weights_dir: Path, args: list, engine:
 @click.option("--backbone", default="vgg16", show_default=True, help="Backbone of the forward scenario.")
 @click.option("--workers", "worker_counts", type=int, multiple=True, default=(2, 1), show_default=True,
               help="Ray actor counts to measure (repeat the option).")
+@click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Rounds of every engine; even rounds run them in reverse order (ABBA); ratios use the mean "
+                   "local rate.")
 @click.option("--only", "only", type=click.Choice(list(SCENARIOS)), multiple=True, help="Run only these scenarios.")
-def main(data, work, out, backbone, worker_counts, only):
+def main(data, work, out, backbone, worker_counts, rounds, only):
     """Ray engine vs local engine, same photos, same run."""
     started = datetime.now(timezone.utc)
     work.mkdir(parents=True, exist_ok=True)
@@ -102,15 +105,21 @@ def main(data, work, out, backbone, worker_counts, only):
         if only and name not in only:
             continue
         args = ["--backbone", backbone, *args]
-        runs = [_extract(data, work / name / "local", weights_dir / "weights", args, [])]
-        for count in worker_counts:
-            runs.append(_extract(data, work / name / f"ray-{count}", weights_dir / "weights", args,
-                                 ["--engine", "ray", "--workers", str(count)]))
-        local_rows, local = _rows(runs[0]["cache_path"]), runs[0]
-        for run in runs[1:]:
-            run["bitwise_equal_to_local"] = _rows(run["cache_path"]) == local_rows
-            run["throughput_ratio"] = round(run["rows_per_second"] / local["rows_per_second"], 3)
-            run["wall_ratio"] = round(local["wall_seconds"] / run["wall_seconds"], 3)
+        engines = [("local", [])] + [(f"ray-{n}", ["--engine", "ray", "--workers", str(n)]) for n in worker_counts]
+        runs = []
+        for round_index in range(rounds):  # ABBA: every other round runs the engines in reverse order
+            for label, engine in engines if round_index % 2 == 0 else engines[::-1]:
+                run = _extract(data, work / name / label, weights_dir / "weights", args, engine)
+                runs.append({**run, "round": round_index + 1, "label": label})
+        local_runs = [r for r in runs if r["label"] == "local"]
+        local_rows = _rows(local_runs[0]["cache_path"])
+        local_rate = sum(r["rows_per_second"] for r in local_runs) / len(local_runs)
+        local_wall = sum(r["wall_seconds"] for r in local_runs) / len(local_runs)
+        for run in runs:
+            if run["label"] != "local":
+                run["bitwise_equal_to_local"] = _rows(run["cache_path"]) == local_rows
+                run["throughput_ratio"] = round(run["rows_per_second"] / local_rate, 3)
+                run["wall_ratio"] = round(local_wall / run["wall_seconds"], 3)
         results["scenarios"][name] = {"args": args, "runs": runs}
         print(f"{name}: " + "; ".join(f"{r['engine']}: {r['rows_per_second']} rows/s, wall {r['wall_seconds']} s"
                                       for r in runs), file=sys.stderr)
@@ -144,13 +153,14 @@ def markdown(results: dict) -> str:
     ]
     for name, scenario in results["scenarios"].items():
         lines += [f"## Scenario `{name}`: `{' '.join(scenario['args'])}`", "",
-                  "| engine | rows | rows/s | ratio | start-up s | wall s | wall ratio | bitwise = local |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| round | engine | rows | rows/s | ratio | start-up s | wall s | wall ratio | bitwise = local |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for run in scenario["runs"]:
             ratio = run.get("throughput_ratio", "")
             verdict = "" if not ratio else (" (met)" if ratio >= results["target_ratio"] else " (not met)")
             equal = {True: "yes", False: "NO", None: "-"}[run.get("bitwise_equal_to_local")]
-            lines.append(f"| {run['engine']} | {run['extracted']} | {run['rows_per_second']} | {ratio}{verdict} | "
+            lines.append(f"| {run.get('round', 1)} | {run['engine']} | {run['extracted']} | {run['rows_per_second']} | "
+                         f"{ratio}{verdict} | "
                          f"{run['startup_seconds']} | {run['wall_seconds']} | {run.get('wall_ratio', '')} | {equal} |")
         lines.append("")
     return "\n".join(lines) + "\n"
