@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = "pip install -e '.[ray]'"
 #: CPUs each CPU actor reserves (it decodes its batch in that many threads, then runs the backbone).
 CPUS_PER_WORKER = 1
-#: Decoding threads of a GPU actor (it reserves no CPUs of its own): a GPU's forward pass is short next to
+#: Decoding threads of a GPU actor (it asks Ray for GPUs only): a GPU's forward pass is short next to
 #: decoding a batch of JPEGs in one thread. A guess, not a measurement: this project has run no GPU actor.
 GPU_WORKER_DECODE_THREADS = 4
 #: Finished result blocks Ray Data keeps ready ahead of the writer.
@@ -61,7 +61,7 @@ PREFETCH_BLOCKS = 2
 MAX_ACTOR_INIT_DEATHS = 1
 #: Seconds to wait for a TCP answer at --ray-address before saying nobody is there.
 CONNECT_TIMEOUT_SECONDS = 5
-#: Environment of every actor: the driver's copy of `pipeline` first, quiet TensorFlow.
+#: Environment of every actor (besides the code: `_connect`): TensorFlow's C++ chatter off.
 QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
