@@ -154,6 +154,18 @@ def test_result_names_are_distinct_and_safe_when_stems_repeat():
     assert result_names(paths) == ["cat-1", "dog-1", "dog-1-2", "my_photo_"]
 
 
+def test_a_target_is_found_by_one_of_its_comma_separated_synonyms():
+    from pipeline.explain.attack_run import resolve_class
+    from pipeline.explain.classifier import Classifier
+
+    names = ["tabby, tabby cat", "tiger cat", "Persian cat"]
+    imagenet = Classifier(model=None, class_names=names, input_size=8, resize=None, source={}, output_dir=Path("."))
+    assert resolve_class(imagenet, "tabby") == 0 and resolve_class(imagenet, "Tabby Cat") == 0
+    assert resolve_class(imagenet, "tiger cat") == 1
+    with pytest.raises(UsageError, match="has no class 'cat'"):
+        resolve_class(imagenet, "cat")
+
+
 def _plan(**overrides):
     from pipeline.explain.attack_run import AttackPlan
 

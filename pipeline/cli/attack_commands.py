@@ -76,7 +76,7 @@ def attack(images, head_path, imagenet, target, eps_values, step, steps, early_s
            check_imagenet, batch_size, out_dir, cache_dir, as_json):
     """Adversarial examples: nudge IMAGES (files or folders) within an L-infinity budget until the
     classifier says TARGET, by projected gradient descent in pixel space; judged on the saved PNGs."""
-    from pipeline.explain.attack_run import AttackPlan, run_attack
+    from pipeline.explain.attack_run import AttackPlan, resolve_class, run_attack
     from pipeline.explain.classifier import load_classifier
 
     if (head_path is None) == (imagenet is None):
@@ -89,7 +89,7 @@ def attack(images, head_path, imagenet, target, eps_values, step, steps, early_s
                       batch_size=batch_size)
     classifier = load_classifier(head=head_path, imagenet=imagenet, cache_dir=cache_dir)
     if plan.target is not None:
-        classifier.class_index(plan.target)  # an unknown class fails before any image is read
+        resolve_class(classifier, plan.target)  # an unknown class fails before any image is read
     check = None
     if check_head is not None or check_imagenet is not None:
         check = load_classifier(head=check_head, imagenet=check_imagenet, cache_dir=cache_dir)

@@ -112,7 +112,7 @@ def result_names(paths: Sequence[Path]) -> list[str]:
 def run_attack(classifier, paths: Sequence[Path], plan: AttackPlan, output_dir: Path | None = None, check=None,
                progress: Callable[[int, int], None] | None = None) -> dict:
     """Attack every image under every budget (see the module doc); returns the result dict also in result.json."""
-    target_index = classifier.class_index(plan.target) if plan.target is not None else None
+    target_index = resolve_class(classifier, plan.target) if plan.target is not None else None
     paths = collect_images(paths)
     errors: list[dict] = []
     decoded = [(list(batch_paths), pixels) for batch_paths, pixels in
@@ -200,11 +200,28 @@ def _check(check, source_paths, adversarial_files, saved, classifier, target):
     return rows
 
 
+def resolve_class(classifier, name: str) -> int:
+    """`classifier.class_index(name)`, or else the one class with `name` among its comma-separated synonyms.
+
+    ImageNet names read "tabby, tabby cat"; `--target tabby` or `--target "tabby cat"` finds it.
+    The classifier's own `UsageError` (naming close matches) when neither finds exactly one class.
+    """
+    try:
+        return classifier.class_index(name)
+    except UsageError:
+        wanted = name.strip().lower()
+        found = [i for i, label in enumerate(classifier.class_names)
+                 if wanted in (synonym.strip().lower() for synonym in label.split(","))]
+        if len(found) == 1:
+            return found[0]
+        raise
+
+
 def _maybe_index(classifier, name):
     if name is None:
         return None
     try:
-        return classifier.class_index(name)
+        return resolve_class(classifier, name)
     except UsageError:
         return None
 
