@@ -249,7 +249,7 @@ def _finish(classifier, plan, per_budget, errors, result_dir, check) -> dict:
     if len(per_budget) > 1:
         curve = curve_image([s["eps"] for s in summaries], [s["success_rate"] for s in summaries],
                             [s["original_kept_rate"] for s in summaries],
-                            f"{classifier.name}: {_goal_text(plan)}, {summaries[0]['images']} images",
+                            f"attack {_goal_text(plan)} on {classifier.name}, {summaries[0]['images']} images",
                             "attack success rate")
         save_png(result_dir / "curve.png", curve)
         images.append("curve.png")
