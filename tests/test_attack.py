@@ -288,3 +288,19 @@ def test_bad_targets_and_budgets_exit_2_with_the_fix(cli, tiny_heads, args, word
     payload, result = cli.json(["attack", photo, "--head", tiny_heads["logreg"], *args,
                                 "--cache-dir", tiny_heads["cache_dir"]], expect_ok=False)
     assert result.exit_code == 2 and words in payload["error"]
+
+
+# --- real photos, genuine weights ---------------------------------------------------------------------
+
+@pytest.mark.realdata
+def test_a_real_dog_becomes_a_tabby_for_mobilenets_imagenet_classifier(cli, shared_data, tmp_path):
+    """Genuine offline MobileNet v1 weights: one test dog -> 'tabby, tabby cat' within 2/255, judged on the PNG."""
+    dog = shared_data / "catsdogs" / "test" / "dog" / "dog.4014.jpg"
+    if not dog.is_file():
+        pytest.skip(f"{dog} not found")
+    payload, _ = cli.json(["attack", dog, "--imagenet", "mobilenet", "--target", "tabby", "--eps", "2/255",
+                           "--steps", "10", "--cache-dir", tmp_path / "cache", "--out", tmp_path])
+    row = payload["per_image"][0]
+    assert row["original_top3"][0]["label"] != "tabby, tabby cat"
+    assert row["success"] and row["final_top3"][0]["label"] == "tabby, tabby cat"
+    assert row["linf"] <= 2 and row["goal_probability_after"] > row["goal_probability_before"]

@@ -122,7 +122,7 @@ def _print(result: dict, classifier, check) -> None:
         click.echo(line)
     for problem in result["unreadable"]:
         click.echo(f"{display_path(problem['path'])}: cannot read ({problem['error']})")
-    click.echo(f"{'eps':>9} {'success':>12} {'orig kept':>10} {'Linf max':>9} {'L2 mean':>9} {'steps':>6} "
+    click.echo(f"{'eps':>9} {'success':>13} {'orig kept':>10} {'Linf max':>9} {'L2 mean':>9} {'steps':>6} "
                f"{'seconds':>8}" + (f" {'check fooled':>13}" if check is not None else ""))
     for s in result["per_eps"]:
         click.echo(f"{s['eps']:>5g}/255 {s['successes']:>4}/{s['images']:<3} {s['success_rate']:>4.0%} "
