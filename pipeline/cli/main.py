@@ -19,6 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ chatter; Py
 import click
 
 from pipeline.cli import (
+    attack_commands,
     backbone_commands,
     cache_commands,
     data_commands,
@@ -50,6 +51,6 @@ def main(verbose: bool):
 
 
 for module in (data_commands, cache_commands, interop_commands, head_commands, finetune_commands, predict_commands,
-               backbone_commands, quickstart_command):
+               backbone_commands, quickstart_command, attack_commands):
     for command in module.COMMANDS:
         main.add_command(command)
