@@ -208,3 +208,15 @@ def test_classes_all_refuses_a_large_classifier(classifier):
     large = replace(classifier, class_names=[f"c{i}" for i in range(MAX_GRID_CLASSES + 1)])
     with pytest.raises(UsageError, match="--class NAME"):
         resolve_classes(large, None, "all")
+
+
+def test_class_names_match_exactly_case_insensitively_or_by_one_synonym(classifier):
+    from dataclasses import replace
+
+    names = ["tabby, tabby cat", "tiger cat", "golden retriever", "cat, domestic"]
+    imagenet_like = replace(classifier, class_names=names)
+    assert imagenet_like.class_index("Golden Retriever") == 2
+    assert imagenet_like.class_index("tabby") == 0 and imagenet_like.class_index("tabby cat") == 0
+    assert imagenet_like.class_index("cat") == 3
+    with pytest.raises(UsageError, match="did you mean"):
+        imagenet_like.class_index("tiger kat")

@@ -8,6 +8,7 @@ Matplotlib runs on its non-interactive Agg backend, so no display is needed.
 from __future__ import annotations
 
 import io
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +22,11 @@ FIGURE_DPI = 100
 #: Font sizes of captions and of the figure's title (points).
 CAPTION_POINTS = 8
 TITLE_POINTS = 10
-#: Extra height for the title, in inches.
-TITLE_INCHES = 0.5
+#: Extra height per line of the title, in inches, and the title's characters per line per panel column.
+TITLE_INCHES = 0.25
+TITLE_CHARACTERS_PER_COLUMN = 40
+#: Vertical gap between rows, in font heights, so a caption never touches the row above.
+CAPTION_GAP = 1.5
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,8 @@ def captioned_grid(path: Path, rows: list[list[Panel]], title: str = "") -> Path
     from matplotlib import pyplot as plt
 
     columns = max(len(row) for row in rows)
-    height = PANEL_INCHES * len(rows) + (TITLE_INCHES if title else 0)
+    title = textwrap.fill(title, TITLE_CHARACTERS_PER_COLUMN * columns) if title else ""
+    height = PANEL_INCHES * len(rows) + TITLE_INCHES * (title.count("\n") + 2 if title else 0)
     figure, axes = plt.subplots(len(rows), columns, figsize=(PANEL_INCHES * columns, height), squeeze=False)
     try:
         for r, row in enumerate(rows):
@@ -53,7 +58,7 @@ def captioned_grid(path: Path, rows: list[list[Panel]], title: str = "") -> Path
                     _draw(axis, row[c])
         if title:
             figure.suptitle(title, fontsize=TITLE_POINTS)
-        figure.tight_layout()
+        figure.tight_layout(h_pad=CAPTION_GAP)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=FIGURE_DPI)
     finally:

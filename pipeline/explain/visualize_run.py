@@ -151,7 +151,7 @@ def _draw_figure(path: Path, results: list[IdealResult], variants: list, source:
         for result in (r for r in results if r.variant == variant):
             with PilImage.open(path.parent / result.file) as image:
                 pixels = np.asarray(image.convert("RGB"))
-            label = f"TV weight {weight:g}" if weight > 0 else "no TV (--tv 0)"
+            label = f"TV weight {weight:g}" if weight > 0 else "no TV (weight 0)"
             row.append(Panel(pixels, f"{result.class_name}: {label}\np = {result.probability:.3f}, "
                                      f"total variation {result.total_variation:.3f}"))
         rows.append(row)
