@@ -30,8 +30,9 @@ _IMAGE = click.Path(exists=True, dir_okay=False, path_type=Path)
                    "inside the graph).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Adam step size (default: 2 pixel units for --param pixels, 0.05 for fft).")
-@click.option("--tv", type=click.FloatRange(min=0), default=defaults.DEFAULT_TV, show_default=True,
-              help="Weight of the total-variation penalty (0 turns it off).")
+@click.option("--tv", type=click.FloatRange(min=0), default=None,
+              help="Weight of the total-variation penalty, 0 turns it off (default: "
+                   + ", ".join(f"{w:g} for --param {p}" for p, w in defaults.DEFAULT_TV.items()) + ").")
 @click.option("--l2", type=click.FloatRange(min=0), default=defaults.DEFAULT_L2, show_default=True,
               help="Weight of the pull towards mid-grey.")
 @click.option("--jitter", type=click.IntRange(min=0), default=defaults.DEFAULT_JITTER, show_default=True,
@@ -41,7 +42,7 @@ _IMAGE = click.Path(exists=True, dir_okay=False, path_type=Path)
               help="Random rescaling within 1 +- this before every step.")
 @click.option("--scales", type=click.IntRange(min=1), default=1, show_default=True,
               help="Multi-scale stages: start this many octaves (x1.5) small and upsample.")
-@click.option("--param", type=click.Choice(PARAMETERIZATIONS), default="pixels", show_default=True,
+@click.option("--param", type=click.Choice(PARAMETERIZATIONS), default=defaults.DEFAULT_PARAM, show_default=True,
               help="Optimise the pixels, or a decorrelated Fourier spectrum (smoother, for deeper nets).")
 @click.option("--objective", type=click.Choice(defaults.OBJECTIVES), default="logit", show_default=True,
               help="Maximise the class's logit, or its log-probability.")

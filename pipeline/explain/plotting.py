@@ -23,7 +23,7 @@ FIGURE_DPI = 100
 CAPTION_POINTS = 8
 TITLE_POINTS = 10
 #: Extra height per line of the title, in inches, and the title's characters per line per panel column.
-TITLE_INCHES = 0.25
+TITLE_INCHES = 0.2
 TITLE_CHARACTERS_PER_COLUMN = 40
 #: Vertical gap between rows, in font heights, so a caption never touches the row above.
 CAPTION_GAP = 1.5
@@ -47,7 +47,8 @@ def captioned_grid(path: Path, rows: list[list[Panel]], title: str = "") -> Path
 
     columns = max(len(row) for row in rows)
     title = textwrap.fill(title, TITLE_CHARACTERS_PER_COLUMN * columns) if title else ""
-    height = PANEL_INCHES * len(rows) + TITLE_INCHES * (title.count("\n") + 2 if title else 0)
+    title_inches = TITLE_INCHES * (title.count("\n") + 1.5) if title else 0
+    height = PANEL_INCHES * len(rows) + title_inches
     figure, axes = plt.subplots(len(rows), columns, figsize=(PANEL_INCHES * columns, height), squeeze=False)
     try:
         for r, row in enumerate(rows):
@@ -58,7 +59,7 @@ def captioned_grid(path: Path, rows: list[list[Panel]], title: str = "") -> Path
                     _draw(axis, row[c])
         if title:
             figure.suptitle(title, fontsize=TITLE_POINTS)
-        figure.tight_layout(h_pad=CAPTION_GAP)
+        figure.tight_layout(h_pad=CAPTION_GAP, rect=(0, 0, 1, 1 - title_inches / height))
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=FIGURE_DPI)
     finally:

@@ -89,7 +89,8 @@ def run_visualize(classifier, indices: list[int], settings: VisualizeSettings, c
     """Optimise, save and judge ideal images for `indices` (see the module doc); the JSON-able result."""
     size = settings.size or classifier.input_size
     start_pixels = load_start(start, size, classifier.resize.policy)
-    variants = [(WITH_TV, settings.tv)] + ([(WITHOUT_TV, 0.0)] if compare_tv and settings.tv > 0 else [])
+    weight = settings.tv_weight
+    variants = [(WITH_TV, weight)] + ([(WITHOUT_TV, 0.0)] if compare_tv and weight > 0 else [])
     total = settings.steps * len(indices) * len(variants)
     result_dir = new_result_dir(out_dir or classifier.output_dir, COMMAND)
     started = time.perf_counter()
