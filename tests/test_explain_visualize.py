@@ -11,6 +11,7 @@ from conftest import TINY_BACKBONE
 
 from pipeline.errors import UsageError
 from pipeline.explain.regularizers import l2_penalty, l2_penalty_tf, total_variation, total_variation_tf
+from pipeline.explain.visualize import DEFAULT_TV
 
 STEPS = 6
 
@@ -149,7 +150,7 @@ def test_cli_writes_both_images_the_figure_and_a_sidecar_judged_on_the_saved_png
         pixels = np.asarray(Image.open(folder / image["file"]).convert("RGB"), dtype=np.float32)
         expected = classifier.probabilities(pixels[None])[0][classifier.class_index("dog")]
         assert image["probability"] == pytest.approx(expected, abs=1e-6)
-    assert [i["tv_weight"] for i in payload["images"]] == [pytest.approx(0.1), 0.0]
+    assert [i["tv_weight"] for i in payload["images"]] == [DEFAULT_TV["fft"], 0.0]
 
 
 def test_cli_tv_zero_or_no_compare_runs_once(cli, tiny_head, tmp_path):
@@ -220,3 +221,18 @@ def test_class_names_match_exactly_case_insensitively_or_by_one_synonym(classifi
     assert imagenet_like.class_index("cat") == 3
     with pytest.raises(UsageError, match="did you mean"):
         imagenet_like.class_index("tiger kat")
+
+
+def test_the_score_uses_the_heads_logits_and_the_model_is_restored_after(classifier):
+    from pipeline.explain.visualize import class_score, logits_output
+
+    pixels = np.random.default_rng(4).uniform(0, 255, (2, classifier.input_size, classifier.input_size, 3))
+    probabilities = classifier.probabilities(pixels)
+    with logits_output(classifier.model) as found:
+        logits = np.asarray(classifier.model(pixels.astype(np.float32), training=False), dtype=np.float64)
+    assert found
+    softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(softmax / softmax.sum(axis=1, keepdims=True), probabilities, atol=1e-5)
+    np.testing.assert_array_equal(classifier.probabilities(pixels), probabilities)  # softmax back in place
+    expected = logits[:, 1] - logits.mean(axis=1)  # the logit objective: the class's logit minus the mean logit
+    np.testing.assert_allclose(np.asarray(class_score(logits, 1, "logit", logits=True)), expected, rtol=1e-5)

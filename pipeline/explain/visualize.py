@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from pipeline.backbones.tf_runtime import import_tensorflow
+from pipeline.backbones.tf_runtime import import_keras, import_tensorflow
 from pipeline.errors import UsageError
 from pipeline.explain.optimizer import Adam
 from pipeline.explain.parameterization import PARAMETERIZATIONS, make_image
@@ -134,13 +134,47 @@ def stage_steps(steps: int, stages: int) -> list[int]:
     return [base + (1 if k >= stages - extra else 0) for k in range(stages)]
 
 
-def class_score(probabilities, class_index: int, objective: str):
-    """The per-image score (n,) that gradient ascent maximises (see the module doc)."""
+def class_score(outputs, class_index: int, objective: str, logits: bool = False):
+    """The per-image score (n,) that gradient ascent maximises (see the module doc).
+
+    `outputs` are the logits (`logits=True`, inside `logits_output`) or probabilities, whose log
+    is floored at `PROBABILITY_FLOOR`: there the score stops rising once the other classes'
+    probabilities underflow float32, which is why the logits are used wherever they can be found.
+    """
     tf = import_tensorflow()
-    log_p = tf.math.log(tf.maximum(probabilities, PROBABILITY_FLOOR))
+    log_p = tf.nn.log_softmax(outputs, axis=1) if logits else tf.math.log(tf.maximum(outputs, PROBABILITY_FLOOR))
     if objective == "logprob":
         return log_p[:, class_index]
     return log_p[:, class_index] - tf.reduce_mean(log_p, axis=1)
+
+
+@contextlib.contextmanager
+def logits_output(model):
+    """Make `model` output its final softmax's input (the logits) inside the block; restored after.
+
+    Yields True when the model ends in a layer with a softmax activation (a head's Dense, an
+    ImageNet classifier's `predictions`, nested models followed to their last layer), else False
+    and the model is untouched (the score then works on floored probabilities).
+    """
+    keras = import_keras()
+    layer = _final_softmax_layer(model)
+    if layer is None:
+        yield False
+        return
+    previous = layer.activation
+    layer.activation = keras.activations.linear
+    try:
+        yield True
+    finally:
+        layer.activation = previous
+
+
+def _final_softmax_layer(model):
+    layer = model.layers[-1] if getattr(model, "layers", None) else None
+    while getattr(layer, "layers", None):  # a nested model: its own last layer
+        layer = layer.layers[-1]
+    activation = getattr(layer, "activation", None)
+    return layer if getattr(activation, "__name__", "") == "softmax" else None
 
 
 def ideal_image(classifier, class_index: int, settings: VisualizeSettings, start: np.ndarray | None = None,
@@ -159,24 +193,24 @@ def ideal_image(classifier, class_index: int, settings: VisualizeSettings, start
     sizes = stage_sizes(size, settings.scales)
     started, done, score = time.perf_counter(), 0, float("nan")
     pixels = None if start is None else np.asarray(start, dtype=np.float64)
-    with _quiet_tracing():
+    with _quiet_tracing(), logits_output(classifier.model) as logits:
         for side, count in zip(sizes, stage_steps(settings.steps, len(sizes))):
-            pixels, score = _run_stage(classifier, class_index, settings, tv_weight, side, count, pixels, rng,
-                                       jitter, lambda step, _count, o=done: progress and progress(o + step,
+            pixels, score = _run_stage(classifier, class_index, settings, tv_weight, logits, side, count, pixels,
+                                       rng, jitter, lambda step, _count, o=done: progress and progress(o + step,
                                                                                                    settings.steps))
             done += count
             logger.info("stage %dpx: %d steps, score %.3f", side, count, score)
     return Optimised(pixels=pixels, final_score=score, seconds=time.perf_counter() - started)
 
 
-def _run_stage(classifier, class_index: int, settings: VisualizeSettings, tv_weight: float, side: int,
+def _run_stage(classifier, class_index: int, settings: VisualizeSettings, tv_weight: float, logits: bool, side: int,
                count: int, pixels: np.ndarray | None, rng: np.random.Generator, jitter: Jitter,
                progress: Progress) -> tuple[np.ndarray, float]:
     """`count` steps on a `side`-pixel image started from `pixels` (None: noise); its pixels and last score."""
     tf = import_tensorflow()
     image = make_image(settings.param, (side, side), rng, None if pixels is None else _resized(pixels, side))
     optimizer = Adam(image.variables, settings.learning_rate)
-    gradients = _gradient_function(classifier, image, class_index, settings, tv_weight)
+    gradients = _gradient_function(classifier, image, class_index, settings, tv_weight, logits)
     score = float("nan")
     for step in range(1, count + 1):
         dy, dx, factor = jitter.draw(rng)
@@ -200,7 +234,8 @@ def _quiet_tracing():
         tf_logger.setLevel(previous)
 
 
-def _gradient_function(classifier, image, class_index: int, settings: VisualizeSettings, tv_weight: float):
+def _gradient_function(classifier, image, class_index: int, settings: VisualizeSettings, tv_weight: float,
+                       logits: bool):
     """A compiled step: (shift down, shift right, scale factor) -> (gradients of the loss, the score).
 
     The shifts are tensors; each scale factor (one of `transforms.SCALE_CHOICES`) changes the
@@ -214,7 +249,7 @@ def _gradient_function(classifier, image, class_index: int, settings: VisualizeS
         with tf.GradientTape() as tape:
             rendered = image.render()
             seen = apply_transforms(rendered, (dy, dx, factor), classifier.input_size)
-            score = class_score(classifier.model(seen, training=False), class_index, settings.objective)[0]
+            score = class_score(classifier.model(seen, training=False), class_index, settings.objective, logits)[0]
             loss = -score + tv_weight * total_variation_tf(rendered)[0] + settings.l2 * l2_penalty_tf(rendered)[0]
         return tape.gradient(loss, image.variables), score
 
