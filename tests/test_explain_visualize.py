@@ -236,3 +236,15 @@ def test_the_score_uses_the_heads_logits_and_the_model_is_restored_after(classif
     np.testing.assert_array_equal(classifier.probabilities(pixels), probabilities)  # softmax back in place
     expected = logits[:, 1] - logits.mean(axis=1)  # the logit objective: the class's logit minus the mean logit
     np.testing.assert_allclose(np.asarray(class_score(logits, 1, "logit", logits=True)), expected, rtol=1e-5)
+
+
+def test_results_beside_a_head_show_in_the_html_reports_visuals(cli, tiny_head):
+    from pipeline.report.content import visuals
+
+    cache_dir, head, _ = tiny_head
+    payload, _ = cli.json(["visualize", head, "--class", "fox", "--steps", 1, "--no-compare-tv",
+                           "--cache-dir", cache_dir])
+    assert Path(payload["result_dir"]).parent == head.parent / "explain"
+    cache = next(cache_dir.glob("*.h5"))
+    shown = [v for v in visuals(cache) if "'fox'" in v["title"]]
+    assert len(shown) == 1 and len(shown[0]["images"]) == 2 and "p(fox)" in shown[0]["summary"]
