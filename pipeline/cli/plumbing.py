@@ -102,10 +102,11 @@ def _fail(message: str, as_json: bool, exit_code: int):
 
 
 class ExtractProgress:
-    """A progress bar on stderr with images per second, fed by `run_extract(progress=...)`."""
+    """A progress bar on stderr with a rate (images per second by default), fed by `progress(done, total)`."""
 
-    def __init__(self, label: str = "extracting"):
+    def __init__(self, label: str = "extracting", unit: str = "img/s"):
         self.label = label
+        self.unit = unit
         self.bar = None
         self.done = 0
         self.started = None
@@ -121,7 +122,7 @@ class ExtractProgress:
 
     def _rate(self, _item):
         elapsed = time.perf_counter() - (self.started or time.perf_counter())
-        return f"{self.done / elapsed:.1f} img/s" if elapsed > 0 and self.done else None
+        return f"{self.done / elapsed:.1f} {self.unit}" if elapsed > 0 and self.done else None
 
     def close(self):
         if self.bar is not None:

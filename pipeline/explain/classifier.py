@@ -39,12 +39,16 @@ class Classifier:
     name: str = field(default="classifier")
 
     def class_index(self, name: str) -> int:
-        """The index of class `name` (exact, then case-insensitive); `UsageError` naming close matches."""
+        """The index of class `name`: exact, then case-insensitive, then one of a class's comma-separated
+        synonyms (ImageNet's "tabby, tabby cat" answers to "tabby cat"); `UsageError` naming close matches."""
         if name in self.class_names:
             return self.class_names.index(name)
         lowered = [c.lower() for c in self.class_names]
         if name.lower() in lowered:
             return lowered.index(name.lower())
+        synonyms = [i for i, c in enumerate(lowered) if name.lower().strip() in (s.strip() for s in c.split(","))]
+        if len(synonyms) == 1:
+            return synonyms[0]
         close = difflib.get_close_matches(name.lower(), lowered, n=_SUGGESTIONS, cutoff=0.5)
         hint = (f"; did you mean {', '.join(repr(self.class_names[lowered.index(c)]) for c in close)}?" if close
                 else f"; its classes are {', '.join(self.class_names[:10])}"
