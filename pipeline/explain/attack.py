@@ -217,7 +217,10 @@ def pgd_attack(model, original: np.ndarray, targets: np.ndarray | None, settings
     direction = -1.0 if targeted else 1.0  # descend the target's loss, or ascend the original class's
     for step in range(settings.steps + 1):
         candidate = quantize(iterate[active], original[active], eps)
-        probabilities, gradient = cross_entropy_gradient(model, candidate, None if goal is None else goal[active])
+        if step == settings.steps:  # the last candidate is only judged: no gradient needed
+            probabilities, gradient = probabilities_of(model, candidate), None
+        else:
+            probabilities, gradient = cross_entropy_gradient(model, candidate, None if goal is None else goal[active])
         if before is None:  # step 0 without a random start: the candidate is the original
             before = probabilities.copy()
         if goal is None:
