@@ -22,6 +22,7 @@ from pipeline.cli import (
     backbone_commands,
     cache_commands,
     data_commands,
+    export_commands,
     finetune_commands,
     head_commands,
     interop_commands,
@@ -50,6 +51,6 @@ def main(verbose: bool):
 
 
 for module in (data_commands, cache_commands, interop_commands, head_commands, finetune_commands, predict_commands,
-               backbone_commands, quickstart_command):
+               export_commands, backbone_commands, quickstart_command):
     for command in module.COMMANDS:
         main.add_command(command)
