@@ -8,7 +8,7 @@ import click
 
 from pipeline.cli.plumbing import cache_dir_option, command_body, json_option
 from pipeline.export.artifact import FORMATS
-from pipeline.export.verify import DEFAULT_SAMPLES, DEFAULT_TOLERANCE
+from pipeline.export.verify import DEFAULT_SAMPLES, DEFAULT_TOLERANCE, REDUCED_PRECISION_TOLERANCE
 
 
 @click.command("export")
@@ -20,8 +20,10 @@ from pipeline.export.verify import DEFAULT_SAMPLES, DEFAULT_TOLERANCE
               help="A photo to verify on (repeat it); default: the head's cache's own test images.")
 @click.option("--samples", type=click.IntRange(min=1), default=DEFAULT_SAMPLES, show_default=True,
               help="Cache images verified on when --images is not given.")
-@click.option("--tolerance", type=click.FloatRange(min=0), default=DEFAULT_TOLERANCE, show_default=True,
-              help="Largest probability difference to predict's accepted; above it nothing is written.")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=None,
+              help=f"Largest probability difference to predict's accepted; above it nothing is written "
+                   f"[default: {DEFAULT_TOLERANCE:g}; {REDUCED_PRECISION_TOLERANCE:g} for a head of a bfloat16 "
+                   "or float16 cache, which predict runs in that precision].")
 @cache_dir_option
 @json_option
 @command_body

@@ -21,9 +21,9 @@ from pipeline.export.artifact import build_deployable, refuse_unexportable
 from pipeline.export.formats import WRITERS, artifact_path, labels_path_of
 from pipeline.export.verify import (
     DEFAULT_SAMPLES,
-    DEFAULT_TOLERANCE,
     ExportRefused,
     Verification,
+    default_tolerance,
     reference_probabilities,
     sample_images,
     verify_artifact,
@@ -54,10 +54,12 @@ class ExportReport:
 
 
 def export_head(head_path: Path, out: Path, fmt: str, cache_dir: Path, images=None,
-                tolerance: float = DEFAULT_TOLERANCE, samples: int = DEFAULT_SAMPLES) -> ExportReport:
-    """Export the head at `head_path` as `fmt` to OUT (see module doc)."""
+                tolerance: float | None = None, samples: int = DEFAULT_SAMPLES) -> ExportReport:
+    """Export the head at `head_path` as `fmt` to OUT (see module doc); `tolerance` None: `default_tolerance`."""
     sidecar = read_sidecar(head_path)
     refuse_unexportable(sidecar)
+    if tolerance is None:
+        tolerance = default_tolerance(sidecar["feature_spec"].get("precision", "float32"))
     path = artifact_path(out, fmt)
     seconds = {}
     started = time.perf_counter()
