@@ -135,13 +135,14 @@ def test_an_export_that_disagrees_with_predict_is_refused_and_nothing_is_written
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-def test_knn_and_fused_heads_are_refused_with_the_reason(fitted, cli, tmp_path):
+def test_knn_and_early_fused_heads_are_refused_with_the_reason(fitted, cli, tmp_path):
     payload, result = cli.json(["export", fitted["heads"]["knn"], tmp_path / "m.keras",
                                 "--cache-dir", fitted["cache_dir"]], expect_ok=False)
     assert result.exit_code == 1 and "vote among stored neighbours" in payload["error"]
     assert "logreg" in payload["error"] and not (tmp_path / "m.keras").exists()
-    fused = {"kind": "fusion", "_path": "fused.json", "members": [{"sidecar": "/h/a.json"}, {"sidecar": "/h/b.json"}]}
-    with pytest.raises(HeadError, match=r"several backbones.*a\.json, b\.json"):
+    fused = {"kind": "fusion", "_path": "fused.json", "hyperparameters": {"method": "early"},
+             "members": [{"sidecar": "/h/a.json"}, {"sidecar": "/h/b.json"}]}
+    with pytest.raises(HeadError, match=r"early-fused head.*a\.json, b\.json"):
         refuse_unexportable(fused)
 
 
@@ -211,3 +212,22 @@ def test_the_default_tolerance_allows_for_a_reduced_precision_cache():
 
     assert default_tolerance("float32") == DEFAULT_TOLERANCE == 1e-4
     assert default_tolerance("bfloat16") == default_tolerance("float16") == REDUCED_PRECISION_TOLERANCE == 1e-2
+
+
+def test_a_late_fused_head_exports_as_one_graph_over_its_member_backbones(fitted, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from pipeline.export.run import export_head
+    from pipeline.extract.options import ExtractOptions
+    from pipeline.extract.run import run_extract
+    from pipeline.heads import fusion
+
+    options = ExtractOptions(**TINY_BACKBONE, batch_size=8, valid_fraction=0.3)
+    lower = Path(run_extract(fitted["data"], fitted["cache_dir"], replace(options, layer="block4_pool")).cache_path)
+    monkeypatch.setattr(fusion, "choose", lambda candidates: next(
+        c for c in candidates if c.method == "late" and min(c.weights) > 0))
+    fused = Path(fusion.fit_fusion([fitted["cache"], lower], "logreg").sidecar_path)
+    report = export_head(fused, tmp_path / "fused", "onnx", fitted["cache_dir"])
+    assert report.verification.passed and report.verification.max_abs_diff <= TINY_MAX_DIFF
+    assert [m["backbone"] for m in report.metadata["members"]] == ["vgg16", "vgg16"]
+    assert sum(m["weight"] for m in report.metadata["members"]) == pytest.approx(1.0)

@@ -8,9 +8,15 @@ with one extra, named output: float32 RGB pixels (n, size, size, 3) in [0, 255] 
 each photo to size x size with the head's resize policy, exactly as `predict` does
 (`pipeline.data.images.decode_image`). Only built-in layers, so a `.keras` file loads in safe mode.
 
+A late-fused head (`fit-head` on several caches, method late or single) becomes one graph with
+every member backbone that carries weight: the same pixels feed each member's whole model, and the
+weighted sum of their probabilities is the output - what `predict` computes for it
+(`pipeline.predict.fused`). That needs one pixel tensor: members whose input size or resize policy
+differ are refused, saying so.
+
 Refused, with the reason, before anything is built: k-NN heads (a vote among stored neighbours is
-not a graph), fused heads (several backbones, each fed photos resized its own way, so one pixel
-tensor cannot feed them all; export each member) and heads on imported features.
+not a graph), early-fused heads (a head on the concatenated features of several backbones: not
+built as a graph yet; export each member), and heads on imported features.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from pathlib import Path
 from pipeline.cache.key import library_versions, now_iso
 from pipeline.data.images import ResizeSpec
 from pipeline.errors import HeadError
-from pipeline.heads.fusion import FUSION_KIND
+from pipeline.heads.fusion import EARLY, FUSION_KIND
 from pipeline.heads.graph import require_differentiable
 from pipeline.heads.store import read_sidecar
 
@@ -53,12 +59,13 @@ def refuse_unexportable(sidecar: dict) -> None:
     """`HeadError` naming the reason when the head cannot be exported as one graph (see module doc)."""
     kind = sidecar.get("kind")
     if kind == FUSION_KIND:
-        members = ", ".join(Path(m["sidecar"]).name for m in sidecar.get("members", []))
-        raise HeadError(
-            f"head {sidecar['_path']} is a fused head over several backbones, each of which is fed photos "
-            "resized to its own input size and policy, so no single pixel tensor can feed one exported model; "
-            f"export the member heads one by one ({members}) and combine their probabilities as the fused head "
-            "does (its sidecar's `members` weights)")
+        if sidecar["hyperparameters"]["method"] == EARLY:
+            members = ", ".join(Path(m["sidecar"]).name for m in sidecar.get("members", []))
+            raise HeadError(
+                f"head {sidecar['_path']} is an early-fused head (one head on the concatenated features of several "
+                "backbones), which export does not build as a graph yet; export the member heads one by one "
+                f"({members}), or fit the fused head with late fusion")
+        return
     require_differentiable(kind, "export")
 
 
@@ -68,18 +75,56 @@ def build_deployable(head_path: Path, cache_dir: Path, exported_format: str) -> 
     from pipeline.predict.image_model import head_image_model
     from pipeline.predict.with_head import load_head_extraction
 
-    refuse_unexportable(read_sidecar(head_path))
-    extraction = load_head_extraction(Path(head_path), Path(cache_dir))
+    sidecar = read_sidecar(head_path)
+    refuse_unexportable(sidecar)
     keras = import_keras()
-    inner = head_image_model(extraction, name="bottleneck_export")
-    outputs = keras.layers.Identity(name=OUTPUT_NAME)(inner.output)
-    model = keras.Model(inner.input, outputs, name="bottleneck_export")
-    return Deployable(model, export_metadata(extraction, exported_format), extraction.resize)
+    if sidecar["kind"] == FUSION_KIND:
+        members = [m for m in sidecar["members"] if m["weight"] > 0]
+        extractions = [load_head_extraction(Path(m["sidecar"]), Path(cache_dir)) for m in members]
+        _require_one_pixel_tensor(sidecar, extractions)
+        inputs = keras.Input(shape=(extractions[0].spec.input_size,) * 2 + (3,), name="pixels", dtype="float32")
+        weighted = [keras.layers.Rescaling(member["weight"], name=f"member_{i}_weight")(
+            head_image_model(extraction, name=f"member_{i}")(inputs))
+            for i, (member, extraction) in enumerate(zip(members, extractions))]
+        tensor = keras.layers.Add(name="late_fusion")(weighted) if len(weighted) > 1 else weighted[0]
+        metadata = export_metadata(extractions[0], exported_format, sidecar)
+        metadata["members"] = [{"sidecar": str(Path(m["sidecar"]).resolve()), "weight": m["weight"],
+                                "feature_key": e.spec.key(), "backbone": e.spec.backbone,
+                                "weights": {"fingerprint": e.spec.weights_fingerprint, "source": e.weights.describe()}}
+                               for m, e in zip(members, extractions)]
+        metadata["feature_key"] = "+".join(e.spec.key() for e in extractions)
+        del metadata["feature_spec"], metadata["weights"]
+    else:
+        extraction = load_head_extraction(Path(head_path), Path(cache_dir))
+        inner = head_image_model(extraction, name="head_model")
+        inputs, tensor = inner.input, inner.output
+        metadata = export_metadata(extraction, exported_format, sidecar)
+        extractions = [extraction]
+    outputs = keras.layers.Identity(name=OUTPUT_NAME)(tensor)
+    model = keras.Model(inputs, outputs, name="bottleneck_export")
+    return Deployable(model, metadata, extractions[0].resize)
 
 
-def export_metadata(extraction, exported_format: str) -> dict:
+def _require_one_pixel_tensor(sidecar: dict, extractions) -> None:
+    resizes = {extraction.resize.describe() for extraction in extractions}
+    if len(resizes) > 1:
+        raise HeadError(
+            f"head {sidecar['_path']} fuses backbones that take photos resized differently "
+            f"({', '.join(sorted(resizes))}), so no single pixel tensor can feed one exported model; export the "
+            "member heads one by one and combine their probabilities with the weights in the fused head's "
+            "sidecar (`members`)")
+
+
+def head_precisions(sidecar: dict) -> set[str]:
+    """The compute precisions `predict` runs the head's backbones in (every member's, for a fused head)."""
+    if sidecar.get("kind") == FUSION_KIND:
+        return set().union(*(head_precisions(read_sidecar(Path(m["sidecar"]))) for m in sidecar["members"]))
+    return {sidecar["feature_spec"].get("precision", "float32")}
+
+
+def export_metadata(extraction, exported_format: str, sidecar: dict) -> dict:
     """What an exported artifact records: classes, input contract, head, feature key, weights, versions."""
-    sidecar, spec = extraction.sidecar, extraction.spec
+    spec = extraction.spec
     resize = extraction.resize
     return {
         "format": EXPORT_FORMAT,
@@ -96,7 +141,7 @@ def export_metadata(extraction, exported_format: str) -> dict:
         },
         "output": {"name": OUTPUT_NAME, "shape": [None, len(sidecar["class_names"])], "dtype": "float32"},
         "head": {"sidecar": str(Path(sidecar["_path"]).resolve()), "kind": sidecar.get("kind"),
-                 "target": sidecar.get("target", "label"), "pooling": extraction.pooling},
+                 "target": sidecar.get("target", "label"), "pooling": sidecar.get("head_pooling", extraction.pooling)},
         "feature_key": spec.key(),
         "feature_spec": spec.to_dict(),
         "weights": {"fingerprint": spec.weights_fingerprint, "source": extraction.weights.describe()},

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.atomic import atomic_write_dir, atomic_write_path, write_text_atomically
-from pipeline.export.artifact import build_deployable, refuse_unexportable
+from pipeline.export.artifact import build_deployable, head_precisions, refuse_unexportable
 from pipeline.export.formats import WRITERS, artifact_path, labels_path_of
 from pipeline.export.verify import (
     DEFAULT_SAMPLES,
@@ -58,8 +58,9 @@ def export_head(head_path: Path, out: Path, fmt: str, cache_dir: Path, images=No
     """Export the head at `head_path` as `fmt` to OUT (see module doc); `tolerance` None: `default_tolerance`."""
     sidecar = read_sidecar(head_path)
     refuse_unexportable(sidecar)
+    precisions = head_precisions(sidecar)
     if tolerance is None:
-        tolerance = default_tolerance(sidecar["feature_spec"].get("precision", "float32"))
+        tolerance = max(default_tolerance(precision) for precision in precisions)
     path = artifact_path(out, fmt)
     seconds = {}
     started = time.perf_counter()
@@ -82,7 +83,7 @@ def export_head(head_path: Path, out: Path, fmt: str, cache_dir: Path, images=No
             raise ExportRefused(
                 f"the exported {fmt} model's probabilities differ from `predict`'s by up to "
                 f"{verification.max_abs_diff:.3g} (on {verification.worst_image}), more than the tolerance "
-                f"{tolerance:g}, so nothing was written. {_hint(deployable.metadata)}")
+                f"{tolerance:g}, so nothing was written. {_hint(precisions)}")
         size = _size(temp)
     labels = labels_path_of(path)
     write_text_atomically(labels, json.dumps({**deployable.metadata, "artifact": path.name,
@@ -91,10 +92,10 @@ def export_head(head_path: Path, out: Path, fmt: str, cache_dir: Path, images=No
     return ExportReport(path, fmt, labels, class_names, verification, size, seconds, deployable.metadata)
 
 
-def _hint(metadata: dict) -> str:
-    precision = metadata["feature_spec"].get("precision")
-    if precision and precision != "float32":
-        return (f"The head's cache was extracted in {precision}, and `predict` runs it that way, while the "
+def _hint(precisions: set[str]) -> str:
+    reduced = sorted(precisions - {"float32"})
+    if reduced:
+        return (f"The head's cache was extracted in {', '.join(reduced)}, and `predict` runs it that way, while the "
                 "exported model computes in float32: raise --tolerance to accept that rounding, or export a head "
                 "fitted on a float32 cache (`extract --precision float32`)")
     return "Raise --tolerance only if you accept that difference; otherwise report it as a bug"

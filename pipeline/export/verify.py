@@ -72,7 +72,9 @@ def sample_images(sidecar: dict, given, limit: int = DEFAULT_SAMPLES) -> tuple[l
     """The photos to verify on, and where they came from; `HeadError` when there are none."""
     if given:
         return [Path(p) for p in given], "given"
-    cache_path = Path(sidecar.get("cache", {}).get("path", ""))
+    recorded = sidecar.get("cache", {}).get("path") or next(
+        (m.get("cache") for m in sidecar.get("members", []) if m.get("cache")), "")  # a fused head: its first member's
+    cache_path = Path(recorded)
     if cache_path.is_file():
         from pipeline.cache.format import read_cache_info
 
