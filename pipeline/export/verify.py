@@ -12,6 +12,7 @@ any probability is measured and reported; above the tolerance the export is refu
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,7 +156,9 @@ def _saved_model_runner(path: Path):
 def _tflite_runner(path: Path):
     import tensorflow as tf
 
-    interpreter = tf.lite.Interpreter(model_path=str(path))
+    with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated" (LiteRT's ai_edge_litert replaces it)
+        warnings.simplefilter("ignore", UserWarning)
+        interpreter = tf.lite.Interpreter(model_path=str(path))
     runner = interpreter.get_signature_runner()
     return lambda pixels: runner(pixels=pixels.astype(np.float32))[OUTPUT_NAME]
 
