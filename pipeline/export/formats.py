@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.backbones.tf_runtime import import_tensorflow
 from pipeline.errors import PipelineError, UsageError
 from pipeline.export.artifact import FORMATS, OUTPUT_NAME, Deployable
 
@@ -87,7 +88,7 @@ def _saved_model(model, folder: Path, with_uint8: bool) -> None:
     wrappers and the raw variables the traced function captures; keras-team/keras#23553), which doubles
     a VGG16 SavedModel to 118 MB. Tracking only the raw variables stores each once.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     shape = (None, *model.input.shape[1:])
     module = tf.Module()
@@ -106,7 +107,7 @@ def _saved_model(model, folder: Path, with_uint8: bool) -> None:
 
 def write_tflite(deployable: Deployable, path: Path) -> None:
     """A float32 TFLite flatbuffer (no quantisation), converted from a SavedModel of the model."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     with tempfile.TemporaryDirectory(prefix="bottleneck-tflite-") as scratch:
         saved = Path(scratch) / "saved_model"
@@ -117,6 +118,7 @@ def write_tflite(deployable: Deployable, path: Path) -> None:
 
 
 def _with_tflite_metadata(flatbuffer: bytes, text: str) -> bytes:
+    import_tensorflow()
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -133,7 +135,7 @@ def _with_tflite_metadata(flatbuffer: bytes, text: str) -> bytes:
 
 def write_onnx(deployable: Deployable, path: Path) -> None:
     """ONNX (opset `ONNX_OPSET`) through tf2onnx; the `onnx` extra must be installed."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     try:
         import onnx
@@ -170,6 +172,7 @@ def read_metadata(path: Path, fmt: str) -> dict:
     if fmt == "saved_model":
         return json.loads((path / SAVED_MODEL_EXTRA / METADATA_FILE).read_text())
     if fmt == "tflite":
+        import_tensorflow()
         from tensorflow.lite.tools import flatbuffer_utils
 
         model = flatbuffer_utils.read_model(str(path))

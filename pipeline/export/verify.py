@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.backbones.tf_runtime import import_tensorflow
 from pipeline.errors import HeadError, PipelineError
 from pipeline.export.artifact import OUTPUT_NAME
 from pipeline.export.formats import ONNX_INSTALL_HINT, SIGNATURE_FLOAT, SIGNATURE_UINT8, read_metadata
@@ -139,7 +140,7 @@ def _keras_runner(path: Path):
 
 
 def _saved_model_runner(path: Path):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     loaded = tf.saved_model.load(str(path))
     as_float, as_uint8 = loaded.signatures[SIGNATURE_FLOAT], loaded.signatures[SIGNATURE_UINT8]
@@ -154,7 +155,7 @@ def _saved_model_runner(path: Path):
 
 
 def _tflite_runner(path: Path):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated" (LiteRT's ai_edge_litert replaces it)
         warnings.simplefilter("ignore", UserWarning)
