@@ -8,6 +8,11 @@ power cut. When the block raises (a full disk, an interruption), the temporary f
 `final` is left exactly as it was. Caches, segments, heads, sidecars, converted weights, npz
 exports and PNGs are all written through it.
 
+`atomic_write_dir(final)` does the same for a folder (an exported SavedModel): the writer fills a
+temporary folder beside `final`; every file and folder in it is fsynced, then it is renamed into
+place. An existing `final` is first renamed aside and deleted only after the new folder is in
+place, so a reader sees the old folder or the new one, never a mixture.
+
 Temporary names are `.<final name>.tmp<pid><final suffix>`: hidden, unique per process, and
 recognisable (`TEMP_MARK`) so that leftovers of a killed process can be found and removed.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,3 +83,33 @@ def write_bytes_atomically(final: Path, data: bytes) -> Path:
 def write_text_atomically(final: Path, text: str) -> Path:
     """Write UTF-8 `text` to `final` atomically; returns `final`."""
     return write_bytes_atomically(final, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_write_dir(final: Path, make_folder: bool = True) -> Iterator[Path]:
+    """Yield a temporary folder to fill; on success it replaces the folder `final` (see module doc)."""
+    final = Path(final)
+    if make_folder:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_path_for(final)
+    aside = final.with_name(f".{final.name}{TEMP_MARK}{os.getpid()}.old")
+    for leftover in (temp, aside):
+        shutil.rmtree(leftover, ignore_errors=True)
+    temp.mkdir()
+    try:
+        yield temp
+        _fsync_tree(temp)
+        if final.exists():
+            os.replace(final, aside)
+        os.replace(temp, final)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    fsync_folder(final.parent)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for root, _folders, files in os.walk(folder):
+        for name in files:
+            fsync_file(Path(root) / name)
+        fsync_folder(Path(root))

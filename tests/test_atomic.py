@@ -50,3 +50,22 @@ def test_fit_head_writes_every_file_atomically(tmp_path, tiny_dataset, tiny_opti
     for kind in ("logreg", "gap-dense"):
         report = fit_head(cache, kind)
         assert set(report.files) <= set(renamed), f"{kind}: {set(report.files) - set(renamed)} not written atomically"
+
+
+def test_a_folder_is_swapped_in_whole_and_a_failed_write_leaves_the_old_one(tmp_path):
+    from pipeline.atomic import atomic_write_dir
+
+    final = tmp_path / "saved_model"
+    with atomic_write_dir(final) as temp:
+        assert temp.is_dir() and TEMP_MARK in temp.name and temp.parent == tmp_path
+        (temp / "variables").mkdir()
+        (temp / "variables" / "data").write_text("old")
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_write_dir(final) as temp:
+            (temp / "half").write_text("new")
+            raise OSError("disk full")
+    assert (final / "variables" / "data").read_text() == "old" and not (final / "half").exists()
+    with atomic_write_dir(final) as temp:
+        (temp / "new").write_text("new")
+    assert sorted(p.name for p in final.iterdir()) == ["new"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved_model"]

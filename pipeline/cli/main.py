@@ -24,6 +24,7 @@ from pipeline.cli import (
     cache_commands,
     data_commands,
     explain_commands,
+    export_commands,
     finetune_commands,
     head_commands,
     interop_commands,
@@ -52,6 +53,6 @@ def main(verbose: bool):
 
 
 for module in (data_commands, cache_commands, interop_commands, head_commands, finetune_commands, predict_commands,
-               backbone_commands, quickstart_command, explain_commands, attack_commands):
+               export_commands, backbone_commands, quickstart_command, explain_commands, attack_commands):
     for command in module.COMMANDS:
         main.add_command(command)
