@@ -266,3 +266,14 @@ def test_ray_options_without_engine_ray_are_refused(cli, tiny_dataset, tmp_path)
                                 "--cache-dir", tmp_path / "cache"], expect_ok=False)
     assert result.exit_code == 2 and "--engine ray" in payload["error"]
 
+
+
+def test_the_ray_summary_gives_when_rows_came_back_instead_of_a_rate_over_one_batch():
+    """A small Ray run's rows all come back at once: a rows/s over that window would read as thousands."""
+    from types import SimpleNamespace
+
+    from pipeline.cli.data_commands import _ray_timing
+
+    text = _ray_timing(SimpleNamespace(ray_workers=1, startup_seconds=14.42, forward_seconds=0.0))
+    assert text == "1 Ray actor; first rows back after 14.4 s, the last 0.0 s later"
+    assert "2 Ray actors;" in _ray_timing(SimpleNamespace(ray_workers=2, startup_seconds=1, forward_seconds=3))

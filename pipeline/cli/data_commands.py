@@ -113,12 +113,18 @@ def extract(data_dir, backbone, layer, input_size, resize, pool, batch_size, wei
     return summary.to_dict()
 
 
+def _ray_timing(summary) -> str:
+    """Ray's timings: its start-up (starting Ray, actors building their backbones) dwarfs a small run's rows."""
+    actors = f"{summary.ray_workers} Ray actor{'' if summary.ray_workers == 1 else 's'}"
+    return (f"{actors}; first rows back after {summary.startup_seconds:.1f} s, "
+            f"the last {summary.forward_seconds:.1f} s later")
+
+
 def print_extract_summary(summary):
     splits = ", ".join(f"{split} {summary.split_counts.get(split, 0)}" for split in ("train", "valid", "test"))
     shape = "x".join(str(d) for d in summary.feature_shape)
     rate = f", {summary.images_per_second:.1f} {'rows' if summary.views else 'img'}/s" if summary.extracted else ""
     shard = f", shard {summary.shard}" if summary.shard else ""
-    engine = f" on {summary.ray_workers} Ray actors" if summary.engine == "ray" and summary.ray_workers else ""
     click.echo(f"Dataset    {summary.dataset} ({summary.layout} layout{shard}), {summary.classes} classes")
     click.echo(f"Images     {summary.images} usable: {splits}")
     rows = "rows" if summary.views else ""
@@ -128,7 +134,9 @@ def print_extract_summary(summary):
         click.echo(f"Views      {summary.views}")
     click.echo(f"Weights    {summary.weights}")
     click.echo(f"Precision  {summary.precision}")
-    click.echo(f"Time       {summary.seconds:.1f} s (forward pass {summary.forward_seconds:.1f} s{rate}{engine})")
+    timing = (_ray_timing(summary) if summary.engine == "ray" and summary.extracted
+              else f"forward pass {summary.forward_seconds:.1f} s{rate}")
+    click.echo(f"Time       {summary.seconds:.1f} s ({timing})")
     if summary.failures:
         click.echo(f"Failures   {len(summary.failures)} files skipped (recorded in the cache):")
         for failure in summary.failures[:FAILURES_SHOWN]:
