@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.heads.plots import pyplot
+
 #: Mid-grey: what an unchanged pixel looks like in the difference image.
 DIFFERENCE_ZERO = 128
 #: Half the grey range the largest change is stretched to.
@@ -37,7 +39,7 @@ def difference_image(original: np.ndarray, adversarial: np.ndarray, levels: int)
 def side_by_side(original: np.ndarray, adversarial: np.ndarray, levels: int,
                  captions: tuple[str, str, str], title: str = "") -> np.ndarray:
     """uint8 (H, W, 3): the three panels with `captions` (original, adversarial, difference) under them."""
-    plt = _pyplot()
+    plt = pyplot()
     panels = (original, adversarial, difference_image(original, adversarial, levels))
     figure, axes = plt.subplots(1, 3, figsize=(3 * PANEL_INCHES, PANEL_INCHES + CAPTION_INCHES), dpi=DPI)
     for axis, panel, caption in zip(axes, panels, captions):
@@ -54,7 +56,7 @@ def side_by_side(original: np.ndarray, adversarial: np.ndarray, levels: int,
 def curve_image(levels: list[float], success_rates: list[float], kept_rates: list[float], title: str,
                 success_label: str) -> np.ndarray:
     """uint8 (H, W, 3): success rate and original-top-1-kept rate against eps (in levels of 255)."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=CURVE_INCHES, dpi=DPI)
     axis.plot(levels, success_rates, marker="o", label=success_label, color="tab:red")
     axis.plot(levels, kept_rates, marker="s", label="original top-1 kept (robust accuracy)", color="tab:blue")
@@ -72,17 +74,8 @@ def curve_image(levels: list[float], success_rates: list[float], kept_rates: lis
     return _render(figure)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _render(figure) -> np.ndarray:
-    plt = _pyplot()
+    plt = pyplot()
     figure.canvas.draw()
     pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
     plt.close(figure)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.atomic import write_bytes_atomically
+from pipeline.heads.plots import pyplot
 
 #: Inches per image panel in a figure, and the resolution figures are rendered at.
 PANEL_INCHES = 2.6
@@ -40,11 +41,7 @@ class Panel:
 
 def captioned_grid(path: Path, rows: list[list[Panel]], title: str = "") -> Path:
     """Draw `rows` of panels (short rows are left blank at the end) and write the PNG; returns `path`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = pyplot()
     columns = max(len(row) for row in rows)
     title = textwrap.fill(title, TITLE_CHARACTERS_PER_COLUMN * columns) if title else ""
     title_inches = TITLE_INCHES * (title.count("\n") + 1.5) if title else 0

@@ -25,13 +25,19 @@ DPI = 150
 ANNOTATE_UP_TO_CLASSES = 12  # print the counts in the cells when the matrix is this small
 
 
-def save_confusion_png(matrix, class_names, path: Path, title: str) -> Path:
-    """Render a row-normalised confusion matrix to `path` (PNG) and return the path."""
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (no display needed), imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_confusion_png(matrix, class_names, path: Path, title: str) -> Path:
+    """Render a row-normalised confusion matrix to `path` (PNG) and return the path."""
+    plt = pyplot()
     matrix = np.asarray(matrix, dtype=np.float64)
     count = len(class_names)
     rows = matrix.sum(axis=1, keepdims=True)
