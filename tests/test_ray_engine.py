@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -88,19 +90,34 @@ def test_ray_engine_writes_bitwise_the_local_cache(ray_cluster, animals, tmp_pat
 
 @pytest.mark.slow
 def test_a_cache_built_partly_locally_and_partly_on_ray_is_one_cache(ray_cluster, animals, tmp_path):
-    _, local_rows, local_view = animals
+    """Ray adds to a local cache exactly the rows the local engine would add; the old rows stay as they were.
+
+    Growing the dataset renumbers its images, so the new rows are not bitwise a fresh run's over
+    the grown dataset (`pipeline.extract.slots`: position in the batch changes the last bits on
+    some CPUs); they are bitwise what the local engine computes for the same increment.
+    """
+    _, fresh_rows, fresh_view = animals
     root = _dataset(tmp_path / "animals")
     held_back = sorted((root / "train" / "dog").glob("*.jpg"))[:3]
     moved = [(path, tmp_path / path.name) for path in held_back]
     for path, aside in moved:
         path.rename(aside)
-    first = run_extract(root, tmp_path / "cache", OPTIONS)  # the local engine: 23 images
+    first = run_extract(root, tmp_path / "ray-cache", OPTIONS)  # the local engine: 23 images
+    first_rows = _rows(first.cache_path)
+    shutil.copytree(tmp_path / "ray-cache", tmp_path / "local-cache")
     for path, aside in moved:
         aside.rename(path)
-    second = run_extract(root, tmp_path / "cache", replace(RAY, ray_workers=1))  # Ray: only the 3 new ones
+    second = run_extract(root, tmp_path / "ray-cache", replace(RAY, ray_workers=1))  # Ray: only the 3 new ones
+    by_local_engine = run_extract(root, tmp_path / "local-cache", OPTIONS)
     assert first.extracted == 23 and second.extracted == 3 and second.reused == 23
-    assert _rows(second.cache_path) == local_rows
-    assert _view(second.cache_path) == local_view
+    rows = _rows(second.cache_path)
+    assert rows == _rows(by_local_engine.cache_path)  # same bytes as the local engine's increment
+    assert {sha: rows[sha] for sha in first_rows} == first_rows  # reused, not recomputed
+    assert rows.keys() == fresh_rows.keys()
+    for sha, row in rows.items():  # and the features of a fresh run, to the last bits
+        np.testing.assert_allclose(np.frombuffer(row, np.float32), np.frombuffer(fresh_rows[sha], np.float32),
+                                   rtol=1e-5, atol=1e-6)
+    assert _view(second.cache_path) == fresh_view
 
 
 @pytest.mark.slow
@@ -174,6 +191,7 @@ def test_a_killed_driver_leaves_a_valid_cache_and_the_rerun_sends_only_the_missi
     root = make_dataset(tmp_path / "many", classes=classes, per_class=10, splits=("train",))
     cache_dir, log_path = tmp_path / "cache", tmp_path / "extract.log"
     before = run_extract(root, cache_dir, OPTIONS)  # a cache of 40 images, extracted locally
+    shutil.copytree(cache_dir, tmp_path / "clean")  # the same history, not interrupted (see the previous test)
     for index in range(200):  # 240 images in all: the Ray run has 200 to extract
         name = classes[index % 4]
         write_image(root / "train" / name / f"extra_{index}.jpg", CLASS_COLOURS[name], seed=50_000 + index)
@@ -202,6 +220,36 @@ def test_a_killed_driver_leaves_a_valid_cache_and_the_rerun_sends_only_the_missi
     assert rerun.extracted == 240 - len(committed) and rerun.reused == len(committed)
     assert verify_cache(rerun.cache_path) == []
     assert _rows(rerun.cache_path) == clean_rows
+
+
+def test_ray_is_shut_down_only_once_the_consumer_threads_have_left_their_calls(caplog):
+    """A thread still busy delays the shutdown until it ends; one parked on a condition does not; a deadline holds."""
+    before = set(threading.enumerate())
+    release, parked_condition = threading.Event(), threading.Condition()
+
+    def parked():
+        with parked_condition:
+            parked_condition.wait()  # like Ray Data's idle prefetcher: no Ray call until woken
+
+    def busy():
+        while not release.is_set():  # like a consumer thread inside a Ray call
+            time.sleep(0.005)
+
+    threads = [threading.Thread(target=parked, daemon=True), threading.Thread(target=busy, daemon=True)]
+    for thread in threads:
+        thread.start()
+    try:
+        assert not ray_data.wait_for_threads_to_settle(before, grace=0.2)  # the busy one is still running
+        assert "1 thread(s) still run" in caplog.text
+        threading.Timer(0.3, release.set).start()
+        started = time.monotonic()
+        assert ray_data.wait_for_threads_to_settle(before, grace=10)
+        assert 0.2 < time.monotonic() - started < 5  # waited for the busy thread, not for the parked one
+        assert threads[0].is_alive() and not threads[1].is_alive()
+    finally:
+        release.set()
+        with parked_condition:
+            parked_condition.notify_all()
 
 
 def test_the_worker_refuses_other_weights_and_records_bad_images_without_ray(tmp_path):

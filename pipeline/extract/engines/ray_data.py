@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -61,6 +62,11 @@ PREFETCH_BLOCKS = 2
 MAX_ACTOR_INIT_DEATHS = 1
 #: Seconds to wait for a TCP answer at --ray-address before saying nobody is there.
 CONNECT_TIMEOUT_SECONDS = 5
+#: Seconds to wait, before shutting Ray down, for Ray Data's consumer threads in this process to leave
+#: their Ray calls (after an interrupt they end within a fraction of a second, once the actors are killed).
+CONSUMER_THREADS_GRACE_SECONDS = 30
+#: How often to look at those threads while waiting.
+CONSUMER_THREADS_POLL_SECONDS = 0.02
 #: Environment of every actor (besides the code: `_connect`): TensorFlow's C++ chatter off.
 QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -109,6 +115,7 @@ def compute_rows_on_ray(job: RowJob, worker_spec: WorkerSpec, engine: RayRun, de
     times, opened = LoopTimes(), time.perf_counter()
     if started_here:
         _connect(ray, engine.address)
+    threads_before = set(threading.enumerate())
     try:
         workers = engine.workers or _default_workers(ray, engine.gpus_per_worker)
         workers = max(1, min(workers, len(plan)))
@@ -119,9 +126,39 @@ def compute_rows_on_ray(job: RowJob, worker_spec: WorkerSpec, engine: RayRun, de
     finally:
         if started_here:
             tick = time.perf_counter()
+            wait_for_threads_to_settle(threads_before, CONSUMER_THREADS_GRACE_SECONDS)
             ray.shutdown()
             log.info("Ray shut down in %.1fs", time.perf_counter() - tick)
     return times, workers
+
+
+def wait_for_threads_to_settle(threads_before: set[threading.Thread], grace: float) -> bool:
+    """Wait (at most `grace` s) until every thread started since `threads_before` has ended or is parked.
+
+    Ray Data consumes the results in background threads of this process; one still inside a Ray call
+    when `ray.shutdown()` runs makes Ray's core end the process with exit code 1 (seen on SIGTERM under
+    load), losing the interrupt's message and code. A thread parked on a condition with no timeout
+    (Ray Data's idle block prefetcher) makes no Ray call until woken, so it is not waited for.
+    Returns False (and logs which) if some were still busy at the deadline.
+    """
+    deadline = time.monotonic() + grace
+    while True:
+        frames = sys._current_frames()
+        busy = [t for t in threading.enumerate()
+                if t not in threads_before and t is not threading.current_thread() and not _parked(frames.get(t.ident))]
+        if not busy:
+            return True
+        if time.monotonic() >= deadline:
+            names = ", ".join(t.name for t in busy)
+            log.warning("shutting Ray down while %d thread(s) still run: %s", len(busy), names)
+            return False
+        time.sleep(CONSUMER_THREADS_POLL_SECONDS)
+
+
+def _parked(frame) -> bool:
+    """True for a thread whose innermost Python frame waits on a `threading.Condition` without a timeout."""
+    waiting = frame is not None and frame.f_code is threading.Condition.wait.__code__
+    return waiting and frame.f_locals.get("timeout") is None
 
 
 def _connect(ray, address: str | None) -> None:
