@@ -144,8 +144,7 @@ def wait_for_threads_to_settle(threads_before: set[threading.Thread], grace: flo
     deadline = time.monotonic() + grace
     while True:
         frames = sys._current_frames()
-        busy = [t for t in threading.enumerate()
-                if t not in threads_before and t is not threading.current_thread() and not _parked(frames.get(t.ident))]
+        busy = [t for t in threading.enumerate() if t not in threads_before and not _parked(frames.get(t.ident))]
         if not busy:
             return True
         if time.monotonic() >= deadline:
