@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 from conftest import REPO_ROOT
 
+from pipeline.atomic import TEMP_MARK
 from pipeline.cache.format import find_caches, partial_dir_of
 
 #: Seconds a CLI subprocess may take before a test gives up on it (TensorFlow import included).
@@ -30,6 +31,15 @@ def only_cache(cache_dir: Path) -> Path | None:
     return caches[0] if caches else None
 
 
+def whole_segment_files(partial_dir: Path) -> list[Path]:
+    """The segment files in a `<cache>.partial/` folder, without the temporary file of a write in flight.
+
+    A killed run can leave that temporary file (`.<name>.tmp<pid>.h5`) half-written; the next run
+    deletes it, and no reader may take it for a segment.
+    """
+    return sorted(p for p in partial_dir.glob("*.h5") if TEMP_MARK not in p.name) if partial_dir.is_dir() else []
+
+
 def committed_rows(cache_path: Path, key: str) -> dict[str, bytes]:
     """Every row a resumed run would reuse: the cache's and its segments'. Reads only, deletes nothing.
 
@@ -38,7 +48,7 @@ def committed_rows(cache_path: Path, key: str) -> dict[str, bytes]:
     """
     rows = {}
     partial = partial_dir_of(cache_path)
-    for segment in sorted(partial.glob("*.h5")) if partial.is_dir() else []:
+    for segment in whole_segment_files(partial):
         try:
             with h5py.File(segment, "r") as handle:
                 assert handle.attrs["feature_key"] == key, segment
