@@ -99,3 +99,16 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real photos not found at {SHARED_DATA} (set BOTTLENECK_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def catsdogs_cache_dir(tmp_path_factory) -> Path:
+    """One cache folder for every test that extracts the real cats-vs-dogs photos with genuine VGG16.
+
+    Rows are reused by feature key across a folder, so tests that ask for the same features (on
+    a CPU without bfloat16, `auto` resolves to float32) extract the 300 photos once, not once per
+    test module: on an AVX2-only CPU that extraction takes about two minutes.
+    """
+    if not (SHARED_DATA / "catsdogs").is_dir():
+        pytest.skip(f"real photos not found at {SHARED_DATA / 'catsdogs'} (set BOTTLENECK_SHARED_DATA)")
+    return tmp_path_factory.mktemp("catsdogs-cache")

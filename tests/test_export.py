@@ -176,7 +176,7 @@ def test_a_fine_tuned_model_exports_with_its_frozen_and_tuned_layers(fitted, tmp
 
 
 @pytest.fixture(scope="module")
-def catsdogs_head(tmp_path_factory):
+def catsdogs_head(catsdogs_cache_dir):
     """Genuine VGG16 block5_pool features of the real cats-vs-dogs photos (float32) and a logreg head."""
     from conftest import SHARED_DATA
 
@@ -184,10 +184,7 @@ def catsdogs_head(tmp_path_factory):
     from pipeline.extract.run import run_extract
     from pipeline.heads.fitting import fit_head
 
-    data = SHARED_DATA / "catsdogs"
-    if not data.is_dir():
-        pytest.skip(f"real photos not found at {data}")
-    cache_dir = tmp_path_factory.mktemp("export-real")
+    data, cache_dir = SHARED_DATA / "catsdogs", catsdogs_cache_dir
     # float32 so that `predict` and the exported float32 graph compute alike on every CPU (`auto` picks bfloat16
     # where the CPU has it, and the default tolerance then allows for its rounding).
     cache = Path(run_extract(data, cache_dir, ExtractOptions(precision="float32")).cache_path)

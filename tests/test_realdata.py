@@ -14,17 +14,14 @@ RANDOM_MAX_ACCURACY = 0.85  # the shared data README measured 0.5-0.65 for rando
 
 
 @pytest.fixture(scope="module")
-def catsdogs_runs(tmp_path_factory):
+def catsdogs_runs(catsdogs_cache_dir):
     """Extract catsdogs with ImageNet and with random weights through the CLI, fit logreg on both."""
     from click.testing import CliRunner
     from conftest import SHARED_DATA
 
     from cli import main
 
-    data = SHARED_DATA / "catsdogs"
-    if not data.is_dir():
-        pytest.skip(f"real photos not found at {data}")
-    cache_dir = tmp_path_factory.mktemp("realcache")
+    data, cache_dir = SHARED_DATA / "catsdogs", catsdogs_cache_dir
     runner = CliRunner()
 
     def run_json(args):
