@@ -18,12 +18,16 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from conftest import CLASS_COLOURS, REPO_ROOT, TINY_BACKBONE, TINY_BACKBONE_ARGS, make_dataset, write_image
 from reliability_support import cli_command, cli_env, committed_rows, only_cache, rows_by_sha
 
 from pipeline.cache.format import read_cache_info
+from pipeline.cache.merge import merge_shards
+from pipeline.cache.rows import read_row_addresses
+from pipeline.cache.shard import Shard
 from pipeline.cache.verify import verify_cache
 from pipeline.data.images import ResizeSpec
 from pipeline.errors import PipelineError
@@ -325,3 +329,35 @@ def test_the_ray_summary_gives_when_rows_came_back_instead_of_a_rate_over_one_ba
     text = _ray_timing(SimpleNamespace(ray_workers=1, startup_seconds=14.42, forward_seconds=0.0))
     assert text == "1 Ray actor; first rows back after 14.4 s, the last 0.0 s later"
     assert "2 Ray actors;" in _ray_timing(SimpleNamespace(ray_workers=2, startup_seconds=1, forward_seconds=3))
+
+
+def _rows_by_address(cache_path) -> dict[str, bytes]:
+    """{row address (sha256, plus the view number for augmented views): raw bytes of the row}."""
+    with h5py.File(cache_path, "r") as handle:
+        features = handle["features"][()]
+        return {address: features[i].tobytes() for i, address in enumerate(read_row_addresses(handle))}
+
+
+@pytest.mark.slow
+def test_ray_shards_merge_into_bitwise_the_local_cache(ray_cluster, animals, tmp_path):
+    """`--shard I/N` with `--engine ray` (a cluster per shard) merges into the single local run's cache."""
+    root, local_rows, local_view = animals
+    shards = [run_extract(root, tmp_path / "shards", replace(RAY, ray_workers=1, shard=Shard(index, 2)))
+              for index in range(2)]
+    assert sum(s.extracted for s in shards) == 26 and all(s.extracted > 0 for s in shards)
+    merged = merge_shards([tmp_path / "shards"])
+    assert merged.images == 26 and merged.rows == 26
+    assert _rows(merged.cache_path) == local_rows and _view(merged.cache_path) == local_view
+
+
+@pytest.mark.slow
+def test_ray_views_are_bitwise_the_local_views(ray_cluster, animals, tmp_path):
+    """`--views 1` on Ray computes every augmented view exactly as the local engine does."""
+    root = animals[0]
+    with_views = replace(OPTIONS, views=1)
+    local = run_extract(root, tmp_path / "local", with_views)
+    on_ray = run_extract(root, tmp_path / "ray", replace(with_views, engine="ray", ray_workers=2))
+    assert on_ray.engine == "ray" and verify_cache(on_ray.cache_path) == []
+    rows = _rows_by_address(on_ray.cache_path)
+    assert len(rows) == 2 * 26  # the plain view and one augmented view of each image
+    assert rows == _rows_by_address(local.cache_path)
