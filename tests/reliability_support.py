@@ -12,6 +12,7 @@ from conftest import REPO_ROOT
 
 from pipeline.atomic import TEMP_MARK
 from pipeline.cache.format import find_caches, partial_dir_of
+from pipeline.cache.rows import read_row_addresses
 
 #: Seconds a CLI subprocess may take before a test gives up on it (TensorFlow import included).
 SUBPROCESS_TIMEOUT = 300
@@ -22,6 +23,13 @@ def rows_by_sha(path: Path) -> dict[str, bytes]:
     with h5py.File(path, "r") as handle:
         features = handle["features"][()]
         return {sha.decode(): features[i].tobytes() for i, sha in enumerate(handle["row_sha256"][()])}
+
+
+def rows_by_address(path: Path) -> dict[str, bytes]:
+    """{row address: raw bytes of the row} of a cache: the sha256, plus the view number for augmented views."""
+    with h5py.File(path, "r") as handle:
+        features = handle["features"][()]
+        return {address: features[i].tobytes() for i, address in enumerate(read_row_addresses(handle))}
 
 
 def only_cache(cache_dir: Path) -> Path | None:

@@ -18,15 +18,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 from conftest import CLASS_COLOURS, REPO_ROOT, TINY_BACKBONE, TINY_BACKBONE_ARGS, make_dataset, write_image
-from reliability_support import cli_command, cli_env, committed_rows, only_cache, rows_by_sha
+from reliability_support import cli_command, cli_env, committed_rows, only_cache, rows_by_address, rows_by_sha
 
 from pipeline.cache.format import read_cache_info
 from pipeline.cache.merge import merge_shards
-from pipeline.cache.rows import read_row_addresses
 from pipeline.cache.shard import Shard
 from pipeline.cache.verify import verify_cache
 from pipeline.data.images import ResizeSpec
@@ -331,13 +329,6 @@ def test_the_ray_summary_gives_when_rows_came_back_instead_of_a_rate_over_one_ba
     assert "2 Ray actors;" in _ray_timing(SimpleNamespace(ray_workers=2, startup_seconds=1, forward_seconds=3))
 
 
-def _rows_by_address(cache_path) -> dict[str, bytes]:
-    """{row address (sha256, plus the view number for augmented views): raw bytes of the row}."""
-    with h5py.File(cache_path, "r") as handle:
-        features = handle["features"][()]
-        return {address: features[i].tobytes() for i, address in enumerate(read_row_addresses(handle))}
-
-
 @pytest.mark.slow
 def test_ray_shards_merge_into_bitwise_the_local_cache(ray_cluster, animals, tmp_path):
     """`--shard I/N` with `--engine ray` (a cluster per shard) merges into the single local run's cache."""
@@ -358,6 +349,6 @@ def test_ray_views_are_bitwise_the_local_views(ray_cluster, animals, tmp_path):
     local = run_extract(root, tmp_path / "local", with_views)
     on_ray = run_extract(root, tmp_path / "ray", replace(with_views, engine="ray", ray_workers=2))
     assert on_ray.engine == "ray" and verify_cache(on_ray.cache_path) == []
-    rows = _rows_by_address(on_ray.cache_path)
+    rows = rows_by_address(on_ray.cache_path)
     assert len(rows) == 2 * 26  # the plain view and one augmented view of each image
-    assert rows == _rows_by_address(local.cache_path)
+    assert rows == rows_by_address(local.cache_path)

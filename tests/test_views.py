@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pytest
 from conftest import CLASS_COLOURS, TINY_BACKBONE, make_dataset, write_image
+from reliability_support import rows_by_address
 
 from pipeline.cache.format import read_cache_info
 from pipeline.cache.key import FeatureSpec
@@ -32,14 +33,6 @@ SIZE = ResizeSpec(32, 32)
 @pytest.fixture
 def options() -> ExtractOptions:
     return ExtractOptions(**TINY_BACKBONE, batch_size=4, valid_fraction=0.3, name="pets")
-
-
-def _rows_by_address(path: Path) -> dict[str, bytes]:
-    from pipeline.cache.rows import read_row_addresses
-
-    with h5py.File(path, "r") as handle:
-        features = handle["features"][()]
-        return {address: features[i].tobytes() for i, address in enumerate(read_row_addresses(handle))}
 
 
 def test_a_view_is_a_function_of_seed_image_and_index_only(tmp_path):
@@ -102,7 +95,7 @@ def test_view_zero_rows_come_from_the_plain_sibling_cache(tiny_dataset, tmp_path
     plain = run_extract(tiny_dataset, tmp_path / "cache", options)
     views = run_extract(tiny_dataset, tmp_path / "cache", replace(options, views=VIEWS))
     assert views.extracted == plain.images * VIEWS and views.reused == plain.images
-    plain_rows, view_rows = _rows_by_address(Path(plain.cache_path)), _rows_by_address(Path(views.cache_path))
+    plain_rows, view_rows = rows_by_address(Path(plain.cache_path)), rows_by_address(Path(views.cache_path))
     assert all(view_rows[sha] == row for sha, row in plain_rows.items())
 
 
@@ -118,7 +111,7 @@ def test_an_interrupted_views_extraction_resumes_to_the_same_rows(tmp_path, opti
 
     data = make_dataset(tmp_path / "pets")
     opts = replace(options, views=VIEWS, commit_rows=4)
-    clean = _rows_by_address(Path(run_extract(data, tmp_path / "clean", opts).cache_path))
+    clean = rows_by_address(Path(run_extract(data, tmp_path / "clean", opts).cache_path))
 
     original, calls = segments.SegmentWriter.flush, []
 
@@ -134,7 +127,7 @@ def test_an_interrupted_views_extraction_resumes_to_the_same_rows(tmp_path, opti
     monkeypatch.setattr(segments.SegmentWriter, "flush", original)
     resumed = run_extract(data, tmp_path / "resumed", opts)
     assert 0 < resumed.extracted < len(clean)
-    assert _rows_by_address(Path(resumed.cache_path)) == clean
+    assert rows_by_address(Path(resumed.cache_path)) == clean
 
 
 def test_heads_train_on_every_view_and_score_view_zero(tiny_dataset, tmp_path, options):
