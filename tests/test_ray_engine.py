@@ -331,7 +331,7 @@ def test_the_ray_summary_gives_when_rows_came_back_instead_of_a_rate_over_one_ba
 
 @pytest.mark.slow
 def test_ray_shards_merge_into_bitwise_the_local_cache(ray_cluster, animals, tmp_path):
-    """`--shard I/N` with `--engine ray` (a cluster per shard) merges into the single local run's cache."""
+    """`--shard I/N` with `--engine ray` (one Ray run per shard) merges into the single local run's cache."""
     root, local_rows, local_view = animals
     shards = [run_extract(root, tmp_path / "shards", replace(RAY, ray_workers=1, shard=Shard(index, 2)))
               for index in range(2)]
