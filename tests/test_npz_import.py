@@ -131,7 +131,7 @@ def test_imported_features_get_an_honest_key_of_their_own(classic, tmp_path):
 def test_deflated_npz_imports_the_same_rows(tmp_path):
     labels = _dog_images(tmp_path / "dogImages")
     ids = _classic_npz(labels, tmp_path / "compressed.npz", compressed=True)
-    summary = import_npz(tmp_path / "compressed.npz", labels, tmp_path / "cache")
+    summary = import_npz(tmp_path / "compressed.npz", labels, tmp_path / "cache", backbone="vgg16")
     _, features = _features_by_path(summary.cache_path)
     assert all(np.array_equal(row, ids[path] + RAMP) for path, row in features.items())
 
@@ -165,7 +165,7 @@ def test_row_count_mismatch_is_refused_with_the_numbers(classic, tmp_path):
 
 @pytest.mark.parametrize("arrays, message", [
     ({"train": np.zeros((1, 7, 7, 512), np.float32)}, "has no valid, test array"),
-    ({split: np.zeros((1, 2048), np.float32) for split in SPLIT_SIZES}, r"rows have shape \(2048,\)"),
+    ({split: np.zeros((1, 2048), np.float32) for split in SPLIT_SIZES}, r"rows of 2048 match none of the classic files"),
     ({split: np.zeros((1, 7, 7, 512), np.int32) for split in SPLIT_SIZES}, "must be float arrays"),
 ])
 def test_other_npz_files_are_refused(tmp_path, arrays, message):
@@ -222,6 +222,7 @@ def _named_npz(labels: Path, out: Path, order=None, **overrides) -> dict[str, fl
             ids[relpath] = float(len(ids) + 1)
             rows[i] = ids[relpath] + RAMP
         arrays[split], arrays[f"{split}_paths"] = rows, np.array(paths, dtype=str)
+    arrays["backbone"] = np.array("vgg16")  # as export-npz names it
     arrays.update(overrides)
     np.savez(out, **{k: v for k, v in arrays.items() if v is not None})
     return ids
@@ -232,7 +233,7 @@ def test_rows_are_attached_to_the_files_the_npz_names(tmp_path):
     ids = _named_npz(labels, tmp_path / "named.npz")
     summary = import_npz(tmp_path / "named.npz", labels, tmp_path / "cache")
     assert summary.rows == {"train": 12, "valid": 3, "test": 6} and summary.images == 21 and summary.failures == []
-    assert "test_paths entry names" in summary.notes[0]
+    assert "test_paths entry names" in summary.notes[1]
     _info, features = _features_by_path(summary.cache_path)
     assert set(features) == set(ids)
     for relpath, row in features.items():

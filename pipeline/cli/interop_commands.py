@@ -1,4 +1,4 @@
-"""The classic npz file: import-npz, export-npz."""
+"""The classic npz files: import-npz, export-npz."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pipeline.cli.plumbing import (
     echo_list,
     json_option,
 )
+from pipeline.interop.classic import CLASSIC_BACKBONES
 
 
 @click.command("import-npz")
@@ -20,15 +21,18 @@ from pipeline.cli.plumbing import (
 @click.option("--labels", "labels_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The dogImages folder (train/ valid/ test/) the npz was computed from.")
 @click.option("--name", default=None, help="Dataset name used in the cache file name (default: the npz file name).")
+@click.option("--backbone", default=None, type=click.Choice(list(CLASSIC_BACKBONES)),
+              help="The network that computed the file (default: recognised from its name and row shape).")
 @drop_duplicates_option
 @cache_dir_option
 @json_option
 @command_body
-def import_npz_command(npz, labels_dir, name, drop_cross_split_duplicates, cache_dir, as_json):
-    """Turn the classic DogVGG16Data.npz bottleneck file into a cache, labelled from the dogImages folder."""
+def import_npz_command(npz, labels_dir, name, backbone, drop_cross_split_duplicates, cache_dir, as_json):
+    """Turn a classic bottleneck file (DogVGG16Data.npz, DogVGG19Data.npz, DogResnet50Data.npz,
+    DogInceptionV3Data.npz, DogXceptionData.npz) into a cache, labelled from the dogImages folder."""
     from pipeline.interop.npz_import import import_npz
 
-    summary = import_npz(npz, labels_dir, cache_dir, name, drop_cross_split_duplicates)
+    summary = import_npz(npz, labels_dir, cache_dir, name, drop_cross_split_duplicates, backbone=backbone)
     if not as_json:
         rows = ", ".join(f"{split} {count}" for split, count in summary.rows.items())
         click.echo(f"Imported   {summary.npz}: {rows} rows  [{'x'.join(str(d) for d in summary.feature_shape)}]")
@@ -44,18 +48,23 @@ def import_npz_command(npz, labels_dir, name, drop_cross_split_duplicates, cache
 @click.command("export-npz")
 @click.argument("cache", type=click.Path(exists=True, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--classic", is_flag=True,
+              help="Rows in the layout of the network's classic file (e.g. ResNet50 maps averaged to 1x1x2048).")
 @json_option
 @command_body
-def export_npz_command(cache, out, as_json):
+def export_npz_command(cache, out, classic, as_json):
     """Write CACHE's features to OUT.npz in the classic bottleneck format (keys train, valid, test)."""
-    from pipeline.cache.format import resolve_cache_argument
-    from pipeline.interop.npz_export import export_npz
+    from pipeline.cache.format import read_cache_info, resolve_cache_argument
+    from pipeline.interop.npz_export import classic_layout, export_npz
 
-    counts = export_npz(resolve_cache_argument(cache), out)
+    path = resolve_cache_argument(cache)
+    layout = classic_layout(read_cache_info(path))[2] if classic else None
+    counts = export_npz(path, out, classic=classic)
     if not as_json:
         click.echo(f"Wrote {out}: " + ", ".join(f"{split} {n}" for split, n in counts.items()))
-    return {"out": str(out), "rows": counts}
-
+        if layout:
+            click.echo(f"Classic    {layout}")
+    return {"out": str(out), "rows": counts, "classic": layout}
 
 
 

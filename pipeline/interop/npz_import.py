@@ -1,9 +1,11 @@
-"""`import-npz`: turn the classic precomputed bottleneck file into a feature cache heads can use.
+"""`import-npz`: turn the classic precomputed bottleneck files into feature caches heads can use.
 
 `DogVGG16Data.npz` (Udacity dog project) holds `train`, `valid` and `test`: float32 arrays of
-shape (N, 7, 7, 512) and no labels. Each row is attached to one image file of the `--labels`
-folder; its label is the file's class folder, and its cache row is addressed by the sha256 of the
-file, like every cache row. Which file a row belongs to:
+shape (N, 7, 7, 512) and no labels; its siblings for VGG19, ResNet50, InceptionV3 and Xception
+have the same keys and row order with their own row shapes (`pipeline.interop.classic` has the
+table, and how a file's network is recognised: `--backbone`, file name, row shape). Each row
+is attached to one image file of the `--labels` folder; its label is the file's class folder,
+and its cache row is addressed by the sha256 of the file, like every cache row. Which file a row belongs to:
 
 - Files written by `export-npz` name it: `<split>_paths` holds the relpath (relative to the
   dataset folder) of every row's image. Those paths are used whenever the file has them: every
@@ -22,8 +24,9 @@ file, like every cache row. Which file a row belongs to:
   attaching labels to a guessed order would silently mislabel.
 
 Feature key. The weights, resizing and preprocessing that produced the file cannot be verified,
-so the `FeatureSpec` records only what is known - backbone vgg16, layer block5_pool, input 224,
-pooling none - and says "unknown (imported)" for the rest. Its weights fingerprint is
+so the `FeatureSpec` records only what is known - the network's backbone and Keras 2.0 layer (e.g.
+vgg16 block5_pool, resnet50 avg_pool), input 224, pooling none - and says "unknown (imported)" for
+the rest. Its weights fingerprint is
 `imported-npz:sha256:<sha256 of the npz file>`, so the key names the exact file: re-importing it
 gives the same key, while every extracted cache has another key, so a head fitted on imported
 features refuses extracted features and the reverse (`predict` refuses such heads too: new images
@@ -65,13 +68,11 @@ from pipeline.data.layouts import discover, dogimages, generic
 from pipeline.data.layouts.files import examples
 from pipeline.data.layouts.generic import split_dirs
 from pipeline.errors import DatasetError
-from pipeline.interop.npz_export import LOAD_FILES_RANDOM_STATE
+from pipeline.interop.classic import CLASSIC_INPUT_SIZE, ClassicNetwork, network_of, recognise
+from pipeline.interop.npz_export import BACKBONE_ENTRY, LOAD_FILES_RANDOM_STATE
 
-#: What the classic file is known to be; everything else about it is unknown.
-CLASSIC_BACKBONE = "vgg16"
-#: VGG16 block5_pool at 224x224: any other row shape is not the classic file, and is refused
-#: rather than recorded under a backbone and layer that did not produce it.
-CLASSIC_ROW_SHAPE = (7, 7, 512)
+#: The row shape of DogVGG16Data.npz (VGG16 block5_pool at 224x224).
+CLASSIC_ROW_SHAPE = network_of("vgg16").row_shape
 #: The weights fingerprint of imported features names the npz file: "imported-npz:sha256:<its sha256>".
 FINGERPRINT_PREFIX = "imported-npz:sha256:"
 STORE_DTYPE = "float32"
@@ -168,21 +169,27 @@ def iter_npz_blocks(npz_path: Path, name: str, block_rows: int = IMPORT_BLOCK_RO
 
 
 def import_npz(npz_path: Path, labels_dir: Path, cache_dir: Path, name: str | None = None,
-               drop_cross_split_duplicates: bool = False) -> ImportSummary:
-    """Import `npz_path` with labels from the dogImages folder `labels_dir` into a cache in `cache_dir`."""
+               drop_cross_split_duplicates: bool = False, backbone: str | None = None) -> ImportSummary:
+    """Import `npz_path` with labels from the dogImages folder `labels_dir` into a cache in `cache_dir`.
+
+    `backbone` names the network that computed the file (else it is recognised, see
+    `pipeline.interop.classic.recognise`).
+    """
     started = time.perf_counter()
     npz_path, cache_dir = Path(npz_path), Path(cache_dir)
     headers = _check_headers(npz_path)
+    network, how = recognise(npz_path.name, headers["train"].shape[1:], backbone, read_backbone_hint(npz_path, headers))
     stored_paths = read_row_paths(npz_path, headers)
     index = _labels_index(labels_dir)
+    recognised = f"{network.description} ({network.file_name}'s layout), recognised from {how}"
     if stored_paths is not None:
-        notes = [f"features imported from {npz_path.name}: each row attached to the file its "
+        notes = [recognised, f"features imported from {npz_path.name}: each row attached to the file its "
                  + "/".join(f"{split}_paths" for split in SPLITS) + " entry names"]
         _check_row_paths(stored_paths, index, npz_path)
         row_paths, unlisted_reason = stored_paths, _NOT_IN_PATHS
     else:
-        notes = [f"features imported from {npz_path.name}: rows follow sklearn.datasets.load_files(<split>) order "
-                 f"(shuffle=True, random_state={LOAD_FILES_RANDOM_STATE})"]
+        notes = [recognised, f"features imported from {npz_path.name}: rows follow "
+                 f"sklearn.datasets.load_files(<split>) order (shuffle=True, random_state={LOAD_FILES_RANDOM_STATE})"]
         folders = split_dirs(index.root)
         row_paths = {split: [_relpath(index.root, path) for path in
                              _matching_order(folders[split], headers[split].shape[0], npz_path, notes)]
@@ -192,7 +199,7 @@ def import_npz(npz_path: Path, labels_dir: Path, cache_dir: Path, name: str | No
     index = apply_hygiene(index, drop_cross_split=drop_cross_split_duplicates)
 
     npz_sha256 = sha256_file(npz_path)
-    spec = imported_spec(npz_sha256)
+    spec = imported_spec(npz_sha256, network)
     name = name or dataset_name_of(npz_path)
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache_path = cache_dir / cache_file_name(name, spec)
@@ -215,12 +222,15 @@ def import_npz(npz_path: Path, labels_dir: Path, cache_dir: Path, name: str | No
     )
 
 
-def imported_spec(npz_sha256: str) -> FeatureSpec:
-    """The feature spec of features imported from the npz file with this sha256: what is known, and the file."""
-    backbone = get_backbone(CLASSIC_BACKBONE)
+def imported_spec(npz_sha256: str, network: ClassicNetwork | None = None) -> FeatureSpec:
+    """The feature spec of features imported from the npz file with this sha256: what is known, and the file.
+
+    `network` is the classic file's network (default: VGG16's DogVGG16Data.npz).
+    """
+    network = network or network_of("vgg16")
     return FeatureSpec(
-        backbone=backbone.name, weights_fingerprint=FINGERPRINT_PREFIX + npz_sha256,
-        layer=backbone.default_layer, input_size=backbone.default_input_size, resize_policy=UNKNOWN,
+        backbone=get_backbone(network.backbone).name, weights_fingerprint=FINGERPRINT_PREFIX + npz_sha256,
+        layer=network.recorded_layer, input_size=CLASSIC_INPUT_SIZE, resize_policy=UNKNOWN,
         resize_filter=None, preprocessing=UNKNOWN, precision=UNKNOWN, pooling="none", store_dtype=STORE_DTYPE,
     )
 
@@ -256,11 +266,25 @@ def read_row_paths(npz_path: Path, headers: dict[str, NpyHeader]) -> dict[str, l
         if header.shape[0] != rows:
             raise DatasetError(f"{npz_path} has {rows} {split} rows but {header.shape[0]} {name} entries, so rows "
                                "cannot be matched to files; export the file again with `export-npz`")
+    arrays = load_small_arrays(npz_path, list(names.values()), "the row paths")
+    return {split: [str(path) for path in arrays[name].tolist()] for split, name in names.items()}
+
+
+def read_backbone_hint(npz_path: Path, headers: dict[str, NpyHeader]) -> str | None:
+    """The backbone `export-npz` names in the file's `backbone` entry (a string scalar); None without one."""
+    header = headers.get(BACKBONE_ENTRY)
+    if header is None or header.dtype.kind != "U" or header.shape != ():
+        return None
+    return str(load_small_arrays(npz_path, [BACKBONE_ENTRY], "the backbone entry")[BACKBONE_ENTRY])
+
+
+def load_small_arrays(npz_path: Path, names: list[str], what: str) -> dict[str, np.ndarray]:
+    """{name: array} of the small (non-feature) arrays `names`, loaded whole; the one place that does."""
     try:
         with np.load(npz_path, allow_pickle=False) as arrays:
-            return {split: [str(path) for path in arrays[name].tolist()] for split, name in names.items()}
+            return {name: arrays[name] for name in names}
     except (zipfile.BadZipFile, OSError, ValueError) as error:
-        raise DatasetError(f"cannot read the row paths of {npz_path} ({error}); export the file again") from error
+        raise DatasetError(f"cannot read {what} of {npz_path} ({error}); export the file again") from error
 
 
 def _check_row_paths(row_paths: dict[str, list[str]], index: DatasetIndex, npz_path: Path) -> None:
@@ -333,12 +357,6 @@ def _check_headers(npz_path: Path) -> dict[str, NpyHeader]:
     if len(set(shapes.values())) != 1 or not all(headers[s].dtype.kind == "f" for s in SPLITS):
         raise DatasetError(f"{npz_path}: train, valid and test must be float arrays with the same row shape, got "
                            + ", ".join(f"{s} {headers[s].shape} {headers[s].dtype}" for s in SPLITS))
-    if shapes["train"] != CLASSIC_ROW_SHAPE:
-        raise DatasetError(
-            f"{npz_path}: rows have shape {shapes['train']}, but VGG16 block5_pool features at 224x224 are "
-            f"{CLASSIC_ROW_SHAPE}; only the classic DogVGG16Data.npz format can be imported (other backbones' "
-            "files would be recorded under the wrong backbone) - extract those features with `extract` instead"
-        )
     return headers
 
 
