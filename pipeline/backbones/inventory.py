@@ -1,4 +1,8 @@
-"""The `weights` listing: per backbone, each ImageNet source, whether it verifies, its fingerprint."""
+"""The `weights` listing: per backbone, each ImageNet source, whether it verifies, its fingerprint.
+
+The Keras-cache source carries Keras' pin of the official file (`pin`: algorithm, digest, origin;
+None where Keras publishes none) and, when the file is present, whether it matches.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ from pipeline.backbones.weights import (
     available_sources,
     fingerprint_model,
     keras_cache_file,
-    reference_problems,
+    official_file_problems,
+    official_file_verified,
     resolve_weights,
 )
 from pipeline.errors import WeightsError
@@ -41,8 +46,11 @@ def _inspect(spec, source: str, cache_dir: Path, size: int, with_fingerprints: b
     try:
         if source == SOURCE_KERAS_CACHE:
             path = keras_cache_file(spec, size)
-            verified = None if spec.reference_check is None else not reference_problems(spec, path)
-            resolved = ResolvedWeights(spec.name, IMAGENET, SOURCE_KERAS_CACHE, str(path), verified)
+            problems = official_file_problems(spec, path, size)
+            if problems:
+                return {"verified": False, "error": f"refused: {problems[0]}"}
+            resolved = ResolvedWeights(spec.name, IMAGENET, SOURCE_KERAS_CACHE, str(path),
+                                       official_file_verified(spec, size))
         else:  # resolve through this offline source only, converting it if needed
             resolved = resolve_weights(spec, IMAGENET, cache_dir, size, allow_download=False, use_keras_cache=False,
                                        only_source=source)

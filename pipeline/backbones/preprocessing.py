@@ -10,8 +10,12 @@ Keras ships:
   bias, so the result equals Keras' `preprocess_input` bit for bit);
 - `tf` (MobileNet, Inception, Xception): `Normalization` dividing by 127.5, then `Rescaling(1,
   offset=-1)` - the same two float operations as `x / 127.5 - 1`, so the same bits;
+- `torch` (DenseNet): `Normalization` dividing by 255, then `Normalization` subtracting the
+  ImageNet mean and dividing by its standard deviation per channel - the same float32 operations
+  as Keras' `x / 255`, `- mean`, `/ std` (the variances are chosen so that their float32 square
+  roots are exactly float32(std), which `TORCH_VARIANCE` checks);
 - `efficientnet-lite`: `Rescaling(1/128, offset=-127/128)`, exact for 8-bit pixels;
-- `none` (Keras' EfficientNet, which rescales inside the model): no layer.
+- `none` (Keras' EfficientNet, EfficientNetV2 and ConvNeXt, which rescale inside the model): no layer.
 
 All of them compute in float32 whatever the model's precision policy, and `tests/test_graph.py`
 checks each against the family's own `preprocess_input`.
@@ -30,7 +34,11 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 RGB_TO_BGR = (2, 1, 0)
 TF_DIVISOR, TF_OFFSET = 127.5, -1.0
 LITE_MEAN, LITE_STD = 127.0, 128.0
-PREPROCESSING_MODES = ("caffe", "tf", "efficientnet-lite", "none")
+#: Keras' torch mode: x / 255, then (x - mean) / std per RGB channel.
+TORCH_DIVISOR = 255.0
+TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
+TORCH_STD_RGB = (0.229, 0.224, 0.225)
+PREPROCESSING_MODES = ("caffe", "tf", "torch", "efficientnet-lite", "none")
 _CHANNELS = 3
 
 
@@ -51,12 +59,32 @@ def preprocessing_layers(mode: str) -> list:
         return [keras.layers.Normalization(mean=0.0, variance=TF_DIVISOR ** 2, name="preprocess_tf_scale",
                                            dtype="float32"),
                 keras.layers.Rescaling(1.0, offset=TF_OFFSET, name="preprocess_tf_shift", dtype="float32")]
+    if mode == "torch":
+        return [keras.layers.Normalization(mean=0.0, variance=TORCH_DIVISOR ** 2, name="preprocess_torch_scale",
+                                           dtype="float32"),
+                keras.layers.Normalization(mean=list(TORCH_MEAN_RGB), variance=list(torch_variance()),
+                                           name="preprocess_torch_normalize", dtype="float32")]
     if mode == "efficientnet-lite":
         return [keras.layers.Rescaling(1 / LITE_STD, offset=-LITE_MEAN / LITE_STD, name="preprocess_lite",
                                        dtype="float32")]
     if mode == "none":
         return []
     raise UsageError(f"unknown preprocessing {mode!r}; expected one of: {', '.join(PREPROCESSING_MODES)}")
+
+
+def torch_variance() -> tuple[float, ...]:
+    """float32 variances whose float32 square roots are exactly float32(std) for each torch-mode std.
+
+    `Normalization` divides by sqrt(variance); the nearest float32 to std**2 has that property for
+    the three ImageNet values, and this checks it rather than assuming it.
+    """
+    variances = []
+    for std in TORCH_STD_RGB:
+        variance = np.float32(np.float64(np.float32(std)) ** 2)
+        if np.sqrt(variance) != np.float32(std):
+            raise ValueError(f"no exact float32 variance for std {std}")
+        variances.append(float(variance))
+    return tuple(variances)
 
 
 def apply_layers(layers: list, tensor):

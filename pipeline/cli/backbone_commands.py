@@ -39,6 +39,10 @@ def weights(backbones, fingerprint, cache_dir, as_json):
                 click.echo(f"  {source['source']:<{width}} {state:<10} {source.get('path') or ''}{extra}")
                 if source.get("error"):
                     click.echo(f"  {'':<{width}} {source['error']}")
+                if source["source"] == "keras-cache":
+                    pin = source.get("pin")
+                    text = f"{pin['algorithm']} {pin['digest']}" if pin else "none (Keras publishes no hash)"
+                    click.echo(f"  {'':<{width}} pin {text}")
     return {"backbones": rows}
 
 
