@@ -8,13 +8,17 @@ heads on a cache with views used them (train on every view, valid/test on view 0
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from pipeline.cache.format import read_cache_info
 from pipeline.heads.store import list_sidecars
 
-_COLUMNS = (("head", 34), ("kind", 10), ("params", 28), ("valid", 6), ("test", 6), ("test5", 6),
-            ("per-class", 9), ("fit s", 7))
+#: Width at which the params column wraps (at word boundaries; a longer word stays whole).
+PARAMS_WIDTH = 36
+#: The figure columns of the text table, their widths, and the row keys they show.
+_FIGURE_COLUMNS = (("valid", 6), ("test", 6), ("test5", 6), ("per-class", 9), ("fit s", 7))
+_FIGURE_KEYS = ("valid_top1", "test_top1", "test_top5", "test_mean_per_class_accuracy", "fit_seconds")
 
 
 def leaderboard(cache_path: Path) -> list[dict]:
@@ -78,17 +82,22 @@ def short_params(params: dict) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    """A fixed-width text table of `leaderboard` rows."""
-    def cell(value, width):
-        if isinstance(value, float):
-            value = f"{value:.3f}" if width <= 9 else f"{value:.2f}"
-        text = "-" if value is None else str(value)
-        return text[:width].ljust(width)
-
-    header = "  ".join(name.ljust(width) for name, width in _COLUMNS)
+    """A text table of `leaderboard` rows: head names and kinds whole (their columns as wide as the
+    longest), params wrapped at word boundaries onto continuation lines, figures to 3 decimals."""
+    names = [_text(row["name"]) for row in rows]
+    kinds = [_text(row["kind"]) for row in rows]
+    widths = {"head": max(map(len, ["head", *names])), "kind": max(map(len, ["kind", *kinds])),
+              "params": PARAMS_WIDTH, **dict(_FIGURE_COLUMNS)}
+    header = "  ".join(name.ljust(widths[name]) for name in widths).rstrip()
     lines = [header, "-" * len(header)]
-    for row in rows:
-        values = (row["name"], row["kind"], row["params"], row["valid_top1"], row["test_top1"], row["test_top5"],
-                  row["test_mean_per_class_accuracy"], row["fit_seconds"])
-        lines.append("  ".join(cell(value, width) for value, (_, width) in zip(values, _COLUMNS)))
+    for row, name, kind in zip(rows, names, kinds):
+        params = textwrap.wrap(_text(row["params"]), PARAMS_WIDTH, break_long_words=False, break_on_hyphens=False)
+        figures = [f"{row[key]:.3f}" if isinstance(row[key], float) else _text(row[key]) for key in _FIGURE_KEYS]
+        for i, part in enumerate(params or ["-"]):
+            cells = [name, kind, part, *figures] if i == 0 else ["", "", part, *["" for _ in figures]]
+            lines.append("  ".join(cell.ljust(width) for cell, width in zip(cells, widths.values())).rstrip())
     return "\n".join(lines)
+
+
+def _text(value) -> str:
+    return "-" if value is None else str(value)
