@@ -263,3 +263,28 @@ def test_block_names_follow_each_backbone():
     exact = resolve_cut(vgg, vgg.build(include_top=False, weights=None, input_size=32), "block5_pool", "block5",
                         None, "training")
     assert exact.boundary == "block4_pool"  # nothing in VGG's frozen part depends on the mode
+
+
+def test_a_head_of_another_problem_is_refused_with_the_reason(setting, tmp_path, cli):
+    """Same backbone and layer (so the same feature key), other classes: the gain would be against another problem."""
+    import shutil
+
+    _, cache, head, cache_dir = setting
+    other = make_dataset(tmp_path / "other", classes=("cat", "dog"), per_class=6)
+    other_cache = Path(run_extract(other, cache_dir, ExtractOptions(**TINY_BACKBONE, batch_size=8,
+                                                                    valid_fraction=0.3)).cache_path)
+    foreign = Path(fit_head(other_cache, "logreg").sidecar_path)
+    with pytest.raises(HeadError, match=r"other classes than .*: 2 classes \(cat, dog\) vs 3 \(cat, dog, fox\)"):
+        fine_tune(cache, foreign, cache_dir, OPTIONS)
+    refused = cli(["fine-tune", cache, "--from-head", foreign, "--unfreeze", "block5", "--cache-dir", cache_dir])
+    assert refused.exit_code == 1 and "fitted on other classes" in refused.output and "Traceback" not in refused.output
+
+    sidecar = json.loads(head.read_text())
+    for name, change, message in (("reordered", {"class_names": sidecar["class_names"][::-1]}, "in another order"),
+                                  ("species", {"target": "species"}, "predicts the target 'species'"),
+                                  ("other-key", {"feature_key": "0" * 64}, "fitted on features with key 000000")):
+        copy = tmp_path / f"{name}.json"
+        copy.write_text(json.dumps({**sidecar, **change}))
+        shutil.copy(head.with_name(sidecar["model_file"]), tmp_path / sidecar["model_file"])
+        refused = cli(["fine-tune", cache, "--from-head", copy, "--unfreeze", "block5", "--cache-dir", cache_dir])
+        assert refused.exit_code == 1 and message in refused.output, (name, refused.output)

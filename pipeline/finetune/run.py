@@ -43,7 +43,7 @@ from pipeline.finetune.cut import Cut, resolve_cut
 from pipeline.finetune.model import TunedModel, build_backbone, check_start_weights, cut_fingerprint, tuned_model
 from pipeline.finetune.recipe import Recipe
 from pipeline.finetune.train import Trainer, TrainingResult, train
-from pipeline.heads.features import load_feature_set
+from pipeline.heads.features import MAIN_TARGET, load_feature_set
 from pipeline.heads.graph import require_differentiable
 from pipeline.heads.metrics import classification_metrics
 from pipeline.heads.registry import FINE_TUNED
@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 #: Metrics compared with the head a fine-tune started from, on validation.
 COMPARED = ("top1", "mean_per_class_accuracy", "log_loss")
+_NAMES_SHOWN = 4  # class names quoted in a refusal
 
 
 @dataclass(frozen=True)
@@ -146,13 +147,35 @@ def _start(cache_path: Path, head_path: Path, cache_dir: Path, options: FineTune
                         f"({sidecar.get('fine_tuning', {}).get('from_head', {}).get('name', 'see its sidecar')}) with "
                         "an earlier --unfreeze to tune more layers")
     require_differentiable(sidecar["kind"], "fine-tuning")
-    check_feature_key(sidecar, info.key, f"cache {cache_path.name}")
+    _check_head_fits_cache(sidecar, info)
     backbone = get_backbone(info.spec.backbone)
     weights = resolve_weights(backbone, info.weights["request"], cache_dir, info.spec.input_size)
     base = build_backbone(backbone, weights, info.spec.input_size)
     check_start_weights(base, info.spec.layer, info.spec.weights_fingerprint, sidecar["name"])
     cut = resolve_cut(backbone, base, info.spec.layer, options.unfreeze, options.from_layer, options.frozen_mode)
     return FineTuneRun(cache_path, cache_dir, options, info, head, sidecar, backbone, weights, base, cut)
+
+
+def _check_head_fits_cache(sidecar: dict, info: CacheInfo) -> None:
+    """`HeadError` unless the head was fitted on this cache's problem: its features (key), its main
+    label (fine-tuning trains on it) and its classes, in the same order; otherwise the comparison
+    with the head would measure a gain against another problem."""
+    head = sidecar["_path"]
+    check_feature_key(sidecar, info.key, f"cache {info.path.name}")
+    target = sidecar.get("target") or MAIN_TARGET
+    if target != MAIN_TARGET:
+        raise HeadError(f"head {head} predicts the target {target!r}, but fine-tuning trains on the cache's main "
+                        f"label; fit a head without --target on {info.path.name} and fine-tune from it")
+    names, expected = list(sidecar.get("class_names") or []), list(info.class_names)
+    if names != expected:
+        differ = (f"{len(names)} classes ({_some(names)}) vs {len(expected)} ({_some(expected)})"
+                  if set(names) != set(expected) else "the same classes in another order")
+        raise HeadError(f"head {head} was fitted on other classes than {info.path.name} holds: {differ}; it belongs "
+                        f"to another dataset: fit a head on {info.path.name} (fit-head) and fine-tune from that")
+
+
+def _some(names: list[str]) -> str:
+    return ", ".join(names[:_NAMES_SHOWN]) + (" ..." if len(names) > _NAMES_SHOWN else "")
 
 
 def _boundary_cache(run: FineTuneRun, progress) -> None:
