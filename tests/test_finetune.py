@@ -288,3 +288,30 @@ def test_a_head_of_another_problem_is_refused_with_the_reason(setting, tmp_path,
         shutil.copy(head.with_name(sidecar["model_file"]), tmp_path / sidecar["model_file"])
         refused = cli(["fine-tune", cache, "--from-head", copy, "--unfreeze", "block5", "--cache-dir", cache_dir])
         assert refused.exit_code == 1 and message in refused.output, (name, refused.output)
+
+
+def test_the_best_epoch_rule_is_stated_in_the_output_and_the_help(setting, cli):
+    """A later epoch lower by no more than --min-delta is not chosen, and the output says so, naming it."""
+    import re
+
+    from pipeline.finetune.train import smaller_drops
+
+    history = [{"epoch": 0, "valid_loss": 0.70}, {"epoch": 1, "valid_loss": 0.50}, {"epoch": 2, "valid_loss": 0.4996}]
+    assert smaller_drops(history, 1) == [(2, pytest.approx(0.0004))]
+    assert smaller_drops(history, 2) == []
+
+    _, cache, head, cache_dir = setting
+    result = cli(["fine-tune", cache, "--from-head", head, "--unfreeze", "block5", "--epochs", "2",
+                  "--min-delta", "100", "--cache-dir", cache_dir])
+    assert result.exit_code == 0, result.output
+    assert ("Epochs     best 0 of 2: lowest validation loss, an epoch counting as better only when it lowers the "
+            "best loss so far by more than 100 (--min-delta); epoch 0 is the head it started from") in result.stdout
+    losses = {int(epoch or 0): float(loss) for epoch, loss in
+              re.findall(r"^  (?:start|epoch (\d+))\s.*?valid loss ([\d.]+)", result.output, re.MULTILINE)}
+    assert sorted(losses) == [0, 1, 2]
+    for epoch in (1, 2):
+        named = f"epoch {epoch} was lower by " in result.stdout
+        assert named == (losses[epoch] < losses[0]), result.output
+    helped = cli(["fine-tune", "--help"])
+    assert "--min-delta" in helped.output and "lowers the best loss so far by more than this" in " ".join(
+        helped.output.split())

@@ -42,7 +42,7 @@ from pipeline.finetune.checkpoint import checkpoint_dir, remove_checkpoints, run
 from pipeline.finetune.cut import Cut, resolve_cut
 from pipeline.finetune.model import TunedModel, build_backbone, check_start_weights, cut_fingerprint, tuned_model
 from pipeline.finetune.recipe import Recipe
-from pipeline.finetune.train import Trainer, TrainingResult, train
+from pipeline.finetune.train import Trainer, TrainingResult, selection_rule, smaller_drops, train
 from pipeline.heads.features import MAIN_TARGET, load_feature_set
 from pipeline.heads.graph import require_differentiable
 from pipeline.heads.metrics import classification_metrics
@@ -87,6 +87,8 @@ class FineTuneReport:
     seconds: dict
     views: str | None
     files: list
+    selection: str = ""  # how the best epoch was chosen (`selection_rule`)
+    smaller_drops: list = field(default_factory=list)  # [epoch, how much lower]: lower loss, not chosen
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -280,7 +282,7 @@ def _save(run: FineTuneRun) -> FineTuneReport:
     result, cut, info = run.result, run.cut, run.info
     tuned_spec = replace(info.spec, weights_fingerprint=cut_fingerprint(run.base, cut.top), views=None)
     params = {"unfrozen": cut.unfrozen, **run.options.recipe.to_dict(), "best_epoch": result.best_epoch,
-              "epochs_run": len(result.history) - 1, "selected_by": "lowest validation loss (epoch 0: the head)",
+              "epochs_run": len(result.history) - 1, "selected_by": selection_rule(run.options.recipe.min_delta),
               "frozen_mode": run.options.frozen_mode}
     label = f"{FINE_TUNED}-{cut.unfrozen}"
     stem = new_head_stem(heads_dir_of(run.cache_path), label)
@@ -322,8 +324,9 @@ def _save(run: FineTuneRun) -> FineTuneReport:
     path = write_sidecar(stem, sidecar)
     files.append(path.name)
     remove_checkpoints(run.checkpoint)
-    if warning:
-        log.warning(warning)
+    if warning:  # the report carries it for the caller to show (the CLI prints it once)
+        log.info(warning)
     return FineTuneReport(str(path), str(boundary.path), cut.to_dict(), result.best_epoch, len(result.history) - 1,
                           result.resumed_from, metrics, comparison, warning, result.history, run.seconds, views_note,
-                          files)
+                          files, params["selected_by"],
+                          [[epoch, drop] for epoch, drop in smaller_drops(result.history, result.best_epoch)])
