@@ -2,8 +2,9 @@
 
 Ranking uses validation top-1 (ties: test is never used to choose); test accuracy is shown next
 to it as the honest, once-scored estimate. Fine-tuned models (`fine-tune`) are listed with the
-frozen heads of the cache their head was fitted on, with the same metrics; `notes` says how
-heads on a cache with views used them (train on every view, valid/test on view 0).
+frozen heads of the cache their head was fitted on, with the same metrics; a head that is a member
+of a fused head says so in its params ("member of fusion-..."); `notes` says how heads on a cache
+with views used them (train on every view, valid/test on view 0).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 from pipeline.cache.format import read_cache_info
+from pipeline.heads.fusion import MEMBER_OF, SINGLE
 from pipeline.heads.store import list_sidecars
 
 #: Width at which the params column wraps (at word boundaries; a longer word stays whole).
@@ -37,7 +39,8 @@ def leaderboard(cache_path: Path) -> list[dict]:
             "views": sidecar.get("views"),
             "name": sidecar.get("name"),
             "kind": sidecar.get("kind"),
-            "params": short_params(sidecar.get("hyperparameters", {})),
+            "params": short_params(sidecar.get("hyperparameters", {})) + _member_mark(sidecar.get(MEMBER_OF)),
+            "member_of": sidecar.get(MEMBER_OF) or [],
             "valid_top1": valid.get("top1"),
             "test_top1": test.get("top1"),
             "test_top5": test.get("top5"),
@@ -63,6 +66,8 @@ def notes(rows: list[dict]) -> list[str]:
 def short_params(params: dict) -> str:
     """The hyper-parameters that distinguish heads, in a few characters."""
     if "carried_by" in params:  # a fused head
+        if params["method"] == SINGLE:
+            return f"{params['member_kind']} {SINGLE}: {', '.join(params['carried_by'])}"
         weights = ", ".join(f"{name} {weight:.1f}" for name, weight in params["weights"].items() if weight > 0)
         return f"{params['member_kind']} {params['method']}: {weights}"
     if not params:
@@ -79,6 +84,11 @@ def short_params(params: dict) -> str:
     if "recipe" in params:
         return f"{params['recipe']}, best epoch {params.get('best_epoch')}/{params.get('epochs_run')}"
     return ", ".join(f"{k}={v}" for k, v in params.items())
+
+
+def _member_mark(fused: list | None) -> str:
+    """How a row says it is a member head fitted for (or used by) fused heads."""
+    return f"; member of {', '.join(fused)}" if fused else ""
 
 
 def format_table(rows: list[dict]) -> str:
