@@ -315,3 +315,51 @@ def test_the_best_epoch_rule_is_stated_in_the_output_and_the_help(setting, cli):
     helped = cli(["fine-tune", "--help"])
     assert "--min-delta" in helped.output and "lowers the best loss so far by more than this" in " ".join(
         helped.output.split())
+
+
+def test_an_svm_start_trains_on_its_own_objective_and_warns_once(setting, cli, caplog, monkeypatch):
+    """The SVM's temperature-scaled softmax is saturated on its training images (cross-entropy 0, no
+    gradient); the squared hinge it was fitted with is not, so an SVM start trains."""
+    import logging
+    import re
+
+    from pipeline.finetune import run as finetune_run
+    from pipeline.heads.features import load_feature_set
+    from pipeline.heads.kinds.linear import LinearSVMHead
+
+    _, cache, _, cache_dir = setting
+    svm_path = Path(fit_head(cache, "svm").sidecar_path)
+    params = json.loads(svm_path.read_text())["hyperparameters"]
+    start = LinearSVMHead(c_grid=(params["C"],), refit_on_valid=False).fit(load_feature_set(cache))
+    train = load_feature_set(cache).splits["train"]
+    picked = start.predict_proba(train.x)[np.arange(len(train.y)), train.y]
+    scores = start.scaler_.transform(train.x) @ start.coef_ + start.intercept_
+    signs = np.where(np.arange(scores.shape[1])[None, :] == train.y[:, None], 1.0, -1.0)
+    hinge = np.mean(np.sum(np.maximum(0, 1 - signs * scores) ** 2, axis=1))
+    assert float(np.mean(-np.log(picked))) < 1e-4 < hinge  # what made an SVM start train nothing
+    objective = hinge + np.sum(start.coef_.astype(np.float64) ** 2) / (2 * params["C"] * len(train.y))
+    still = fine_tune(cache, svm_path, cache_dir, replace(OPTIONS, recipe=replace(
+        OPTIONS.recipe, epochs=1, backbone_learning_rate=1e-12, head_learning_rate=1e-12)))
+    assert still.history[1]["loss"] == pytest.approx(objective, rel=1e-4)  # training minimises the SVM's objective
+
+    original = finetune_run._comparison
+    monkeypatch.setattr(finetune_run, "_comparison",
+                        lambda run, metrics: (original(run, metrics)[0], "the fine-tuned model is worse (forced)"))
+    caplog.set_level(logging.INFO)
+    result = cli(["fine-tune", cache, "--from-head", svm_path, "--unfreeze", "block5", "--epochs", "3",
+                  "--patience", "3", "--batch-size", "8", "--backbone-lr", "1e-4", "--head-lr", "1e-3",
+                  "--cache-dir", cache_dir])
+    assert result.exit_code == 0, result.output
+    assert "minimising the squared hinge + L2 penalty" in result.stdout
+    losses = [float(x) for x in re.findall(r"train loss ([\d.]+)", result.output)]
+    assert len(losses) == 3 and min(losses) > 0
+    assert max(losses) - min(losses) > 1e-3 * max(losses)  # the weights moved (fixed weights: equal means)
+    assert result.output.count("the fine-tuned model is worse (forced)") == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "worse" in r.getMessage()]
+    saved = Path(result.stdout.split("Saved ")[-1].strip())
+    sidecar = json.loads(saved.read_text())
+    assert sidecar["hyperparameters"]["objective"].startswith("squared hinge")
+    from pipeline.heads.replay import split_probabilities
+
+    probabilities, _, _ = split_probabilities({**sidecar, "_path": str(saved)}, cache, "test")
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)  # the saved model ends in its softmax

@@ -94,7 +94,7 @@ def _print_report(report) -> None:
 
     cut = report.cut
     click.echo(f"Tuned      {len(cut['tuned_layers'])} layers ({cut['tuned_layers'][0]} .. {cut['top_layer']}) on "
-               f"{Path(report.boundary_cache).name}")
+               f"{Path(report.boundary_cache).name}, minimising the {report.objective}")
     resumed = f", resumed after epoch {report.resumed_from}" if report.resumed_from else ""
     click.echo(f"Epochs     best {report.best_epoch} of {report.epochs_run}{resumed}: {report.selection}")
     for epoch, drop in report.smaller_drops:

@@ -11,8 +11,9 @@
 3. `_starting_head`: the head it starts from. Linear heads were refit on train + validation after
    choosing C; here they are refit with that C on train only (their model selected on
    validation), so that validation stays unseen while fine-tuning chooses epochs on it.
-4. `_train`: the tuned model (`pipeline.finetune.model`) trained by `pipeline.finetune.train`,
-   resumable from a checkpoint per epoch.
+4. `_train`: the tuned model (`pipeline.finetune.model`) trained by `pipeline.finetune.train` on
+   the starting head's own objective (cross-entropy, or an SVM's squared hinge), resumable from a
+   checkpoint per epoch.
 5. `_save`: every split scored once with the best weights (train and validation on view 0; test
    scored here for the first time), compared on validation with the head it started from (a
    warning when fine-tuning is worse there), and saved as a `fine-tuned` head next to the frozen
@@ -88,6 +89,7 @@ class FineTuneReport:
     views: str | None
     files: list
     selection: str = ""  # how the best epoch was chosen (`selection_rule`)
+    objective: str = ""  # what training minimised (the starting head's own objective)
     smaller_drops: list = field(default_factory=list)  # [epoch, how much lower]: lower loss, not chosen
 
     def to_dict(self) -> dict:
@@ -238,7 +240,8 @@ def _train(run: FineTuneRun, progress) -> None:
     if not run.boundary.split_sizes()["valid"]:
         raise HeadError(f"{run.boundary.path.name} has no validation images; fine-tuning stops early and keeps its "
                         "best epoch on validation: re-run extract with a --valid-fraction, then fit the head again")
-    run.tuned = tuned_model(run.base, run.cut, run.start_head, run.info.spec.pooling)
+    run.tuned = tuned_model(run.base, run.cut, run.start_head, run.info.spec.pooling,
+                            len(_split_rows(run.boundary, "train")))
     run.trainer = Trainer(run.tuned, run.options.recipe)
     key = run_key(_run_identity(run))
     run.checkpoint = checkpoint_dir(heads_dir_of(run.cache_path), key)
@@ -283,6 +286,7 @@ def _save(run: FineTuneRun) -> FineTuneReport:
     tuned_spec = replace(info.spec, weights_fingerprint=cut_fingerprint(run.base, cut.top), views=None)
     params = {"unfrozen": cut.unfrozen, **run.options.recipe.to_dict(), "best_epoch": result.best_epoch,
               "epochs_run": len(result.history) - 1, "selected_by": selection_rule(run.options.recipe.min_delta),
+              "objective": run.tuned.objective,
               "frozen_mode": run.options.frozen_mode}
     label = f"{FINE_TUNED}-{cut.unfrozen}"
     stem = new_head_stem(heads_dir_of(run.cache_path), label)
@@ -328,5 +332,5 @@ def _save(run: FineTuneRun) -> FineTuneReport:
         log.info(warning)
     return FineTuneReport(str(path), str(boundary.path), cut.to_dict(), result.best_epoch, len(result.history) - 1,
                           result.resumed_from, metrics, comparison, warning, result.history, run.seconds, views_note,
-                          files, params["selected_by"],
+                          files, params["selected_by"], run.tuned.objective,
                           [[epoch, drop] for epoch, drop in smaller_drops(result.history, result.best_epoch)])

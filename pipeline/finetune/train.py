@@ -63,10 +63,17 @@ class Trainer:
         shape = tuple(model.input_shape[1:])
         signature = [tf.TensorSpec((None, *shape), tf.float32), tf.TensorSpec((None,), tf.int64)]
 
+        hinge = tuned.hinge.loss_function() if tuned.hinge is not None else None
+
+        def objective(x, y):
+            if hinge is None:
+                return loss_fn(y, model(x, training=True))
+            return hinge(y, tuned.logits(x, training=True), tuned.kernel)
+
         @tf.function(input_signature=signature)
         def step(x, y):
             with tf.GradientTape() as tape:
-                loss = loss_fn(y, model(x, training=True))
+                loss = objective(x, y)
             gradients = tape.gradient(loss, [*self.groups[0], *self.groups[1]])
             for optimizer, variables, part in zip(self.optimizers, self.groups, (gradients[:split], gradients[split:])):
                 if variables:  # tuning only a pooling layer leaves the backbone group empty
