@@ -85,7 +85,8 @@ def _print_epoch(record: dict) -> None:
     trained = "" if record["loss"] is None else (f"train loss {record['loss']:.4f}  {record['seconds']:.1f} s "
                                                  f"({record['rows_per_second']:.1f} rows/s)  ")
     label = "start" if record["epoch"] == 0 else f"epoch {record['epoch']}"
-    click.echo(f"  {label:<9} {trained}valid loss {record['valid_loss']:.4f}  top1 {record['valid_top1']:.3f}  "
+    # `+ 0.0` prints a log loss of exactly zero (-log 1 = -0.0) as 0.0000, not -0.0000
+    click.echo(f"  {label:<9} {trained}valid loss {record['valid_loss'] + 0.0:.4f}  top1 {record['valid_top1']:.3f}  "
                f"mean/class {record['valid_mean_per_class_accuracy']:.3f}", err=True)
 
 
@@ -105,7 +106,7 @@ def _print_report(report) -> None:
             click.echo(f"  {split:<6} {summary_line(report.metrics[split])}")
     rows = report.comparison["metrics"]
     click.echo(f"Valid      vs {report.comparison['head']}: " + ", ".join(
-        f"{name} {values['fine_tuned']:.3f} (head {values['head']:.3f})" for name, values in rows.items()
+        f"{name} {values['fine_tuned'] + 0.0:.3f} (head {values['head'] + 0.0:.3f})" for name, values in rows.items()
         if None not in values.values()))
     if report.views:
         click.echo(f"Views      {report.views}")
