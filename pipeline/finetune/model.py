@@ -13,11 +13,12 @@ The model is trained on the objective of the head it starts from. A cross-entrop
 gap-dense, mlp) keeps the cross-entropy of its probabilities. A one-vs-rest squared-hinge SVM keeps
 its own objective (`SquaredHinge`: the squared hinge of its scores plus its L2 penalty at its C,
 per training image), for the cross-entropy of its temperature-scaled softmax has nothing to learn
-from: the SVM puts its training images well beyond its margins, and with the temperature fitted
-on validation their probabilities are saturated (a training loss of 0.0000 and gradients at the
-float32 floor), while the hinge still sees every training image within its margin. Its last
+from: the SVM separates its training images by a margin, and with the temperature fitted on
+validation their probabilities are saturated (training losses of 1e-4 and below, printed as
+0.0000; exactly 0 once validation is perfect and the temperature at its floor), so training can
+only sharpen them, while the hinge still sees every training image within its margin. Its last
 layer is then split into the scores (`logits`: scores over the temperature) and a softmax, so the
-saved model still maps maps to the same probabilities.
+saved model still gives the same probabilities.
 
 BatchNormalization layers among the tuned layers stay frozen, in inference mode (their
 statistics and scale are the backbone's), as the fine-tuning recipes do; Dropout among them (the

@@ -174,8 +174,9 @@ def _check_head_fits_cache(sidecar: dict, info: CacheInfo) -> None:
     if names != expected:
         differ = (f"{len(names)} classes ({_some(names)}) vs {len(expected)} ({_some(expected)})"
                   if set(names) != set(expected) else "the same classes in another order")
-        raise HeadError(f"head {head} was fitted on other classes than {info.path.name} holds: {differ}; it belongs "
-                        f"to another dataset: fit a head on {info.path.name} (fit-head) and fine-tune from that")
+        raise HeadError(f"head {head} was fitted on other classes than {info.path.name} holds: {differ}, so its "
+                        f"figures are about another problem; fit a head on {info.path.name} (fit-head) and fine-tune "
+                        "from that")
 
 
 def _some(names: list[str]) -> str:

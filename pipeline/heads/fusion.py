@@ -60,7 +60,7 @@ WEIGHT_GRID_STEPS = 10
 MIN_MEMBERS = 2
 _EXAMPLES = 3  # differing images named in a refusal
 _PROBABILITY_FLOOR = 1e-12
-_SAME_PROBABILITY = 1e-6  # an existing head predicting within this of a member's is that member
+_SAME = 1e-6  # an existing head whose accuracies and probabilities are within this of a member's is that member
 #: The sidecar field of a member head naming the fused heads it is a member of.
 MEMBER_OF = "member_of"
 
@@ -154,7 +154,7 @@ def _member_sidecar(cache_path: Path, features: FeatureSet, fitted: FittedHead, 
 
 def _identical_head(cache_path: Path, features: FeatureSet, fitted: FittedHead) -> dict | None:
     """A saved head of the cache that is `fitted` again: same kind, features, target and pooling, the same
-    top-1 on every split and the same probabilities (within `_SAME_PROBABILITY`); None when there is none.
+    top-1 on every split and the same probabilities (within `_SAME`); None when there is none.
     Rows may be in another order here than in `fit-head`, so figures are compared within rounding."""
     expected = {"kind": fitted.kind, "feature_key": features.info.key, "target": fitted.target,
                 "head_pooling": fitted.pooling}
@@ -163,14 +163,14 @@ def _identical_head(cache_path: Path, features: FeatureSet, fitted: FittedHead) 
             continue
         saved = sidecar.get("metrics", {})
         if set(saved) != set(fitted.metrics) or any(
-                abs(saved[split].get("top1", -1) - fitted.metrics[split]["top1"]) > _SAME_PROBABILITY
+                abs(saved[split].get("top1", -1) - fitted.metrics[split]["top1"]) > _SAME
                 for split in saved):
             continue
         try:
             head, _ = load_head(Path(sidecar["_path"]))
         except HeadError:
             continue
-        if all(np.allclose(head.predict_proba(data.x), fitted.head.predict_proba(data.x), atol=_SAME_PROBABILITY)
+        if all(np.allclose(head.predict_proba(data.x), fitted.head.predict_proba(data.x), atol=_SAME)
                for data in features.splits.values()):
             return sidecar
     return None
