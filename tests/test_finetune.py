@@ -189,6 +189,12 @@ def test_views_train_one_view_per_image_per_epoch(setting):
     assert boundary.views.count == 2 and boundary.spec.layer == "block4_pool"
     assert "view 0 only" in report.views
     assert report.history[1]["rows_per_second"] > 0
+    from pipeline.heads.replay import split_probabilities
+    from pipeline.heads.store import read_sidecar
+
+    probabilities, labels, _ = split_probabilities(read_sidecar(Path(report.sidecar_path)), cache, "test")
+    assert len(labels) == report.metrics["test"]["n"]  # one row per image: view 0, as it was scored
+    assert float(np.mean(probabilities.argmax(axis=1) == labels)) == pytest.approx(report.metrics["test"]["top1"])
 
 
 def test_epoch_batches_are_a_function_of_seed_and_epoch():
