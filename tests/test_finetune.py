@@ -189,6 +189,12 @@ def test_views_train_one_view_per_image_per_epoch(setting):
     assert boundary.views.count == 2 and boundary.spec.layer == "block4_pool"
     assert "view 0 only" in report.views
     assert report.history[1]["rows_per_second"] > 0
+    from pipeline.heads.replay import split_probabilities
+    from pipeline.heads.store import read_sidecar
+
+    probabilities, labels, _ = split_probabilities(read_sidecar(Path(report.sidecar_path)), cache, "test")
+    assert len(labels) == report.metrics["test"]["n"]  # one row per image: view 0, as it was scored
+    assert float(np.mean(probabilities.argmax(axis=1) == labels)) == pytest.approx(report.metrics["test"]["top1"])
 
 
 def test_epoch_batches_are_a_function_of_seed_and_epoch():
@@ -263,3 +269,103 @@ def test_block_names_follow_each_backbone():
     exact = resolve_cut(vgg, vgg.build(include_top=False, weights=None, input_size=32), "block5_pool", "block5",
                         None, "training")
     assert exact.boundary == "block4_pool"  # nothing in VGG's frozen part depends on the mode
+
+
+def test_a_head_of_another_problem_is_refused_with_the_reason(setting, tmp_path, cli):
+    """Same backbone and layer (so the same feature key), other classes: the gain would be against another problem."""
+    import shutil
+
+    _, cache, head, cache_dir = setting
+    other = make_dataset(tmp_path / "other", classes=("cat", "dog"), per_class=6)
+    other_cache = Path(run_extract(other, cache_dir, ExtractOptions(**TINY_BACKBONE, batch_size=8,
+                                                                    valid_fraction=0.3)).cache_path)
+    foreign = Path(fit_head(other_cache, "logreg").sidecar_path)
+    with pytest.raises(HeadError, match=r"other classes than .*: 2 classes \(cat, dog\) vs 3 \(cat, dog, fox\)"):
+        fine_tune(cache, foreign, cache_dir, OPTIONS)
+    refused = cli(["fine-tune", cache, "--from-head", foreign, "--unfreeze", "block5", "--cache-dir", cache_dir])
+    assert refused.exit_code == 1 and "fitted on other classes" in refused.output and "Traceback" not in refused.output
+
+    sidecar = json.loads(head.read_text())
+    for name, change, message in (("reordered", {"class_names": sidecar["class_names"][::-1]}, "in another order"),
+                                  ("species", {"target": "species"}, "predicts the target 'species'"),
+                                  ("other-key", {"feature_key": "0" * 64}, "fitted on features with key 000000")):
+        copy = tmp_path / f"{name}.json"
+        copy.write_text(json.dumps({**sidecar, **change}))
+        shutil.copy(head.with_name(sidecar["model_file"]), tmp_path / sidecar["model_file"])
+        refused = cli(["fine-tune", cache, "--from-head", copy, "--unfreeze", "block5", "--cache-dir", cache_dir])
+        assert refused.exit_code == 1 and message in refused.output, (name, refused.output)
+
+
+def test_the_best_epoch_rule_is_stated_in_the_output_and_the_help(setting, cli):
+    """A later epoch lower by no more than --min-delta is not chosen, and the output says so, naming it."""
+    import re
+
+    from pipeline.finetune.train import smaller_drops
+
+    history = [{"epoch": 0, "valid_loss": 0.70}, {"epoch": 1, "valid_loss": 0.50}, {"epoch": 2, "valid_loss": 0.4996}]
+    assert smaller_drops(history, 1) == [(2, pytest.approx(0.0004))]
+    assert smaller_drops(history, 2) == []
+
+    _, cache, head, cache_dir = setting
+    result = cli(["fine-tune", cache, "--from-head", head, "--unfreeze", "block5", "--epochs", "2",
+                  "--min-delta", "100", "--cache-dir", cache_dir])
+    assert result.exit_code == 0, result.output
+    assert ("Epochs     best 0 of 2: lowest validation loss, an epoch counting as better only when it lowers the "
+            "best loss so far by more than 100 (--min-delta); epoch 0 is the head it started from") in result.stdout
+    losses = {int(epoch or 0): float(loss) for epoch, loss in
+              re.findall(r"^  (?:start|epoch (\d+))\s.*?valid loss ([\d.]+)", result.output, re.MULTILINE)}
+    assert sorted(losses) == [0, 1, 2]
+    for epoch in (1, 2):
+        named = f"epoch {epoch} was lower by " in result.stdout
+        assert named == (losses[epoch] < losses[0]), result.output
+    helped = cli(["fine-tune", "--help"])
+    assert "--min-delta" in helped.output and "lowers the best loss so far by more than this" in " ".join(
+        helped.output.split())
+
+
+def test_an_svm_start_trains_on_its_own_objective_and_warns_once(setting, cli, caplog, monkeypatch):
+    """The SVM's temperature-scaled softmax is saturated on its training images (cross-entropy 0, no
+    gradient); the squared hinge it was fitted with is not, so an SVM start trains."""
+    import logging
+    import re
+
+    from pipeline.finetune import run as finetune_run
+    from pipeline.heads.features import load_feature_set
+    from pipeline.heads.kinds.linear import LinearSVMHead
+
+    _, cache, _, cache_dir = setting
+    svm_path = Path(fit_head(cache, "svm").sidecar_path)
+    params = json.loads(svm_path.read_text())["hyperparameters"]
+    start = LinearSVMHead(c_grid=(params["C"],), refit_on_valid=False).fit(load_feature_set(cache))
+    train = load_feature_set(cache).splits["train"]
+    picked = start.predict_proba(train.x)[np.arange(len(train.y)), train.y]
+    scores = start.scaler_.transform(train.x) @ start.coef_ + start.intercept_
+    signs = np.where(np.arange(scores.shape[1])[None, :] == train.y[:, None], 1.0, -1.0)
+    hinge = np.mean(np.sum(np.maximum(0, 1 - signs * scores) ** 2, axis=1))
+    assert float(np.mean(-np.log(picked))) < 1e-4 < hinge  # what made an SVM start train nothing
+    objective = hinge + np.sum(start.coef_.astype(np.float64) ** 2) / (2 * params["C"] * len(train.y))
+    still = fine_tune(cache, svm_path, cache_dir, replace(OPTIONS, recipe=replace(
+        OPTIONS.recipe, epochs=1, backbone_learning_rate=1e-12, head_learning_rate=1e-12)))
+    assert still.history[1]["loss"] == pytest.approx(objective, rel=1e-4)  # training minimises the SVM's objective
+
+    original = finetune_run._comparison
+    monkeypatch.setattr(finetune_run, "_comparison",
+                        lambda run, metrics: (original(run, metrics)[0], "the fine-tuned model is worse (forced)"))
+    caplog.set_level(logging.INFO)
+    result = cli(["fine-tune", cache, "--from-head", svm_path, "--unfreeze", "block5", "--epochs", "3",
+                  "--patience", "3", "--batch-size", "8", "--backbone-lr", "1e-4", "--head-lr", "1e-3",
+                  "--cache-dir", cache_dir])
+    assert result.exit_code == 0, result.output
+    assert "minimising the squared hinge + L2 penalty" in result.stdout
+    losses = [float(x) for x in re.findall(r"train loss ([\d.]+)", result.output)]
+    assert len(losses) == 3 and min(losses) > 0
+    assert max(losses) - min(losses) > 1e-3 * max(losses)  # the weights moved (fixed weights: equal means)
+    assert result.output.count("the fine-tuned model is worse (forced)") == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "worse" in r.getMessage()]
+    saved = Path(result.stdout.split("Saved ")[-1].strip())
+    sidecar = json.loads(saved.read_text())
+    assert sidecar["hyperparameters"]["objective"].startswith("squared hinge")
+    from pipeline.heads.replay import split_probabilities
+
+    probabilities, _, _ = split_probabilities({**sidecar, "_path": str(saved)}, cache, "test")
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)  # the saved model ends in its softmax

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from math import comb
 from pathlib import Path
@@ -83,3 +84,60 @@ def test_caches_of_other_images_or_splits_are_refused_saying_which(two_caches, t
         fit_fusion([two_caches[0], resplit], "logreg")
     payload, result = cli.json(["fit-head", two_caches[0], foreign, "--head", "logreg"], expect_ok=False)
     assert result.exit_code == 1 and "hold different images" in payload["error"]
+
+
+def test_members_are_marked_and_never_saved_twice(two_caches, cli):
+    """A head `fit-head` already fitted is the member (marked, not copied); the leaderboard and the
+    fit-head output say what each row is, in whole words."""
+    from pipeline.heads.fitting import fit_head
+    from pipeline.heads.store import heads_dir_of
+
+    own = [Path(fit_head(cache, "logreg").sidecar_path) for cache in two_caches]
+    result = cli(["fit-head", *two_caches, "--head", "logreg"])
+    assert result.exit_code == 0, result.output
+    assert "single: single" not in result.stdout
+    chosen = re.search(r"chosen on validation: (single|late|early); the best single backbone: (\S+) "
+                       r"\(valid top-1 (\d\.\d{3})\)", result.stdout)
+    assert chosen, result.stdout
+    fused = Path(result.stdout.split("Saved ")[-1].strip())
+    sidecar = json.loads(fused.read_text())
+    assert [Path(member["sidecar"]) for member in sidecar["members"]] == own  # the heads fit-head saved
+    for cache, head in zip(two_caches, own):
+        assert len(list(heads_dir_of(cache).glob("logreg-*.json"))) == 1  # no copy
+        assert json.loads(head.read_text())["member_of"] == [fused.stem]
+    board, _ = cli.json(["report", two_caches[0]])
+    rows = {row["name"]: row for row in board["heads"]}
+    assert rows[own[0].stem]["member_of"] == [fused.stem]
+    assert rows[own[0].stem]["params"].endswith(f"; member of {fused.stem}")
+    shown = _params_column(cli(["report", two_caches[0]]).stdout)
+    assert shown[own[0].stem] == rows[own[0].stem]["params"] and shown[fused.stem] == rows[fused.stem]["params"]
+    if sidecar["hyperparameters"]["method"] == "single":
+        assert rows[fused.stem]["params"] == f"logreg single: {sidecar['hyperparameters']['carried_by'][0]}"
+
+    again = fit_fusion(list(two_caches), "logreg")  # the same fusion again reuses the marked members
+    assert json.loads(own[1].read_text())["member_of"] == [fused.stem, Path(again.sidecar_path).stem]
+    assert len(list(heads_dir_of(two_caches[1]).glob("logreg-*.json"))) == 1
+
+
+def test_a_member_without_a_twin_is_saved_marked(two_caches):
+    from pipeline.heads.store import heads_dir_of
+
+    report = fit_fusion(list(two_caches), "logreg")
+    for cache in two_caches:
+        (member,) = heads_dir_of(cache).glob("logreg-*.json")
+        assert json.loads(member.read_text())["member_of"] == [Path(report.sidecar_path).stem]
+
+
+def _params_column(table: str) -> dict:
+    """head name -> its params cell in a `report` text table, continuation lines joined."""
+    lines = table.splitlines()
+    start, end = lines[0].index("params"), lines[0].index("valid")
+    cells: dict = {}
+    name = None
+    for line in lines[2:]:
+        if not line.strip() or line.startswith("Next rung"):
+            break
+        if line[:start].strip():
+            name = line[:start].split()[0]
+        cells[name] = (cells.get(name, "") + " " + line[start:end].strip()).strip()
+    return cells

@@ -56,7 +56,8 @@ def test_the_report_holds_every_head_escaped_and_without_network(fitted_cache, c
     assert not re.search(r'(src|href)="https?:', page), "the page loads nothing from the network"
     assert "no per-image predictions" in page  # the outside model has no model to replay
     cards = page.count('class="card"') + page.count('class="card misclassified"')
-    assert cards == 12 * 5, "top losses for every head with a model (4 tool heads + fusion)"
+    # 3 tool heads + fusion (its member on this cache is the logreg head, not a copy)
+    assert cards == 12 * 4, "top losses for every head with a model"
 
 
 def test_top_losses_are_the_worst_test_images_first(fitted_cache):
@@ -106,7 +107,7 @@ def test_the_page_loads_sorts_and_shows_thumbnails_in_a_real_browser(fitted_cach
             assert column(1) == sorted(column(1), reverse=True)
             page.eval_on_selector_all("details", "items => items.forEach(d => d.open = true)")
             widths = page.eval_on_selector_all(".top-losses img", "images => images.map(i => i.naturalWidth)")
-            assert len(widths) == 60 and min(widths) > 0, "every thumbnail decodes"
+            assert len(widths) == 12 * 4 and min(widths) > 0, "every thumbnail decodes"
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
             assert problems == []
         finally:

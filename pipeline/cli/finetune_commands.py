@@ -37,7 +37,10 @@ _DEFAULTS = Recipe()
 @click.option("--epochs", type=click.IntRange(min=1), default=_DEFAULTS.epochs, show_default=True,
               help="Most epochs to train (early stopping may end sooner).")
 @click.option("--patience", type=click.IntRange(min=1), default=_DEFAULTS.patience, show_default=True,
-              help="Stop after this many epochs without a lower validation loss.")
+              help="Stop after this many epochs without a better one (see --min-delta).")
+@click.option("--min-delta", type=click.FloatRange(min=0), default=_DEFAULTS.min_delta, show_default=True,
+              help="The best epoch is the one of lowest validation loss, where an epoch counts as better only when "
+                   "it lowers the best loss so far by more than this; the model keeps the best epoch's weights.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=_DEFAULTS.batch_size, show_default=True,
               help="Training batch size.")
 @click.option("--backbone-lr", type=click.FloatRange(min=0, min_open=True),
@@ -54,8 +57,8 @@ _DEFAULTS = Recipe()
 @cache_dir_option
 @json_option
 @command_body
-def fine_tune_command(cache, head_path, unfreeze, from_layer, views, view_seed, epochs, patience, batch_size,
-                      backbone_lr, head_lr, seed, frozen_mode, extract_batch_size, cache_dir, as_json):
+def fine_tune_command(cache, head_path, unfreeze, from_layer, views, view_seed, epochs, patience, min_delta,
+                      batch_size, backbone_lr, head_lr, seed, frozen_mode, extract_batch_size, cache_dir, as_json):
     """Fine-tune the top of the backbone with HEAD, from a cache of the boundary layer (built when missing).
 
     Re-running an interrupted fine-tune continues from its last completed epoch."""
@@ -64,7 +67,7 @@ def fine_tune_command(cache, head_path, unfreeze, from_layer, views, view_seed, 
     if (unfreeze is None) == (from_layer is None):
         raise click.UsageError("pass exactly one of --unfreeze BLOCK or --from-layer NAME")
     recipe = Recipe(backbone_learning_rate=backbone_lr, head_learning_rate=head_lr, batch_size=batch_size,
-                    epochs=epochs, patience=patience, seed=seed)
+                    epochs=epochs, patience=patience, min_delta=min_delta, seed=seed)
     options = FineTuneOptions(unfreeze=unfreeze, from_layer=from_layer, views=views, view_seed=view_seed,
                               frozen_mode=frozen_mode, recipe=recipe, extract_batch_size=extract_batch_size)
     progress = ExtractProgress("boundary cache")
@@ -82,7 +85,8 @@ def _print_epoch(record: dict) -> None:
     trained = "" if record["loss"] is None else (f"train loss {record['loss']:.4f}  {record['seconds']:.1f} s "
                                                  f"({record['rows_per_second']:.1f} rows/s)  ")
     label = "start" if record["epoch"] == 0 else f"epoch {record['epoch']}"
-    click.echo(f"  {label:<9} {trained}valid loss {record['valid_loss']:.4f}  top1 {record['valid_top1']:.3f}  "
+    # `+ 0.0` prints a log loss of exactly zero (-log 1 = -0.0) as 0.0000, not -0.0000
+    click.echo(f"  {label:<9} {trained}valid loss {record['valid_loss'] + 0.0:.4f}  top1 {record['valid_top1']:.3f}  "
                f"mean/class {record['valid_mean_per_class_accuracy']:.3f}", err=True)
 
 
@@ -91,16 +95,18 @@ def _print_report(report) -> None:
 
     cut = report.cut
     click.echo(f"Tuned      {len(cut['tuned_layers'])} layers ({cut['tuned_layers'][0]} .. {cut['top_layer']}) on "
-               f"{Path(report.boundary_cache).name}")
+               f"{Path(report.boundary_cache).name}, minimising the {report.objective}")
     resumed = f", resumed after epoch {report.resumed_from}" if report.resumed_from else ""
-    click.echo(f"Epochs     best {report.best_epoch} of {report.epochs_run}{resumed} "
-               f"(epoch 0 = the head it started from)")
+    click.echo(f"Epochs     best {report.best_epoch} of {report.epochs_run}{resumed}: {report.selection}")
+    for epoch, drop in report.smaller_drops:
+        click.echo(f"           epoch {epoch} was lower by {drop:.4f} only, not more than the minimum drop, so "
+                   f"epoch {report.best_epoch} stays the best")
     for split in ("train", "valid", "test"):
         if split in report.metrics:
             click.echo(f"  {split:<6} {summary_line(report.metrics[split])}")
     rows = report.comparison["metrics"]
     click.echo(f"Valid      vs {report.comparison['head']}: " + ", ".join(
-        f"{name} {values['fine_tuned']:.3f} (head {values['head']:.3f})" for name, values in rows.items()
+        f"{name} {values['fine_tuned'] + 0.0:.3f} (head {values['head'] + 0.0:.3f})" for name, values in rows.items()
         if None not in values.values()))
     if report.views:
         click.echo(f"Views      {report.views}")

@@ -86,7 +86,8 @@ def fit_head_command(caches, kind, recipe, target, pooling, targets, task_weight
     if not as_json:
         if report.kind == "fusion":
             click.echo(f"Fused {len(report.params['weights'])} caches; chosen on validation: "
-                       f"{report.params['method']} (best single: {report.params['best_single']})")
+                       f"{report.params['method']}; the best single backbone: {report.params['best_single']} "
+                       f"(valid top-1 {report.params['best_single_valid_top1']:.3f})")
             click.echo(f"Carried by {', '.join(report.params['carried_by'])}")
         click.echo(f"Fitted {kind} ({_params_text(report.params)}) in {report.fit_seconds:.1f} s")
         for split in ("train", "valid", "test"):

@@ -28,6 +28,8 @@ class Recipe:
         if self.batch_size < 1 or self.epochs < 1 or self.patience < 1:
             raise UsageError(f"batch size, epochs and patience must be at least 1, got {self.batch_size}, "
                              f"{self.epochs}, {self.patience}")
+        if self.min_delta < 0:
+            raise UsageError(f"the minimum validation-loss drop must be 0 or more, got {self.min_delta}")
         if self.backbone_learning_rate <= 0 or self.head_learning_rate <= 0:
             raise UsageError("learning rates must be positive, got "
                              f"{self.backbone_learning_rate} (backbone) and {self.head_learning_rate} (head)")

@@ -11,8 +11,9 @@
 3. `_starting_head`: the head it starts from. Linear heads were refit on train + validation after
    choosing C; here they are refit with that C on train only (their model selected on
    validation), so that validation stays unseen while fine-tuning chooses epochs on it.
-4. `_train`: the tuned model (`pipeline.finetune.model`) trained by `pipeline.finetune.train`,
-   resumable from a checkpoint per epoch.
+4. `_train`: the tuned model (`pipeline.finetune.model`) trained by `pipeline.finetune.train` on
+   the starting head's own objective (cross-entropy, or an SVM's squared hinge), resumable from a
+   checkpoint per epoch.
 5. `_save`: every split scored once with the best weights (train and validation on view 0; test
    scored here for the first time), compared on validation with the head it started from (a
    warning when fine-tuning is worse there), and saved as a `fine-tuned` head next to the frozen
@@ -42,8 +43,8 @@ from pipeline.finetune.checkpoint import checkpoint_dir, remove_checkpoints, run
 from pipeline.finetune.cut import Cut, resolve_cut
 from pipeline.finetune.model import TunedModel, build_backbone, check_start_weights, cut_fingerprint, tuned_model
 from pipeline.finetune.recipe import Recipe
-from pipeline.finetune.train import Trainer, TrainingResult, train
-from pipeline.heads.features import load_feature_set
+from pipeline.finetune.train import Trainer, TrainingResult, selection_rule, smaller_drops, train
+from pipeline.heads.features import MAIN_TARGET, load_feature_set
 from pipeline.heads.graph import require_differentiable
 from pipeline.heads.metrics import classification_metrics
 from pipeline.heads.registry import FINE_TUNED
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 
 #: Metrics compared with the head a fine-tune started from, on validation.
 COMPARED = ("top1", "mean_per_class_accuracy", "log_loss")
+_NAMES_SHOWN = 4  # class names quoted in a refusal
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,9 @@ class FineTuneReport:
     seconds: dict
     views: str | None
     files: list
+    selection: str = ""  # how the best epoch was chosen (`selection_rule`)
+    objective: str = ""  # what training minimised (the starting head's own objective)
+    smaller_drops: list = field(default_factory=list)  # [epoch, how much lower]: lower loss, not chosen
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -146,13 +151,36 @@ def _start(cache_path: Path, head_path: Path, cache_dir: Path, options: FineTune
                         f"({sidecar.get('fine_tuning', {}).get('from_head', {}).get('name', 'see its sidecar')}) with "
                         "an earlier --unfreeze to tune more layers")
     require_differentiable(sidecar["kind"], "fine-tuning")
-    check_feature_key(sidecar, info.key, f"cache {cache_path.name}")
+    _check_head_fits_cache(sidecar, info)
     backbone = get_backbone(info.spec.backbone)
     weights = resolve_weights(backbone, info.weights["request"], cache_dir, info.spec.input_size)
     base = build_backbone(backbone, weights, info.spec.input_size)
     check_start_weights(base, info.spec.layer, info.spec.weights_fingerprint, sidecar["name"])
     cut = resolve_cut(backbone, base, info.spec.layer, options.unfreeze, options.from_layer, options.frozen_mode)
     return FineTuneRun(cache_path, cache_dir, options, info, head, sidecar, backbone, weights, base, cut)
+
+
+def _check_head_fits_cache(sidecar: dict, info: CacheInfo) -> None:
+    """`HeadError` unless the head was fitted on this cache's problem: its features (key), its main
+    label (fine-tuning trains on it) and its classes, in the same order; otherwise the comparison
+    with the head would measure a gain against another problem."""
+    head = sidecar["_path"]
+    check_feature_key(sidecar, info.key, f"cache {info.path.name}")
+    target = sidecar.get("target") or MAIN_TARGET
+    if target != MAIN_TARGET:
+        raise HeadError(f"head {head} predicts the target {target!r}, but fine-tuning trains on the cache's main "
+                        f"label; fit a head without --target on {info.path.name} and fine-tune from it")
+    names, expected = list(sidecar.get("class_names") or []), list(info.class_names)
+    if names != expected:
+        differ = (f"{len(names)} classes ({_some(names)}) vs {len(expected)} ({_some(expected)})"
+                  if set(names) != set(expected) else "the same classes in another order")
+        raise HeadError(f"head {head} was fitted on other classes than {info.path.name} holds: {differ}, so its "
+                        f"figures are about another problem; fit a head on {info.path.name} (fit-head) and fine-tune "
+                        "from that")
+
+
+def _some(names: list[str]) -> str:
+    return ", ".join(names[:_NAMES_SHOWN]) + (" ..." if len(names) > _NAMES_SHOWN else "")
 
 
 def _boundary_cache(run: FineTuneRun, progress) -> None:
@@ -213,7 +241,8 @@ def _train(run: FineTuneRun, progress) -> None:
     if not run.boundary.split_sizes()["valid"]:
         raise HeadError(f"{run.boundary.path.name} has no validation images; fine-tuning stops early and keeps its "
                         "best epoch on validation: re-run extract with a --valid-fraction, then fit the head again")
-    run.tuned = tuned_model(run.base, run.cut, run.start_head, run.info.spec.pooling)
+    run.tuned = tuned_model(run.base, run.cut, run.start_head, run.info.spec.pooling,
+                            len(_split_rows(run.boundary, "train")))
     run.trainer = Trainer(run.tuned, run.options.recipe)
     key = run_key(_run_identity(run))
     run.checkpoint = checkpoint_dir(heads_dir_of(run.cache_path), key)
@@ -257,7 +286,8 @@ def _save(run: FineTuneRun) -> FineTuneReport:
     result, cut, info = run.result, run.cut, run.info
     tuned_spec = replace(info.spec, weights_fingerprint=cut_fingerprint(run.base, cut.top), views=None)
     params = {"unfrozen": cut.unfrozen, **run.options.recipe.to_dict(), "best_epoch": result.best_epoch,
-              "epochs_run": len(result.history) - 1, "selected_by": "lowest validation loss (epoch 0: the head)",
+              "epochs_run": len(result.history) - 1, "selected_by": selection_rule(run.options.recipe.min_delta),
+              "objective": run.tuned.objective,
               "frozen_mode": run.options.frozen_mode}
     label = f"{FINE_TUNED}-{cut.unfrozen}"
     stem = new_head_stem(heads_dir_of(run.cache_path), label)
@@ -299,8 +329,9 @@ def _save(run: FineTuneRun) -> FineTuneReport:
     path = write_sidecar(stem, sidecar)
     files.append(path.name)
     remove_checkpoints(run.checkpoint)
-    if warning:
-        log.warning(warning)
+    if warning:  # the report carries it for the caller to show (the CLI prints it once)
+        log.info(warning)
     return FineTuneReport(str(path), str(boundary.path), cut.to_dict(), result.best_epoch, len(result.history) - 1,
                           result.resumed_from, metrics, comparison, warning, result.history, run.seconds, views_note,
-                          files)
+                          files, params["selected_by"], run.tuned.objective,
+                          [[epoch, drop] for epoch, drop in smaller_drops(result.history, result.best_epoch)])

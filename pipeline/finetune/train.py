@@ -5,9 +5,11 @@ backbone's tuned layers and a higher one for the head (two optimizers, one per g
 of `batch_size` streamed from the boundary cache (`pipeline.finetune.batches`), one view per
 image per epoch. The starting model - the backbone's own layers and the fitted head - is scored
 on validation as epoch 0; after every epoch the validation log loss decides: a drop of more than
-`min_delta` makes the epoch the best one so far (its weights are kept), `patience` epochs without
-one stop training, and the best weights - possibly epoch 0's, the head it started from - are the
-result. Validation is scored on view 0 and never trained on; test is not touched here.
+`min_delta` below the best loss so far makes the epoch the best one (its weights are kept),
+`patience` epochs without one stop training, and the best weights - possibly epoch 0's, the head
+it started from - are the result. So a later epoch with a loss lower by `min_delta` or less is not
+chosen; `selection_rule` states the rule and `smaller_drops` names such epochs, for the output.
+Validation is scored on view 0 and never trained on; test is not touched here.
 
 Every finished epoch is checkpointed (`pipeline.finetune.checkpoint`) before the next one starts.
 """
@@ -61,10 +63,17 @@ class Trainer:
         shape = tuple(model.input_shape[1:])
         signature = [tf.TensorSpec((None, *shape), tf.float32), tf.TensorSpec((None,), tf.int64)]
 
+        hinge = tuned.hinge.loss_function() if tuned.hinge is not None else None
+
+        def objective(x, y):
+            if hinge is None:
+                return loss_fn(y, model(x, training=True))
+            return hinge(y, tuned.logits(x, training=True), tuned.kernel)
+
         @tf.function(input_signature=signature)
         def step(x, y):
             with tf.GradientTape() as tape:
-                loss = loss_fn(y, model(x, training=True))
+                loss = objective(x, y)
             gradients = tape.gradient(loss, [*self.groups[0], *self.groups[1]])
             for optimizer, variables, part in zip(self.optimizers, self.groups, (gradients[:split], gradients[split:])):
                 if variables:  # tuning only a pooling layer leaves the backbone group empty
@@ -147,6 +156,19 @@ def train(trainer: Trainer, cache_path: Path, train_split: SplitRows, valid_spli
         _report(progress, record)
     trainer.set_values(state.best_values)
     return TrainingResult(state.history, state.best_epoch, resumed_from)
+
+
+def selection_rule(min_delta: float) -> str:
+    """How the best epoch is chosen, in words (for the output, the sidecar and --help)."""
+    return (f"lowest validation loss, an epoch counting as better only when it lowers the best loss so far by "
+            f"more than {min_delta:g} (--min-delta); epoch 0 is the head it started from")
+
+
+def smaller_drops(history: list[dict], best_epoch: int) -> list[tuple[int, float]]:
+    """(epoch, how much lower) for every epoch whose validation loss is below the best epoch's but was
+    not chosen, because it did not lower the best loss so far by more than `min_delta`."""
+    best = history[best_epoch]["valid_loss"]
+    return [(record["epoch"], best - record["valid_loss"]) for record in history if record["valid_loss"] < best]
 
 
 def _validate(trainer: Trainer, cache_path: Path, valid: SplitRows, class_names) -> dict:

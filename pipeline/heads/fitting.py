@@ -117,8 +117,9 @@ def fit_head(cache_path: Path, kind: str, recipe: str | None = None, target: str
     return save_fitted_head(cache_path, info, fit_on_features(features, kind, recipe, **options))
 
 
-def save_fitted_head(cache_path: Path, info, fitted: FittedHead) -> FitReport:
-    """Save `fitted` under the heads folder of `cache_path`: model file, confusion PNG, sidecar."""
+def save_fitted_head(cache_path: Path, info, fitted: FittedHead, extra: dict | None = None) -> FitReport:
+    """Save `fitted` under the heads folder of `cache_path`: model file, confusion PNG, sidecar (with the
+    fields of `extra` added, e.g. a fusion member's mark)."""
     stem = new_head_stem(heads_dir_of(cache_path), fitted.label)
     files = [fitted.head.save(stem)]
     title = f"{fitted.label} on {info.dataset.get('name', '')}"
@@ -141,6 +142,7 @@ def save_fitted_head(cache_path: Path, info, fitted: FittedHead) -> FitReport:
         "cache": {"path": str(Path(cache_path).resolve()), "dataset": info.dataset.get("name"),
                   "split_sizes": info.split_sizes()},
         "class_names": list(fitted.class_names),
+        **(extra or {}),
     }
     if fitted.metrics_by_target is not None:
         sidecar["metrics_by_target"] = fitted.metrics_by_target

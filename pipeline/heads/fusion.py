@@ -21,10 +21,13 @@ scored once, on the chosen candidate. Validation scores use each member's model 
 validation (trained without it); choosing the weights on the same split makes the fused
 validation figure slightly optimistic, as every selection does - test is the honest estimate.
 
-Saved: each member head in its own cache's heads folder (a normal head, in that cache's report
-too), and a fusion sidecar (kind `fusion`) in the first cache's heads folder naming the members,
-their weights and the method; early fusion also saves its head on the concatenated features next
-to it (`<stem>.concat.*`). `predict` runs the backbone of every member that carries weight.
+Saved: a fusion sidecar (kind `fusion`) in the first cache's heads folder naming the members,
+their weights and the method (early fusion also saves its head on the concatenated features next
+to it, `<stem>.concat.*`), and each member head in its own cache's heads folder, a normal head in
+that cache's report too, marked there as a member (`member_of`: the fused heads it serves). A
+member identical to a head the cache already has (same kind, settings, metrics and predictions:
+`fit-head` on that cache alone fits the same one) is not saved again; that head is marked and
+used. `predict` runs the backbone of every member that carries weight.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from pipeline.heads.fitting import (
     save_fitted_head,
 )
 from pipeline.heads.metrics import classification_metrics
-from pipeline.heads.store import FUSED_KIND, heads_dir_of, new_head_stem, write_sidecar
+from pipeline.heads.store import FUSED_KIND, heads_dir_of, list_sidecars, load_head, new_head_stem, write_sidecar
 
 FUSION_KIND = FUSED_KIND
 LATE, EARLY, SINGLE = "late", "early", "single"
@@ -57,6 +60,9 @@ WEIGHT_GRID_STEPS = 10
 MIN_MEMBERS = 2
 _EXAMPLES = 3  # differing images named in a refusal
 _PROBABILITY_FLOOR = 1e-12
+_SAME = 1e-6  # an existing head whose accuracies and probabilities are within this of a member's is that member
+#: The sidecar field of a member head naming the fused heads it is a member of.
+MEMBER_OF = "member_of"
 
 
 class FusionError(HeadError):
@@ -81,6 +87,8 @@ class Candidate:
     def describe(self, names: list[str]) -> str:
         if self.method == EARLY:
             return "early: one head on " + " + ".join(names)
+        if self.method == SINGLE:
+            return f"{SINGLE}: " + next(name for name, weight in zip(names, self.weights) if weight > 0)
         used = [f"{name} {weight:.1f}" for name, weight in zip(names, self.weights) if weight > 0]
         return f"{self.method}: " + ", ".join(used)
 
@@ -126,10 +134,46 @@ def fit_fusion(cache_paths: list[Path], kind: str, recipe: str | None = None, ta
     y_valid = sets[0].splits["valid"].y
     candidates = _single_and_late(members, y_valid) + [_early(sets, kind, recipe, y_valid)]
     chosen = choose(candidates)
-    member_reports = [save_fitted_head(path, features.info, fitted)
-                      for path, features, fitted in zip(cache_paths, sets, members)]
-    return _save(Path(cache_paths[0]), sets, names, members, member_reports, candidates, chosen, kind, recipe,
+    stem = new_head_stem(heads_dir_of(Path(cache_paths[0])), f"{FUSION_KIND}-{members[0].label}")
+    member_sidecars = [_member_sidecar(Path(path), features, fitted, stem.name)
+                       for path, features, fitted in zip(cache_paths, sets, members)]
+    return _save(stem, Path(cache_paths[0]), sets, names, members, member_sidecars, candidates, chosen, kind, recipe,
                  round(time.perf_counter() - started, 3))
+
+
+def _member_sidecar(cache_path: Path, features: FeatureSet, fitted: FittedHead, fusion_name: str) -> str:
+    """The sidecar path of a member head: an identical head the cache has, or this one saved; marked as a
+    member of `fusion_name` either way (see the module doc)."""
+    twin = _identical_head(cache_path, features, fitted)
+    if twin is None:
+        return save_fitted_head(cache_path, features.info, fitted, {MEMBER_OF: [fusion_name]}).sidecar_path
+    document = {key: value for key, value in twin.items() if key not in ("_path", "format", "format_version")}
+    document[MEMBER_OF] = [*document.get(MEMBER_OF, []), fusion_name]
+    return str(write_sidecar(Path(twin["_path"]).with_suffix(""), document))
+
+
+def _identical_head(cache_path: Path, features: FeatureSet, fitted: FittedHead) -> dict | None:
+    """A saved head of the cache that is `fitted` again: same kind, features, target and pooling, the same
+    top-1 on every split and the same probabilities (within `_SAME`); None when there is none.
+    Rows may be in another order here than in `fit-head`, so figures are compared within rounding."""
+    expected = {"kind": fitted.kind, "feature_key": features.info.key, "target": fitted.target,
+                "head_pooling": fitted.pooling}
+    for sidecar in list_sidecars(cache_path):
+        if any(sidecar.get(key) != value for key, value in expected.items()):
+            continue
+        saved = sidecar.get("metrics", {})
+        if set(saved) != set(fitted.metrics) or any(
+                abs(saved[split].get("top1", -1) - fitted.metrics[split]["top1"]) > _SAME
+                for split in saved):
+            continue
+        try:
+            head, _ = load_head(Path(sidecar["_path"]))
+        except HeadError:
+            continue
+        if all(np.allclose(head.predict_proba(data.x), fitted.head.predict_proba(data.x), atol=_SAME)
+               for data in features.splits.values()):
+            return sidecar
+    return None
 
 
 def choose(candidates: list[Candidate]) -> Candidate:
@@ -233,11 +277,10 @@ def _examples(info: CacheInfo, shas: list[str]) -> str:
     return ", ".join(path_of[sha] for sha in shas[:_EXAMPLES]) + (" ..." if len(shas) > _EXAMPLES else "")
 
 
-def _save(first_cache: Path, sets, names, members, member_reports, candidates, chosen: Candidate, kind, recipe,
-          fit_seconds) -> FitReport:
+def _save(stem: Path, first_cache: Path, sets, names, members, member_sidecars, candidates, chosen: Candidate, kind,
+          recipe, fit_seconds) -> FitReport:
     reference = sets[0]
     label = members[0].label
-    stem = new_head_stem(heads_dir_of(first_cache), f"{FUSION_KIND}-{label}")
     files = []
     if chosen.method == EARLY:
         files.append(chosen.fitted.head.save(Path(f"{stem}.concat")))
@@ -252,7 +295,8 @@ def _save(first_cache: Path, sets, names, members, member_reports, candidates, c
     params = {"method": chosen.method, "member_kind": kind, "recipe": recipe,
               "weights": dict(zip(names, chosen.weights)), "carried_by": carried,
               "selected_by": "valid top-1, then valid log loss, then fewer backbones",
-              "best_single": best_single.describe(names)}
+              "best_single": names[best_single.weights.index(max(best_single.weights))],
+              "best_single_valid_top1": best_single.valid_top1}
     fitted = FittedHead(None, FUSION_KIND, None, metrics, fit_seconds, probabilities, reference.class_names,
                         reference.target, reference.pooling)
     sidecar = {
@@ -264,9 +308,9 @@ def _save(first_cache: Path, sets, names, members, member_reports, candidates, c
         "concat_head": ({"kind": kind, "model_file": files[0], "hyperparameters": chosen.fitted.head.params_}
                         if chosen.method == EARLY else None),
         "files": files,
-        "members": [{"name": name, "sidecar": report.sidecar_path, "feature_key": features.info.key,
+        "members": [{"name": name, "sidecar": sidecar, "feature_key": features.info.key,
                      "cache": str(Path(features.info.path).resolve()), "weight": weight}
-                    for name, report, features, weight in zip(names, member_reports, sets, chosen.weights)],
+                    for name, sidecar, features, weight in zip(names, member_sidecars, sets, chosen.weights)],
         "feature_key": "+".join(features.info.key for features in sets),
         "feature_keys": [features.info.key for features in sets],
         "origin": reference.info.origin,

@@ -2,19 +2,25 @@
 
 Ranking uses validation top-1 (ties: test is never used to choose); test accuracy is shown next
 to it as the honest, once-scored estimate. Fine-tuned models (`fine-tune`) are listed with the
-frozen heads of the cache their head was fitted on, with the same metrics; `notes` says how
-heads on a cache with views used them (train on every view, valid/test on view 0).
+frozen heads of the cache their head was fitted on, with the same metrics; a head that is a member
+of a fused head says so in its params ("member of fusion-..."); `notes` says how heads on a cache
+with views used them (train on every view, valid/test on view 0).
 """
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from pipeline.cache.format import read_cache_info
+from pipeline.heads.fusion import MEMBER_OF, SINGLE
 from pipeline.heads.store import list_sidecars
 
-_COLUMNS = (("head", 34), ("kind", 10), ("params", 28), ("valid", 6), ("test", 6), ("test5", 6),
-            ("per-class", 9), ("fit s", 7))
+#: Width at which the params column wraps (at word boundaries; a longer word stays whole).
+PARAMS_WIDTH = 36
+#: The figure columns of the text table, their widths, and the row keys they show.
+_FIGURE_COLUMNS = (("valid", 6), ("test", 6), ("test5", 6), ("per-class", 9), ("fit s", 7))
+_FIGURE_KEYS = ("valid_top1", "test_top1", "test_top5", "test_mean_per_class_accuracy", "fit_seconds")
 
 
 def leaderboard(cache_path: Path) -> list[dict]:
@@ -33,7 +39,8 @@ def leaderboard(cache_path: Path) -> list[dict]:
             "views": sidecar.get("views"),
             "name": sidecar.get("name"),
             "kind": sidecar.get("kind"),
-            "params": short_params(sidecar.get("hyperparameters", {})),
+            "params": short_params(sidecar.get("hyperparameters", {})) + _member_mark(sidecar.get(MEMBER_OF)),
+            "member_of": sidecar.get(MEMBER_OF) or [],
             "valid_top1": valid.get("top1"),
             "test_top1": test.get("top1"),
             "test_top5": test.get("top5"),
@@ -59,6 +66,8 @@ def notes(rows: list[dict]) -> list[str]:
 def short_params(params: dict) -> str:
     """The hyper-parameters that distinguish heads, in a few characters."""
     if "carried_by" in params:  # a fused head
+        if params["method"] == SINGLE:
+            return f"{params['member_kind']} {SINGLE}: {', '.join(params['carried_by'])}"
         weights = ", ".join(f"{name} {weight:.1f}" for name, weight in params["weights"].items() if weight > 0)
         return f"{params['member_kind']} {params['method']}: {weights}"
     if not params:
@@ -77,18 +86,28 @@ def short_params(params: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items())
 
 
-def format_table(rows: list[dict]) -> str:
-    """A fixed-width text table of `leaderboard` rows."""
-    def cell(value, width):
-        if isinstance(value, float):
-            value = f"{value:.3f}" if width <= 9 else f"{value:.2f}"
-        text = "-" if value is None else str(value)
-        return text[:width].ljust(width)
+def _member_mark(fused: list | None) -> str:
+    """How a row says it is a member head fitted for (or used by) fused heads."""
+    return f"; member of {', '.join(fused)}" if fused else ""
 
-    header = "  ".join(name.ljust(width) for name, width in _COLUMNS)
+
+def format_table(rows: list[dict]) -> str:
+    """A text table of `leaderboard` rows: head names and kinds whole (their columns as wide as the
+    longest), params wrapped at word boundaries onto continuation lines, figures to 3 decimals."""
+    names = [_text(row["name"]) for row in rows]
+    kinds = [_text(row["kind"]) for row in rows]
+    widths = {"head": max(map(len, ["head", *names])), "kind": max(map(len, ["kind", *kinds])),
+              "params": PARAMS_WIDTH, **dict(_FIGURE_COLUMNS)}
+    header = "  ".join(name.ljust(widths[name]) for name in widths).rstrip()
     lines = [header, "-" * len(header)]
-    for row in rows:
-        values = (row["name"], row["kind"], row["params"], row["valid_top1"], row["test_top1"], row["test_top5"],
-                  row["test_mean_per_class_accuracy"], row["fit_seconds"])
-        lines.append("  ".join(cell(value, width) for value, (_, width) in zip(values, _COLUMNS)))
+    for row, name, kind in zip(rows, names, kinds):
+        params = textwrap.wrap(_text(row["params"]), PARAMS_WIDTH, break_long_words=False, break_on_hyphens=False)
+        figures = [f"{row[key]:.3f}" if isinstance(row[key], float) else _text(row[key]) for key in _FIGURE_KEYS]
+        for i, part in enumerate(params or ["-"]):
+            cells = [name, kind, part, *figures] if i == 0 else ["", "", part, *["" for _ in figures]]
+            lines.append("  ".join(cell.ljust(width) for cell, width in zip(cells, widths.values())).rstrip())
     return "\n".join(lines)
+
+
+def _text(value) -> str:
+    return "-" if value is None else str(value)

@@ -4,8 +4,11 @@ Sidecars keep metrics, not per-image predictions (those would be large: 836 test
 classes for the dog-breed example). What per-image views need - the top losses of a report - is
 recomputed here from the cache, with the head's own target and pooling: a tool head applies its
 model, a fused head its members (late fusion: their weighted average; early fusion: its head on
-the concatenated features). An outside model recorded through `pipeline.api` has no model here,
-and replaying it returns None.
+the concatenated features). A fine-tuned model reads the boundary layer's full maps, so it is
+replayed on the boundary cache its sidecar names (view 0 of each image of the split, streamed in
+blocks), found beside the cache first and refused unless its feature key is the model's. An
+outside model recorded through `pipeline.api` has no model here, and replaying it returns None,
+as does a fine-tuned model whose boundary cache was removed; `why_not_replayed` says which.
 """
 
 from __future__ import annotations
@@ -14,8 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.cache.format import CacheInfo, read_cache_info
+from pipeline.cache.rows import RowReader
+from pipeline.errors import CacheError
 from pipeline.heads.features import DEFAULT_HEAD_POOLING, load_feature_set
+from pipeline.heads.registry import FINE_TUNED
 from pipeline.heads.store import EXTERNAL_KIND, FUSED_KIND, load_head, read_sidecar
+
+#: Boundary maps replayed per forward pass (VGG16 block4_pool: 400 KB per image).
+MAPS_BLOCK_ROWS = 64
 
 
 def split_probabilities(sidecar: dict, cache_path: Path, split: str):
@@ -26,6 +36,8 @@ def split_probabilities(sidecar: dict, cache_path: Path, split: str):
         return None
     if kind == FUSED_KIND:
         return _fused(sidecar, split)
+    if kind == FINE_TUNED:
+        return _on_boundary_maps(sidecar, cache_path, split)
     target = sidecar.get("target")
     features = load_feature_set(cache_path, target=target, pooling=sidecar.get("head_pooling", DEFAULT_HEAD_POOLING))
     if split not in features.splits:
@@ -56,3 +68,45 @@ def _fused(sidecar: dict, split: str):
             head, _ = load_head(Path(read_sidecar(Path(member["sidecar"]))["_path"]))
             probabilities = probabilities + member["weight"] * head.predict_proba(features.splits[split].x)
     return probabilities, data.y, data.relpaths
+
+
+def why_not_replayed(sidecar: dict, cache_path: Path) -> str:
+    """Why `split_probabilities` returned None for this head (for a report's note)."""
+    if sidecar.get("kind") == FINE_TUNED and boundary_cache_of(sidecar, cache_path) is None:
+        return (f"no per-image predictions: the boundary cache this fine-tuned model reads "
+                f"({Path(sidecar.get('cache', {}).get('path', '?')).name}) is not beside {Path(cache_path).name} any "
+                "more; re-running the same fine-tune command rebuilds it")
+    return "no per-image predictions: this head's model is not in the tool"
+
+
+def boundary_cache_of(sidecar: dict, cache_path: Path) -> CacheInfo | None:
+    """The boundary cache a fine-tuned model was trained on: beside `cache_path` (the folder may have
+    moved) or where it was saved, and only with the model's feature key; None when neither is there."""
+    recorded = Path(sidecar.get("cache", {}).get("path", ""))
+    for candidate in (Path(cache_path).parent / recorded.name, recorded):
+        if not recorded.name or not candidate.is_file():
+            continue
+        try:
+            info = read_cache_info(candidate)
+        except CacheError:
+            continue
+        if info.key == sidecar.get("feature_key"):
+            return info
+    return None
+
+
+def _on_boundary_maps(sidecar: dict, cache_path: Path, split: str):
+    boundary = boundary_cache_of(sidecar, cache_path)
+    if boundary is None:
+        return None
+    images = boundary.images
+    members = images.in_split(split)
+    if not len(members):
+        return None
+    rows = images.view_rows[members, 0] if images.view_rows is not None else images.row[members]
+    head, _ = load_head(Path(sidecar["_path"]))
+    with RowReader(boundary.path) as reader:
+        blocks = [head.predict_proba(reader.read(rows[start:start + MAPS_BLOCK_ROWS]))
+                  for start in range(0, len(rows), MAPS_BLOCK_ROWS)]
+    return (np.concatenate(blocks), images.label[members].astype(np.int64),
+            tuple(images.relpath[i] for i in members))

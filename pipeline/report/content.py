@@ -25,7 +25,7 @@ import numpy as np
 from pipeline.cache.format import CacheInfo, read_cache_info
 from pipeline.cache.key import now_iso
 from pipeline.heads.leaderboard import leaderboard
-from pipeline.heads.replay import split_probabilities
+from pipeline.heads.replay import split_probabilities, why_not_replayed
 from pipeline.heads.store import heads_dir_of, list_sidecars
 from pipeline.report.thumbnails import png_uri, thumbnail_uri
 
@@ -142,7 +142,7 @@ def _head_section(sidecar: dict, cache_path: Path, info: CacheInfo, top_losses: 
                                             if value is not None), key=lambda row: (row["accuracy"], row["class"]))
     replayed = split_probabilities(sidecar, cache_path, final)
     if replayed is None:
-        section["top_losses_note"] = "no per-image predictions: this head's model is not in the tool"
+        section["top_losses_note"] = why_not_replayed(sidecar, cache_path)
     else:
         probabilities, labels, relpaths = replayed
         section["top_losses"] = top_loss_items(np.asarray(probabilities), labels, relpaths, names,

@@ -173,6 +173,8 @@ class LinearSVMHead(LinearHead):
 
     kind = "svm"
     default_grid = SVM_C_GRID
+    #: What it minimises (fine-tuning trains it on the same; logreg's is the cross-entropy).
+    objective = "squared-hinge"
 
     def _fit_one(self, x, y, classes, c, initial):
         return fit_squared_hinge_ovr(x, y, classes, c, initial)
