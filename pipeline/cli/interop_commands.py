@@ -12,6 +12,7 @@ from pipeline.cli.plumbing import (
     drop_duplicates_option,
     echo_list,
     json_option,
+    resolve_cache,
 )
 
 
@@ -42,16 +43,19 @@ def import_npz_command(npz, labels_dir, name, drop_cross_split_duplicates, cache
 
 
 @click.command("export-npz")
-@click.argument("cache", type=click.Path(exists=True, path_type=Path))
+@click.argument("cache", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@cache_dir_option
 @json_option
 @command_body
-def export_npz_command(cache, out, as_json):
-    """Write CACHE's features to OUT.npz in the classic bottleneck format (keys train, valid, test)."""
-    from pipeline.cache.format import resolve_cache_argument
+def export_npz_command(cache, out, cache_dir, as_json):
+    """Write CACHE's features to OUT.npz in the classic bottleneck format (keys train, valid, test).
+
+    CACHE is a cache file, a folder to choose in, or a spec chosen in --cache-dir such as pets/vgg16.
+    """
     from pipeline.interop.npz_export import export_npz
 
-    counts = export_npz(resolve_cache_argument(cache), out)
+    counts = export_npz(resolve_cache(cache, cache_dir), out)
     if not as_json:
         click.echo(f"Wrote {out}: " + ", ".join(f"{split} {n}" for split, n in counts.items()))
     return {"out": str(out), "rows": counts}

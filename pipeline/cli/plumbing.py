@@ -161,14 +161,22 @@ class JsonAwareGroup(click.Group):
             sys.exit(1)
 
 
+#: What a CACHE argument may be, for help texts (the rules: `pipeline.cache.select`).
+CACHE_ARGUMENT_HELP = ("CACHE is a cache file, a folder to choose in, or a spec chosen in --cache-dir: "
+                       "DATASET[/BACKBONE[/LAYER]][/NAME=VALUE...] (resize, pool, precision, store_dtype, views, "
+                       "input_size), e.g. pets/mobilenet or pets/vgg16/resize=crop")
+
+
 def cache_argument(function):
-    return click.argument("cache", required=False, type=click.Path(exists=True, path_type=Path))(function)
+    """An optional CACHE argument: a file, a folder, or a spec (`CACHE_ARGUMENT_HELP`); see `resolve_cache`."""
+    return click.argument("cache", required=False, metavar="[CACHE]", type=click.Path(path_type=Path))(function)
 
 
 def resolve_cache(cache: Path | None, cache_dir: Path) -> Path:
-    from pipeline.cache.format import resolve_cache_argument
+    """The cache a CACHE argument names (default: the one --cache-dir holds); `CacheError` when none or several."""
+    from pipeline.cache.select import resolve_cache_spec
 
-    return resolve_cache_argument(cache if cache is not None else cache_dir)
+    return resolve_cache_spec(cache, cache_dir)
 
 
 def extract_options(function):
