@@ -12,9 +12,10 @@ Stable contract (names and meanings do not change between releases):
 
 - `open_cache(path="cache", **selection)` -> `Cache` (selection: dataset=, backbone=, layer=, resize=,
   pool=, precision=, store_dtype=, views=, input_size= choose among a folder's caches): `path`,
-  `class_names`, `targets` (every target and its class names), `split_sizes()`, `arrays(split, pool="avg", target=None)` -> (X, y), `paths(split)`
-  (absolute file paths of the split's images, in the same order) and `feature_set(...)` (the
-  `FeatureSet` the tool's own heads fit on).
+  `class_names`, `targets` (every target and its class names), `split_sizes()`,
+  `arrays(split, pool="avg", target=None)` -> (X, y), `paths(split)` (absolute file paths of the
+  split's images, in the same order) and `feature_set(...)` (the `FeatureSet` the tool's own heads
+  fit on).
 - `score(y_true, probabilities, class_names)` -> the metrics dict of `fit-head` (top-1, top-5,
   mean per-class accuracy, macro F1, per-class accuracy, confusion matrix, log loss, n).
 - `record(cache, name, probabilities, ...)` saves an "external" head: metrics per split computed

@@ -67,6 +67,7 @@ def fit_head_command(caches, kind, recipe, target, pooling, targets, task_weight
     Several caches of the same images (other backbones or layers) fit one fused head: how to fuse
     (each backbone alone, weighted late fusion, early fusion) is chosen on validation.
     """
+    from pipeline.heads.caveats import caveats_of
     from pipeline.heads.fitting import fit_head
     from pipeline.heads.metrics import summary_line
 
@@ -86,6 +87,7 @@ def fit_head_command(caches, kind, recipe, target, pooling, targets, task_weight
     else:
         report = fit_head(resolve_cache(caches[0] if caches else None, cache_dir), kind, recipe, target, pooling,
                           **options)
+    caveats = caveats_of(report.metrics)
     if not as_json:
         if report.kind == "fusion":
             click.echo(f"Fused {len(report.params['weights'])} caches; chosen on validation: "
@@ -95,6 +97,8 @@ def fit_head_command(caches, kind, recipe, target, pooling, targets, task_weight
         for split in ("train", "valid", "test"):
             if split in report.metrics:
                 click.echo(f"  {split:<6} {summary_line(report.metrics[split])}")
+        for caveat in caveats:
+            click.echo(f"Caveat     {caveat.text}")
         for name, by_split in (report.metrics_by_target or {}).items():
             if "test" in by_split:
                 click.echo(f"  target {name}: test {summary_line(by_split['test'])}")
@@ -108,7 +112,7 @@ def fit_head_command(caches, kind, recipe, target, pooling, targets, task_weight
         if report.views:
             click.echo(f"Views  {report.views}")
         click.echo(f"Saved {report.sidecar_path}")
-    return report.to_dict()
+    return {**report.to_dict(), "caveats": [caveat.to_dict() for caveat in caveats]}
 
 
 def _params_text(params: dict) -> str:
@@ -130,6 +134,7 @@ def report(cache, html_out, cache_dir, as_json):
     CACHE is a cache file, a folder to choose in, or a spec chosen in --cache-dir such as pets/mobilenet
     (see `fit-head --help`).
     """
+    from pipeline.heads.caveats import caveat_notes
     from pipeline.heads.leaderboard import format_table, leaderboard, notes
     from pipeline.heads.rungs import next_rung
 
@@ -146,6 +151,8 @@ def report(cache, html_out, cache_dir, as_json):
             click.echo(format_table(rows))
             for line in notes(rows):
                 click.echo(f"Views      {line}")
+            for line in caveat_notes(rows):
+                click.echo(f"Caveat     {line}")
         else:
             click.echo(f"No heads fitted on {path} yet; run `fit-head {path} --head logreg`.")
         if rows:
