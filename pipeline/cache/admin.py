@@ -73,7 +73,7 @@ def describe_cache(path: Path) -> dict:
 
 
 def remove_cache(path: Path) -> list[str]:
-    """Delete a cache file with its partial segments, temporary files, lock file and heads.
+    """Delete a cache file with its partial segments, temporary files, heads and any lock file a killed writer left.
 
     Returns what was removed. Refuses (`CacheLockedError`) while an `extract` is writing the cache.
     """
@@ -96,8 +96,7 @@ def remove_cache(path: Path) -> list[str]:
         if path.exists():
             path.unlink()
             removed.append(str(path))
-        lock_file.unlink(missing_ok=True)
-    return removed + ([str(lock_file)] if had_lock_file else [])
+    return removed + ([str(lock_file)] if had_lock_file else [])  # a lock file a killed writer left; ours is gone
 
 
 def _refuse_foreign(path: Path) -> None:
