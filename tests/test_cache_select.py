@@ -78,3 +78,17 @@ def test_the_cli_takes_a_spec_wherever_it_takes_a_cache(folder, cli):
     assert result.exit_code == 1 and "differ in resize" in payload["error"]
     result = cli(["report", "--cache-dir", cache_dir])
     assert result.exit_code == 1 and "resize=crop" in result.stderr and "Traceback" not in result.output
+
+
+def test_cache_ls_shows_what_differs_and_the_spec_of_each(folder, cli):
+    cache_dir, paths = folder
+    text = cli(["cache", "ls", "--cache-dir", cache_dir]).stdout
+    crop = next(line for line in text.splitlines() if line.startswith(str(paths["crop"])))
+    stretch = next(line for line in text.splitlines() if line.startswith(str(paths["stretch"])))
+    assert "vgg16/block5_pool  resize=crop  " in crop and "vgg16/block5_pool  resize=stretch  " in stretch
+    assert "Choose     pass `DATASET/BACKBONE/LAYER/NAME=VALUE`" in text
+    payload, _ = cli.json(["cache", "ls", "--cache-dir", cache_dir])
+    rows = {row["file"]: row for row in payload["caches"]}
+    assert rows[str(paths["crop"])]["spec"] == "pets/vgg16/block5_pool/resize=crop"
+    assert rows[str(paths["crop"])]["properties"]["store_dtype"] == "float32"
+    assert select_cache(cache_dir, parse_spec(rows[str(paths["crop"])]["spec"])) == paths["crop"]

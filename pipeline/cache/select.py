@@ -25,7 +25,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.cache.format import CACHE_SUFFIX, CacheInfo, find_caches, is_shard_cache_name, read_cache_info, resolve_cache_argument
+from pipeline.cache.format import (
+    CACHE_SUFFIX,
+    CacheInfo,
+    find_caches,
+    is_shard_cache_name,
+    read_cache_info,
+    resolve_cache_argument,
+)
 from pipeline.errors import CacheError, UsageError
 
 #: Every property a cache can be selected by, in the order specs and messages show them.
@@ -88,7 +95,8 @@ def check_selection(selection: dict) -> dict[str, str]:
     """The selection with values as text; `UsageError` naming the properties that do not exist."""
     unknown = sorted(set(selection) - set(PROPERTIES))
     if unknown:
-        raise UsageError(f"caches cannot be selected by {', '.join(unknown)}; the properties are {', '.join(PROPERTIES)}")
+        raise UsageError(f"caches cannot be selected by {', '.join(unknown)}; the properties are "
+                         f"{', '.join(PROPERTIES)}")
     return {name: str(value) for name, value in selection.items() if value is not None}
 
 
