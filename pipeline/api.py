@@ -81,6 +81,10 @@ class Cache:
     def paths(self, split: str) -> list[Path]:
         """Absolute paths of `split`'s images, in `arrays` order (a cache with views repeats each train
         image once per view, as its train arrays do)."""
+        sizes = self.split_sizes()
+        if not sizes.get(split):
+            raise UsageError(f"cache {self.path.name} has no {split!r} images; its splits are: "
+                             f"{', '.join(name for name, count in sizes.items() if count)}")
         images = self.info.images
         repeat = images.view_rows.shape[1] if split == "train" and images.view_rows is not None else 1
         return [self.info.data_root / images.relpath[i] for i in images.in_split(split) for _ in range(repeat)]
