@@ -91,7 +91,11 @@ def cache_ls(cache_dir, as_json):
 @json_option
 @command_body
 def cache_show(cache, cache_dir, as_json):
-    """Show a cache's provenance, splits, classes and failures."""
+    """Show a cache's provenance, splits, classes and failures.
+
+    CACHE is a file, a folder, or a spec chosen in --cache-dir such as pets/vgg16/resize=crop (`cache ls`
+    prints each cache's spec).
+    """
     from pipeline.cache.admin import describe_cache
 
     details = describe_cache(resolve_cache(cache, cache_dir))
@@ -115,7 +119,7 @@ def cache_show(cache, cache_dir, as_json):
 @json_option
 @command_body
 def cache_verify(cache, quick, cache_dir, as_json):
-    """Check a cache's structure, provenance and feature-row digests."""
+    """Check a cache's structure, provenance and feature-row digests (CACHE as for `cache show`)."""
     from pipeline.cache.verify import damaged_cache_error, verify_cache
 
     path = resolve_cache(cache, cache_dir)

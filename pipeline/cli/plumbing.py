@@ -213,14 +213,8 @@ class JsonAwareGroup(click.Group):
             sys.exit(1)
 
 
-#: What a CACHE argument may be, for help texts (the rules: `pipeline.cache.select`).
-CACHE_ARGUMENT_HELP = ("CACHE is a cache file, a folder to choose in, or a spec chosen in --cache-dir: "
-                       "DATASET[/BACKBONE[/LAYER]][/NAME=VALUE...] (resize, pool, precision, store_dtype, views, "
-                       "input_size), e.g. pets/mobilenet or pets/vgg16/resize=crop")
-
-
 def cache_argument(function):
-    """An optional CACHE argument: a file, a folder, or a spec (`CACHE_ARGUMENT_HELP`); see `resolve_cache`."""
+    """An optional CACHE argument: a file, a folder, or a spec (`pipeline.cache.select`); see `resolve_cache`."""
     return click.argument("cache", required=False, metavar="[CACHE]", type=click.Path(path_type=Path))(function)
 
 
