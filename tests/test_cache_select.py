@@ -92,3 +92,15 @@ def test_cache_ls_shows_what_differs_and_the_spec_of_each(folder, cli):
     assert rows[str(paths["crop"])]["spec"] == "pets/vgg16/block5_pool/resize=crop"
     assert rows[str(paths["crop"])]["properties"]["store_dtype"] == "float32"
     assert select_cache(cache_dir, parse_spec(rows[str(paths["crop"])]["spec"])) == paths["crop"]
+
+
+def test_a_data_folder_named_like_the_dataset_does_not_hide_the_spec(folder, cli, tmp_path, monkeypatch):
+    cache_dir, paths = folder
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pets").mkdir()  # the user's data folder, holding no cache
+    payload, _ = cli.json(["cache", "show", "pets/resize=crop", "--cache-dir", cache_dir])
+    assert payload["file"] == str(paths["crop"])
+    payload, result = cli.json(["report", "pets", "--cache-dir", cache_dir], expect_ok=False)
+    assert result.exit_code == 1 and "differ in resize" in payload["error"]
+    payload, _ = cli.json(["report", tmp_path / "pets", "--cache-dir", tmp_path / "none"], expect_ok=False)
+    assert "no feature cache in" in payload["error"]

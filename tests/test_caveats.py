@@ -14,7 +14,7 @@ def test_a_split_missing_classes_says_what_its_score_measures():
     caveat = split_caveat("test", [10, 0, 7, 0], ["a", "b", "c", "d"])
     assert caveat.missing == ("b", "d") and caveat.thin == ()
     assert caveat.text.startswith("test covers 2 of 4 classes (none of b, d)")
-    assert "accuracy on those 2 classes only, not on the 4-class problem" in caveat.text
+    assert "top-1 and mean/class measure those 2 classes only, not the 4-class problem" in caveat.text
 
 
 def test_classes_with_a_handful_of_images_are_flagged_at_the_named_threshold():

@@ -141,12 +141,13 @@ def select_cache(target: Path, selection: dict | None = None) -> Path:
             _require_match(path, selection)
         return path
     found, damaged = candidates(target)
-    if not selection and len(found) + len(damaged) <= 1:
+    if (not found and not damaged) or (not selection and len(found) + len(damaged) == 1):
         return resolve_cache_argument(target)  # none, only shards, or one: its messages say what to do
     matches = [c for c in found if all(c.properties[name] == value for name, value in selection.items())]
     if not matches:
-        raise CacheError(f"no cache in {target} matches {selection_text(selection) or 'the selection'}; "
-                         f"its caches:{_listing(found, PROPERTIES)}{_damaged_text(damaged)}")
+        what = f"matches {selection_text(selection)}" if selection else "can be read"
+        raise CacheError(f"no cache in {target} {what}; its caches:{_listing(found, PROPERTIES)}"
+                         f"{_damaged_text(damaged)}")
     own = [c for c in matches if c.role is None]
     chosen = own if own else matches
     if len(chosen) == 1:
@@ -164,13 +165,16 @@ def select_cache(target: Path, selection: dict | None = None) -> Path:
 
 
 def resolve_cache_spec(argument, cache_dir: Path) -> Path:
-    """A command's CACHE argument: none -> chosen in `cache_dir`; an existing file or folder as given (a folder
-    chosen in); anything else is a spec (module doc) chosen in `cache_dir`."""
+    """A command's CACHE argument: none -> chosen in `cache_dir`; a file, or a folder holding caches, as given (a
+    folder chosen in); anything else is a spec (module doc) chosen in `cache_dir`, so `pets` means the pets cache
+    even beside a data folder named pets."""
     if argument is None:
         return select_cache(cache_dir)
     path = Path(argument)
-    if path.exists() or path.suffix == CACHE_SUFFIX:
+    if path.is_file() or path.suffix == CACHE_SUFFIX or (path.is_dir() and find_caches(path)):
         return select_cache(path)
+    if path.is_dir() and not Path(cache_dir).is_dir():
+        return select_cache(path)  # an empty folder and no cache folder: say there is no cache in it
     return select_cache(cache_dir, parse_spec(str(argument)))
 
 

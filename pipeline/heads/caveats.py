@@ -52,8 +52,7 @@ def split_caveat(split: str, counts, class_names) -> Caveat | None:
     if missing:
         covered = len(names) - len(missing)
         parts.append(f"covers {covered} of {len(names)} classes (none of {_names(missing)}), so its top-1 and "
-                     f"mean/class are accuracy on those {covered} classes only, not on the {len(names)}-class "
-                     "problem; compare heads on a split that holds every class")
+                     f"mean/class measure those {covered} classes only, not the {len(names)}-class problem")
     if thin:
         parts.append(f"{len(thin)} of {len(names)} classes have fewer than {MIN_IMAGES_PER_CLASS} images "
                      f"({_names(thin)}), so one image moves their accuracy by over "
