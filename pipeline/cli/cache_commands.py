@@ -149,7 +149,9 @@ def cache_rm(caches, yes, keep_boundaries, cache_dir, as_json):
 
     paths = [cache if cache.exists() or cache.suffix == CACHE_SUFFIX else select_cache(cache_dir, parse_spec(cache))
              for cache in caches]
-    boundaries = {path: [] if keep_boundaries else own_boundaries(path) for path in paths}
+    named = {path.resolve() for path in paths}
+    boundaries = {path: [] if keep_boundaries else [b for b in own_boundaries(path) if b.resolve() not in named]
+                  for path in paths}
     if not yes:
         if as_json:
             raise click.UsageError("cache rm --json cannot ask for confirmation; add --yes")
