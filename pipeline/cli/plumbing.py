@@ -1,4 +1,5 @@
-"""What every command shares: --json and --cache-dir, clean errors, progress bars, the group class."""
+"""What every command shares: --json and --cache-dir, CACHE specs, clean errors, progress (a bar, or plain
+lines off a terminal), the group class."""
 
 from __future__ import annotations
 
