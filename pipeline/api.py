@@ -2,7 +2,7 @@
 
     from pipeline import api
 
-    cache = api.open_cache("cache/pets-vgg16-block5_pool-1a2b3c4d5e.h5")
+    cache = api.open_cache("cache", dataset="pets", backbone="vgg16")   # or a cache file
     X_train, y_train = cache.arrays("train")            # pooled features (n, c) float32, labels (n,)
     ...fit any estimator...
     api.score(y_test, probabilities, cache.class_names)  # the metrics fit-head reports
@@ -10,10 +10,12 @@
 
 Stable contract (names and meanings do not change between releases):
 
-- `open_cache(path)` -> `Cache`: `path`, `class_names`, `targets` (every target and its class
-  names), `split_sizes()`, `arrays(split, pool="avg", target=None)` -> (X, y), `paths(split)`
-  (absolute file paths of the split's images, in the same order) and `feature_set(...)` (the
-  `FeatureSet` the tool's own heads fit on).
+- `open_cache(path="cache", **selection)` -> `Cache` (selection: dataset=, backbone=, layer=, resize=,
+  pool=, precision=, store_dtype=, views=, input_size= choose among a folder's caches): `path`,
+  `class_names`, `targets` (every target and its class names), `split_sizes()`,
+  `arrays(split, pool="avg", target=None)` -> (X, y), `paths(split)` (absolute file paths of the
+  split's images, in the same order) and `feature_set(...)` (the `FeatureSet` the tool's own heads
+  fit on).
 - `score(y_true, probabilities, class_names)` -> the metrics dict of `fit-head` (top-1, top-5,
   mean per-class accuracy, macro F1, per-class accuracy, confusion matrix, log loss, n).
 - `record(cache, name, probabilities, ...)` saves an "external" head: metrics per split computed
@@ -30,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.cache.format import CacheInfo, read_cache_info, resolve_cache_argument
+from pipeline.cache.format import CacheInfo, read_cache_info
+from pipeline.cache.select import select_cache
 from pipeline.data.dataset import SPLITS
 from pipeline.errors import UsageError
 from pipeline.heads.features import DEFAULT_HEAD_POOLING, FeatureSet, load_feature_set, target_classes
@@ -78,14 +81,26 @@ class Cache:
     def paths(self, split: str) -> list[Path]:
         """Absolute paths of `split`'s images, in `arrays` order (a cache with views repeats each train
         image once per view, as its train arrays do)."""
+        sizes = self.split_sizes()
+        if not sizes.get(split):
+            raise UsageError(f"cache {self.path.name} has no {split!r} images; its splits are: "
+                             f"{', '.join(name for name, count in sizes.items() if count)}")
         images = self.info.images
         repeat = images.view_rows.shape[1] if split == "train" and images.view_rows is not None else 1
         return [self.info.data_root / images.relpath[i] for i in images.in_split(split) for _ in range(repeat)]
 
 
-def open_cache(path) -> Cache:
-    """The cache at `path` (a cache file, or a folder holding exactly one)."""
-    resolved = resolve_cache_argument(Path(path))
+def open_cache(path="cache", **selection) -> Cache:
+    """The cache at `path`: a cache file, or a folder to choose in by what the caches hold.
+
+    `selection` keywords pick among a folder's caches (`pipeline.cache.select.PROPERTIES`): dataset,
+    backbone, layer, input_size, resize, pool, precision, store_dtype, views, e.g.
+    `open_cache("cache", dataset="pets", backbone="mobilenet")`. Without them a folder must hold one
+    cache of your own (quickstart's demo and fine-tune's boundary caches are set aside when others
+    match). `CacheError` (a `PipelineError`) when nothing or several match: the message lists the
+    candidates, what differs between them and how to pick one.
+    """
+    resolved = select_cache(Path(path), selection)
     info = read_cache_info(resolved)
     info.require_whole_dataset()
     return Cache(resolved, info)

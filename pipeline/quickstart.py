@@ -14,6 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.cache.select import DEMO_DATASET
 from pipeline.data.synthetic import write_shapes_dataset
 from pipeline.errors import WeightsError
 from pipeline.extract.options import ExtractOptions, ExtractSummary
@@ -24,7 +25,7 @@ from pipeline.predict.imagenet import ImageNetPredictions, predict_imagenet
 
 QUICKSTART_CLASSES = 4
 QUICKSTART_PER_CLASS = 30
-QUICKSTART_DATA = "quickstart-shapes"
+QUICKSTART_DATA = DEMO_DATASET  # set aside when a folder's caches are chosen among (pipeline.cache.select)
 QUICKSTART_HEADS = ("gap-dense", "logreg", "svm")
 #: Classifiers tried for the closing ImageNet predictions, best first (both ship offline).
 IMAGENET_BACKBONES = ("efficientnet_lite0", "mobilenet")

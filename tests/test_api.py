@@ -32,6 +32,8 @@ def test_arrays_paths_and_targets_line_up(cache):
     assert opened.arrays("train", pool="avgmax")[0].shape[1] == 1024
     with pytest.raises(UsageError, match="no 'holdout' images"):
         opened.arrays("holdout")
+    with pytest.raises(UsageError, match="no 'holdout' images; its splits are: train, valid, test"):
+        opened.paths("holdout")
 
 
 def test_score_and_record_put_an_outside_model_in_the_leaderboard(cache, cli):

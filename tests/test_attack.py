@@ -249,6 +249,9 @@ def test_several_eps_give_the_curve_table_and_png(cli, tiny_heads, tmp_path):
     assert all(s["images"] == 10 for s in sidecar["result"]["per_eps"])  # the folder's 10 test photos
     assert (folder / "dog_0-eps8-adversarial.png").is_file() and (folder / "dog_0-original.png").is_file()
     assert "32/255" in result.output and "success" in result.output
+    assert "top-1 kept" in result.output and "orig kept" not in result.output
+    assert "Columns    success: top-1 changed (judged on the saved PNG); top-1 kept: images still given their " \
+           "original top-1" in result.output
 
 
 def test_the_check_head_reports_transfer_and_resizes_for_a_different_input_size(cli, tiny_heads, tmp_path):

@@ -158,9 +158,13 @@ def test_layers_lists_the_default_bottleneck(cli):
     assert payload["layers"][names.index("block5_pool")]["shape"] == [1, 1, 512]
 
 
+@pytest.mark.parametrize("args", [["extract", "/nonexistent/dataset"], ["report", "/nonexistent/cache.h5"]])
+def test_missing_files_are_problems_with_files_and_honour_json(cli, args):
+    payload, result = cli.json(args, expect_ok=False)
+    assert result.exit_code == 1 and "does not exist" in payload["error"]
+
+
 @pytest.mark.parametrize("args", [
-    ["extract", "/nonexistent/dataset"],
-    ["report", "/nonexistent/cache.h5"],
     ["extract", ".", "--shard", "3/2"],
     ["fit-head", "--head", "logreg", "--recipe", "classic"],
     ["cache", "rm", "x.h5"],

@@ -72,9 +72,13 @@ def test_inspect_empty_folder_is_a_clean_error(tmp_path, cli):
     assert "is empty" in payload["error"] and "one folder of images per class" in payload["error"]
 
 
-def test_inspect_missing_path_is_a_usage_error(tmp_path, cli):
-    payload, result = cli.json(["inspect", tmp_path / "absent"], expect_ok=False)
-    assert result.exit_code == 2 and "does not exist" in payload["error"]
+@pytest.mark.parametrize("command", ["inspect", "extract"])
+def test_a_missing_data_folder_is_a_problem_with_files(tmp_path, cli, command):
+    args = [command, tmp_path / "absent"] + (["--cache-dir", tmp_path / "cache"] if command == "extract" else [])
+    payload, result = cli.json(args, expect_ok=False)
+    assert result.exit_code == 1 and "does not exist" in payload["error"]  # the README: 1 for your data or files
+    text = cli(args)
+    assert text.exit_code == 1 and text.stderr.startswith("Error: dataset path") and "Traceback" not in text.output
 
 
 def test_inspect_never_loads_a_model(tmp_path):
@@ -146,3 +150,19 @@ def test_inspect_real_petimages(shared_data, cli):
     assert payload["images"] == 162
     assert payload["duplicates"]["conflicts"] == []
     assert any("Thumbs.db" in note for note in payload["notes"])
+
+
+def test_imbalance_never_names_one_class_twice(tmp_path, cli):
+    from conftest import make_dataset
+
+    from pipeline.data.inspection import imbalance_text
+
+    item = {"largest": {"class": "cat", "count": 150}, "smallest": {"class": "cat", "count": 150}, "ratio": 1.0,
+            "empty_classes": []}
+    assert imbalance_text(item, 2) == "1.00 (every class 150)"
+    assert imbalance_text({**item, "empty_classes": ["dog"]}, 2) == "1.00 (only cat, 150); no images of 1 classes"
+    uneven = {**item, "smallest": {"class": "dog", "count": 100}, "ratio": 1.5}
+    assert imbalance_text(uneven, 2) == "1.50 (cat 150, dog 100)"
+    data = make_dataset(tmp_path / "even", per_class=4)
+    text = cli(["inspect", data, "--valid-fraction", "0"]).stdout
+    assert "Imbalance  train: largest/smallest class 1.00 (every class 4)" in text, text

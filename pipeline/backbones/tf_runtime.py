@@ -39,6 +39,17 @@ def _load_quietly() -> None:
 
 
 @contextlib.contextmanager
+def quiet_native_stderr():
+    """Hide what C++ code writes straight to stderr inside the block (e.g. TensorFlow Lite's "INFO: Created
+    TensorFlow Lite XNNPACK delegate for CPU." at an interpreter's first run); `BOTTLENECK_TF_LOGS=1` shows it."""
+    if os.environ.get(SHOW_LOGS_VARIABLE):
+        yield
+        return
+    with _native_stderr_silenced():
+        yield
+
+
+@contextlib.contextmanager
 def _native_stderr_silenced():
     """Redirect file descriptor 2 (where C++ code logs) to the null device, then restore it."""
     sys.stderr.flush()

@@ -7,19 +7,38 @@ from pathlib import Path
 
 import h5py
 
-from pipeline.cache.format import CACHE_SUFFIX, FORMAT_NAME, PARTIAL_SUFFIX, find_caches, lock_path_of, partial_dir_of, read_cache_info
+from pipeline.cache.format import (
+    CACHE_SUFFIX,
+    FORMAT_NAME,
+    PARTIAL_SUFFIX,
+    find_caches,
+    lock_path_of,
+    partial_dir_of,
+    read_cache_info,
+)
 from pipeline.errors import CacheError
 from pipeline.heads.store import heads_dir_of, list_sidecars
 
-_MEGABYTE = 1 << 20
+MEGABYTE = 1 << 20
+#: The key of a `list_caches` row holding the properties in which the folder's caches differ.
+DIFFERING_KEY = "differs"
 _RM_BUSY_HINT = "stop it (Ctrl-C keeps its finished rows) or let it finish, then run `cache rm` again"
 
 
 def list_caches(cache_dir: Path) -> list[dict]:
-    """A summary row per cache file in `cache_dir`; damaged files get an `error` entry instead."""
+    """A summary row per cache file in `cache_dir`; damaged files get an `error` entry instead.
+
+    A readable cache's row has its selectable `properties` (`pipeline.cache.select`), the `spec` that
+    picks it among the folder's caches (its dataset/backbone/layer plus every property that differs
+    between them, `DIFFERING_KEY`), and `boundary_of`: the caches whose fine-tuned heads read it.
+    """
+    from pipeline.cache.select import POSITIONAL, boundary_caches, cache_properties
+
+    boundaries = boundary_caches(Path(cache_dir))
     rows = []
     for path in find_caches(cache_dir):
-        row = {"file": str(path), "megabytes": path.stat().st_size / _MEGABYTE, "partial": partial_dir_of(path).exists()}
+        row = {"file": str(path), "megabytes": path.stat().st_size / MEGABYTE,
+               "partial": partial_dir_of(path).exists()}
         try:
             info = read_cache_info(path)
         except CacheError as error:
@@ -28,8 +47,16 @@ def list_caches(cache_dir: Path) -> list[dict]:
         rows.append({**row, "dataset": info.dataset.get("name"), "backbone": info.spec.backbone,
                      "layer": info.spec.layer, "feature_key": info.key, "images": len(info.images),
                      "rows": info.row_count, "classes": len(info.class_names), "heads": len(list_sidecars(path)),
-                     "updated": info.updated,
+                     "updated": info.updated, "properties": cache_properties(info),
+                     "boundary_of": boundaries.get(path.resolve(), []),
                      "shard": f"{info.shard['index']}/{info.shard['count']}" if info.shard else None})
+    readable = [row for row in rows if "properties" in row]
+    differing = [name for name in readable[0]["properties"] if name not in POSITIONAL
+                 and len({row["properties"][name] for row in readable}) > 1] if readable else []
+    for row in readable:
+        props = row["properties"]
+        row[DIFFERING_KEY] = {name: props[name] for name in differing}
+        row["spec"] = "/".join([props[name] for name in POSITIONAL] + [f"{n}={props[n]}" for n in differing])
     return rows + _unfinished_first_runs(Path(cache_dir))
 
 
@@ -44,7 +71,7 @@ def _unfinished_first_runs(cache_dir: Path) -> list[dict]:
             continue
         segments = [p for p in folder.iterdir() if p.suffix == CACHE_SUFFIX]
         rows.append({"file": str(cache), "partial": True, "unfinished": True, "segments": len(segments),
-                     "megabytes": sum(p.stat().st_size for p in segments) / _MEGABYTE})
+                     "megabytes": sum(p.stat().st_size for p in segments) / MEGABYTE})
     return rows
 
 
@@ -72,8 +99,19 @@ def describe_cache(path: Path) -> dict:
     }
 
 
+def own_boundaries(path: Path) -> list[Path]:
+    """The fine-tune boundary caches that only `path`'s fine-tuned heads read and that have no heads of their own:
+    built for those heads, they go when `path` goes."""
+    from pipeline.cache.select import boundary_caches
+
+    path = Path(path)
+    return sorted(boundary for boundary, users in boundary_caches(path.parent).items()
+                  if users == [path.name] and boundary != path.resolve() and boundary.exists()
+                  and not list_sidecars(boundary))
+
+
 def remove_cache(path: Path) -> list[str]:
-    """Delete a cache file with its partial segments, temporary files, lock file and heads.
+    """Delete a cache file with its partial segments, temporary files, heads and any lock file a killed writer left.
 
     Returns what was removed. Refuses (`CacheLockedError`) while an `extract` is writing the cache.
     """
@@ -96,8 +134,7 @@ def remove_cache(path: Path) -> list[str]:
         if path.exists():
             path.unlink()
             removed.append(str(path))
-        lock_file.unlink(missing_ok=True)
-    return removed + ([str(lock_file)] if had_lock_file else [])
+    return removed + ([str(lock_file)] if had_lock_file else [])  # a lock file a killed writer left; ours is gone
 
 
 def _refuse_foreign(path: Path) -> None:

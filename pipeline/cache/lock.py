@@ -1,7 +1,14 @@
-"""One writer per cache: an exclusive `flock` on `<cache>.lock`.
+"""One writer per cache: an exclusive `flock` on `<cache>.lock`, which exists only while it is held.
 
 The kernel releases an flock when its holder dies, so a lock can never go stale; the lock file
 records who holds it, for the message a second writer gets. Readers never take the lock.
+
+The holder deletes the file before it releases the lock, so no `.lock` stays beside a cache.
+Deleting an flock'ed file is safe only with a check: a waiter may lock the old file (inode) just
+as it is unlinked while a newcomer creates and locks a new one. So a writer that obtains the lock
+checks that the path still names the file it locked (same device and inode) and otherwise starts
+over; whoever holds a lock on the file the path names is the one writer. A holder killed with
+SIGKILL leaves its file behind, unlocked: the next writer takes it and deletes it when done.
 """
 
 from __future__ import annotations
@@ -37,18 +44,22 @@ class CacheLock:
         self.busy_hint = busy_hint
         self._handle = None
 
-    def __enter__(self) -> "CacheLock":
+    def __enter__(self) -> CacheLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown process"
-            handle.close()
-            raise CacheLockedError(
-                f"cache {self.cache_path.name} is being written by another extract ({holder}); {self.busy_hint}"
-            )
+        while True:
+            handle = open(self.path, "a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown process"
+                handle.close()
+                raise CacheLockedError(
+                    f"cache {self.cache_path.name} is being written by another extract ({holder}); {self.busy_hint}"
+                ) from None
+            if _names_this_file(self.path, handle):
+                break
+            handle.close()  # its holder deleted it while we waited: lock the file the path names now
         self._handle = handle
         try:  # who holds the lock is only shown to a second writer: best effort on a full disk
             handle.seek(0)
@@ -62,8 +73,17 @@ class CacheLock:
     def __exit__(self, *exc) -> None:
         if self._handle is not None:
             with contextlib.suppress(OSError):
-                self._handle.seek(0)
-                self._handle.truncate()
+                self.path.unlink()  # while still holding the lock (module doc)
             fcntl.flock(self._handle, fcntl.LOCK_UN)
             self._handle.close()
             self._handle = None
+
+
+def _names_this_file(path: Path, handle) -> bool:
+    """True when `path` still names the open file `handle` (it was not deleted or replaced meanwhile)."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(handle.fileno())
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)

@@ -122,13 +122,16 @@ def _print(result: dict, classifier, check) -> None:
         click.echo(line)
     for problem in result["unreadable"]:
         click.echo(f"{display_path(problem['path'])}: cannot read ({problem['error']})")
-    click.echo(f"{'eps':>9} {'success':>13} {'orig kept':>10} {'Linf max':>9} {'L2 mean':>9} {'steps':>6} "
+    click.echo(f"{'eps':>9} {'success':>13} {'top-1 kept':>10} {'Linf max':>9} {'L2 mean':>9} {'steps':>6} "
                f"{'seconds':>8}" + (f" {'check fooled':>13}" if check is not None else ""))
     for s in result["per_eps"]:
         click.echo(f"{s['eps']:>5g}/255 {s['successes']:>4}/{s['images']:<3} {s['success_rate']:>4.0%} "
                    f"{s['original_kept_rate']:>10.0%} {s['linf_max']:>9g} {s['l2_mean']:>9.1f} "
                    f"{s['steps_mean']:>6.1f} {s['seconds']:>8.1f}"
                    + (f" {s['check_fooled']:>5}/{s['images']:<3}{s['check_fooled_rate']:>4.0%}" if check else ""))
+    click.echo(f"Columns    success: {'target reached' if result['target'] != UNTARGETED else 'top-1 changed'} "
+               "(judged on the saved PNG); top-1 kept: images still given their original top-1 (robust accuracy "
+               "against the clean prediction); Linf in pixel levels of 255; steps: mean steps used")
     if check is not None:
         resized = any(r.get("check", {}).get("resized") for r in result["per_image"])
         click.echo(f"Check      {check.name}" + (" (adversarial PNGs resized to its input as predict would)"

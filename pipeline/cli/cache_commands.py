@@ -68,10 +68,20 @@ def cache_ls(cache_dir, as_json):
                 click.echo(f"{row['file']}  unfinished first extraction: {row['segments']} committed segments, "
                            f"{row['megabytes']:.1f} MB (run the same extract again to finish it)")
                 continue
-            click.echo(f"{row['file']}  {row['dataset']}  {row['backbone']}/{row['layer']}  {row['images']} images, "
-                       f"{row['rows']} rows, {row['megabytes']:.1f} MB, {row['heads']} heads"
+            differs = "".join(f"  {name}={value}" for name, value in row["differs"].items())
+            click.echo(f"{row['file']}  {row['dataset']}  {row['backbone']}/{row['layer']}{differs}  {row['images']} "
+                       f"images, {row['rows']} rows, {row['megabytes']:.1f} MB, {row['heads']} heads"
                        + (f"  (shard {row['shard']}: `merge` the shards to use it)" if row["shard"] else "")
-                       + ("  (unfinished extraction pending)" if row["partial"] else ""))
+                       + ("  (unfinished extraction pending)" if row["partial"] else "")
+                       + (f"  (fine-tune boundary of {', '.join(row['boundary_of'])}: `cache rm` of that cache "
+                          "removes it too)" if row["boundary_of"] else ""))
+        boundaries = [row for row in rows if row.get("boundary_of")]
+        if boundaries:
+            click.echo(f"Boundary   {len(boundaries)} fine-tune boundary caches, "
+                       f"{sum(row['megabytes'] for row in boundaries):.1f} MB in all")
+        if any(row.get("differs") for row in rows):
+            click.echo("Choose     pass `DATASET/BACKBONE/LAYER/NAME=VALUE` (e.g. "
+                       f"{next(row['spec'] for row in rows if row.get('differs'))}) where a command takes a cache")
     return {"cache_dir": str(cache_dir), "caches": rows}
 
 
@@ -81,7 +91,11 @@ def cache_ls(cache_dir, as_json):
 @json_option
 @command_body
 def cache_show(cache, cache_dir, as_json):
-    """Show a cache's provenance, splits, classes and failures."""
+    """Show a cache's provenance, splits, classes and failures.
+
+    CACHE is a file, a folder, or a spec chosen in --cache-dir such as pets/vgg16/resize=crop (`cache ls`
+    prints each cache's spec).
+    """
     from pipeline.cache.admin import describe_cache
 
     details = describe_cache(resolve_cache(cache, cache_dir))
@@ -105,7 +119,7 @@ def cache_show(cache, cache_dir, as_json):
 @json_option
 @command_body
 def cache_verify(cache, quick, cache_dir, as_json):
-    """Check a cache's structure, provenance and feature-row digests."""
+    """Check a cache's structure, provenance and feature-row digests (CACHE as for `cache show`)."""
     from pipeline.cache.verify import damaged_cache_error, verify_cache
 
     path = resolve_cache(cache, cache_dir)
@@ -120,17 +134,32 @@ def cache_verify(cache, quick, cache_dir, as_json):
 @cache.command("rm")
 @click.argument("caches", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--keep-boundaries", is_flag=True,
+              help="Keep the fine-tune boundary caches that only these caches' fine-tuned heads read.")
+@cache_dir_option
 @json_option
 @command_body
-def cache_rm(caches, yes, as_json):
-    """Delete CACHES with their unfinished segments, lock files and fitted heads."""
-    from pipeline.cache.admin import remove_cache
+def cache_rm(caches, yes, keep_boundaries, cache_dir, as_json):
+    """Delete CACHES with their unfinished segments, fitted heads and the fine-tune boundary caches only their
+    fine-tuned heads read (`cache ls` marks those). A CACHE is a file, or a spec chosen in --cache-dir such as
+    pets/vgg16/resize=crop."""
+    from pipeline.cache.admin import MEGABYTE, own_boundaries, remove_cache
+    from pipeline.cache.format import CACHE_SUFFIX
+    from pipeline.cache.select import parse_spec, select_cache
 
+    paths = [cache if cache.exists() or cache.suffix == CACHE_SUFFIX else select_cache(cache_dir, parse_spec(cache))
+             for cache in caches]
+    named = {path.resolve() for path in paths}
+    boundaries = {path: [] if keep_boundaries else [b for b in own_boundaries(path) if b.resolve() not in named]
+                  for path in paths}
     if not yes:
         if as_json:
             raise click.UsageError("cache rm --json cannot ask for confirmation; add --yes")
-        click.confirm(f"Delete {len(caches)} cache(s) and their heads?", abort=True)
-    removed = [remove_cache(path) for path in caches]
+        extra = [b for found in boundaries.values() for b in found]
+        also = (f" and {len(extra)} fine-tune boundary cache(s) ({', '.join(b.name for b in extra)}, "
+                f"{sum(b.stat().st_size for b in extra) / MEGABYTE:.1f} MB)") if extra else ""
+        click.confirm(f"Delete {', '.join(p.name for p in paths)} with their heads{also}?", abort=True)
+    removed = [remove_cache(path) + [f for b in boundaries[path] for f in remove_cache(b)] for path in paths]
     if not as_json:
         for paths in removed:
             click.echo("removed " + ", ".join(paths))

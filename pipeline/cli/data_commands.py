@@ -41,7 +41,7 @@ def _parse_shard(_ctx, _param, value):
 
 
 @click.command()
-@click.argument("data_dir", type=click.Path(exists=True, path_type=Path))
+@click.argument("data_dir", type=click.Path(path_type=Path))
 @extract_options
 @click.option("--layout", type=click.Choice(["auto"] + layout_names()), default="auto", show_default=True,
               help="Dataset layout; auto detects it.")
@@ -151,7 +151,7 @@ def print_extract_summary(summary):
 
 
 @click.command("inspect")
-@click.argument("data_dir", type=click.Path(exists=True, path_type=Path))
+@click.argument("data_dir", type=click.Path(path_type=Path))
 @layout_option
 @click.option("--valid-fraction", type=click.FloatRange(0, 1, max_open=True), default=DEFAULT_VALID_FRACTION,
               show_default=True, help="Share of unsplit images carved into validation, as extract would.")
@@ -178,6 +178,8 @@ def inspect_command(data_dir, layout, valid_fraction, test_fraction, split_seed,
 
 
 def _print_inspect_report(report):
+    from pipeline.data.inspection import imbalance_text
+
     splits = [split for split in ("train", "valid", "test") if split in report.class_counts]
     click.echo(f"Dataset    {report.root} ({report.layout} layout)")
     counts = ", ".join(f"{split} {report.split_counts.get(split, 0)}" for split in splits)
@@ -191,10 +193,8 @@ def _print_inspect_report(report):
         counts = [report.class_counts[s][name] for s in splits]
         click.echo(f"  {name:<{width}} " + " ".join(f"{c:>6}" for c in counts) + f" {sum(counts):>6}")
     for split in splits:
-        item = report.imbalance[split]
-        empty = f"; no images of {len(item['empty_classes'])} classes" if item["empty_classes"] else ""
-        click.echo(f"Imbalance  {split}: largest/smallest class {item['ratio']:.2f} ({item['largest']['class']} "
-                   f"{item['largest']['count']}, {item['smallest']['class']} {item['smallest']['count']}){empty}")
+        click.echo(f"Imbalance  {split}: largest/smallest class "
+                   f"{imbalance_text(report.imbalance[split], len(report.classes))}")
     echo_list("Unreadable", report.unreadable, lambda f: f"{f['path']}: {f['reason']}")
     echo_list("Formats", report.format_mismatches,
                lambda f: f"{f['path']}: {f['format']} data behind this extension (decoded by content here; "

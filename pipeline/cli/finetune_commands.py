@@ -76,9 +76,23 @@ def fine_tune_command(cache, head_path, unfreeze, from_layer, views, view_seed, 
                            epoch_progress=None if as_json else _print_epoch)
     finally:
         progress.close()
+    boundary = _boundary_size(report, built=progress.done > 0)
     if not as_json:
+        click.echo(boundary["text"])
         _print_report(report)
-    return report.to_dict()
+    return {**report.to_dict(), "boundary_megabytes": boundary["megabytes"], "boundary_built": boundary["built"]}
+
+
+def _boundary_size(report, built: bool) -> dict:
+    """How large the boundary cache is, and whether this run extracted rows into it (a new cache says so)."""
+    from pipeline.cache.admin import MEGABYTE
+
+    path = Path(report.boundary_cache)
+    megabytes = path.stat().st_size / MEGABYTE
+    how = "built now" if built else "reused"
+    return {"megabytes": megabytes, "built": built,
+            "text": f"Boundary   {path.name}: {megabytes:.1f} MB on disk, {how} (`cache ls` marks it; `cache rm` "
+                    f"of {Path(report.sidecar_path).parent.name}.h5 removes it with its heads)"}
 
 
 def _print_epoch(record: dict) -> None:

@@ -34,7 +34,7 @@ def _parse_task_weights(_ctx, _param, values) -> dict:
 
 
 @click.command("fit-head")
-@click.argument("caches", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.argument("caches", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--head", "kind", type=click.Choice(HEAD_NAMES), required=True,
               help="Head to fit: " + "; ".join(f"{k}: {entry.help}" for k, entry in HEADS.items()) + ".")
 @click.option("--recipe", type=click.Choice(sorted({r for entry in HEADS.values() for r in entry.recipes})),
@@ -58,11 +58,16 @@ def _parse_task_weights(_ctx, _param, values) -> dict:
 @command_body
 def fit_head_command(caches, kind, recipe, target, pooling, targets, task_weights, task_weighting, hidden_units,
                      cache_dir, as_json):
-    """Fit a head on CACHE (a cache file, or a directory holding one; default --cache-dir).
+    """Fit a head on CACHE (default: the cache --cache-dir holds).
+
+    \b
+    CACHE is a cache file, a folder to choose in, or a spec chosen in --cache-dir:
+    DATASET[/BACKBONE[/LAYER]][/NAME=VALUE...], e.g. pets/mobilenet or pets/vgg16/resize=crop.
 
     Several caches of the same images (other backbones or layers) fit one fused head: how to fuse
     (each backbone alone, weighted late fusion, early fusion) is chosen on validation.
     """
+    from pipeline.heads.caveats import caveats_of
     from pipeline.heads.fitting import fit_head
     from pipeline.heads.metrics import summary_line
 
@@ -76,13 +81,13 @@ def fit_head_command(caches, kind, recipe, target, pooling, targets, task_weight
     if len(caches) > 1:
         if any(value for value in options.values()):
             raise click.UsageError("fusion fits single-target heads; multitask options apply to one cache")
-        from pipeline.cache.format import resolve_cache_argument
         from pipeline.heads.fusion import fit_fusion
 
-        report = fit_fusion([resolve_cache_argument(cache) for cache in caches], kind, recipe, target, pooling)
+        report = fit_fusion([resolve_cache(cache, cache_dir) for cache in caches], kind, recipe, target, pooling)
     else:
         report = fit_head(resolve_cache(caches[0] if caches else None, cache_dir), kind, recipe, target, pooling,
                           **options)
+    caveats = caveats_of(report.metrics)
     if not as_json:
         if report.kind == "fusion":
             click.echo(f"Fused {len(report.params['weights'])} caches; chosen on validation: "
@@ -93,6 +98,8 @@ def fit_head_command(caches, kind, recipe, target, pooling, targets, task_weight
         for split in ("train", "valid", "test"):
             if split in report.metrics:
                 click.echo(f"  {split:<6} {summary_line(report.metrics[split])}")
+        for caveat in caveats:
+            click.echo(f"Caveat     {caveat.text}")
         for name, by_split in (report.metrics_by_target or {}).items():
             if "test" in by_split:
                 click.echo(f"  target {name}: test {summary_line(by_split['test'])}")
@@ -106,7 +113,7 @@ def fit_head_command(caches, kind, recipe, target, pooling, targets, task_weight
         if report.views:
             click.echo(f"Views  {report.views}")
         click.echo(f"Saved {report.sidecar_path}")
-    return report.to_dict()
+    return {**report.to_dict(), "caveats": [caveat.to_dict() for caveat in caveats]}
 
 
 def _params_text(params: dict) -> str:
@@ -123,7 +130,12 @@ def _params_text(params: dict) -> str:
 @json_option
 @command_body
 def report(cache, html_out, cache_dir, as_json):
-    """Leaderboard of every head fitted on CACHE, best validation accuracy first, and the rung it suggests next."""
+    """Leaderboard of every head fitted on CACHE, best validation accuracy first, and the rung it suggests next.
+
+    CACHE is a cache file, a folder to choose in, or a spec chosen in --cache-dir such as pets/mobilenet
+    (see `fit-head --help`).
+    """
+    from pipeline.heads.caveats import caveat_notes
     from pipeline.heads.leaderboard import format_table, leaderboard, notes
     from pipeline.heads.rungs import next_rung
 
@@ -140,6 +152,8 @@ def report(cache, html_out, cache_dir, as_json):
             click.echo(format_table(rows))
             for line in notes(rows):
                 click.echo(f"Views      {line}")
+            for line in caveat_notes(rows):
+                click.echo(f"Caveat     {line}")
         else:
             click.echo(f"No heads fitted on {path} yet; run `fit-head {path} --head logreg`.")
         if rows:

@@ -12,6 +12,7 @@ from pipeline.cli.plumbing import (
     drop_duplicates_option,
     echo_list,
     json_option,
+    resolve_cache,
 )
 from pipeline.interop.classic import CLASSIC_BACKBONES
 
@@ -46,18 +47,22 @@ def import_npz_command(npz, labels_dir, name, backbone, drop_cross_split_duplica
 
 
 @click.command("export-npz")
-@click.argument("cache", type=click.Path(exists=True, path_type=Path))
+@click.argument("cache", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--classic", is_flag=True,
               help="Rows in the layout of the network's classic file (e.g. ResNet50 maps averaged to 1x1x2048).")
+@cache_dir_option
 @json_option
 @command_body
-def export_npz_command(cache, out, classic, as_json):
-    """Write CACHE's features to OUT.npz in the classic bottleneck format (keys train, valid, test)."""
-    from pipeline.cache.format import read_cache_info, resolve_cache_argument
+def export_npz_command(cache, out, classic, cache_dir, as_json):
+    """Write CACHE's features to OUT.npz in the classic bottleneck format (keys train, valid, test).
+
+    CACHE is a cache file, a folder to choose in, or a spec chosen in --cache-dir such as pets/vgg16.
+    """
+    from pipeline.cache.format import read_cache_info
     from pipeline.interop.npz_export import classic_layout, export_npz
 
-    path = resolve_cache_argument(cache)
+    path = resolve_cache(cache, cache_dir)
     layout = classic_layout(read_cache_info(path))[2] if classic else None
     counts = export_npz(path, out, classic=classic)
     if not as_json:

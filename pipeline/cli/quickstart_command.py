@@ -27,6 +27,7 @@ from pipeline.extract.options import DEFAULT_BATCH_SIZE, ExtractOptions
 @command_body
 def quickstart(precision, batch_size, cache_dir, as_json):
     """The whole pipeline offline on a generated shapes dataset: extract VGG16 features, fit 3 heads."""
+    from pipeline.heads.caveats import caveat_notes
     from pipeline.heads.leaderboard import format_table
     from pipeline.quickstart import (
         QUICKSTART_CLASSES,
@@ -48,6 +49,8 @@ def quickstart(precision, batch_size, cache_dir, as_json):
         print_extract_summary(result.extract)
         click.echo("")
         click.echo(format_table(result.leaderboard))
+        for line in caveat_notes(result.leaderboard):
+            click.echo(f"Caveat     {line}")
         if result.imagenet is not None:
             click.echo(f"\nImageNet's own top-5 ({result.imagenet.backbone}) for scikit-learn's sample photos:")
             for photo in result.imagenet.results:

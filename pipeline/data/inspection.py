@@ -37,6 +37,24 @@ FORMAT_EXTENSIONS = {
 }
 
 
+def imbalance_text(item: dict, class_count: int) -> str:
+    """One split's `class_imbalance` entry (of a dataset of `class_count` classes) in words, e.g.
+    "1.50 (dog 150, cat 100)".
+
+    Ties never name one class twice: with every class at the same count it says "1.00 (every
+    class 150)", with one class present "1.00 (only cat, 150)".
+    """
+    largest, smallest = item["largest"], item["smallest"]
+    if largest["count"] != smallest["count"]:
+        pair = f"{largest['class']} {largest['count']}, {smallest['class']} {smallest['count']}"
+    elif class_count - len(item["empty_classes"]) == 1:
+        pair = f"only {largest['class']}, {largest['count']}"
+    else:
+        pair = f"every class {largest['count']}"
+    empty = f"; no images of {len(item['empty_classes'])} classes" if item["empty_classes"] else ""
+    return f"{item['ratio']:.2f} ({pair}){empty}"
+
+
 @dataclass
 class InspectReport:
     """Everything `inspect` found; `to_dict()` is the `--json` payload."""

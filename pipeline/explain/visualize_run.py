@@ -113,7 +113,7 @@ def run_visualize(classifier, indices: list[int], settings: VisualizeSettings, c
     write_sidecar(result_dir, COMMAND, {**settings.to_dict(), "size": size, "compare_tv": compare_tv,
                                         "start": None if start is None else str(start),
                                         "classes": [classifier.class_names[i] for i in indices]},
-                  classifier.source, outcome, [figure] + [r.file for r in results], _title(results, classifier),
+                  classifier.source, outcome, [figure], _title(results, classifier),  # the figure holds every image
                   summary_line(results, outcome["seconds"]))
     return outcome
 

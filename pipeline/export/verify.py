@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.backbones.tf_runtime import import_tensorflow
+from pipeline.backbones.tf_runtime import import_tensorflow, quiet_native_stderr
 from pipeline.errors import HeadError, PipelineError
 from pipeline.export.artifact import OUTPUT_NAME
 from pipeline.export.formats import ONNX_INSTALL_HINT, SIGNATURE_FLOAT, SIGNATURE_UINT8, read_metadata
@@ -161,7 +161,11 @@ def _tflite_runner(path: Path):
         warnings.simplefilter("ignore", UserWarning)
         interpreter = tf.lite.Interpreter(model_path=str(path))
     runner = interpreter.get_signature_runner()
-    return lambda pixels: runner(pixels=pixels.astype(np.float32))[OUTPUT_NAME]
+
+    def run(pixels):
+        with quiet_native_stderr():  # the first run announces "Created TensorFlow Lite XNNPACK delegate for CPU."
+            return runner(pixels=pixels.astype(np.float32))[OUTPUT_NAME]
+    return run
 
 
 def _onnx_runner(path: Path):

@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 from pipeline.cache.format import read_cache_info
+from pipeline.heads.caveats import caveats_of
 from pipeline.heads.fusion import MEMBER_OF, SINGLE
 from pipeline.heads.store import list_sidecars
 
@@ -46,6 +47,7 @@ def leaderboard(cache_path: Path) -> list[dict]:
             "test_top5": test.get("top5"),
             "test_mean_per_class_accuracy": test.get("mean_per_class_accuracy"),
             "test_macro_f1": test.get("macro_f1"),
+            "caveats": [caveat.text for caveat in caveats_of(metrics)],
             "fit_seconds": sidecar.get("fit_seconds"),
             "created": sidecar.get("created"),
             "path": sidecar.get("_path"),

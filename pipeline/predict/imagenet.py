@@ -20,6 +20,8 @@ from pipeline.predict.images import DEFAULT_TOP_K, decoded_batches, in_given_ord
 
 #: The backbone `predict --imagenet` uses unless asked: the most accurate classifier available offline.
 DEFAULT_IMAGENET_BACKBONE = "efficientnet_lite0"
+#: What separates the synonyms of an ImageNet class name ("great white shark, white shark, man-eater, ...").
+IMAGENET_SYNONYM_SEPARATOR = ","
 
 
 @dataclass(frozen=True)
@@ -34,10 +36,16 @@ class ImageNetPredictions:
         return dict(self.__dict__)
 
 
+def short_name(label: str) -> str:
+    """An ImageNet class's first synonym ("tench, Tinca tinca" -> "tench"): ImageNet names hold commas."""
+    return label.split(IMAGENET_SYNONYM_SEPARATOR, 1)[0].strip()
+
+
 def predict_imagenet(image_paths, backbone: str = DEFAULT_IMAGENET_BACKBONE, cache_dir: Path = Path("cache"),
                      top: int = DEFAULT_TOP_K, resize: str = "stretch",
                      precision: str = "float32") -> ImageNetPredictions:
-    """ImageNet top-`top` (class id, label, probability) of each image; undecodable ones get an `error`."""
+    """ImageNet top-`top` of each image: class id, label (every synonym), name (the first synonym) and
+    probability; undecodable images get an `error`."""
     spec = get_backbone(backbone)
     weights = resolve_weights(spec, IMAGENET, Path(cache_dir), spec.default_input_size, with_classifier=True)
     classifier = ImageNetClassifier(spec, weights, precision)
@@ -46,5 +54,6 @@ def predict_imagenet(image_paths, backbone: str = DEFAULT_IMAGENET_BACKBONE, cac
     paths = [Path(p) for p in image_paths]
     for decoded, pixels in decoded_batches(paths, ResizeSpec(size, size, resize), results):
         for path, row in zip(decoded, classifier(pixels)):
-            results.append({"path": str(path), "predictions": top_k(row, top)})
+            results.append({"path": str(path), "predictions": [{**p, "name": short_name(p["label"])}
+                                                               for p in top_k(row, top)]})
     return ImageNetPredictions(spec.name, weights.describe(), in_given_order(results, paths))

@@ -24,6 +24,7 @@ import numpy as np
 
 from pipeline.cache.format import CacheInfo, read_cache_info
 from pipeline.cache.key import now_iso
+from pipeline.heads.caveats import caveats_of
 from pipeline.heads.leaderboard import leaderboard
 from pipeline.heads.replay import split_probabilities, why_not_replayed
 from pipeline.heads.store import heads_dir_of, list_sidecars
@@ -131,6 +132,7 @@ def _head_section(sidecar: dict, cache_path: Path, info: CacheInfo, top_losses: 
                "class_names": names, "metrics_by_target": {t: {s: _summary(v) for s, v in by.items()}
                                                            for t, by in sidecar.get("metrics_by_target", {}).items()},
                "implied_targets": sidecar.get("implied_targets", {}),
+               "caveats": [caveat.text for caveat in caveats_of(metrics)],
                "members": [{"name": m["name"], "weight": m["weight"]} for m in sidecar.get("members", [])]}
     if final is None:
         return section

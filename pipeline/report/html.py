@@ -12,6 +12,8 @@ from __future__ import annotations
 import html
 import json
 
+from pipeline.heads.caveats import caveat_notes
+
 #: Largest confusion matrix drawn as a heat map; larger ones are summarised by their confused pairs.
 MAX_MATRIX_CLASSES = 40
 #: Per-class accuracies listed per head (worst first).
@@ -48,6 +50,7 @@ summary { cursor: pointer; font-weight: 600; padding: 6px 0; }
 .bar { display: inline-block; height: 10px; background: #4f7cc9; vertical-align: middle; }
 table.matrix td { width: 22px; height: 22px; padding: 0; text-align: center; font-size: 10px; border: 1px solid #fff; }
 table.matrix th { font-size: 11px; padding: 2px 4px; }
+.caveat { background: #fff6e0; border-left: 4px solid #d99a00; padding: 6px 10px; max-width: 980px; }
 .flex { display: flex; gap: 28px; flex-wrap: wrap; align-items: flex-start; }
 """
 
@@ -86,6 +89,7 @@ def render(content: dict) -> str:
         '<p class="muted">Ranked by validation top-1 (chosen on validation only); test is each head\'s honest, '
         "once-scored estimate. Click a column to sort.</p>",
         _leaderboard(content["leaderboard"]),
+        *[_caveat(text) for text in caveat_notes(content["leaderboard"])],
         "<h2>Heads</h2>",
         *[_head(head) for head in content["heads"]],
     ]
@@ -204,7 +208,8 @@ def _head(head: dict) -> str:
     if head.get("target") not in (None, "label"):
         title += f", target {_e(head['target'])}"
     title += "</span>"
-    parts = [f"<details><summary>{title}</summary>", _metrics_table(head["metrics"])]
+    parts = [f"<details><summary>{title}</summary>", _metrics_table(head["metrics"]),
+             *[_caveat(text) for text in head.get("caveats", ())]]
     if head.get("members"):
         used = ", ".join(f"{_e(m['name'])} {m['weight']:.1f}" for m in head["members"])
         parts.append(f"<p>Fused: {_e(head['hyperparameters'].get('method'))} ({used}); best single backbone on "
@@ -225,6 +230,11 @@ def _head(head: dict) -> str:
                   f"<h3>Top losses ({_e(final)}: the images this head got most wrong)</h3>", _losses(head)]
     parts.append("</details>")
     return "\n".join(parts)
+
+
+def _caveat(text: str) -> str:
+    """A split whose figures mean less than they seem (`pipeline.heads.caveats`)."""
+    return f'<p class="caveat"><b>Caveat:</b> {_e(text)}</p>'
 
 
 def _visual(visual: dict) -> str:
