@@ -170,3 +170,14 @@ def test_the_simplest_candidate_within_one_standard_error_wins():
     assert standard_error(0.90, 20) > 0.05 and name == "small" and selection["simpler_than_best"]
     name, _ = choose_winner(candidates, valid_images=2000)  # a large validation split tells them apart
     assert name == "big"
+
+
+def test_report_shows_the_search_that_used_the_cache(searched, cli):
+    _, cache_dir, result, _ = searched
+    cache = json.loads(Path(result.head).read_text())["cache"]["path"]
+    payload, _ = cli.json(["report", cache, "--cache-dir", cache_dir])
+    search = next(s for s in payload["searches"] if s["record"] == result.record_path)
+    assert search["winner"] == result.winner and search["valid_images"] == len(CLASSES) * 5
+    assert len(search["candidates"]) == len(result.leaderboard)
+    text = cli(["report", cache, "--cache-dir", cache_dir]).output
+    assert f"Search     winner {result.winner}" in text

@@ -93,3 +93,22 @@ def records_for_cache(cache_path: Path) -> list[dict]:
         if str(cache_path) in caches:
             found.append({**record, "_path": str(path)})
     return sorted(found, key=lambda r: (r.get("runs") or [{}])[-1].get("finished", ""), reverse=True)
+
+
+def report_sections(cache_path: Path) -> list[dict]:
+    """What `report` and `report --html` show of the searches that used `cache_path`: per record its
+    path, validation size, winner (recipe, valid, test, head), how it was chosen and every candidate."""
+    sections = []
+    for record in records_for_cache(cache_path):
+        winner = record.get("winner") or {}
+        sections.append({
+            "record": record["_path"], "dataset": record.get("dataset"), "valid_images": record.get("valid_images"),
+            "spent_seconds": record.get("spent_seconds"), "budget_seconds": record.get("budget_seconds"),
+            "winner": winner.get("name"), "winner_valid": winner.get("valid"), "winner_test": winner.get("test"),
+            "winner_head": winner.get("head"), "selection": winner.get("selection"),
+            "candidates": [{"name": row["name"], "rung": row.get("rung"), "status": row.get("status"),
+                            "valid_top1": (row.get("valid") or {}).get("top1"),
+                            "valid_mean_per_class_accuracy": (row.get("valid") or {}).get("mean_per_class_accuracy"),
+                            "note": row.get("note")} for row in leaderboard_rows(record)],
+        })
+    return sections
