@@ -181,3 +181,20 @@ def test_report_shows_the_search_that_used_the_cache(searched, cli):
     assert len(search["candidates"]) == len(result.leaderboard)
     text = cli(["report", cache, "--cache-dir", cache_dir]).output
     assert f"Search     winner {result.winner}" in text
+
+
+def test_costs_come_from_measured_throughput_scaled_by_pixels_and_missing_rows():
+    from pipeline.search.cost import CostModel
+    from pipeline.search.space import Extraction
+
+    cost = CostModel(startup_seconds=10.0)
+    vgg_native, vgg_large, light = Extraction("vgg16", 224), Extraction("vgg16", 448), Extraction("mobilenet", 224)
+    assert cost.extraction_seconds(vgg_native, 0) == 0.0  # everything cached: free
+    borrowed = cost.extraction_seconds(vgg_native, 100)
+    cost.observe_extraction(light, rows=100, seconds=30.0, startup_seconds=10.0)  # 0.2 s a row
+    assert cost.extraction_seconds(light, 50) == pytest.approx(10.0 + 50 * 0.2)
+    assert cost.extraction_seconds(vgg_native, 100) != borrowed  # the machine's rate per GFLOP, learnt
+    cost.observe_probe(vgg_native, forward_seconds_per_row=0.5, startup_seconds=4.0)  # a timed probe wins
+    per_row = 0.5 + cost.decode_seconds
+    assert cost.extraction_seconds(vgg_native, 10) == pytest.approx(4.0 + 10 * per_row)
+    assert cost.extraction_seconds(vgg_large, 10) == pytest.approx(4.0 + 10 * per_row * 4)  # 2x side, 4x pixels

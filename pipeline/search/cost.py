@@ -89,6 +89,14 @@ class CostModel:
         if gflops is not None and per_native > self.decode_seconds:
             self.seconds_per_gflop = (per_native - self.decode_seconds) / gflops
 
+    def observe_probe(self, extraction: Extraction, forward_seconds_per_row: float, startup_seconds: float) -> None:
+        """Learn a backbone's rate from a timed forward pass (no decoding: the decode time is added)."""
+        native = BACKBONES[extraction.backbone].default_input_size
+        per_native = forward_seconds_per_row / (extraction.input_size / native) ** 2 + self.decode_seconds
+        self.native_seconds_per_image[extraction.backbone] = per_native
+        if startup_seconds > 0:
+            self.startup_seconds = startup_seconds
+
     def observe_head(self, kind: str, pooling: str, train_rows: int, seconds: float) -> None:
         if train_rows <= 0:
             return

@@ -3,8 +3,9 @@
 `run_search` indexes the dataset once, builds the space (`pipeline.search.space`), refuses a
 budget too small for the cheapest candidate, then walks the rungs of `pipeline.search.scheduler`,
 cheapest first. Before each step it estimates its seconds (`pipeline.search.cost`) and skips it
-when that would leave too little for the final fit; after each step it saves the record
-(`pipeline.search.record`), so an interrupted search resumes there.
+when that would leave too little for the final fit (a backbone not measured yet is first timed on
+a few blank images, where that probe fits, so it is not skipped on a borrowed rate); after each
+step it saves the record (`pipeline.search.record`), so an interrupted search resumes there.
 
 The budget is the search's total over every run of it on this dataset and cache folder (the
 record keeps the seconds spent): an interrupted search resumes with the time it had left, an
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 FINAL_RESERVE_SECONDS = 5.0
 #: A step starts only when this many times its estimate fits in the time left (throughput varies on a shared machine).
 ESTIMATE_MARGIN = 1.25
+#: Images of the timed forward pass that measures an unmeasured backbone before it is skipped as too slow.
+PROBE_IMAGES = 4
 #: The split every choice is made on, and the one scored once at the end.
 VALID, TEST = "valid", "test"
 _KEPT_METRICS = ("n", "top1", "top5", "mean_per_class_accuracy", "macro_f1", "log_loss")
@@ -58,7 +61,7 @@ _KEPT_METRICS = ("n", "top1", "top5", "mean_per_class_accuracy", "macro_f1", "lo
 class SearchEvent:
     """One progress line: what the search does now, the best on validation so far, seconds left."""
 
-    action: str  # extract, fit, reuse, skip, fuse, final
+    action: str  # probe, extract, fit, reuse, skip, fuse, final
     what: str
     estimate: float | None
     best: str | None
@@ -261,6 +264,10 @@ def _affordable(run: _Run, seconds: float) -> bool:
     return seconds <= 0 or seconds * ESTIMATE_MARGIN + _reserve(run) <= run.left()
 
 
+def _needs(run: _Run) -> str:
+    return f"(x{ESTIMATE_MARGIN} margin, and {_reserve(run):.0f} s kept for the final fit)"
+
+
 def _native_rung(run: _Run) -> dict:
     """Rung 0; returns Recipe -> valid top-1 of every recipe done so far (all rungs add to it)."""
     scores: dict = {}
@@ -295,10 +302,13 @@ def _try_extraction(run: _Run, extraction: Extraction, recipes: list[Recipe], ru
     if not recipes:
         return
     estimate = _extraction_estimate(run, extraction)
+    if not _affordable(run, estimate) and _worth_probing(run, extraction):
+        _probe(run, extraction)
+        estimate = _extraction_estimate(run, extraction)
     if not _affordable(run, estimate):
         for recipe in recipes:
-            _skip(run, recipe, rung, f"extracting {extraction.name} was estimated at {estimate:.0f} s, "
-                                     f"{max(run.left(), 0):.0f} s were left")
+            _skip(run, recipe, rung, f"extracting {extraction.name} was estimated at {estimate:.0f} s "
+                                     f"{_needs(run)}, {max(run.left(), 0):.0f} s were left")
         return
     plan = _plan(run, extraction)
     if not plan.complete:
@@ -315,6 +325,31 @@ def _try_extraction(run: _Run, extraction: Extraction, recipes: list[Recipe], ru
         _try_recipe(run, recipe, plan, rung, scores)
 
 
+def _worth_probing(run: _Run, extraction: Extraction) -> bool:
+    """Whether a timed probe could change the decision: the backbone is unmeasured and its probe affordable."""
+    probe = run.cost.startup_seconds + PROBE_IMAGES * run.cost.forward_seconds_per_row(extraction)
+    return extraction.backbone not in run.cost.native_seconds_per_image and _affordable(run, probe)
+
+
+def _probe(run: _Run, extraction: Extraction) -> None:
+    """Time the backbone on `PROBE_IMAGES` blank images, so its estimate is measured, not borrowed from others."""
+    import numpy as np
+
+    from pipeline.extract.setup import build_extractor
+
+    run.tell("probe", extraction.name)
+    setup, built = resolve_setup(_plan(run, extraction).options, run.cache_dir)
+    spec = setup.feature_spec
+    extractor = built or build_extractor(setup.backbone, spec.layer, spec.input_size, setup.weights, spec.precision,
+                                         spec.pooling)
+    pixels = np.zeros((PROBE_IMAGES, spec.input_size, spec.input_size, 3), dtype=np.uint8)
+    extractor(pixels[:1])  # the first call traces the graph
+    started = time.perf_counter()
+    extractor(pixels)
+    run.cost.observe_probe(extraction, (time.perf_counter() - started) / PROBE_IMAGES, extractor.build_seconds)
+    run.save()
+
+
 def _try_recipe(run: _Run, recipe: Recipe, plan: _Plan, rung: int, scores: dict) -> None:
     entry = run.record["candidates"].get(recipe.name)
     if entry and entry.get("status") in (records.DONE, records.FAILED) and entry.get("feature_key") == plan.feature_key:
@@ -325,7 +360,8 @@ def _try_recipe(run: _Run, recipe: Recipe, plan: _Plan, rung: int, scores: dict)
         return
     estimate = _fit_estimate(run, recipe)
     if not _affordable(run, estimate):
-        _skip(run, recipe, rung, f"fitting was estimated at {estimate:.0f} s, {max(run.left(), 0):.0f} s were left")
+        _skip(run, recipe, rung, f"fitting was estimated at {estimate:.0f} s {_needs(run)}, "
+                                 f"{max(run.left(), 0):.0f} s were left")
         return
     run.tell("fit", recipe.name, estimate)
     features = _features_without_test(run, plan.cache_path, recipe.pooling)
