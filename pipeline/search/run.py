@@ -253,11 +253,11 @@ def _fit_estimate(run: _Run, recipe: Recipe) -> float:
 
 
 def _reserve(run: _Run) -> float:
+    """Seconds kept for the final fit: the best candidate's fit (the simplest head before any), plus saving."""
     best = _best(run.record)
-    rows = run.train_rows * (1 + ((run.record["candidates"][best[0]]["recipe"].get("views") or 0) if best else 0))
-    kind, pooling = (run.record["candidates"][best[0]]["recipe"]["head"],
-                     run.record["candidates"][best[0]]["recipe"]["pooling"]) if best else (run.space.heads[0], "avg")
-    return FINAL_RESERVE_SECONDS + run.cost.head_seconds(kind, pooling, rows)
+    recipe = run.record["candidates"][best[0]]["recipe"] if best else {"head": run.space.heads[0], "pooling": "avg"}
+    rows = run.train_rows * (1 + (recipe.get("views") or 0))
+    return FINAL_RESERVE_SECONDS + run.cost.head_seconds(recipe["head"], recipe["pooling"], rows)
 
 
 def _affordable(run: _Run, seconds: float) -> bool:
