@@ -198,3 +198,14 @@ def test_costs_come_from_measured_throughput_scaled_by_pixels_and_missing_rows()
     per_row = 0.5 + cost.decode_seconds
     assert cost.extraction_seconds(vgg_native, 10) == pytest.approx(4.0 + 10 * per_row)
     assert cost.extraction_seconds(vgg_large, 10) == pytest.approx(4.0 + 10 * per_row * 4)  # 2x side, 4x pixels
+
+
+def test_the_notebook_api_searches_with_the_same_filters(tmp_path):
+    from pipeline import api
+    from pipeline.errors import UsageError
+
+    data = make_dataset(tmp_path / "pets", per_class=2)
+    with pytest.raises(UsageError, match="unknown backbone 'alexnet'"):
+        api.search(data, budget="1m", backbones=["alexnet"], cache_dir=tmp_path / "cache")
+    with pytest.raises(UsageError, match="--budget must be a duration"):
+        api.search(data, budget="soon", cache_dir=tmp_path / "cache")
