@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 #: Seconds kept back for the winner's final fit and save, on top of its estimated fit time.
 FINAL_RESERVE_SECONDS = 5.0
 #: A step starts only when this many times its estimate fits in the time left (throughput varies on a shared machine).
-ESTIMATE_MARGIN = 1.25
+ESTIMATE_MARGIN = 1.5
 #: Images of the timed forward pass that measures an unmeasured backbone before it is skipped as too slow.
 PROBE_IMAGES = 4
 #: The split every choice is made on, and the one scored once at the end.
@@ -420,7 +420,8 @@ def _fusion_rung(run: _Run, scores: dict) -> None:
         run.counts["reused"] += 1
         run.tell("reuse", name)
         return
-    estimate = sum(_fit_estimate(run, Recipe(m.extraction, m.head, m.pooling)) for m in members)
+    rows = run.train_rows  # fusion members are caches without views
+    estimate = sum(run.cost.head_seconds(m.head, m.pooling, rows) for m in members)  # members are fitted again
     if not all(plan.complete for plan in plans) or not _affordable(run, estimate):
         return
     run.tell("fuse", name, estimate)
