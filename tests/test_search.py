@@ -121,8 +121,9 @@ def test_an_interrupted_search_resumes_where_it_stopped(searched):
     assert resumed.winner == first.winner and _valid_scores(resumed) == _valid_scores(first)
 
 
-def test_the_budget_is_respected_and_what_it_could_not_pay_for_is_listed(tmp_path):
+def test_the_budget_is_respected_and_what_it_could_not_pay_for_is_listed(searched, tmp_path):
     data = make_dataset(tmp_path / "pets", classes=CLASSES, per_class=5, splits=("train", "valid", "test"))
+    shutil.copytree(searched[1] / "weights", tmp_path / "cache" / "weights")  # converted once per module
     space = SearchSpace(("mobilenet",), ("logreg",), {"mobilenet": (32, 64, 96, 128, 160, 192, 224)},
                         poolings=("avg",), views=4, fusion=False)
     budget = 40.0

@@ -230,7 +230,7 @@ def _refuse_small_budget(run: _Run) -> None:
         simplest = head_recipes(run.space, extraction)[0]
         costs.append((_extraction_estimate(run, extraction) + _fit_estimate(run, simplest), simplest))
     seconds, cheapest = min(costs, key=lambda item: item[0])
-    if seconds and seconds + FINAL_RESERVE_SECONDS > run.left():
+    if seconds and seconds + FINAL_RESERVE_SECONDS > run.budget - run.spent_before:  # one-time set-up not counted
         earlier = (f"; earlier runs of this search already spent {format_duration(run.spent_before)} of it"
                    if run.spent_before else "")
         raise UsageError(f"--budget {format_duration(run.budget)} is too small{earlier}: the cheapest candidate "
