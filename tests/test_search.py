@@ -210,3 +210,12 @@ def test_the_notebook_api_searches_with_the_same_filters(tmp_path):
         api.search(data, budget="1m", backbones=["alexnet"], cache_dir=tmp_path / "cache")
     with pytest.raises(UsageError, match="--budget must be a duration"):
         api.search(data, budget="soon", cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.realdata
+def test_search_on_real_dog_photos_finds_a_winner_within_the_budget(cli, shared_data, tmp_path):
+    payload, _ = cli.json(["search", shared_data / "dogimages-mini", "--backbones", "efficientnet_lite0",
+                           "--heads", "logreg", "--budget", "2m", "--cache-dir", tmp_path / "cache"])
+    assert payload["recipe"]["backbone"] == "efficientnet_lite0" and payload["valid"]["top1"] >= 0.9
+    assert payload["spent_seconds"] <= 120 * 1.1 and Path(payload["head"]).is_file()
+    assert payload["test"]["n"] == 12 and "once" in payload["test_note"]
