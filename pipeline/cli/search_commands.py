@@ -23,7 +23,8 @@ def _names(_ctx, _param, value: str | None) -> tuple[str, ...] | None:
 @click.command("search")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--budget", default=DEFAULT_BUDGET, show_default=True, metavar="DURATION",
-              help="Wall time to spend, e.g. 90s, 5m, 1h30m (the cheapest candidates first).")
+              help="Wall time for the search, e.g. 90s, 5m, 1h30m, counted over every run of it on this dataset "
+                   "and cache folder: a re-run resumes with what is left; raise it to search further.")
 @click.option("--backbones", callback=_names, default=None, metavar="A,B",
               help="Only these backbones (default: every backbone whose genuine ImageNet weights resolve here).")
 @click.option("--heads", callback=_names, default=None, metavar="A,B",
