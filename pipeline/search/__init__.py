@@ -8,5 +8,7 @@ normal `fit-head` fit (`pipeline.heads.fitting`), the winner a normal saved head
     cost.py       seconds per candidate, from measured throughput
     scheduler.py  which candidate next: cheap ones first, then rungs of successive halving
     record.py     the search record (JSON beside the heads): every candidate, resumable
+    plan.py       one extraction's cache path, key and rows still missing
+    final.py      the winner fitted on the whole cache, test scored once, saved as a head
     run.py        `run_search` end to end
 """

@@ -28,20 +28,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline.cache.format import cache_file_name, read_cache_info, read_file_stamps
-from pipeline.cache.segments import existing_rows
 from pipeline.data.indexing import dataset_name_of, index_dataset
-from pipeline.data.views import addresses_of
 from pipeline.errors import HeadError, PipelineError, UsageError
-from pipeline.extract.options import ExtractOptions
 from pipeline.extract.run import run_extract
 from pipeline.extract.setup import resolve_setup
 from pipeline.heads.features import load_feature_set
-from pipeline.heads.fitting import fit_on_features, save_fitted_head
+from pipeline.heads.fitting import fit_on_features
 from pipeline.heads.metrics import classification_metrics
 from pipeline.search import record as records
 from pipeline.search import scheduler
 from pipeline.search.cost import CostModel, format_duration
+from pipeline.search.final import TEST, VALID, fit_winner, kept
+from pipeline.search.plan import ExtractionPlan, known_stamps, plan_extraction
 from pipeline.search.space import Extraction, Recipe, SearchSpace, build_space, head_recipes
 
 log = logging.getLogger(__name__)
@@ -52,9 +50,6 @@ FINAL_RESERVE_SECONDS = 5.0
 ESTIMATE_MARGIN = 1.5
 #: Images of the timed forward pass that measures an unmeasured backbone before it is skipped as too slow.
 PROBE_IMAGES = 4
-#: The split every choice is made on, and the one scored once at the end.
-VALID, TEST = "valid", "test"
-_KEPT_METRICS = ("n", "top1", "top5", "mean_per_class_accuracy", "macro_f1", "log_loss")
 
 
 @dataclass(frozen=True)
@@ -109,7 +104,7 @@ class _Run:
     index: object
     train_rows: int
     spent_before: float = 0.0  # seconds earlier runs of this search spent (the budget is for all runs)
-    plans: dict = field(default_factory=dict)  # Extraction -> _Plan
+    plans: dict = field(default_factory=dict)  # Extraction -> ExtractionPlan
     features: dict = field(default_factory=dict)  # (cache path, pooling) -> FeatureSet without test
     counts: dict = field(default_factory=lambda: {"fitted": 0, "reused": 0, "skipped": 0, "extracted_rows": 0})
     order: int = 0
@@ -134,16 +129,6 @@ class _Run:
             self.progress(event)
 
 
-@dataclass(frozen=True)
-class _Plan:
-    extraction: Extraction
-    options: ExtractOptions
-    cache_path: Path
-    feature_key: str
-    missing: int  # rows still to compute
-    complete: bool  # the cache file holds every row of every image: nothing to run
-
-
 def run_search(data_dir: Path, cache_dir: Path, budget_seconds: float, backbones: tuple[str, ...] | None = None,
                heads: tuple[str, ...] | None = None, space: SearchSpace | None = None,
                progress: Callable[[SearchEvent], None] | None = None,
@@ -160,7 +145,7 @@ def run_search(data_dir: Path, cache_dir: Path, budget_seconds: float, backbones
     space = space or build_space(cache_dir, backbones, heads)
     name = dataset_name_of(data_dir)
     path = records.record_path(cache_dir, name)
-    index = index_dataset(data_dir, known_stamps=_known_stamps(records.load_record(path)))
+    index = index_dataset(data_dir, known_stamps=known_stamps(records.load_record(path)))
     signature = records.dataset_signature(index)
     record = records.load_record(path, signature) or records.new_record(name, str(data_dir.resolve()), signature)
     valid_images = sum(r.split == VALID for r in index.records)
@@ -181,46 +166,11 @@ def run_search(data_dir: Path, cache_dir: Path, budget_seconds: float, backbones
     return _finish(run, valid_images)
 
 
-def _known_stamps(record: dict | None) -> dict:
-    """File stamps of a cache the last search wrote, so unchanged images are not hashed again."""
-    for entry in (record or {}).get("extractions", {}).values():
-        stamps = read_file_stamps(Path(entry.get("cache_path", "")))
-        if stamps:
-            return stamps
-    return {}
-
-
-def _plan(run: _Run, extraction: Extraction) -> _Plan:
-    """The extraction's cache path, key and rows still to compute (no TensorFlow once the fingerprint is memoised)."""
-    if extraction in run.plans:
-        return run.plans[extraction]
-    options = ExtractOptions(backbone=extraction.backbone, input_size=extraction.input_size, views=extraction.views)
-    setup, _ = resolve_setup(options, run.cache_dir)
-    spec = setup.feature_spec
-    cache_path = run.cache_dir / cache_file_name(dataset_name_of(run.data_dir), spec)
-    plain = spec.without_views().key() if spec.views is not None else None
-    available = existing_rows(cache_path, spec.key(), plain)
-    failed = _failed_relpaths(cache_path)
-    missing = sum(address not in available for r in run.index.records if r.relpath not in failed
-                  for address in addresses_of(r.sha256, spec.views))
-    complete = not missing and cache_path.exists() and _lists_every_image(cache_path, run.index, failed)
-    plan = _Plan(extraction, options, cache_path, spec.key(), missing, complete)
-    run.plans[extraction] = plan
-    return plan
-
-
-def _failed_relpaths(cache_path: Path) -> set:
-    if not cache_path.exists():
-        return set()
-    return {relpath for relpath, _ in read_cache_info(cache_path).failures}
-
-
-def _lists_every_image(cache_path: Path, index, failed: set) -> bool:
-    """Whether the cache lists exactly the index's images (so `extract` would change nothing)."""
-    info = read_cache_info(cache_path)
-    cached = {str(relpath): str(sha) for relpath, sha in zip(info.images.relpath, info.images.sha256)}
-    wanted = {r.relpath: r.sha256 for r in index.records if r.relpath not in failed}
-    return cached == wanted
+def _plan(run: _Run, extraction: Extraction) -> ExtractionPlan:
+    """`plan_extraction`, once per extraction and run."""
+    if extraction not in run.plans:
+        run.plans[extraction] = plan_extraction(extraction, run.data_dir, run.cache_dir, run.index)
+    return run.plans[extraction]
 
 
 def _refuse_small_budget(run: _Run) -> None:
@@ -350,7 +300,7 @@ def _probe(run: _Run, extraction: Extraction) -> None:
     run.save()
 
 
-def _try_recipe(run: _Run, recipe: Recipe, plan: _Plan, rung: int, scores: dict) -> None:
+def _try_recipe(run: _Run, recipe: Recipe, plan: ExtractionPlan, rung: int, scores: dict) -> None:
     entry = run.record["candidates"].get(recipe.name)
     if entry and entry.get("status") in (records.DONE, records.FAILED) and entry.get("feature_key") == plan.feature_key:
         run.counts["reused"] += 1
@@ -375,7 +325,7 @@ def _try_recipe(run: _Run, recipe: Recipe, plan: _Plan, rung: int, scores: dict)
     else:
         seconds = time.perf_counter() - started
         run.cost.observe_head(recipe.head, recipe.pooling, len(features.splits["train"]), seconds)
-        entry.update(status=records.DONE, valid=_kept(fitted.metrics[VALID]),
+        entry.update(status=records.DONE, valid=kept(fitted.metrics[VALID]),
                      train_top1=fitted.metrics["train"]["top1"], params=fitted.head.params_,
                      seconds=round(seconds, 3))
         scores[recipe] = entry["valid"]["top1"]
@@ -436,7 +386,7 @@ def _fusion_rung(run: _Run, scores: dict) -> None:
     metrics = classification_metrics(y_valid, probabilities, sets[0].class_names)
     run.record["candidates"][name] = {
         "recipe": {**members[0].to_dict(), "fusion": True}, "members": [m.to_dict() for m in members],
-        "rung": scheduler.RUNG_FUSION, "status": records.DONE, "valid": _kept(metrics), "feature_key": keys,
+        "rung": scheduler.RUNG_FUSION, "status": records.DONE, "valid": kept(metrics), "feature_key": keys,
         "caches": [str(plan.cache_path.resolve()) for plan in plans], "params": {"late_weights": list(best)},
         "seconds": round(time.perf_counter() - started, 3), "order": _next_order(run)}
     run.counts["fitted"] += 1
@@ -454,7 +404,7 @@ def _finish(run: _Run, valid_images: int) -> SearchResult:
     if not (winner.get("name") == name and winner.get("feature_key") == entry["feature_key"]
             and Path(winner.get("head", "")).is_file()):
         run.tell("final", f"{name}: fitting on the whole cache and scoring test once")
-        winner = _final_fit(name, entry)
+        winner = fit_winner(name, entry)
     winner["selection"] = selection
     run.record["winner"] = winner
     finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -468,28 +418,6 @@ def _finish(run: _Run, valid_images: int) -> SearchResult:
         candidates=len(candidates), fitted=run.counts["fitted"], reused=run.counts["reused"],
         skipped=run.counts["skipped"], extracted_rows=run.counts["extracted_rows"],
         leaderboard=records.leaderboard_rows(run.record))
-
-
-def _final_fit(name: str, entry: dict) -> dict:
-    """The winner fitted on the whole cache and saved as a normal head: the only time test is scored."""
-    recipe = entry["recipe"]
-    if entry.get("members"):
-        from pipeline.heads.fusion import fit_fusion
-
-        report = fit_fusion([Path(path) for path in entry["caches"]], recipe["head"], pooling=recipe["pooling"])
-    else:
-        cache_path = Path(entry["cache"])
-        info = read_cache_info(cache_path)
-        fitted = fit_on_features(load_feature_set(cache_path, info, None, recipe["pooling"]), recipe["head"])
-        report = save_fitted_head(cache_path, info, fitted)
-    return {"name": name, "recipe": recipe, "feature_key": entry["feature_key"], "head": report.sidecar_path,
-            "valid": _kept(report.metrics[VALID]),
-            "test": _kept(report.metrics[TEST]) if TEST in report.metrics else None,
-            "test_note": "test was scored once, for this recipe only, after it was chosen on validation"}
-
-
-def _kept(metrics: dict) -> dict:
-    return {name: metrics[name] for name in _KEPT_METRICS if name in metrics}
 
 
 def _best(record: dict) -> tuple[str, float] | None:
