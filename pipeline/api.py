@@ -22,6 +22,9 @@ Stable contract (names and meanings do not change between releases):
   from your probabilities (one row per image of the split, in `arrays` order, one column per class),
   listed by `report` next to the tool's heads. There is no model to apply, so `predict` refuses it.
 
+- `search(data_dir, budget="30m", ...)` -> `SearchResult`: `python cli.py search` (winner, recipe,
+  valid and test metrics, head path, leaderboard).
+
 Honesty is yours to keep: choose hyper-parameters on "valid", score "test" once.
 """
 
@@ -148,3 +151,14 @@ def record(cache: Cache, name: str, probabilities: dict, params: dict | None = N
                "cache": {"path": str(cache.path.resolve()), "dataset": cache.info.dataset.get("name"),
                          "split_sizes": cache.info.split_sizes()}}
     return write_sidecar(stem, sidecar)
+
+
+def search(data_dir, budget="30m", backbones=None, heads=None, cache_dir="cache"):
+    """`python cli.py search`: the best recipe for `data_dir` chosen on validation within `budget`
+    (e.g. "5m", or seconds); returns a `pipeline.search.run.SearchResult` (`.head` is the saved winner)."""
+    from pipeline.search.cost import parse_duration
+    from pipeline.search.run import run_search
+
+    seconds = budget if isinstance(budget, (int, float)) else parse_duration(budget)
+    return run_search(Path(data_dir), Path(cache_dir), seconds, tuple(backbones) if backbones else None,
+                      tuple(heads) if heads else None)

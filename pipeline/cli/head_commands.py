@@ -138,9 +138,11 @@ def report(cache, html_out, cache_dir, as_json):
     from pipeline.heads.caveats import caveat_notes
     from pipeline.heads.leaderboard import format_table, leaderboard, notes
     from pipeline.heads.rungs import next_rung
+    from pipeline.search.record import report_sections
 
     path = resolve_cache(cache, cache_dir)
     rows = leaderboard(path)
+    searches = report_sections(path)
     suggestion = next_rung(path, rows)
     written = None
     if html_out is not None:
@@ -159,9 +161,14 @@ def report(cache, html_out, cache_dir, as_json):
         if rows:
             command = f"\n           {suggestion['command']}" if suggestion["command"] else ""
             click.echo(f"Next rung  {suggestion['rung']} ({suggestion['case']}): {suggestion['advice']}{command}")
+        for search in (found for found in searches if found["winner_valid"]):
+            click.echo(f"Search     winner {search['winner']} (valid top-1 {search['winner_valid']['top1']:.3f}, "
+                       f"chosen on {search['valid_images']} validation images; {len(search['candidates'])} "
+                       f"candidates in {search['record']})")
         if written is not None:
             click.echo(f"\nReport     {written}")
-    return {"cache": str(path), "heads": rows, "next_rung": suggestion, "html": str(written) if written else None}
+    return {"cache": str(path), "heads": rows, "next_rung": suggestion, "html": str(written) if written else None,
+            "searches": searches}
 
 
 #: The commands this module adds to the group.

@@ -30,6 +30,7 @@ from pipeline.cli import (
     interop_commands,
     predict_commands,
     quickstart_command,
+    search_commands,
 )
 from pipeline.cli.plumbing import JsonAwareGroup, raise_keyboard_interrupt
 
@@ -45,6 +46,7 @@ def main(verbose: bool):
       python cli.py extract path/to/dataset          # features -> cache/<name>-vgg16-...h5
       python cli.py fit-head cache/<file>.h5 --head logreg
       python cli.py report cache/<file>.h5
+      python cli.py search path/to/dataset --budget 10m  # the best recipe, chosen on validation
       python cli.py fine-tune cache/<file>.h5 --from-head <head>.json --unfreeze block5
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
@@ -56,3 +58,6 @@ for module in (data_commands, cache_commands, interop_commands, head_commands, f
                export_commands, backbone_commands, quickstart_command, explain_commands, attack_commands):
     for command in module.COMMANDS:
         main.add_command(command)
+
+for command in search_commands.COMMANDS:  # search: the best recipe, chosen on validation
+    main.add_command(command)

@@ -90,6 +90,7 @@ def render(content: dict) -> str:
         "once-scored estimate. Click a column to sort.</p>",
         _leaderboard(content["leaderboard"]),
         *[_caveat(text) for text in caveat_notes(content["leaderboard"])],
+        *[_search(search) for search in content.get("searches", [])],
         "<h2>Heads</h2>",
         *[_head(head) for head in content["heads"]],
     ]
@@ -132,6 +133,23 @@ def _leaderboard(rows: list[dict]) -> str:
         + _number(row["test_mean_per_class_accuracy"]) + _number(row["test_macro_f1"])
         + _number(row["fit_seconds"], 2) + "</tr>" for row in rows)
     return (f'<div class="scroll"><table class="sortable" id="leaderboard"><thead>{header}</thead>'
+            f"<tbody>{body}</tbody></table></div>")
+
+
+def _search(search: dict) -> str:
+    """One `search` record: the winner, how it was chosen, and every candidate on validation."""
+    valid, test = search.get("winner_valid") or {}, search.get("winner_test") or {}
+    selection = search.get("selection") or {}
+    body = "".join("<tr>" + _text_cell(row["name"]) + _text_cell(row["rung"]) + _number(row["valid_top1"])
+                   + _number(row["valid_mean_per_class_accuracy"]) + _text_cell(row["status"])
+                   + _text_cell(row["note"] or "") + "</tr>" for row in search["candidates"])
+    return (f"<h2>Search: {_e(search['winner'])}</h2>"
+            f'<p class="muted">Chosen on validation only ({_e(search["valid_images"])} images; '
+            f"{_e(selection.get('rule'))}, one standard error {_e(selection.get('standard_error'))}). Winner: valid "
+            f"top-1 {_e(valid.get('top1'))}, test top-1 {_e(test.get('top1'))} (test scored once, for the winner "
+            f"only). Head {_e(search['winner_head'])}; record {_e(search['record'])}.</p>"
+            '<div class="scroll"><table class="sortable"><thead><tr><th>candidate</th><th>rung</th>'
+            "<th>valid top-1</th><th>valid per-class</th><th>status</th><th>note</th></tr></thead>"
             f"<tbody>{body}</tbody></table></div>")
 
 

@@ -1,0 +1,42 @@
+"""The winner of a search fitted on the whole cache and saved: the only time test is scored.
+
+A single recipe is fitted again on the full cache (the same deterministic fit its candidate had,
+now with test) and saved as a normal head (`pipeline.heads.fitting.save_fitted_head`); a fused
+one through `fit-head`'s fusion (`pipeline.heads.fusion.fit_fusion`), which saves its members as
+normal heads too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.cache.format import read_cache_info
+from pipeline.heads.features import load_feature_set
+from pipeline.heads.fitting import fit_on_features, save_fitted_head
+
+VALID, TEST = "valid", "test"
+#: The metrics a search records per split (the head's sidecar keeps them all).
+KEPT_METRICS = ("n", "top1", "top5", "mean_per_class_accuracy", "macro_f1", "log_loss")
+TEST_NOTE = "test was scored once, for this recipe only, after it was chosen on validation"
+
+
+def fit_winner(name: str, entry: dict) -> dict:
+    """Fit and save the winner (`entry`: its record entry); returns the record's `winner` value."""
+    recipe = entry["recipe"]
+    if entry.get("members"):
+        from pipeline.heads.fusion import fit_fusion
+
+        report = fit_fusion([Path(path) for path in entry["caches"]], recipe["head"], pooling=recipe["pooling"])
+    else:
+        cache_path = Path(entry["cache"])
+        info = read_cache_info(cache_path)
+        fitted = fit_on_features(load_feature_set(cache_path, info, None, recipe["pooling"]), recipe["head"])
+        report = save_fitted_head(cache_path, info, fitted)
+    return {"name": name, "recipe": recipe, "feature_key": entry["feature_key"], "head": report.sidecar_path,
+            "valid": kept(report.metrics[VALID]),
+            "test": kept(report.metrics[TEST]) if TEST in report.metrics else None, "test_note": TEST_NOTE}
+
+
+def kept(metrics: dict) -> dict:
+    """The `KEPT_METRICS` of one split's metrics."""
+    return {name: metrics[name] for name in KEPT_METRICS if name in metrics}
