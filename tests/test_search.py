@@ -72,6 +72,7 @@ def test_candidates_are_scored_on_validation_only_and_test_once_for_the_winner(s
     assert record["candidates"] and all("test" not in entry for entry in record["candidates"].values())
     assert record["winner"]["test"]["n"] == len(CLASSES) * 5 and "once" in record["winner"]["test_note"]
     assert result.selection["valid_images"] == len(CLASSES) * 5
+    assert result.caveats == []  # 5 images of every class in valid and test: nothing to flag
 
 
 def test_a_second_identical_search_extracts_and_fits_nothing(searched):
@@ -219,3 +220,5 @@ def test_search_on_real_dog_photos_finds_a_winner_within_the_budget(cli, shared_
     assert payload["recipe"]["backbone"] == "efficientnet_lite0" and payload["valid"]["top1"] >= 0.9
     assert payload["spent_seconds"] <= 120 * 1.1 and Path(payload["head"]).is_file()
     assert payload["test"]["n"] == 12 and "once" in payload["test_note"]
+    # 3 test (and valid) photos per breed: the figures carry the split caveat fit-head and report print
+    assert any(text.startswith("test ") and "fewer than 5 images" in text for text in payload["caveats"])

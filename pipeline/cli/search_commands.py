@@ -50,7 +50,7 @@ def search_command(data_dir, budget, backbones, heads, cache_dir, as_json):
             "head": result.head, "selection": result.selection, "record": result.record_path,
             "seconds": result.seconds, "spent_seconds": result.spent_seconds, "budget_seconds": result.budget_seconds,
             "candidates": result.candidates, "fitted": result.fitted, "reused": result.reused,
-            "skipped": result.skipped, "extracted_rows": result.extracted_rows,
+            "skipped": result.skipped, "extracted_rows": result.extracted_rows, "caveats": result.caveats,
             "test_note": "test was scored once, for the winner only, after it was chosen on validation"}
 
 
@@ -87,6 +87,8 @@ def _echo_result(result, format_duration) -> None:
     if result.test:
         click.echo(f"Test       top-1 {result.test['top1']:.3f}, mean per-class "
                    f"{result.test['mean_per_class_accuracy']:.3f} (scored once, for the winner only)")
+    for caveat in result.caveats:
+        click.echo(f"Caveat     {caveat}")
     click.echo(f"Time       this run {format_duration(result.seconds)}; the search "
                f"{format_duration(result.spent_seconds)} "
                f"of its {format_duration(result.budget_seconds)} budget (all runs); this run: {result.fitted} fitted, "

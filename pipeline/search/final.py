@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.cache.format import read_cache_info
+from pipeline.heads.caveats import caveats_of
 from pipeline.heads.features import load_feature_set
 from pipeline.heads.fitting import fit_on_features, save_fitted_head
 
@@ -34,7 +35,8 @@ def fit_winner(name: str, entry: dict) -> dict:
         report = save_fitted_head(cache_path, info, fitted)
     return {"name": name, "recipe": recipe, "feature_key": entry["feature_key"], "head": report.sidecar_path,
             "valid": kept(report.metrics[VALID]),
-            "test": kept(report.metrics[TEST]) if TEST in report.metrics else None, "test_note": TEST_NOTE}
+            "test": kept(report.metrics[TEST]) if TEST in report.metrics else None, "test_note": TEST_NOTE,
+            "caveats": [caveat.text for caveat in caveats_of(report.metrics)]}
 
 
 def kept(metrics: dict) -> dict:

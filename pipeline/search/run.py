@@ -84,6 +84,7 @@ class SearchResult:
     skipped: int
     extracted_rows: int
     leaderboard: list = field(default_factory=list)
+    caveats: list = field(default_factory=list)  # splits whose figures mean less than they seem
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -417,7 +418,7 @@ def _finish(run: _Run, valid_images: int) -> SearchResult:
         budget_seconds=run.budget,
         candidates=len(candidates), fitted=run.counts["fitted"], reused=run.counts["reused"],
         skipped=run.counts["skipped"], extracted_rows=run.counts["extracted_rows"],
-        leaderboard=records.leaderboard_rows(run.record))
+        leaderboard=records.leaderboard_rows(run.record), caveats=winner.get("caveats", []))
 
 
 def _best(record: dict) -> tuple[str, float] | None:
