@@ -12,7 +12,8 @@
   -log p(true class)), with thumbnails of the files when they are still on disk; per-target
   metrics and implied-target consistency for multi-task heads; members and weights for fused ones;
 - `visuals`: PNGs made for the cache's heads (ideal class images, adversarial examples, feature
-  maps), found through the JSON sidecars the `visualize`, `attack` and `features` commands write.
+  maps), found through the JSON sidecars the `visualize`, `attack` and `features` commands write;
+- `audit`: what `audit` found, with leakage-aware test scores and the map (`report.audit_section`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pipeline.cache.key import now_iso
 from pipeline.heads.leaderboard import leaderboard
 from pipeline.heads.replay import split_probabilities
 from pipeline.heads.store import heads_dir_of, list_sidecars
+from pipeline.report.audit_section import audit_content
 from pipeline.report.thumbnails import png_uri, thumbnail_uri
 
 #: Images shown per head in "top losses", and class pairs in "most confused".
@@ -50,7 +52,7 @@ def report_content(cache_path: Path, top_losses: int = TOP_LOSSES) -> dict:
     heads = [_head_section(sidecars[row["path"]], cache_path, info, top_losses) for row in rows]
     return {"title": f"{info.dataset.get('name', cache_path.stem)}: {info.spec.backbone} {info.spec.layer}",
             "generated": now_iso(), "cache": provenance(info), "leaderboard": rows, "heads": heads,
-            "visuals": visuals(cache_path)}
+            "visuals": visuals(cache_path), "audit": audit_content(cache_path, info)}
 
 
 def provenance(info: CacheInfo) -> dict:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import html
 import json
 
+from pipeline.report.audit_section import render_audit
+
 #: Largest confusion matrix drawn as a heat map; larger ones are summarised by their confused pairs.
 MAX_MATRIX_CLASSES = 40
 #: Per-class accuracies listed per head (worst first).
@@ -86,6 +88,7 @@ def render(content: dict) -> str:
         '<p class="muted">Ranked by validation top-1 (chosen on validation only); test is each head\'s honest, '
         "once-scored estimate. Click a column to sort.</p>",
         _leaderboard(content["leaderboard"]),
+        *([render_audit(content["audit"])] if content.get("audit") else []),
         "<h2>Heads</h2>",
         *[_head(head) for head in content["heads"]],
     ]
