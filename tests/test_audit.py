@@ -133,3 +133,12 @@ def test_the_map_keeps_flagged_images_when_it_samples_and_scales_to_the_unit_squ
     coordinates = embed_2d(unit_rows(x))
     assert coordinates.shape == (36, 2) and coordinates.min() == pytest.approx(0) and coordinates.max() == 1
     assert embed_2d(unit_rows(x[:2])).shape == (2, 2)
+
+
+def test_the_leakage_line_says_both_scores_and_how_many_were_removed():
+    from pipeline.audit.leakage import score_line
+
+    row = {"name": "logreg-1", "removed": 8, "n": 52, "test": {"top1": 0.9125}, "unleaked": {"top1": 0.88}}
+    assert score_line(row) == ("logreg-1: test top1 0.912 on 60, 0.880 on the 52 without a near-duplicate in "
+                               "train/valid (8 removed)")
+    assert "every test image" in score_line({**row, "n": 0, "removed": 60, "unleaked": None})

@@ -13,7 +13,7 @@ from pipeline.audit.features import AuditFeatures
 from pipeline.audit.similarity import pairs_above
 
 #: Cosine similarity (centred avg-pooled features) at or above which two images are near-duplicates.
-NEAR_DUPLICATE_SIMILARITY = 0.90
+NEAR_DUPLICATE_SIMILARITY = 0.85
 #: The splits whose near-duplicates leak into test: a test image with a copy in one of them is not unseen.
 SEEN_SPLITS = ("train", "valid")
 TEST_SPLIT = "test"

@@ -83,7 +83,7 @@ def _leakage(rows: list[dict]) -> str:
         f"<tr><td>{_e(r['name'])}</td><td class='num'>{_score(r['test']['top1'])}</td>"
         f"<td class='num'>{r['n'] + r['removed']}</td><td class='num'>{_score((r['unleaked'] or {}).get('top1'))}</td>"
         f"<td class='num'>{r['n']}</td><td class='num'>{r['removed']}</td></tr>" for r in rows)
-    return ("<table id='leakage'><tr><th>head</th><th>test top-1</th><th>test images</th>"
+    return ('<table id="leakage"><tr><th>head</th><th>test top-1</th><th>test images</th>'
             "<th>top-1 without leaked</th><th>images left</th><th>removed</th></tr>" + body + "</table>")
 
 
