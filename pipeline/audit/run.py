@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +81,7 @@ def run_audit(cache_path: Path, threshold: float = NEAR_DUPLICATE_SIMILARITY, wi
     findings = result.to_dict()
     findings.pop("record")
     record = write_record(features.info, findings)
-    return AuditResult(**{**result.__dict__, "record": record})
+    return replace(result, record=record)
 
 
 def _map(features, pairs, issues, far, flagged: set[str]) -> dict:
