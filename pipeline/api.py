@@ -19,6 +19,8 @@ Stable contract (names and meanings do not change between releases):
 - `record(cache, name, probabilities, ...)` saves an "external" head: metrics per split computed
   from your probabilities (one row per image of the split, in `arrays` order, one column per class),
   listed by `report` next to the tool's heads. There is no model to apply, so `predict` refuses it.
+- `audit(path)` -> `AuditResult` of `audit CACHE` (`to_dict()` is its `--json`): near-duplicates,
+  leaked test images, leakage-aware scores, label-issue candidates, outliers, map (docs/audit.md).
 
 Honesty is yours to keep: choose hyper-parameters on "valid", score "test" once.
 """
@@ -133,3 +135,11 @@ def record(cache: Cache, name: str, probabilities: dict, params: dict | None = N
                "cache": {"path": str(cache.path.resolve()), "dataset": cache.info.dataset.get("name"),
                          "split_sizes": cache.info.split_sizes()}}
     return write_sidecar(stem, sidecar)
+
+
+def audit(path, **options):
+    """`audit CACHE` from Python: the findings (`pipeline.audit.run.AuditResult`), saved for `report` too.
+    Options as `run_audit`'s: threshold, with_map, outlier_mads."""
+    from pipeline.audit.run import run_audit
+
+    return run_audit(resolve_cache_argument(Path(path)), **options)

@@ -88,6 +88,21 @@ def test_audit_text_lists_each_finder_and_a_stale_record_is_not_shown(planted, c
         path.write_text(kept)
 
 
+def test_the_python_api_audits_like_the_command(planted):
+    from pipeline import api
+    from pipeline.audit.record import record_path
+
+    cache, payload = planted
+    kept = record_path(cache).read_text()
+    try:
+        result = api.audit(cache.parent, with_map=False)
+        assert result.cache == cache and result.map == {}
+        assert [pair.to_dict() for pair in result.near_duplicates] == payload["near_duplicates"]
+        assert result.to_dict()["leaked_test"] == payload["leaked_test"]
+    finally:
+        record_path(cache).write_text(kept)
+
+
 def test_audit_refuses_what_is_not_a_cache(cli, tmp_path):
     other = tmp_path / "notes.h5"
     other.write_bytes(b"not hdf5")
