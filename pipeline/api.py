@@ -21,6 +21,8 @@ Stable contract (names and meanings do not change between releases):
 - `record(cache, name, probabilities, ...)` saves an "external" head: metrics per split computed
   from your probabilities (one row per image of the split, in `arrays` order, one column per class),
   listed by `report` next to the tool's heads. There is no model to apply, so `predict` refuses it.
+- `audit(path)` -> `AuditResult` of `audit CACHE` (`to_dict()` is its `--json`): near-duplicates,
+  leaked test images, leakage-aware scores, label-issue candidates, outliers, map (docs/audit.md).
 
 - `search(data_dir, budget="30m", ...)` -> `SearchResult`: `python cli.py search` (winner, recipe,
   valid and test metrics, head path, leaderboard).
@@ -162,3 +164,12 @@ def search(data_dir, budget="30m", backbones=None, heads=None, cache_dir="cache"
     seconds = budget if isinstance(budget, (int, float)) else parse_duration(budget)
     return run_search(Path(data_dir), Path(cache_dir), seconds, tuple(backbones) if backbones else None,
                       tuple(heads) if heads else None)
+
+
+def audit(path, selection: dict | None = None, **options):
+    """`audit CACHE` from Python: the findings (`pipeline.audit.run.AuditResult`), saved for `report` too.
+    `path` and `selection` pick the cache as in `open_cache`; options as `run_audit`'s: threshold,
+    with_map, outlier_mads."""
+    from pipeline.audit.run import run_audit
+
+    return run_audit(select_cache(Path(path), selection), **options)

@@ -71,17 +71,19 @@ def test_the_readme_journey_runs_in_its_order(journey_dir, cli, capsys):
     assert result.exit_code == 0, result.output
 
     commands = _commands(_block("readme-journey", "bash"))
-    assert [c[0] for c in commands] == ["extract", "cache", "fit-head", "fit-head", "fit-head", "report", "predict"]
+    assert [c[0] for c in commands] == ["extract", "cache", "fit-head", "fit-head", "fit-head", "report", "audit",
+                                         "predict"]
     outputs = []
     for command in commands:
         args = [_fill(argument) for argument in command] + (TINY_CLI_ARGS if command[0] == "extract" else [])
         result = cli(args)
         assert result.exit_code == 0, f"README command `{' '.join(command)}` failed:\n{result.output}"
         outputs.append(result.stdout)
-    extract, listing, *_, report, predict = outputs
+    extract, listing, *_, report, audit, predict = outputs
     assert "dataset-vgg16-block5_pool-" in extract
     assert "quickstart-shapes" in listing and "dataset" in listing
     assert all(kind in report for kind in ("logreg", "svm", "gap-dense"))
+    assert "Near-duplicates" in audit and "Label issues" in audit and "Outliers" in audit
     assert predict.startswith("photo.jpg: ")
 
     code = _block("api-example", "python")

@@ -144,6 +144,9 @@ def report(cache, html_out, cache_dir, as_json):
     rows = leaderboard(path)
     searches = report_sections(path)
     suggestion = next_rung(path, rows)
+    from pipeline.audit.leakage import recorded_leakage_scores, score_line
+
+    leakage, _ = recorded_leakage_scores(path) if rows else ([], None)
     written = None
     if html_out is not None:
         from pipeline.report.page import write_html_report
@@ -156,6 +159,9 @@ def report(cache, html_out, cache_dir, as_json):
                 click.echo(f"Views      {line}")
             for line in caveat_notes(rows):
                 click.echo(f"Caveat     {line}")
+            for row in leakage:
+                if row["removed"]:  # shown only when it differs: some test images have a copy in train/valid
+                    click.echo(f"Leakage    {score_line(row)}")
         else:
             click.echo(f"No heads fitted on {path} yet; run `fit-head {path} --head logreg`.")
         if rows:
@@ -168,7 +174,7 @@ def report(cache, html_out, cache_dir, as_json):
         if written is not None:
             click.echo(f"\nReport     {written}")
     return {"cache": str(path), "heads": rows, "next_rung": suggestion, "html": str(written) if written else None,
-            "searches": searches}
+            "searches": searches, "leakage_aware": leakage}
 
 
 #: The commands this module adds to the group.

@@ -20,6 +20,7 @@ import click
 
 from pipeline.cli import (
     attack_commands,
+    audit_commands,
     backbone_commands,
     cache_commands,
     data_commands,
@@ -55,7 +56,8 @@ def main(verbose: bool):
 
 
 for module in (data_commands, cache_commands, interop_commands, head_commands, finetune_commands, predict_commands,
-               export_commands, backbone_commands, quickstart_command, explain_commands, attack_commands):
+               export_commands, backbone_commands, quickstart_command, explain_commands, attack_commands,
+               audit_commands):
     for command in module.COMMANDS:
         main.add_command(command)
 

@@ -13,7 +13,8 @@
   metrics and implied-target consistency for multi-task heads; members and weights for fused ones;
 - `searches`: the `search` records that used this cache (`pipeline.search.record.report_sections`);
 - `visuals`: PNGs made for the cache's heads (ideal class images, adversarial examples, feature
-  maps), found through the JSON sidecars the `visualize`, `attack` and `features` commands write.
+  maps), found through the JSON sidecars the `visualize`, `attack` and `features` commands write;
+- `audit`: what `audit` found, with leakage-aware test scores and the map (`report.audit_section`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pipeline.heads.caveats import caveats_of
 from pipeline.heads.leaderboard import leaderboard
 from pipeline.heads.replay import split_probabilities, why_not_replayed
 from pipeline.heads.store import heads_dir_of, list_sidecars
+from pipeline.report.audit_section import audit_content
 from pipeline.report.thumbnails import png_uri, thumbnail_uri
 from pipeline.search.record import report_sections
 
@@ -53,7 +55,8 @@ def report_content(cache_path: Path, top_losses: int = TOP_LOSSES) -> dict:
     heads = [_head_section(sidecars[row["path"]], cache_path, info, top_losses) for row in rows]
     return {"title": f"{info.dataset.get('name', cache_path.stem)}: {info.spec.backbone} {info.spec.layer}",
             "generated": now_iso(), "cache": provenance(info), "leaderboard": rows, "heads": heads,
-            "visuals": visuals(cache_path), "searches": report_sections(cache_path)}
+            "visuals": visuals(cache_path), "searches": report_sections(cache_path),
+            "audit": audit_content(cache_path, info)}
 
 
 def provenance(info: CacheInfo) -> dict:

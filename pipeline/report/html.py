@@ -13,6 +13,7 @@ import html
 import json
 
 from pipeline.heads.caveats import caveat_notes
+from pipeline.report.audit_section import render_audit
 
 #: Largest confusion matrix drawn as a heat map; larger ones are summarised by their confused pairs.
 MAX_MATRIX_CLASSES = 40
@@ -91,6 +92,7 @@ def render(content: dict) -> str:
         _leaderboard(content["leaderboard"]),
         *[_caveat(text) for text in caveat_notes(content["leaderboard"])],
         *[_search(search) for search in content.get("searches", [])],
+        *([render_audit(content["audit"])] if content.get("audit") else []),
         "<h2>Heads</h2>",
         *[_head(head) for head in content["heads"]],
     ]
