@@ -1,0 +1,137 @@
+"""Reliability, hostile files: what a crafted cache, head folder or dataset can no longer do.
+
+Each case is a file someone could hand over (a downloaded cache, a shared folder, an unpacked
+dataset). The tool must neither read files outside the folders it was given nor end in exit 70
+("a bug in this tool"): every case here ends in exit 0 or exit 1 with a message naming the fix.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from conftest import TINY_BACKBONE, make_dataset
+from reliability_support import only_cache
+
+from pipeline.cache.format import read_cache_info
+from pipeline.cache.verify import verify_cache
+from pipeline.errors import CacheError
+
+#: Bytes no cache, npz or report may ever contain: the content of a file outside every allowed folder.
+SECRET = b"SECRET-do-not-leak-" * 64
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    """(dataset, cache folder) of a finished tiny extraction; tests copy the folder before harming it."""
+    from pipeline.extract.options import ExtractOptions
+    from pipeline.extract.run import run_extract
+
+    root = tmp_path_factory.mktemp("hostile")
+    data = make_dataset(root / "pets")
+    run_extract(data, root / "cache", ExtractOptions(**TINY_BACKBONE, batch_size=8, valid_fraction=0.3))
+    return data, root / "cache"
+
+
+@pytest.fixture
+def cache_copy(pristine, tmp_path) -> Path:
+    """A private copy of the finished cache; returns the cache file."""
+    shutil.copytree(pristine[1], tmp_path / "cache")
+    return only_cache(tmp_path / "cache")
+
+
+@pytest.fixture
+def secret(tmp_path) -> Path:
+    """A file outside the cache folder that nothing may read."""
+    path = tmp_path / "outside" / "passwd"
+    path.parent.mkdir()
+    path.write_bytes(SECRET)
+    return path
+
+
+def _replace(handle: h5py.File, name: str, make) -> None:
+    """Replace the dataset `name` with what `make(handle, name, old_values)` creates."""
+    old = handle[name][()]
+    del handle[name]
+    make(handle, name, old)
+
+
+def _external_raw(secret):
+    def make(handle, name, old):
+        handle.create_dataset(name, shape=old.shape, dtype=old.dtype, external=[(str(secret), 0, old.nbytes)])
+    return make
+
+
+def _external_link(secret_h5):
+    def make(handle, name, old):
+        with h5py.File(secret_h5, "w") as other:
+            other.create_dataset("features", data=old)
+        handle[name] = h5py.ExternalLink(str(secret_h5), "/features")
+    return make
+
+
+def _virtual(secret_h5):
+    def make(handle, name, old):
+        with h5py.File(secret_h5, "w") as other:
+            other.create_dataset("features", data=old)
+        layout = h5py.VirtualLayout(shape=old.shape, dtype=old.dtype)
+        layout[...] = h5py.VirtualSource(str(secret_h5), "features", shape=old.shape)
+        handle.create_virtual_dataset(name, layout)
+    return make
+
+
+def _soft_link(handle, name, old):
+    handle.create_dataset("elsewhere", data=old)
+    handle[name] = h5py.SoftLink("/elsewhere")
+
+
+def _group(handle, name, old):
+    handle.create_group(name).create_dataset("rows", data=old)
+
+
+def _strings(handle, name, old):
+    handle.create_dataset(name, data=np.full(old.shape, b"x", dtype="S1"))
+
+
+def _shift(delta):
+    def make(handle, name, old):
+        handle.create_dataset(name, data=old + delta)
+    return make
+
+
+CRAFTED = {
+    "external-raw-storage": ("features", lambda tmp, secret: _external_raw(secret), "external raw storage"),
+    "external-link": ("features", lambda tmp, secret: _external_link(tmp / "other.h5"), "links 'features' to another file"),
+    "virtual-dataset": ("features", lambda tmp, secret: _virtual(tmp / "other.h5"), "a virtual dataset"),
+    "soft-link": ("features", lambda tmp, secret: _soft_link, "has a link 'features'"),
+    "features-group": ("features", lambda tmp, secret: _group, "a group where the format has a dataset"),
+    "string-features": ("features", lambda tmp, secret: _strings, "dtype |S1"),
+    "labels-out-of-range": ("images/label", lambda tmp, secret: _shift(5), "labels outside the 2 classes"),
+    "negative-labels": ("images/label", lambda tmp, secret: _shift(-5), "labels outside the 2 classes"),
+    "rows-out-of-range": ("images/row", lambda tmp, secret: _shift(1000), "rows outside the"),
+    "short-row-digest": ("row_digest", lambda tmp, secret: lambda h, n, old: h.create_dataset(n, data=old[:-1]),
+                         "where features has shape"),
+    "float-labels": ("images/label", lambda tmp, secret: lambda h, n, old: h.create_dataset(n, data=old + 0.5),
+                     "dtype float64"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED))
+def test_a_crafted_cache_is_refused_by_every_reader_with_exit_1(case, cache_copy, secret, tmp_path, cli):
+    name, maker, words = CRAFTED[case]
+    with h5py.File(cache_copy, "a") as handle:
+        _replace(handle, name, maker(tmp_path, secret))
+    with pytest.raises(CacheError, match="Delete it"):
+        read_cache_info(cache_copy)
+    problems = verify_cache(cache_copy, check_rows=True)
+    assert problems and words in problems[0], problems
+    out = tmp_path / "leak.npz"
+    for args in (["export-npz", cache_copy, out], ["fit-head", cache_copy, "--head", "logreg"],
+                 ["cache", "show", cache_copy], ["cache", "verify", cache_copy], ["report", cache_copy]):
+        payload, result = cli.json(args, expect_ok=False)
+        assert result.exit_code == 1, (args, result.output)
+        assert words in payload["error"] and "cache rm" in payload["error"], payload["error"]
+    assert not out.exists()
