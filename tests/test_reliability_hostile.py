@@ -135,3 +135,56 @@ def test_a_crafted_cache_is_refused_by_every_reader_with_exit_1(case, cache_copy
         assert result.exit_code == 1, (args, result.output)
         assert words in payload["error"] and "cache rm" in payload["error"], payload["error"]
     assert not out.exists()
+
+
+def _png_bytes(colour=(200, 30, 30)) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_report_html_embeds_only_images_inside_the_results_own_folder(cache_copy, secret, tmp_path, cli):
+    import base64
+    import json
+
+    from pipeline.heads.store import heads_dir_of
+
+    outside_png = tmp_path / "outside" / "private.png"
+    outside_png.write_bytes(_png_bytes((1, 2, 3)))
+    result = heads_dir_of(cache_copy) / "explain" / "visualize-fox"
+    result.mkdir(parents=True)
+    (result / "ok.png").write_bytes(_png_bytes())
+    (result / "text.png").write_bytes(SECRET)
+    (result / "link.png").symlink_to(outside_png)
+    names = ["ok.png", "text.png", "link.png", str(secret), "../../../../outside/passwd", "missing.png", 7]
+    (result / "result.json").write_text(json.dumps({"title": "fox", "images": names}))
+    out = tmp_path / "report.html"
+    payload, completed = cli.json(["report", cache_copy, "--html", out])
+    assert completed.exit_code == 0
+    page = out.read_text()
+    assert base64.b64encode(_png_bytes()).decode() in page
+    for leaked in (SECRET, outside_png.read_bytes()):
+        assert base64.b64encode(leaked).decode() not in page
+    assert page.count("outside the result&#x27;s folder") == 3, "the symlink, the absolute path and the ../ path"
+    assert "skipped &#x27;text.png&#x27;: missing, or not an image" in page
+    assert "skipped 7: not a file name" in page
+
+
+def test_report_thumbnails_stay_inside_the_dataset_root(tmp_path):
+    from pipeline.report.content import top_loss_items
+
+    root = tmp_path / "data"
+    (root / "cat").mkdir(parents=True)
+    (root / "cat" / "a.png").write_bytes(_png_bytes())
+    (tmp_path / "private.png").write_bytes(_png_bytes((1, 2, 3)))
+    (root / "cat" / "link.png").symlink_to(tmp_path / "private.png")
+    probabilities = np.array([[0.2, 0.8], [0.3, 0.7], [0.4, 0.6]])
+    items = top_loss_items(probabilities, np.array([0, 0, 0]), ["cat/a.png", "../private.png", "cat/link.png"],
+                           ["cat", "dog"], root)
+    thumbnails = {item["path"]: item["thumbnail"] for item in items}
+    assert thumbnails["cat/a.png"] is not None
+    assert thumbnails["../private.png"] is None and thumbnails["cat/link.png"] is None
