@@ -188,3 +188,25 @@ def test_report_thumbnails_stay_inside_the_dataset_root(tmp_path):
     thumbnails = {item["path"]: item["thumbnail"] for item in items}
     assert thumbnails["cat/a.png"] is not None
     assert thumbnails["../private.png"] is None and thumbnails["cat/link.png"] is None
+
+
+def test_csv_manifest_paths_through_a_symlink_out_of_the_folder_are_refused_like_absolute_ones(tmp_path, cli):
+    from conftest import write_image
+
+    from pipeline.data.layouts import discover
+    from pipeline.errors import DatasetError
+
+    data, outside = tmp_path / "data", tmp_path / "outside"
+    write_image(data / "photos" / "rex.jpg", (200, 40, 40), seed=1)
+    write_image(outside / "secret.jpg", (40, 40, 200), seed=2)
+    (data / "escape").symlink_to(outside, target_is_directory=True)
+    (data / "alias").symlink_to(data / "photos", target_is_directory=True)
+    manifest = data / "labels.csv"
+    manifest.write_text("path,label\nphotos/rex.jpg,dog\nalias/rex.jpg,dog\n")
+    assert len(discover(manifest, "csv").records) == 2, "a symlink that stays inside is fine"
+    for listed in (outside / "secret.jpg", "escape/secret.jpg"):
+        manifest.write_text(f"path,label\nphotos/rex.jpg,dog\n{listed},cat\n")
+        with pytest.raises(DatasetError, match="outside the dataset root"):
+            discover(manifest, "csv")
+    payload, result = cli.json(["inspect", manifest], expect_ok=False)
+    assert result.exit_code == 1 and "through a symbolic link" in payload["error"]
