@@ -210,3 +210,14 @@ def test_csv_manifest_paths_through_a_symlink_out_of_the_folder_are_refused_like
             discover(manifest, "csv")
     payload, result = cli.json(["inspect", manifest], expect_ok=False)
     assert result.exit_code == 1 and "through a symbolic link" in payload["error"]
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "sub/dir", "..", ".hidden", "bell\x07", "x" * 300])
+def test_extract_name_cannot_leave_the_cache_dir(name, tmp_path, cli):
+    from conftest import TINY_CLI_ARGS
+
+    data = make_dataset(tmp_path / "a" / "b" / "pets", per_class=2)
+    cache_dir = tmp_path / "a" / "b" / "cache"
+    result = cli(["extract", data, "--cache-dir", cache_dir, "--name", name, *TINY_CLI_ARGS])
+    assert result.exit_code == 2 and "--name" in result.output, result.output
+    assert not [path for path in tmp_path.rglob("*.h5")], "no cache written anywhere"
