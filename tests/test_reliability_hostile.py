@@ -221,3 +221,39 @@ def test_extract_name_cannot_leave_the_cache_dir(name, tmp_path, cli):
     result = cli(["extract", data, "--cache-dir", cache_dir, "--name", name, *TINY_CLI_ARGS])
     assert result.exit_code == 2 and "--name" in result.output, result.output
     assert not [path for path in tmp_path.rglob("*.h5")], "no cache written anywhere"
+
+
+def _poison_cats(monkeypatch, value):
+    """Make the backbone return `value` for every reddish (cat) image, as damaged or scaled weights would."""
+    from pipeline.backbones.forward import FeatureExtractor
+
+    original = FeatureExtractor.__call__
+
+    def poisoned(self, pixels):
+        features = np.array(original(self, pixels))
+        red = pixels[..., 0].reshape(len(pixels), -1).mean(axis=1) > pixels[..., 2].reshape(len(pixels), -1).mean(axis=1)
+        features[red] = value
+        return features
+
+    monkeypatch.setattr(FeatureExtractor, "__call__", poisoned)
+
+
+@pytest.mark.parametrize("store_dtype, value, reason", [
+    ("float16", 1e6, "overflow float16 storage (largest magnitude 1e+06, more than 65504); extract with --store-dtype float32"),
+    ("float32", np.nan, "the backbone computed NaN or infinite features"),
+    ("float32", np.inf, "the backbone computed NaN or infinite features"),
+])
+def test_non_finite_rows_are_failures_with_the_reason_never_cached(store_dtype, value, reason, tmp_path, monkeypatch):
+    from pipeline.extract.options import ExtractOptions
+    from pipeline.extract.run import run_extract
+
+    _poison_cats(monkeypatch, value)
+    data = make_dataset(tmp_path / "pets", classes=("cat", "dog"), per_class=3)
+    options = ExtractOptions(**{**TINY_BACKBONE, "store_dtype": store_dtype}, batch_size=4, valid_fraction=0.3)
+    summary = run_extract(data, tmp_path / "cache", options)
+    failed = {Path(failure["path"]).parent.name for failure in summary.failures}
+    assert failed == {"cat"} and len(summary.failures) == 6
+    assert all(reason in failure["reason"] for failure in summary.failures), summary.failures
+    info = read_cache_info(summary.cache_path)
+    assert set(info.class_names[label] for label in info.images.label) == {"dog"}
+    assert verify_cache(summary.cache_path) == []
