@@ -257,3 +257,49 @@ def test_non_finite_rows_are_failures_with_the_reason_never_cached(store_dtype, 
     info = read_cache_info(summary.cache_path)
     assert set(info.class_names[label] for label in info.images.label) == {"dog"}
     assert verify_cache(summary.cache_path) == []
+
+
+@pytest.fixture(scope="module")
+def fitted(pristine):
+    """(dataset, cache file, sidecar path) of a logreg head fitted on the pristine cache."""
+    from pipeline.heads.fitting import fit_head
+
+    cache = only_cache(pristine[1])
+    report = fit_head(cache, "logreg", None)
+    return pristine[0], cache, Path(report.sidecar_path)
+
+
+def test_fit_head_refuses_non_finite_features_naming_the_images(cache_copy, cli):
+    with h5py.File(cache_copy, "a") as handle:
+        features = handle["features"]
+        rows = handle["images/row"][()]
+        relpaths = [bytes(p).decode() for p in handle["images/relpath"][()]]
+        for position, value in ((0, np.nan), (3, np.inf)):
+            row = features[rows[position]]
+            row.flat[0] = value
+            features[rows[position]] = row
+    payload, result = cli.json(["fit-head", cache_copy, "--head", "logreg"], expect_ok=False)
+    assert result.exit_code == 1, result.output
+    error = payload["error"]
+    assert "2 images" in error and "NaN or infinite features" in error and "cache rm" in error, error
+    assert relpaths[0] in error and relpaths[3] in error
+    problems = verify_cache(cache_copy)
+    assert any("2 feature rows hold NaN or infinite values" in problem for problem in problems), problems
+
+
+def test_a_head_with_nan_weights_does_not_predict_nan(fitted, tmp_path, cli):
+    import json
+
+    data, cache, sidecar_path = fitted
+    for name in (sidecar_path.name, json.loads(sidecar_path.read_text())["model_file"]):
+        shutil.copy(sidecar_path.with_name(name), tmp_path / name)
+    sidecar = tmp_path / sidecar_path.name
+    model_file = tmp_path / json.loads(sidecar.read_text())["model_file"]
+    with np.load(model_file) as arrays:
+        contents = dict(arrays)
+    contents["coef"] = np.full_like(contents["coef"], np.nan)
+    np.savez(model_file, **contents)
+    image = next(data.rglob("*.jpg"))
+    payload, result = cli.json(["predict", image, "--head", sidecar, "--cache-dir", cache.parent], expect_ok=False)
+    assert result.exit_code == 1 and "NaN or infinite probabilities" in payload["error"], result.output
+    assert "fit-head" in payload["error"]

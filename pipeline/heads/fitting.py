@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 from pipeline.cache.format import read_cache_info
 from pipeline.cache.key import library_versions
+from pipeline.errors import HeadError
 from pipeline.heads.diagnosis import require_trainable
 from pipeline.heads.features import DEFAULT_HEAD_POOLING, MAIN_TARGET, load_feature_set
 from pipeline.heads.metrics import classification_metrics
@@ -79,6 +82,7 @@ def fit_on_features(features, kind: str, recipe: str | None = None, **options) -
     """
     head = make_head(kind, recipe, **options)
     require_trainable(features)  # before any fitting: one class would crash a solver or score a hollow 100%
+    require_finite(features)
     started = time.perf_counter()
     head.fit(features)
     fit_seconds = time.perf_counter() - started
@@ -103,6 +107,27 @@ def fit_on_features(features, kind: str, recipe: str | None = None, **options) -
     return FittedHead(head, kind, recipe, metrics, round(fit_seconds, 3), by_target[features.target],
                       features.class_names, features.target, features.pooling, metrics_by_target, implied or None,
                       features.views_note())
+
+
+#: Image paths named in the refusal of non-finite features (the count is always given).
+NAMED_ROWS = 5
+
+
+def require_finite(features) -> None:
+    """`HeadError` naming the images whose features hold NaN or infinite values, in any split.
+
+    Such rows come from a cache written before `extract` refused them, or from a tampered one;
+    every solver would fail on them (or fit NaN weights), so no head is fitted.
+    """
+    bad = [(split, data.relpaths[i]) for split, data in features.splits.items()
+           for i in np.flatnonzero(~np.isfinite(data.x.reshape(len(data.x), -1)).all(axis=1))]
+    if bad:
+        named = ", ".join(f"{path} ({split})" for split, path in bad[:NAMED_ROWS])
+        more = f" and {len(bad) - NAMED_ROWS} more" if len(bad) > NAMED_ROWS else ""
+        raise HeadError(
+            f"{len(bad)} images of {features.info.path} have NaN or infinite features: {named}{more}. No head can "
+            "be fitted on them: `cache verify` lists them; delete the cache (`cache rm`) and run `extract` again "
+            "(with --store-dtype float32 if float16 overflowed)")
 
 
 def fit_head(cache_path: Path, kind: str, recipe: str | None = None, target: str | None = None,
