@@ -303,3 +303,87 @@ def test_a_head_with_nan_weights_does_not_predict_nan(fitted, tmp_path, cli):
     payload, result = cli.json(["predict", image, "--head", sidecar, "--cache-dir", cache.parent], expect_ok=False)
     assert result.exit_code == 1 and "NaN or infinite probabilities" in payload["error"], result.output
     assert "fit-head" in payload["error"]
+
+
+_PR_CAPBSET_DROP = 24  # prctl option (linux/prctl.h)
+_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2  # the capabilities that let root ignore permissions
+
+
+def _drop_permission_override():
+    """preexec_fn: remove root's power to ignore file permissions (for this child only)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+        if libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+
+def test_a_read_only_cache_folder_is_exit_1_even_with_every_row_cached(pristine, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT, TINY_CLI_ARGS
+    from reliability_support import SUBPROCESS_TIMEOUT
+
+    data, cache_dir = pristine
+    shutil.copytree(cache_dir, tmp_path / "cache")
+    for path in [tmp_path / "cache", *(tmp_path / "cache").rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    before = sorted(p.name for p in (tmp_path / "cache").rglob("*"))
+    commands = {"extract": ["extract", data, "--cache-dir", tmp_path / "cache", *TINY_CLI_ARGS],
+                "fit-head": ["fit-head", tmp_path / "cache", "--head", "logreg"]}
+    for name, args in commands.items():
+        preexec = _drop_permission_override if os.geteuid() == 0 else None
+        try:
+            run = subprocess.run([sys.executable, "cli.py", *map(str, args), "--json"], cwd=REPO_ROOT, text=True,
+                                 capture_output=True, timeout=SUBPROCESS_TIMEOUT, preexec_fn=preexec)
+        except subprocess.SubprocessError as error:
+            pytest.skip(f"running as root and cannot drop CAP_DAC_OVERRIDE: {error}")
+        assert run.returncode == 1, (name, run.stdout, run.stderr[-2000:])
+        error = json.loads(run.stdout.splitlines()[-1])["error"]
+        assert "Permission denied" in error and "a folder you can write to" in error, (name, error)
+    assert sorted(p.name for p in (tmp_path / "cache").rglob("*")) == before
+
+
+TMPFS_BYTES = 4 << 20
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs mounted for this test (skipped where mounting is not allowed)."""
+    import subprocess
+
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_BYTES}", "tmpfs", str(mount_point)],
+                       check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as error:
+        pytest.skip(f"cannot mount a small tmpfs here ({error})")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=30)
+
+
+@pytest.mark.parametrize("kind", ["logreg", "gap-dense"])
+def test_a_full_disk_during_fit_head_is_exit_1_and_leaves_nothing(kind, small_disk, pristine, cli):
+    import os
+
+    shutil.copytree(pristine[1], small_disk / "cache")
+    cache = only_cache(small_disk / "cache")
+    heads = small_disk / "cache" / "heads" / cache.stem
+    heads.mkdir(parents=True)
+    filler = small_disk / "filler"
+    for free_bytes in (0, 6_000, 30_000):
+        free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+        filler.write_bytes(b"\0" * max(0, free - free_bytes))
+        payload, result = cli.json(["fit-head", cache, "--head", kind], expect_ok=False)
+        assert result.exit_code == 1 and "the disk is full" in payload["error"], payload
+        assert list(heads.iterdir()) == [], f"{free_bytes} bytes free: left {list(heads.iterdir())}"
+        filler.unlink()
+    payload, _ = cli.json(["fit-head", cache, "--head", "logreg"])
+    assert Path(payload["sidecar_path"]).is_file()

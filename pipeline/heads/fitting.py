@@ -7,6 +7,8 @@ final model, after every choice was made.
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.atomic import remove_orphaned_temps, temp_path_for
 from pipeline.cache.format import read_cache_info
 from pipeline.cache.key import library_versions
 from pipeline.errors import HeadError
@@ -143,19 +146,57 @@ def fit_head(cache_path: Path, kind: str, recipe: str | None = None, target: str
 
 
 def save_fitted_head(cache_path: Path, info, fitted: FittedHead) -> FitReport:
-    """Save `fitted` under the heads folder of `cache_path`: model file, confusion PNG, sidecar."""
-    stem = new_head_stem(heads_dir_of(cache_path), fitted.label)
-    files = [fitted.head.save(stem)]
-    title = f"{fitted.label} on {info.dataset.get('name', '')}"
-    png = save_final_confusion(stem, fitted.metrics, fitted.class_names, title)
-    if png is not None:
-        files.append(png.name)
+    """Save `fitted` under the heads folder of `cache_path`: model file, confusion PNG, sidecar.
+
+    The model file and the PNG are written under temporary names (`.<stem>.tmp<pid>...`) and
+    renamed only once both exist, then the sidecar is written last: a run killed at any point
+    leaves temporary files only, which the next `fit-head` on that folder deletes
+    (`remove_orphaned_temps`); any other failure (a full disk, a read-only folder) deletes them at
+    once and raises `HeadError` saying so.
+    """
+    folder = heads_dir_of(cache_path)
+    written: list[Path] = []
+    try:
+        remove_orphaned_temps(folder)
+        stem = new_head_stem(folder, fitted.label)
+        temp_stem = temp_path_for(stem)
+        written.append(temp_stem.with_name(fitted.head.save(temp_stem)))
+        title = f"{fitted.label} on {info.dataset.get('name', '')}"
+        png = save_final_confusion(temp_stem, fitted.metrics, fitted.class_names, title)
+        written += [png] if png is not None else []
+        files = []
+        for index, temp in enumerate(list(written)):
+            final = folder / (stem.name + temp.name[len(temp_stem.name):])
+            os.replace(temp, final)
+            written[index] = final
+            files.append(final.name)
+        path = write_sidecar(stem, _sidecar(stem, cache_path, info, fitted, files))
+    except OSError as error:
+        for leftover in written:
+            leftover.unlink(missing_ok=True)
+        raise HeadError(f"could not save the head in {folder} ({error.strerror or error}); "
+                        f"{_fix_for_write(error)} run `fit-head` again. Nothing was saved") from error
+    files.append(path.name)
+    return FitReport(str(path), fitted.kind, fitted.head.params_, fitted.metrics, fitted.fit_seconds, files,
+                     fitted.metrics_by_target, fitted.implied, fitted.views)
+
+
+def _fix_for_write(error: OSError) -> str:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full: free some space and"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return ("the folder cannot be written: copy the cache to a folder you can write to (or pass --cache-dir "
+                "one) and")
+    return "fix the cause and"
+
+
+def _sidecar(stem: Path, cache_path: Path, info, fitted: FittedHead, files: list[str]) -> dict:
     sidecar = {
         **base_sidecar(stem, fitted),
         "hyperparameters": fitted.head.params_,
         "search": fitted.head.search_,
         "model_file": files[0],
-        "files": files,
+        "files": list(files),
         "feature_key": info.key,
         "feature_spec": info.spec.to_dict(),
         "origin": info.origin,
@@ -173,10 +214,7 @@ def save_fitted_head(cache_path: Path, info, fitted: FittedHead) -> FitReport:
         sidecar["implied_targets"] = fitted.implied
     if fitted.views is not None:
         sidecar["views"] = fitted.views
-    path = write_sidecar(stem, sidecar)
-    files.append(path.name)
-    return FitReport(str(path), fitted.kind, fitted.head.params_, fitted.metrics, fitted.fit_seconds, files,
-                     fitted.metrics_by_target, fitted.implied, fitted.views)
+    return sidecar
 
 
 def base_sidecar(stem: Path, fitted) -> dict:
