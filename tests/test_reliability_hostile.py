@@ -387,3 +387,81 @@ def test_a_full_disk_during_fit_head_is_exit_1_and_leaves_nothing(kind, small_di
         filler.unlink()
     payload, _ = cli.json(["fit-head", cache, "--head", "logreg"])
     assert Path(payload["sidecar_path"]).is_file()
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+_KILLED_FIT = """
+import os, signal, sys
+from pathlib import Path
+from pipeline.heads import fitting
+
+def killed(stem, metrics, class_names, title):
+    Path(f"{stem}.confusion-test.png").touch()  # the PNG Matplotlib had begun to write
+    os.kill(os.getpid(), signal.SIGKILL)
+
+fitting.save_final_confusion = killed
+fitting.fit_head(Path(sys.argv[1]), "logreg")
+"""
+
+
+def test_a_killed_fit_head_leaves_no_visible_file_and_the_next_one_cleans_up(cache_copy, cli):
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+    from reliability_support import SUBPROCESS_TIMEOUT
+
+    from pipeline.heads.store import heads_dir_of, list_sidecars
+
+    killed = subprocess.run([sys.executable, "-c", _KILLED_FIT, str(cache_copy)], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    folder = heads_dir_of(cache_copy)
+    left = sorted(p.name for p in folder.iterdir())
+    assert left and all(name.startswith(".") and ".tmp" in name for name in left), left
+    assert list_sidecars(cache_copy) == []
+    payload, _ = cli.json(["fit-head", cache_copy, "--head", "logreg"])
+    names = sorted(p.name for p in folder.iterdir())
+    stem = Path(payload["sidecar_path"]).stem
+    assert names == sorted([f"{stem}.confusion-test.png", f"{stem}.json", f"{stem}.npz"]), names
+
+
+def test_the_next_export_removes_what_a_killed_export_left(fitted, tmp_path, cli):
+    import os
+
+    _, cache, sidecar = fitted
+    out = tmp_path / "model.keras"
+    dead, live = _dead_pid(), os.getppid()
+    leftovers = [tmp_path / f".model.keras.tmp{dead}.keras", tmp_path / f".model.keras.json.tmp{dead}.json"]
+    for path in leftovers:
+        path.write_bytes(b"half a model")
+    kept = [tmp_path / f".model.keras.tmp{live}.keras", tmp_path / f".other.keras.tmp{dead}.keras"]
+    for path in kept:
+        path.write_bytes(b"another process's file")
+    payload, _ = cli.json(["export", sidecar, out, "--format", "keras", "--cache-dir", cache.parent])
+    assert Path(payload["path"]) == out and out.is_file()
+    assert not any(path.exists() for path in leftovers)
+    assert all(path.exists() for path in kept), "a live writer's file, and another OUT's, are not ours to delete"
+
+
+def test_the_next_merge_removes_the_temporary_file_of_a_killed_merge(tmp_path, cli):
+    from conftest import TINY_CLI_ARGS
+
+    data = make_dataset(tmp_path / "pets", per_class=3)
+    cache_dir = tmp_path / "cache"
+    for index in range(2):
+        cli.json(["extract", data, "--shard", f"{index}/2", "--cache-dir", cache_dir, *TINY_CLI_ARGS])
+    merged = Path(cli.json(["merge", cache_dir])[0]["cache_path"])
+    leftover = merged.with_name(f".{merged.name}.tmp{_dead_pid()}.h5")
+    shutil.copy(merged, leftover)
+    cli.json(["merge", *sorted(cache_dir.glob("*shard*.h5"))])
+    assert not leftover.exists()
