@@ -134,7 +134,7 @@ def _check_dataset(path: Path, name: str, dataset: h5py.Dataset, rule: tuple, da
         raise _wrong(path, name, f"dtype {dtype}")
     if name == "features" and dtype not in _FEATURE_DTYPES:
         raise _wrong(path, name, f"dtype {dtype} (features are float16 or float32)")
-    if name == "features" and len(dataset.shape) < 2:
+    if name == "features" and len(dataset.shape) < 2 and dataset.shape != (0,):  # (0,): a shard with no rows
         raise _wrong(path, name, f"shape {dataset.shape} (features have a row axis and a feature axis)")
     if rank is not None and len(dataset.shape) != rank:
         raise _wrong(path, name, f"shape {dataset.shape} (expected {rank} axis)")
