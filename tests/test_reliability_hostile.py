@@ -465,3 +465,18 @@ def test_the_next_merge_removes_the_temporary_file_of_a_killed_merge(tmp_path, c
     shutil.copy(merged, leftover)
     cli.json(["merge", *sorted(cache_dir.glob("*shard*.h5"))])
     assert not leftover.exists()
+
+
+def test_cache_rm_removes_a_symlinked_heads_folder_as_a_link_and_keeps_its_target(cache_copy, tmp_path, cli):
+    from pipeline.heads.store import heads_dir_of
+
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "precious.txt").write_text("not the cache's to delete")
+    heads = heads_dir_of(cache_copy)
+    heads.parent.mkdir(parents=True)
+    heads.symlink_to(target, target_is_directory=True)
+    payload, result = cli.json(["cache", "rm", "--yes", cache_copy])
+    assert result.exit_code == 0
+    assert not cache_copy.exists() and not heads.is_symlink() and (target / "precious.txt").is_file()
+    assert any("a symbolic link; its target" in line for lines in payload["removed"] for line in lines), payload
