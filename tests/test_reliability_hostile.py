@@ -480,3 +480,22 @@ def test_cache_rm_removes_a_symlinked_heads_folder_as_a_link_and_keeps_its_targe
     assert result.exit_code == 0
     assert not cache_copy.exists() and not heads.is_symlink() and (target / "precious.txt").is_file()
     assert any("a symbolic link; its target" in line for lines in payload["removed"] for line in lines), payload
+
+
+def test_the_imbalance_note_counts_only_images_that_decoded(tmp_path):
+    from pipeline.extract.options import ExtractOptions
+    from pipeline.extract.run import run_extract
+
+    data = make_dataset(tmp_path / "pets", per_class=3, splits=("train", "valid"))
+    for index in range(4):
+        (data / "train" / "cat" / f"broken_{index}.jpg").write_bytes(b"not an image %d" % index)
+    summary = run_extract(data, tmp_path / "cache", ExtractOptions(**TINY_BACKBONE, batch_size=8))
+    assert len(summary.failures) == 4
+    notes = summary.notes + read_cache_info(summary.cache_path).dataset["notes"]
+    assert not [note for note in notes if note.startswith("class imbalance")], notes
+    for index in range(4, 8):  # real imbalance among decodable images is still noted (a trailing byte: new files)
+        (data / "train" / "dog" / f"dog_copy_{index}.jpg").write_bytes(
+            (data / "train" / "dog" / "dog_0.jpg").read_bytes() + bytes([index]))
+    summary = run_extract(data, tmp_path / "cache", ExtractOptions(**TINY_BACKBONE, batch_size=8))
+    assert any(note.startswith("class imbalance in train: dog has 7 images, cat 3") for note in summary.notes), \
+        summary.notes
