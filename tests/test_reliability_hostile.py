@@ -499,3 +499,15 @@ def test_the_imbalance_note_counts_only_images_that_decoded(tmp_path):
     summary = run_extract(data, tmp_path / "cache", ExtractOptions(**TINY_BACKBONE, batch_size=8))
     assert any(note.startswith("class imbalance in train: dog has 7 images, cat 3") for note in summary.notes), \
         summary.notes
+
+
+@pytest.mark.parametrize("kind", ["mlp", "gap-dense"])
+def test_the_missing_validation_refusal_names_the_head_asked_for(kind, tmp_path, cli):
+    from pipeline.extract.options import ExtractOptions
+    from pipeline.extract.run import run_extract
+
+    data = make_dataset(tmp_path / "pets", per_class=3, splits=("train", "test"))
+    summary = run_extract(data, tmp_path / "cache", ExtractOptions(**TINY_BACKBONE, batch_size=8, valid_fraction=0))
+    payload, result = cli.json(["fit-head", summary.cache_path, "--head", kind], expect_ok=False)
+    assert result.exit_code == 1 and payload["error"].startswith(f"{kind} keeps the best epoch"), payload["error"]
+    assert kind == "gap-dense" or "gap-dense" not in payload["error"]
