@@ -511,3 +511,27 @@ def test_the_missing_validation_refusal_names_the_head_asked_for(kind, tmp_path,
     payload, result = cli.json(["fit-head", summary.cache_path, "--head", kind], expect_ok=False)
     assert result.exit_code == 1 and payload["error"].startswith(f"{kind} keeps the best epoch"), payload["error"]
     assert kind == "gap-dense" or "gap-dense" not in payload["error"]
+
+
+#: A file name that would turn the terminal red and fake a line of output if printed raw.
+EVIL_NAME = "evil\x1b[31mred\nFeatures   999 extracted\u202e.jpg"
+
+
+def test_file_names_with_escape_sequences_and_newlines_are_printed_escaped(tmp_path, cli):
+    from conftest import TINY_CLI_ARGS
+
+    data = make_dataset(tmp_path / "pets", per_class=3)
+    (data / "train" / "cat" / EVIL_NAME).write_bytes(b"not an image")
+    outputs = {
+        "inspect": cli(["inspect", data]),
+        "extract": cli(["extract", data, "--cache-dir", tmp_path / "cache", *TINY_CLI_ARGS]),
+    }
+    outputs["cache show"] = cli(["cache", "show", only_cache(tmp_path / "cache")])
+    for command, result in outputs.items():
+        assert result.exit_code == 0, (command, result.output)
+        assert "\x1b" not in result.output and "\u202e" not in result.output, command
+        assert not any(line.startswith("Features   999") for line in result.output.splitlines()), command
+    for command in ("extract", "cache show"):
+        assert "evil\\x1b[31mred\\nFeatures   999 extracted\\u202e.jpg" in outputs[command].output, command
+    payload, _ = cli.json(["cache", "show", only_cache(tmp_path / "cache")])
+    assert [failure["path"] for failure in payload["failures"]] == [f"train/cat/{EVIL_NAME}"], "JSON keeps the name exact"

@@ -8,7 +8,7 @@ import click
 
 from pipeline.backbones.precision import PRECISIONS
 from pipeline.backbones.registry import BACKBONES
-from pipeline.cli.plumbing import cache_dir_option, command_body, json_option
+from pipeline.cli.plumbing import cache_dir_option, command_body, display_path, json_option
 from pipeline.data.images import RESIZE_POLICIES
 from pipeline.predict.imagenet import DEFAULT_IMAGENET_BACKBONE
 from pipeline.predict.images import DEFAULT_TOP_K
@@ -59,10 +59,10 @@ def predict(images, head_path, imagenet, backbone, resize, precision, top_k, cac
 def _print_results(results: list[dict]) -> None:
     for result in results:
         if "error" in result:
-            click.echo(f"{result['path']}: cannot read ({result['error']})")
+            click.echo(f"{display_path(result['path'])}: cannot read ({result['error']})")
             continue
         ranked = ", ".join(f"{p['label']} {p['probability']:.3f}" for p in result["predictions"])
-        click.echo(f"{result['path']}: {ranked}")
+        click.echo(f"{display_path(result['path'])}: {ranked}")
 
 
 #: The commands this module adds to the group.
