@@ -104,7 +104,8 @@ def _shift(delta):
 
 CRAFTED = {
     "external-raw-storage": ("features", lambda tmp, secret: _external_raw(secret), "external raw storage"),
-    "external-link": ("features", lambda tmp, secret: _external_link(tmp / "other.h5"), "links 'features' to another file"),
+    "external-link": ("features", lambda tmp, secret: _external_link(tmp / "other.h5"),
+                      "links 'features' to another file"),
     "virtual-dataset": ("features", lambda tmp, secret: _virtual(tmp / "other.h5"), "a virtual dataset"),
     "soft-link": ("features", lambda tmp, secret: _soft_link, "has a link 'features'"),
     "features-group": ("features", lambda tmp, secret: _group, "a group where the format has a dataset"),
@@ -163,7 +164,7 @@ def test_report_html_embeds_only_images_inside_the_results_own_folder(cache_copy
     names = ["ok.png", "text.png", "link.png", str(secret), "../../../../outside/passwd", "missing.png", 7]
     (result / "result.json").write_text(json.dumps({"title": "fox", "images": names}))
     out = tmp_path / "report.html"
-    payload, completed = cli.json(["report", cache_copy, "--html", out])
+    _, completed = cli.json(["report", cache_copy, "--html", out])
     assert completed.exit_code == 0
     page = out.read_text()
     assert base64.b64encode(_png_bytes()).decode() in page
@@ -220,7 +221,7 @@ def test_extract_name_cannot_leave_the_cache_dir(name, tmp_path, cli):
     cache_dir = tmp_path / "a" / "b" / "cache"
     result = cli(["extract", data, "--cache-dir", cache_dir, "--name", name, *TINY_CLI_ARGS])
     assert result.exit_code == 2 and "--name" in result.output, result.output
-    assert not [path for path in tmp_path.rglob("*.h5")], "no cache written anywhere"
+    assert not list(tmp_path.rglob("*.h5")), "no cache written anywhere"
 
 
 def _poison_cats(monkeypatch, value):
@@ -231,7 +232,8 @@ def _poison_cats(monkeypatch, value):
 
     def poisoned(self, pixels):
         features = np.array(original(self, pixels))
-        red = pixels[..., 0].reshape(len(pixels), -1).mean(axis=1) > pixels[..., 2].reshape(len(pixels), -1).mean(axis=1)
+        channels = pixels.reshape(len(pixels), -1, 3).mean(axis=1)
+        red = channels[:, 0] > channels[:, 2]
         features[red] = value
         return features
 
@@ -239,7 +241,8 @@ def _poison_cats(monkeypatch, value):
 
 
 @pytest.mark.parametrize("store_dtype, value, reason", [
-    ("float16", 1e6, "overflow float16 storage (largest magnitude 1e+06, more than 65504); extract with --store-dtype float32"),
+    ("float16", 1e6,
+     "overflow float16 storage (largest magnitude 1e+06, more than 65504); extract with --store-dtype float32"),
     ("float32", np.nan, "the backbone computed NaN or infinite features"),
     ("float32", np.inf, "the backbone computed NaN or infinite features"),
 ])
@@ -255,16 +258,18 @@ def test_non_finite_rows_are_failures_with_the_reason_never_cached(store_dtype, 
     assert failed == {"cat"} and len(summary.failures) == 6
     assert all(reason in failure["reason"] for failure in summary.failures), summary.failures
     info = read_cache_info(summary.cache_path)
-    assert set(info.class_names[label] for label in info.images.label) == {"dog"}
+    assert {info.class_names[label] for label in info.images.label} == {"dog"}
     assert verify_cache(summary.cache_path) == []
 
 
 @pytest.fixture(scope="module")
-def fitted(pristine):
-    """(dataset, cache file, sidecar path) of a logreg head fitted on the pristine cache."""
+def fitted(pristine, tmp_path_factory):
+    """(dataset, cache file, sidecar path) of a logreg head fitted on a copy of the pristine cache."""
     from pipeline.heads.fitting import fit_head
 
-    cache = only_cache(pristine[1])
+    folder = tmp_path_factory.mktemp("fitted") / "cache"
+    shutil.copytree(pristine[1], folder)
+    cache = only_cache(folder)
     report = fit_head(cache, "logreg", None)
     return pristine[0], cache, Path(report.sidecar_path)
 
@@ -534,4 +539,4 @@ def test_file_names_with_escape_sequences_and_newlines_are_printed_escaped(tmp_p
     for command in ("extract", "cache show"):
         assert "evil\\x1b[31mred\\nFeatures   999 extracted\\u202e.jpg" in outputs[command].output, command
     payload, _ = cli.json(["cache", "show", only_cache(tmp_path / "cache")])
-    assert [failure["path"] for failure in payload["failures"]] == [f"train/cat/{EVIL_NAME}"], "JSON keeps the name exact"
+    assert [failure["path"] for failure in payload["failures"]] == [f"train/cat/{EVIL_NAME}"], "JSON: the exact name"

@@ -104,9 +104,9 @@ def non_finite_reasons(computed: np.ndarray, stored: np.ndarray) -> dict[int, st
     reasons = {}
     for i in non_finite_rows(stored):
         if np.isfinite(computed[i]).all():
-            reasons[int(i)] = (f"its features overflow {stored.dtype} storage (largest magnitude "
-                               f"{float(np.abs(computed[i]).max()):.3g}, more than {float(np.finfo(stored.dtype).max):g}"
-                               "); extract with --store-dtype float32")
+            peak, limit = float(np.abs(computed[i]).max()), float(np.finfo(stored.dtype).max)
+            reasons[int(i)] = (f"its features overflow {stored.dtype} storage (largest magnitude {peak:.3g}, more "
+                               f"than {limit:g}); extract with --store-dtype float32")
         elif stored.dtype == np.float16:
             reasons[int(i)] = ("its features hold NaN or infinite values (from the backbone, or beyond float16's "
                                "range); extract with --store-dtype float32, and check the weights file if it stays")

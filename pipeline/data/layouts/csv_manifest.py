@@ -16,9 +16,10 @@ beside a breed `label`); its classes are its sorted values.
 Paths are untrusted: an absolute path or one with `..` that leaves the CSV's folder is refused
 (`safe_relpath`), and so is a path that leaves it through a symbolic link (`folder/secret.jpg`
 where `folder` links outside): symbolic links are resolved before the check, so a file is
-accepted or refused alike whichever way it is named. Listed files that do not exist are reported as skipped. A path listed twice
-with the same label and split is used once (noted); listed twice with different labels or
-splits, the manifest is refused - multi-label targets are not supported.
+accepted or refused alike whichever way it is named. Listed files that do not exist are
+reported as skipped. A path listed twice with the same label and split is used once (noted);
+listed twice with different labels or splits, the manifest is refused - multi-label targets are
+not supported.
 """
 
 from __future__ import annotations
