@@ -540,3 +540,16 @@ def test_file_names_with_escape_sequences_and_newlines_are_printed_escaped(tmp_p
         assert "evil\\x1b[31mred\\nFeatures   999 extracted\\u202e.jpg" in outputs[command].output, command
     payload, _ = cli.json(["cache", "show", only_cache(tmp_path / "cache")])
     assert [failure["path"] for failure in payload["failures"]] == [f"train/cat/{EVIL_NAME}"], "JSON: the exact name"
+
+
+def test_non_finite_reasons_tell_overflow_from_a_broken_backbone():
+    from pipeline.extract.loop import non_finite_reasons
+
+    computed = np.array([[1.0, 2.0], [1e6, 0.0], [np.nan, 0.0], [np.inf, 1.0]], dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        stored = computed.astype(np.float16)
+    reasons = non_finite_reasons(computed, stored)
+    assert sorted(reasons) == [1, 2, 3]
+    assert "overflow float16 storage" in reasons[1] and "--store-dtype float32" in reasons[2]
+    assert "backbone computed NaN" in non_finite_reasons(computed, computed)[2]
+    assert "beyond float16's range" in non_finite_reasons(stored, stored)[1], "the Ray engine sees stored rows only"

@@ -260,7 +260,8 @@ def _consume(dataset, job: RowJob, decode_failures: dict, progress, times: LoopT
                                        for i, reason in bad.items())
                 finite = [i for i in range(len(keep)) if i not in bad]
                 tick = time.perf_counter()
-                writer.put([str(block[ADDRESS][keep[i]]) for i in finite], rows[finite])
+                if finite:
+                    writer.put([str(block[ADDRESS][keep[i]]) for i in finite], rows[finite])
                 times.waiting_for_writer += time.perf_counter() - tick
             done += len(block[ADDRESS])
             if progress is not None:
