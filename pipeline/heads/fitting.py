@@ -129,8 +129,8 @@ def require_finite(features) -> None:
         more = f" and {len(bad) - NAMED_ROWS} more" if len(bad) > NAMED_ROWS else ""
         raise HeadError(
             f"{len(bad)} images of {features.info.path} have NaN or infinite features: {named}{more}. No head can "
-            "be fitted on them: `cache verify` lists them; delete the cache (`cache rm`) and run `extract` again "
-            "(with --store-dtype float32 if float16 overflowed)")
+            "be fitted on them (`cache verify` reports them too); delete the cache (`cache rm`) and run `extract` "
+            "again (with --store-dtype float32 if float16 overflowed)")
 
 
 def fit_head(cache_path: Path, kind: str, recipe: str | None = None, target: str | None = None,
