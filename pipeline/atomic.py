@@ -15,18 +15,30 @@ place, so a reader sees the old folder or the new one, never a mixture.
 
 Temporary names are `.<final name>.tmp<pid><final suffix>`: hidden, unique per process, and
 recognisable (`TEMP_MARK`) so that leftovers of a killed process can be found and removed.
+Writers that hold a lock remove their leftovers outright (`pipeline.cache.writer`); the others
+(`export`, `fit-head`) call `remove_orphaned_temps`, which removes only the temporary files of
+processes no longer running on this machine (a SIGKILL leaves them; any other failure already
+deleted its own). A folder shared between machines may hold temporary files of a live process
+on another host with a pid that is free here: do not run these commands on one folder from
+several machines at the same moment.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 #: Every temporary file name contains this mark.
 TEMP_MARK = ".tmp"
+#: A temporary name: hidden, then anything, then the mark and the writer's pid, then a suffix or nothing.
+_TEMP_NAME = re.compile(r"^\..*" + re.escape(TEMP_MARK) + r"(\d+)(?:\.[^/]*)?$")
+
+log = logging.getLogger(__name__)
 
 
 def temp_path_for(final: Path) -> Path:
@@ -113,3 +125,40 @@ def _fsync_tree(folder: Path) -> None:
         for name in files:
             fsync_file(Path(root) / name)
         fsync_folder(Path(root))
+
+
+def remove_orphaned_temps(folder: Path, final_name: str | None = None) -> list[Path]:
+    """Delete the temporary files and folders in `folder` whose writing process is gone; returns them.
+
+    Only temporaries of `final_name` when given (`.<final_name>.tmp<pid>...`), else every one in
+    `folder`. Those of this process and of live processes are kept (see the module doc).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.iterdir()):
+        match = _TEMP_NAME.match(path.name)
+        if match is None or (final_name is not None and not path.name.startswith(f".{final_name}{TEMP_MARK}")):
+            continue
+        if _is_running(int(match.group(1))):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        log.info("removed %s, left behind by an interrupted run", path)
+        removed.append(path)
+    return removed
+
+
+def _is_running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except PermissionError:  # another user's live process
+        return True
+    except (ProcessLookupError, OverflowError, ValueError):  # gone, or a number no process can have
+        return False
+    return pid > 0  # kill(0, ...) would signal this process group

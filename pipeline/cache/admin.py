@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -126,15 +127,25 @@ def remove_cache(path: Path) -> list[str]:
     lock_file = lock_path_of(path)
     had_lock_file = lock_file.exists()
     with CacheLock(path, busy_hint=_RM_BUSY_HINT):
-        removed += [str(p) for p in remove_stale_temps(path)]
-        for extra in (partial_dir_of(path), heads_dir_of(path)):
-            if extra.exists():
-                shutil.rmtree(extra)
-                removed.append(str(extra))
-        if path.exists():
-            path.unlink()
-            removed.append(str(path))
-    return removed + ([str(lock_file)] if had_lock_file else [])  # a lock file a killed writer left; ours is gone
+        try:
+            removed += [str(p) for p in remove_stale_temps(path)]
+            for extra in (partial_dir_of(path), heads_dir_of(path)):
+                if extra.is_symlink():  # remove the link only: its target may be anywhere, and is not ours
+                    target = os.readlink(extra)
+                    extra.unlink()
+                    removed.append(f"{extra} (a symbolic link; its target {target} was kept)")
+                elif extra.exists():
+                    shutil.rmtree(extra)
+                    removed.append(str(extra))
+            if path.exists() or path.is_symlink():
+                path.unlink()
+                removed.append(str(path))
+            lock_file.unlink(missing_ok=True)
+        except OSError as error:
+            done = f"; removed so far: {', '.join(removed)}" if removed else ""
+            raise CacheError(f"could not remove {error.filename or path} ({error.strerror or error}); fix its "
+                             f"permissions and run `cache rm` again{done}") from error
+    return removed + ([str(lock_file)] if had_lock_file else [])
 
 
 def _refuse_foreign(path: Path) -> None:

@@ -47,6 +47,7 @@ import numpy as np
 from pipeline.atomic import TEMP_MARK
 from pipeline.cache import legacy
 from pipeline.cache.key import ORIGIN_IMPORTED_NPZ, FeatureSpec
+from pipeline.cache.structure import check_structure, check_table
 from pipeline.data.dataset import SPLITS, SplitCarving
 from pipeline.data.hashing import FileStamp
 from pipeline.errors import CacheError
@@ -156,7 +157,11 @@ def lock_path_of(cache_path: Path) -> Path:
 
 
 def open_cache_file(path: Path) -> h5py.File:
-    """Open a cache read-only, turning damage or a foreign file into a `CacheError`."""
+    """Open a cache read-only, turning damage or a foreign file into a `CacheError`.
+
+    Every reader opens caches here, so every reader applies `check_structure`: no link, external
+    storage or virtual dataset is followed, and every dataset has the format's kind and shape.
+    """
     path = Path(path)
     if not path.is_file():
         raise CacheError(f"cache file {path} does not exist; run `extract` first, or pass the file `extract` printed")
@@ -176,6 +181,7 @@ def open_cache_file(path: Path) -> h5py.File:
         spec_schema = json.loads(handle.attrs["feature_spec"]).get("schema_version")
         if schema != spec_schema:
             raise CacheError(f"cache file {path} has inconsistent schema versions; {FIX_DAMAGED}")
+        check_structure(handle)
     except CacheError:
         handle.close()
         raise
@@ -229,6 +235,10 @@ def _read_info(path: Path, handle: h5py.File) -> CacheInfo:
         dataset["carving"] = legacy.carving_v1(dataset.get("notes"))
     else:
         origin = json.loads(handle.attrs["origin"])
+    check_table(path, table.label, table.row, handle["classes"].shape[0], features.shape[0],
+                {task: (len(classes), labels) for task, (classes, labels) in extra.items()})
+    if table.view_rows is not None:
+        check_table(path, np.zeros(0, np.int64), table.view_rows.ravel(), 0, features.shape[0])
     return CacheInfo(
         path=path,
         spec=spec,

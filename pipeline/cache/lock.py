@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pipeline.cache.format import lock_path_of
 from pipeline.cache.key import now_iso
-from pipeline.errors import CacheLockedError
+from pipeline.errors import CacheError, CacheLockedError
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,8 @@ class CacheLock:
         self._handle = None
 
     def __enter__(self) -> CacheLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            handle = open(self.path, "a+")
+            handle = self._open()
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
             except BlockingIOError:
@@ -69,6 +68,17 @@ class CacheLock:
         except OSError as error:
             log.warning("could not record the lock holder in %s (%s)", self.path, error.strerror or error)
         return self
+
+    def _open(self):
+        """The lock file, opened for appending; `CacheError` with the fix where its folder cannot be written."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return open(self.path, "a+")
+        except OSError as error:  # a read-only folder (a shared cache), a full disk, a read-only mount
+            raise CacheError(
+                f"cannot take the writer lock {self.path} ({error.strerror or error}): the folder "
+                f"{self.path.parent} cannot be written. Pass --cache-dir (or set BOTTLENECK_CACHE_DIR to) a folder "
+                "you can write to, copying the cache there first if it holds rows you want to reuse") from error
 
     def __exit__(self, *exc) -> None:
         if self._handle is not None:

@@ -25,6 +25,7 @@ from pipeline.data.dataset import DatasetIndex, ImageRecord
 from pipeline.errors import CacheError, DatasetError
 from pipeline.cache.builder import CacheContents, write_dataset_cache
 from pipeline.cache.lock import CacheLock
+from pipeline.cache.writer import remove_stale_temps
 from pipeline.cache.segments import RowSource
 from pipeline.cache.shard import NOT_IN_INDEX, merged_cache_name
 
@@ -131,6 +132,7 @@ def _merge_locked(paths: list[Path], out_dir: Path | None, wait_for_lock: bool) 
     contents = CacheContents(spec=info.spec, weights=info.weights, origin=info.origin, versions=info.versions,
                              name=info.dataset.get("name"), index=index, usable=list(index.records), failures=failures)
     with CacheLock(dest, wait=wait_for_lock):
+        remove_stale_temps(dest)  # the temporary file of a merge that was killed
         write_dataset_cache(dest, contents, source_of, keep_existing_rows=False)
     rows = len(set(source_of))
     return MergeSummary(cache_path=str(dest), shards=[str(shard.path) for shard in shards], images=len(index.records),

@@ -35,6 +35,12 @@ def row_digest(row: np.ndarray) -> int:
     return int.from_bytes(hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=_DIGEST_BYTES).digest(), "little")
 
 
+def non_finite_rows(block: np.ndarray) -> np.ndarray:
+    """Indexes of the rows of `block` holding a NaN or an infinity."""
+    block = np.asarray(block)
+    return np.flatnonzero(~np.isfinite(block.reshape(len(block), -1)).all(axis=1))
+
+
 #: Spatial poolings of (n, h, w, c) maps: average, maximum, and both side by side (2c channels).
 POOLINGS = ("avg", "max", "avgmax")
 def read_row_addresses(handle: h5py.File) -> list[str]:

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 from pipeline.atomic import TEMP_MARK
+from pipeline.cache.structure import check_structure
 from pipeline.cache.format import PARTIAL_SUFFIX, find_caches, open_cache_file, partial_dir_of
 from pipeline.cache.rows import ROW_VIEW, address_columns, read_row_addresses, row_digest
 from pipeline.cache.h5file import describe_write_error, fix_for, write_h5_atomically
@@ -160,7 +161,11 @@ def _row_addresses(path: Path, key: str) -> list[tuple[str, int]]:
         try:
             if handle.attrs.get("feature_key") != key:
                 return []
+            check_structure(handle)  # segments too: no row is ever copied from another file
             return [(address, row) for row, address in enumerate(read_row_addresses(handle))]
+        except CacheError as error:
+            log.warning("not reusing rows of %s: %s", path, error)
+            return []
         except (KeyError, OSError, RuntimeError) as error:
             log.warning("not reusing rows of %s: it is damaged (%s)", path, error)
             return []

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 
 from pipeline.cache.format import FIX_DAMAGED, CachedImages, first_line, open_cache_file, read_cache_info
-from pipeline.cache.rows import READ_BLOCK_ROWS, read_row_addresses, row_digest
+from pipeline.cache.rows import READ_BLOCK_ROWS, non_finite_rows, read_row_addresses, row_digest
 from pipeline.data.dataset import SPLITS, safe_relpath
 from pipeline.data.views import view_address
 from pipeline.errors import CacheError, DatasetError
@@ -23,11 +23,7 @@ def verify_cache(path: Path, check_rows: bool = True) -> list[str]:
     problems = []
     if info.spec.key() != info.key:
         problems.append("feature_key does not match feature_spec (provenance was altered)")
-    images = info.images
-    if len(images) and (images.row.min() < 0 or images.row.max() >= info.row_count):
-        problems.append("images/row points outside the features table")
-    if len(images) and (images.label.min() < 0 or images.label.max() >= len(info.class_names)):
-        problems.append("images/label points outside the class list")
+    images = info.images  # read_cache_info applied the structure and table rules (pipeline.cache.structure)
     bad_splits = set(images.split.tolist()) - set(SPLITS)
     if bad_splits:
         problems.append(f"unknown split names: {sorted(bad_splits)}")
@@ -88,10 +84,15 @@ def _check_digests(handle: h5py.File) -> list[str]:
     features, digests = handle["features"], handle["row_digest"][()]
     if len(digests) != features.shape[0]:
         return ["row_digest and features have different lengths"]
-    bad = []
+    bad, non_finite = [], []
     for start in range(0, features.shape[0], READ_BLOCK_ROWS):
         block = features[start:start + READ_BLOCK_ROWS]
         bad.extend(start + i for i, row in enumerate(block) if row_digest(row) != int(digests[start + i]))
+        non_finite.extend(start + i for i in non_finite_rows(block))
+    problems = []
     if bad:
-        return [f"{len(bad)} feature rows do not match their digests (first: row {bad[0]}); the file is corrupted"]
-    return []
+        problems.append(f"{len(bad)} feature rows do not match their digests (first: row {bad[0]}); the file is corrupted")
+    if non_finite:
+        problems.append(f"{len(non_finite)} feature rows hold NaN or infinite values (first: row {non_finite[0]}); "
+                        "heads cannot be fitted on them: extract again (in float32 if float16 overflowed)")
+    return problems

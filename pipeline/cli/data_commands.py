@@ -12,6 +12,7 @@ from pipeline.cli.plumbing import (
     cache_dir_option,
     command_body,
     display_path,
+    display_text,
     drop_duplicates_option,
     echo_list,
     extract_options,
@@ -144,7 +145,7 @@ def print_extract_summary(summary):
         if len(summary.failures) > FAILURES_SHOWN:
             click.echo(f"  ... and {len(summary.failures) - FAILURES_SHOWN} more (see `cache show` or --json)")
     for note in summary.notes:
-        click.echo(f"Note       {note}")
+        click.echo(f"Note       {display_text(note)}")
     click.echo(f"Cache      {summary.cache_path}{'' if summary.wrote_cache else '  (unchanged)'}")
 
 
@@ -195,18 +196,18 @@ def _print_inspect_report(report):
     for split in splits:
         click.echo(f"Imbalance  {split}: largest/smallest class "
                    f"{imbalance_text(report.imbalance[split], len(report.classes))}")
-    echo_list("Unreadable", report.unreadable, lambda f: f"{f['path']}: {f['reason']}")
+    echo_list("Unreadable", report.unreadable, lambda f: f"{display_path(f['path'])}: {f['reason']}")
     echo_list("Formats", report.format_mismatches,
-               lambda f: f"{f['path']}: {f['format']} data behind this extension (decoded by content here; "
-                                 "other tools may reject it)")
+               lambda f: f"{display_path(f['path'])}: {f['format']} data behind this extension "
+                                 "(decoded by content here; other tools may reject it)")
     duplicates = report.duplicates
-    describe = lambda g: " = ".join(f"{c['path']} ({c['split']}, {c['label']})" for c in g["copies"])  # noqa: E731
+    describe = lambda g: " = ".join(f"{display_path(c['path'])} ({c['split']}, {c['label']})" for c in g["copies"])  # noqa: E731
     echo_list("Leakage", duplicates["cross_split"], describe,
                "identical images in two splits (extract --drop-cross-split-duplicates keeps the earliest copy)")
     echo_list("Conflicts", duplicates["conflicts"], describe, "identical images under different labels")
     echo_list("Repeats", duplicates["repeats"], describe, "identical images within one split and class")
     for note in report.notes:
-        click.echo(f"Note       {note}")
+        click.echo(f"Note       {display_text(note)}")
     click.echo(f"Time       {report.seconds:.1f} s")
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+import unicodedata
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ chatter; Python errors still raise
@@ -34,6 +35,8 @@ DEBUG_ENV = "BOTTLENECK_DEBUG"
 DEFAULT_CACHE_DIR = "cache"
 EXIT_INTERRUPTED = 130
 FAILURES_SHOWN = 10
+#: Unicode categories escaped in file names shown as text: control (Cc) and format (Cf, e.g. bidi overrides).
+_UNPRINTED_CATEGORIES = ("Cc", "Cf")
 
 
 def json_option(function):
@@ -98,7 +101,7 @@ def _fail(message: str, as_json: bool, exit_code: int):
         sys.exit(exit_code)
     if exit_code == EXIT_USAGE:
         raise click.UsageError(message)
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {display_text(message)}", err=True)
     sys.exit(exit_code)
 
 
@@ -184,8 +187,22 @@ def _duration(seconds: float) -> str:
 
 
 def display_path(path: str) -> str:
-    """A file name for text output: bytes that are not UTF-8 (kept as surrogate escapes) shown as \\xNN."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """A file name for text output: bytes that are not UTF-8 (kept as surrogate escapes) shown as \\xNN,
+    and control and bidirectional-format characters (ANSI escape sequences, newlines) as \\x1b, \\n,
+    \\u202e..., so a crafted name can neither drive the terminal nor fake lines of output."""
+    text = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(_escaped(c) for c in text)
+
+
+def display_text(text: str) -> str:
+    """A message for text output: like `display_path`, but its own line breaks are kept."""
+    return "\n".join(display_path(line) for line in str(text).split("\n"))
+
+
+def _escaped(character: str) -> str:
+    if unicodedata.category(character) in _UNPRINTED_CATEGORIES:
+        return character.encode("unicode_escape").decode("ascii")
+    return character
 
 
 def raise_keyboard_interrupt(signum, frame):

@@ -8,7 +8,7 @@ import click
 
 from pipeline.backbones.precision import PRECISIONS
 from pipeline.backbones.registry import BACKBONES
-from pipeline.cli.plumbing import cache_dir_option, command_body, json_option
+from pipeline.cli.plumbing import cache_dir_option, command_body, display_path, json_option
 from pipeline.data.images import RESIZE_POLICIES
 from pipeline.predict.imagenet import DEFAULT_IMAGENET_BACKBONE
 from pipeline.predict.images import DEFAULT_TOP_K
@@ -59,9 +59,9 @@ def predict(images, head_path, imagenet, backbone, resize, precision, top_k, cac
 def _print_results(results: list[dict]) -> None:
     for result in results:
         if "error" in result:
-            click.echo(f"{result['path']}: cannot read ({result['error']})")
+            click.echo(f"{display_path(result['path'])}: cannot read ({result['error']})")
             continue
-        click.echo(f"{result['path']}: {ranked_text(result['predictions'])}")
+        click.echo(f"{display_path(result['path'])}: {ranked_text(result['predictions'])}")
 
 
 #: Between two predictions of a line: class names (ImageNet's above all) may hold commas.

@@ -22,7 +22,7 @@ checks (they are reported as unreadable instead).
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pipeline.data.dataset import SPLITS, DatasetIndex, SkippedFile
 
@@ -30,6 +30,7 @@ from pipeline.data.dataset import SPLITS, DatasetIndex, SkippedFile
 SPLIT_RANK = {split: rank for rank, split in enumerate(SPLITS)}
 #: A largest/smallest class ratio from which accuracy alone starts to mislead, worth a note.
 IMBALANCE_NOTE_RATIO = 2.0
+_IMBALANCE_NOTE_START = "class imbalance in "
 _EXAMPLES = 2  # duplicate groups quoted in a note
 
 
@@ -172,10 +173,22 @@ def imbalance_notes(imbalance: dict[str, dict]) -> list[str]:
     for split, item in imbalance.items():
         largest, smallest = item["largest"], item["smallest"]
         if item["ratio"] >= IMBALANCE_NOTE_RATIO:
-            notes.append(f"class imbalance in {split}: {largest['class']} has {largest['count']} images, "
+            notes.append(f"{_IMBALANCE_NOTE_START}{split}: {largest['class']} has {largest['count']} images, "
                          f"{smallest['class']} {smallest['count']} ({item['ratio']:.1f}x); read per-class recall, "
                          "not only accuracy")
     return notes
+
+
+def recount_imbalance(index: DatasetIndex, usable) -> DatasetIndex:
+    """`index` with its imbalance notes counted again on `usable`, the records that have features.
+
+    Indexing counts every image file; files that then fail to decode (or give non-finite features)
+    get no row, so the counts a head will train on are those of `usable`.
+    """
+    kept = tuple(note for note in index.notes if not note.startswith(_IMBALANCE_NOTE_START))
+    counted = replace(index, records=tuple(usable))
+    fresh = imbalance_notes(class_imbalance(counted)) if counted.records else []
+    return replace(index, notes=kept + tuple(fresh))
 
 
 def apply_hygiene(index: DatasetIndex, drop_cross_split: bool = False) -> DatasetIndex:

@@ -5,7 +5,8 @@ on the sample photos; the artifact is written next to OUT under a temporary name
 its own runtime and compared (`pipeline.export.verify`). Only when the largest difference is within
 the tolerance is it renamed to OUT and the labels file `<OUT>.json` (class names, provenance, the
 measured difference) written beside it; otherwise the temporary artifact is deleted and
-`ExportRefused` says by how much it differed.
+`ExportRefused` says by how much it differed. Temporary files of an export to the same OUT that
+was killed (SIGKILL) are deleted when the next one starts (`remove_orphaned_temps`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.atomic import atomic_write_dir, atomic_write_path, write_text_atomically
+from pipeline.atomic import atomic_write_dir, atomic_write_path, remove_orphaned_temps, write_text_atomically
 from pipeline.export.artifact import build_deployable, head_precisions, refuse_unexportable
 from pipeline.export.formats import WRITERS, artifact_path, labels_path_of
 from pipeline.export.verify import (
@@ -62,6 +63,8 @@ def export_head(head_path: Path, out: Path, fmt: str, cache_dir: Path, images=No
     if tolerance is None:
         tolerance = max(default_tolerance(precision) for precision in precisions)
     path = artifact_path(out, fmt)
+    for final in (path, labels_path_of(path)):  # what an export to OUT killed mid-write left (13 MB each)
+        remove_orphaned_temps(final.parent, final.name)
     seconds = {}
     started = time.perf_counter()
     paths, source = sample_images(sidecar, images, samples)

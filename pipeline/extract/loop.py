@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from queue import Queue
 
+import numpy as np
+
 from pipeline.cache.format import partial_dir_of
+from pipeline.cache.rows import non_finite_rows
 from pipeline.cache.segments import SegmentWriter
 from pipeline.data.feeder import decoded_batches
 from pipeline.data.images import ResizeSpec
@@ -95,6 +98,24 @@ class BackgroundWriter:
             raise self.error
 
 
+def non_finite_reasons(computed: np.ndarray, stored: np.ndarray) -> dict[int, str]:
+    """{row index: why it is unusable} for the rows of `stored` (`computed` cast to the store dtype)
+    holding a NaN or an infinity: such rows are recorded as failures, never cached."""
+    reasons = {}
+    for i in non_finite_rows(stored):
+        if np.isfinite(computed[i]).all():
+            peak, limit = float(np.abs(computed[i]).max()), float(np.finfo(stored.dtype).max)
+            reasons[int(i)] = (f"its features overflow {stored.dtype} storage (largest magnitude {peak:.3g}, more "
+                               f"than {limit:g}); extract with --store-dtype float32")
+        elif stored.dtype == np.float16:
+            reasons[int(i)] = ("its features hold NaN or infinite values (from the backbone, or beyond float16's "
+                               "range); extract with --store-dtype float32, and check the weights file if it stays")
+        else:
+            reasons[int(i)] = ("the backbone computed NaN or infinite features for it; the weights are damaged or "
+                               "badly scaled: check the weights file (`weights`)")
+    return reasons
+
+
 def compute_rows(job: RowJob, get_extractor: Callable, decode_failures: dict,
                  progress: Callable[[int, int], None] | None = None) -> LoopTimes:
     """Decode and run the backbone on `job.items`, committing segments. Returns the loop's timings.
@@ -126,9 +147,14 @@ def compute_rows(job: RowJob, get_extractor: Callable, decode_failures: dict,
                 tick = time.perf_counter()
                 features = extractor(batch.pixels)[batch.slots]
                 times.forward += time.perf_counter() - tick
-                rows = features.astype(job.store_dtype)
+                with np.errstate(over="ignore", invalid="ignore"):  # overflowing rows become failures below
+                    rows = features.astype(job.store_dtype)
+                bad = non_finite_reasons(features, rows)
+                decode_failures.update((parse_view_address(batch.shas[i])[0], reason) for i, reason in bad.items())
+                keep = [i for i in range(len(batch.shas)) if i not in bad]
                 tick = time.perf_counter()
-                writer.put(batch.shas, rows)
+                if keep:
+                    writer.put([batch.shas[i] for i in keep], rows[keep])
                 times.waiting_for_writer += time.perf_counter() - tick
             done += len(batch.shas) + len(batch.failures)
             if progress is not None:

@@ -11,6 +11,8 @@ from pipeline.data.views import DEFAULT_VIEW_SEED, ViewSpec
 from pipeline.errors import UsageError
 
 DEFAULT_BATCH_SIZE = 32
+#: Longest `--name`: the cache file name adds about 40 characters, and file systems allow 255.
+MAX_NAME_CHARACTERS = 150
 #: Where the forward passes run: this process, or a pool of Ray Data actors (`pipeline.extract.engines`).
 ENGINES = ("local", "ray")
 
@@ -51,6 +53,8 @@ class ExtractOptions:
         """`UsageError` for values no run can use."""
         if self.batch_size < 1:
             raise UsageError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.name is not None:
+            check_dataset_name(self.name)
         if self.commit_rows is not None and self.commit_rows < 1:
             raise UsageError(f"commit rows must be at least 1 (or None for the default), got {self.commit_rows}")
         if self.views < 0:
@@ -110,3 +114,11 @@ class ExtractSummary:
         data = dict(self.__dict__)
         data["images_per_second"] = round(self.images_per_second, 2)
         return data
+
+
+def check_dataset_name(name: str) -> None:
+    """`UsageError` unless `name` (`--name`) is a plain file-name part: the cache must land inside --cache-dir."""
+    if (not name or name in (".", "..") or name.startswith(".") or any(c in name for c in "/\\")
+            or not name.isprintable() or len(name) > MAX_NAME_CHARACTERS):
+        raise UsageError(f"--name {name!r} cannot be part of a cache file name: use at most {MAX_NAME_CHARACTERS} "
+                         "printable characters without '/' or '\\', not starting with '.' (e.g. --name pets)")

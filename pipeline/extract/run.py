@@ -39,6 +39,7 @@ from pipeline.cache.verify import damaged_cache_error, verify_cache
 from pipeline.cache.writer import remove_stale_temps
 from pipeline.data.dataset import DatasetIndex, ImageRecord
 from pipeline.data.feeder import decoded_batches
+from pipeline.data.hygiene import recount_imbalance
 from pipeline.data.images import ResizeSpec
 from pipeline.data.indexing import dataset_name_of, index_dataset
 from pipeline.data.views import addresses_of, parse_view_address
@@ -233,6 +234,7 @@ def _absolute_weights(request: str) -> str:
 
 def _consolidate(run: ExtractRun) -> None:
     """Write the cache with every usable image (`run.wrote` is False when nothing changed)."""
+    run.index = recount_imbalance(run.index, run.usable())  # undecodable files have no rows to train on
     usable = [r for r in run.usable() if all(a in run.available for a in run.addresses(r))]
     failures = run.failures()
     extra, positions = {}, None

@@ -7,13 +7,19 @@ final model, after every choice was made.
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
+from pipeline.atomic import remove_orphaned_temps, temp_path_for
 from pipeline.cache.format import read_cache_info
 from pipeline.cache.key import library_versions
+from pipeline.errors import HeadError
 from pipeline.heads.diagnosis import require_trainable
 from pipeline.heads.features import DEFAULT_HEAD_POOLING, MAIN_TARGET, load_feature_set
 from pipeline.heads.metrics import classification_metrics
@@ -79,6 +85,7 @@ def fit_on_features(features, kind: str, recipe: str | None = None, **options) -
     """
     head = make_head(kind, recipe, **options)
     require_trainable(features)  # before any fitting: one class would crash a solver or score a hollow 100%
+    require_finite(features)
     started = time.perf_counter()
     head.fit(features)
     fit_seconds = time.perf_counter() - started
@@ -105,6 +112,27 @@ def fit_on_features(features, kind: str, recipe: str | None = None, **options) -
                       features.views_note())
 
 
+#: Image paths named in the refusal of non-finite features (the count is always given).
+NAMED_ROWS = 5
+
+
+def require_finite(features) -> None:
+    """`HeadError` naming the images whose features hold NaN or infinite values, in any split.
+
+    Such rows come from a cache written before `extract` refused them, or from a tampered one;
+    every solver would fail on them (or fit NaN weights), so no head is fitted.
+    """
+    bad = [(split, data.relpaths[i]) for split, data in features.splits.items()
+           for i in np.flatnonzero(~np.isfinite(data.x.reshape(len(data.x), -1)).all(axis=1))]
+    if bad:
+        named = ", ".join(f"{path} ({split})" for split, path in bad[:NAMED_ROWS])
+        more = f" and {len(bad) - NAMED_ROWS} more" if len(bad) > NAMED_ROWS else ""
+        raise HeadError(
+            f"{len(bad)} images of {features.info.path} have NaN or infinite features: {named}{more}. No head can "
+            "be fitted on them (`cache verify` reports them too); delete the cache (`cache rm`) and run `extract` "
+            "again (with --store-dtype float32 if float16 overflowed)")
+
+
 def fit_head(cache_path: Path, kind: str, recipe: str | None = None, target: str | None = None,
              pooling: str = DEFAULT_HEAD_POOLING, **options) -> FitReport:
     """Fit a `kind` head on the cache at `cache_path` and save it under the cache's heads folder.
@@ -119,19 +147,57 @@ def fit_head(cache_path: Path, kind: str, recipe: str | None = None, target: str
 
 def save_fitted_head(cache_path: Path, info, fitted: FittedHead, extra: dict | None = None) -> FitReport:
     """Save `fitted` under the heads folder of `cache_path`: model file, confusion PNG, sidecar (with the
-    fields of `extra` added, e.g. a fusion member's mark)."""
-    stem = new_head_stem(heads_dir_of(cache_path), fitted.label)
-    files = [fitted.head.save(stem)]
-    title = f"{fitted.label} on {info.dataset.get('name', '')}"
-    png = save_final_confusion(stem, fitted.metrics, fitted.class_names, title)
-    if png is not None:
-        files.append(png.name)
+    fields of `extra` added, e.g. a fusion member's mark).
+
+    The model file and the PNG are written under temporary names (`.<stem>.tmp<pid>...`) and
+    renamed only once both exist, then the sidecar is written last: a run killed at any point
+    leaves temporary files only, which the next `fit-head` on that folder deletes
+    (`remove_orphaned_temps`); any other failure (a full disk, a read-only folder) deletes them at
+    once and raises `HeadError` saying so.
+    """
+    folder = heads_dir_of(cache_path)
+    written: list[Path] = []
+    try:
+        remove_orphaned_temps(folder)
+        stem = new_head_stem(folder, fitted.label)
+        temp_stem = temp_path_for(stem)
+        written.append(temp_stem.with_name(fitted.head.save(temp_stem)))
+        title = f"{fitted.label} on {info.dataset.get('name', '')}"
+        png = save_final_confusion(temp_stem, fitted.metrics, fitted.class_names, title)
+        written += [png] if png is not None else []
+        files = []
+        for index, temp in enumerate(list(written)):
+            final = folder / (stem.name + temp.name[len(temp_stem.name):])
+            os.replace(temp, final)
+            written[index] = final
+            files.append(final.name)
+        path = write_sidecar(stem, _sidecar(stem, cache_path, info, fitted, files, extra))
+    except OSError as error:
+        for leftover in written:
+            leftover.unlink(missing_ok=True)
+        raise HeadError(f"could not save the head in {folder} ({error.strerror or error}); "
+                        f"{_fix_for_write(error)} run `fit-head` again. Nothing was saved") from error
+    files.append(path.name)
+    return FitReport(str(path), fitted.kind, fitted.head.params_, fitted.metrics, fitted.fit_seconds, files,
+                     fitted.metrics_by_target, fitted.implied, fitted.views)
+
+
+def _fix_for_write(error: OSError) -> str:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full: free some space and"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return ("the folder cannot be written: copy the cache to a folder you can write to (or pass --cache-dir "
+                "one) and")
+    return "fix the cause and"
+
+
+def _sidecar(stem: Path, cache_path: Path, info, fitted: FittedHead, files: list[str], extra: dict | None) -> dict:
     sidecar = {
         **base_sidecar(stem, fitted),
         "hyperparameters": fitted.head.params_,
         "search": fitted.head.search_,
         "model_file": files[0],
-        "files": files,
+        "files": list(files),
         "feature_key": info.key,
         "feature_spec": info.spec.to_dict(),
         "origin": info.origin,
@@ -150,10 +216,7 @@ def save_fitted_head(cache_path: Path, info, fitted: FittedHead, extra: dict | N
         sidecar["implied_targets"] = fitted.implied
     if fitted.views is not None:
         sidecar["views"] = fitted.views
-    path = write_sidecar(stem, sidecar)
-    files.append(path.name)
-    return FitReport(str(path), fitted.kind, fitted.head.params_, fitted.metrics, fitted.fit_seconds, files,
-                     fitted.metrics_by_target, fitted.implied, fitted.views)
+    return sidecar
 
 
 def base_sidecar(stem: Path, fitted) -> dict:

@@ -95,6 +95,7 @@ def predict_images(image_paths, head_path: Path, cache_dir: Path, top_k: int = D
         features = extractor(pixels).astype(spec.store_dtype).astype(np.float32)
         pooled = features if consumes_maps(head) else pool_rows(features, extraction.pooling)
         probabilities = head.predict_proba(pooled)
+        _require_finite(probabilities, head_path)
         by_target = head.predict_all(pooled) if hasattr(head, "predict_all") else {}
         for position, (path, row) in enumerate(zip(decoded, probabilities)):
             result = {"path": str(path), "predictions": _ranked(row, class_names, top_k)}
@@ -103,6 +104,13 @@ def predict_images(image_paths, head_path: Path, cache_dir: Path, top_k: int = D
                                        for target, rows in by_target.items()}
             results.append(result)
     return in_given_order(results, paths)
+
+
+def _require_finite(probabilities: np.ndarray, head_path: Path) -> None:
+    """`HeadError` when a head answers NaN or infinite probabilities: its weights are not finite."""
+    if not np.isfinite(probabilities).all():
+        raise HeadError(f"head {head_path} gives NaN or infinite probabilities: its model holds non-finite weights "
+                        "(damaged, or fitted on non-finite features); fit the head again with `fit-head`")
 
 
 def _ranked(row: np.ndarray, class_names, top_k: int) -> list[dict]:

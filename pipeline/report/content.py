@@ -15,6 +15,11 @@
 - `visuals`: PNGs made for the cache's heads (ideal class images, adversarial examples, feature
   maps), found through the JSON sidecars the `visualize`, `attack` and `features` commands write;
 - `audit`: what `audit` found, with leakage-aware test scores and the map (`report.audit_section`).
+
+Head folders travel, so what their files say is not trusted: a visual is embedded only when it
+lies inside its result's own folder (symbolic links resolved) and decodes as an image; anything
+else is skipped with a note. Top-loss thumbnails are read only inside the dataset root the cache
+records, under the same rule.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from pipeline.heads.leaderboard import leaderboard
 from pipeline.heads.replay import split_probabilities, why_not_replayed
 from pipeline.heads.store import heads_dir_of, list_sidecars
 from pipeline.report.audit_section import audit_content
-from pipeline.report.thumbnails import png_uri, thumbnail_uri
+from pipeline.report.thumbnails import inside, png_uri, thumbnail_uri
 from pipeline.search.record import report_sections
 
 #: Images shown per head in "top losses", and class pairs in "most confused".
@@ -102,6 +107,8 @@ def top_loss_items(probabilities: np.ndarray, labels: np.ndarray, relpaths, clas
     for i in np.argsort(-losses, kind="stable")[:count]:
         predicted = int(np.argmax(probabilities[i]))
         path = Path(root) / relpaths[i] if root is not None else None
+        if path is not None and not inside(path, root):
+            path = None  # a relpath climbing out of the dataset: a tampered cache (`cache verify` says so)
         items.append({"path": relpaths[i], "true": class_names[labels[i]], "predicted": class_names[predicted],
                       "probability_true": float(picked[i]), "probability_predicted": float(probabilities[i, predicted]),
                       "loss": float(losses[i]),
@@ -114,16 +121,37 @@ def visuals(cache_path: Path) -> list[dict]:
     folder = heads_dir_of(cache_path) / VISUALS_SUBDIR
     found = []
     for sidecar_path in sorted(folder.rglob("*.json")) if folder.is_dir() else []:
+        if not inside(sidecar_path, folder):  # reached through a symbolic link out of the heads folder
+            continue
         try:
             sidecar = json.loads(sidecar_path.read_text())
         except (OSError, ValueError):
             continue
-        images = [name for name in sidecar.get(VISUAL_IMAGES_KEY, []) if isinstance(name, str)]
-        embedded = [png_uri(sidecar_path.parent / name, VISUAL_PIXELS) for name in images]
-        if any(embedded):
-            found.append({"title": sidecar.get("title") or sidecar_path.stem, "command": sidecar.get("command"),
-                          "summary": sidecar.get("summary"), "images": [uri for uri in embedded if uri]})
+        if not isinstance(sidecar, dict):
+            continue
+        names = sidecar.get(VISUAL_IMAGES_KEY, [])
+        embedded, notes = [], []
+        for name in names if isinstance(names, list) else []:
+            uri, note = _visual_uri(sidecar_path.parent, name)
+            embedded += [uri] if uri else []
+            notes += [note] if note else []
+        if embedded or notes:
+            found.append({"title": str(sidecar.get("title") or sidecar_path.stem), "command": sidecar.get("command"),
+                          "summary": sidecar.get("summary"), "images": embedded, "notes": notes})
     return found
+
+
+def _visual_uri(folder: Path, name) -> tuple[str | None, str | None]:
+    """(data URI, None) for an image inside `folder`, else (None, why it was skipped)."""
+    if not isinstance(name, str) or not name:
+        return None, f"skipped {name!r}: not a file name"
+    path = folder / name
+    if not inside(path, folder):
+        return None, f"skipped {name!r}: outside the result's folder {folder}"
+    uri = png_uri(path, VISUAL_PIXELS)
+    if uri is None:
+        return None, f"skipped {name!r}: missing, or not an image"
+    return uri, None
 
 
 def _head_section(sidecar: dict, cache_path: Path, info: CacheInfo, top_losses: int) -> dict:

@@ -261,7 +261,8 @@ def _visual(visual: dict) -> str:
     images = "".join(f'<img src="{uri}" alt="{_e(visual["title"])}">' for uri in visual["images"])
     summary = f"<p>{_e(visual['summary'])}</p>" if visual.get("summary") else ""
     command = f'<p class="muted"><code>{_e(visual["command"])}</code></p>' if visual.get("command") else ""
-    return f'<div class="visual"><h3>{_e(visual["title"])}</h3>{summary}{command}{images}</div>'
+    notes = "".join(f'<p class="muted">{_e(note)}</p>' for note in visual.get("notes", []))
+    return f'<div class="visual"><h3>{_e(visual["title"])}</h3>{summary}{command}{images}{notes}</div>'
 
 
 def _provenance(cache: dict) -> str:

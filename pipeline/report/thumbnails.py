@@ -1,10 +1,17 @@
-"""Small inline images for the HTML report: data URIs of downscaled JPEGs (or the PNGs as they are)."""
+"""Small inline images for the HTML report: data URIs of downscaled JPEGs (or the PNGs as they are).
+
+Only image data is ever embedded: a file is decoded first, and a PNG goes in as it is only when
+Pillow reads it as a whole PNG; anything else (a text file named `.png`) gives None. Which files
+may be shown at all (confinement to a folder) is `inside`, applied by `pipeline.report.content`.
+"""
 
 from __future__ import annotations
 
 import base64
 import io
 from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
 
 from pipeline.data.images import ImageDecodeError, open_rgb
 
@@ -28,9 +35,29 @@ def thumbnail_uri(path: Path, pixels: int = THUMBNAIL_PIXELS) -> str | None:
 
 
 def png_uri(path: Path, pixels: int) -> str | None:
-    """A PNG the tool made (a visualisation, a plot), inline: as it is when small, else as a thumbnail."""
+    """A PNG the tool made (a visualisation, a plot), inline: as it is when it is a small, whole PNG,
+    else as a thumbnail; None when the file is not an image."""
     if not Path(path).is_file():
         return None
-    if Path(path).stat().st_size <= MAX_EMBEDDED_PNG_BYTES:
+    if Path(path).stat().st_size <= MAX_EMBEDDED_PNG_BYTES and _is_whole_png(path):
         return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
     return thumbnail_uri(path, pixels)
+
+
+def inside(path: Path, folder: Path) -> bool:
+    """True when `path`, symbolic links resolved, lies inside `folder` (also resolved)."""
+    try:
+        return Path(path).resolve().is_relative_to(Path(folder).resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+
+
+def _is_whole_png(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            if image.format != "PNG":
+                return False
+            image.verify()  # checks every chunk's CRC without decoding the pixels
+        return True
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return False

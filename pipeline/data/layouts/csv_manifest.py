@@ -14,9 +14,12 @@ tool carve one). Every other named column is an extra label for multi-task use (
 beside a breed `label`); its classes are its sorted values.
 
 Paths are untrusted: an absolute path or one with `..` that leaves the CSV's folder is refused
-(`safe_relpath`). Listed files that do not exist are reported as skipped. A path listed twice
-with the same label and split is used once (noted); listed twice with different labels or
-splits, the manifest is refused - multi-label targets are not supported.
+(`safe_relpath`), and so is a path that leaves it through a symbolic link (`folder/secret.jpg`
+where `folder` links outside): symbolic links are resolved before the check, so a file is
+accepted or refused alike whichever way it is named. Listed files that do not exist are
+reported as skipped. A path listed twice with the same label and split is used once (noted);
+listed twice with different labels or splits, the manifest is refused - multi-label targets are
+not supported.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ def load(root: Path) -> DatasetIndex:
         raw_path, label = cells[path_at], cells[label_at]
         if not raw_path or not label:
             raise DatasetError(f"{where} has an empty path or label: {','.join(cells)!r}; every row needs both")
-        relpath = safe_relpath(raw_path, base)
+        relpath = _inside(safe_relpath(raw_path, base), base, raw_path)
         split = _split(cells[split_at], where) if split_at is not None else None
         extras = tuple(cells[i] for i in extra_at.values())
         for task, value in zip(extra_at, extras):
@@ -121,6 +124,20 @@ def load(root: Path) -> DatasetIndex:
         root=base, layout=NAME, class_names=class_names, records=tuple(records), skipped=tuple(skipped),
         extra_targets=extra_classes, notes=tuple(notes),
     )
+
+
+def _inside(relpath: str, base: Path, raw_path: str) -> str:
+    """`relpath` when the file it names, symbolic links resolved, lies inside `base`; else `DatasetError`."""
+    try:
+        target = (base / relpath).resolve()
+        allowed = target.is_relative_to(base.resolve())
+    except (OSError, RuntimeError):  # a symbolic link loop
+        allowed = False
+    if not allowed:
+        raise DatasetError(
+            f"path {raw_path!r} leads outside the dataset root {base} through a symbolic link; paths in manifests "
+            "must stay inside the dataset folder (move the file in, or point at the right root)")
+    return relpath
 
 
 def _csv_files(folder: Path) -> list[Path]:

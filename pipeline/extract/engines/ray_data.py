@@ -45,7 +45,7 @@ from pipeline.extract.engines.ray_worker import (
     WorkerSpec,
     encode_batch,
 )
-from pipeline.extract.loop import BackgroundWriter, LoopTimes, RowJob
+from pipeline.extract.loop import BackgroundWriter, LoopTimes, RowJob, non_finite_reasons
 
 log = logging.getLogger(__name__)
 
@@ -254,8 +254,14 @@ def _consume(dataset, job: RowJob, decode_failures: dict, progress, times: LoopT
                     writer = BackgroundWriter(SegmentWriter(
                         partial_dir_of(job.cache_path), job.key, block[FEATURES].shape[1:], job.store_dtype,
                         max_rows=job.commit_rows))
+                rows = block[FEATURES][keep].astype(job.store_dtype)  # the actors already cast them
+                bad = non_finite_reasons(rows, rows)
+                decode_failures.update((parse_view_address(str(block[ADDRESS][keep[i]]))[0], reason)
+                                       for i, reason in bad.items())
+                finite = [i for i in range(len(keep)) if i not in bad]
                 tick = time.perf_counter()
-                writer.put([str(block[ADDRESS][i]) for i in keep], block[FEATURES][keep].astype(job.store_dtype))
+                if finite:
+                    writer.put([str(block[ADDRESS][keep[i]]) for i in finite], rows[finite])
                 times.waiting_for_writer += time.perf_counter() - tick
             done += len(block[ADDRESS])
             if progress is not None:

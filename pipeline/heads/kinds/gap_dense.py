@@ -77,7 +77,7 @@ class GapDenseHead:
         recipe = RECIPES[self.recipe]
         train, valid = train_and_valid(features)
         if valid is None:
-            raise missing_split_error(features, "valid", "gap-dense keeps the best epoch on the validation split")
+            raise missing_split_error(features, "valid", f"{self.kind} keeps the best epoch on the validation split")
         keras.utils.set_random_seed(SEED)
         layers = _head_layers(recipe, features.num_classes, train.x)
         inputs = keras.Input(shape=(train.x.shape[1],))
