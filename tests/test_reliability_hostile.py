@@ -8,13 +8,20 @@ tests/test_fuzz_*.py suites; docs/reliability.md lists every case.
 
 from __future__ import annotations
 
+import re
 import tracemalloc
+from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
+import scipy.io
+from conftest import CLASS_COLOURS, write_image
 from PIL import Image
 
 from pipeline.data.images import DECODE_BYTES_PER_PIXEL, ImageDecodeError, ResizeSpec, decode_bytes, decode_image
+from pipeline.data.layouts import discover
+from pipeline.errors import DatasetError
 
 SIDE = 2000  # a 16-bit image of 4 M pixels: 8 MB decoded, 32 MB as float64
 
@@ -60,3 +67,66 @@ def test_decoded_bytes_are_bounded_not_only_pixels(tmp_path):
         decode_image(tmp_path / "alpha.png", ResizeSpec(8, 8), max_pixels=max_pixels)
     assert decode_image(tmp_path / "plain.png", ResizeSpec(8, 8), max_pixels=max_pixels).shape == (8, 8, 3)
     assert decode_image(tmp_path / "alpha.png", ResizeSpec(8, 8), max_pixels=None).shape == (8, 8, 3)
+
+
+# ----------------------------------------------------------------------------------------------
+# Stanford Dogs lists: anything but MATLAB 5 cell arrays of text and whole-number labels
+
+
+def _stanford_with_list(root: Path, file_list, labels) -> Path:
+    folder = root / "Images" / "n02085620-Chihuahua"
+    write_image(folder / "n02085620_1.jpg", CLASS_COLOURS["cat"], 1)
+    good = np.empty((1, 1), dtype=object)
+    good[0, 0] = np.array(["n02085620-Chihuahua/n02085620_1.jpg"])
+    (root / "lists").mkdir(parents=True)
+    scipy.io.savemat(root / "lists" / "train_list.mat", {"file_list": good, "labels": np.array([[1]])})
+    scipy.io.savemat(root / "lists" / "test_list.mat", {"file_list": file_list, "labels": labels})
+    return root
+
+
+def _cells(*values) -> np.ndarray:
+    cells = np.empty((len(values), 1), dtype=object)
+    for index, value in enumerate(values):
+        cells[index, 0] = value
+    return cells
+
+
+_TEXT = np.array(["n02085620-Chihuahua/n02085620_1.jpg"])
+
+
+@pytest.mark.parametrize(("file_list", "labels", "message"), [
+    (_cells(np.array([[3.0]])), np.array([[1]]), "file_list holds 3.0 where a list holds text"),
+    (_cells({"a": 1}), np.array([[1]]), "file_list holds a struct where a list holds text"),
+    (_cells(np.array([])), np.array([[1]]), "file_list holds an empty cell"),
+    (np.array([[1.0, 2.0]]), np.array([[1, 2]]), "file_list holds 1.0 where"),
+    (_cells(_TEXT), np.array([[np.nan]]), "labels holds nan where a list holds whole numbers"),
+    (_cells(_TEXT), np.array([[1.5]]), "labels holds 1.5 where"),
+    (_cells(_TEXT), np.array(["a"]), "labels holds 'a' where"),
+    (_cells(_TEXT), {"a": 1}, "labels holds a struct where"),
+], ids=["numeric-cell", "struct-cell", "empty-cell", "numeric-list", "nan-label", "fraction-label", "text-label",
+        "struct-labels"])
+def test_stanford_lists_with_odd_cells_are_refused(tmp_path, file_list, labels, message):
+    root = _stanford_with_list(tmp_path / "dogs", file_list, labels)
+    with pytest.raises(DatasetError, match=re.escape(message)):
+        discover(root)
+
+
+def test_stanford_lists_saved_as_matlab_v73_are_refused(tmp_path, cli):
+    root = _stanford_with_list(tmp_path / "dogs", _cells(_TEXT), np.array([[1]]))
+    path = root / "lists" / "test_list.mat"
+    with h5py.File(path, "w", userblock_size=512) as file:  # what save(..., '-v7.3') writes
+        file["labels"] = np.array([1.0])
+    with path.open("r+b") as file:
+        file.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .".ljust(124) + b"\x00\x02IM")
+    result = cli(["inspect", str(root)])
+    assert result.exit_code == 1, result.output
+    assert "is a MATLAB v7.3 (HDF5) file" in result.output and "save(..., '-v7')" in result.output
+
+
+def test_stanford_lists_declaring_huge_variables_are_refused_unread(tmp_path, monkeypatch):
+    from pipeline.data.layouts import stanford_dogs
+
+    monkeypatch.setattr(stanford_dogs, "MAX_LIST_ENTRIES", 2)
+    root = _stanford_with_list(tmp_path / "dogs", _cells(_TEXT, _TEXT, _TEXT), np.array([[1], [1], [1]]))
+    with pytest.raises(DatasetError, match=r"declares file_list of shape \(3, 1\), more than the 2 entries"):
+        discover(root)
