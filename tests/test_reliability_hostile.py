@@ -130,3 +130,14 @@ def test_stanford_lists_declaring_huge_variables_are_refused_unread(tmp_path, mo
     root = _stanford_with_list(tmp_path / "dogs", _cells(_TEXT, _TEXT, _TEXT), np.array([[1], [1], [1]]))
     with pytest.raises(DatasetError, match=r"declares file_list of shape \(3, 1\), more than the 2 entries"):
         discover(root)
+
+
+def test_a_csv_row_naming_a_300_character_file_is_skipped_with_the_reason(tmp_path):
+    write_image(tmp_path / "imgs" / "a.jpg", CLASS_COLOURS["cat"], 1)
+    long_name = "x" * 300 + ".jpg"
+    (tmp_path / "labels.csv").write_text(f"path,label\nimgs/a.jpg,cat\nimgs/{long_name},dog\n")
+    index = discover(tmp_path / "labels.csv")
+    assert [record.relpath for record in index.records] == ["imgs/a.jpg"]
+    [skipped] = index.skipped
+    assert skipped.relpath == f"imgs/{long_name}"
+    assert "name is too long for the file system (304 bytes" in skipped.reason and "line 3" in skipped.reason
