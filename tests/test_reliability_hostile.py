@@ -8,8 +8,10 @@ tests/test_fuzz_*.py suites; docs/reliability.md lists every case.
 
 from __future__ import annotations
 
+import io
 import re
 import tracemalloc
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -141,3 +143,77 @@ def test_a_csv_row_naming_a_300_character_file_is_skipped_with_the_reason(tmp_pa
     [skipped] = index.skipped
     assert skipped.relpath == f"imgs/{long_name}"
     assert "name is too long for the file system (304 bytes" in skipped.reason and "line 3" in skipped.reason
+
+
+# ----------------------------------------------------------------------------------------------
+# import-npz: declared shapes checked against the file and bounds before anything is read
+
+
+def _npy(shape, dtype, data: bytes = b"") -> bytes:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": np.dtype(dtype).str, "fortran_order": False,
+                                                 "shape": tuple(shape)})
+    return header.getvalue() + data
+
+
+def _crafted_npz(path: Path, members: dict[str, bytes], compression=zipfile.ZIP_STORED) -> Path:
+    with zipfile.ZipFile(path, "w", compression=compression) as archive:
+        for name, content in members.items():
+            archive.writestr(name + ".npy", content)
+    return path
+
+
+def _small_split(rows: int) -> dict[str, bytes]:
+    return {"valid": _npy((rows, 7, 7, 512), "<f4", bytes(rows * 7 * 7 * 512 * 4)),
+            "test": _npy((rows, 7, 7, 512), "<f4", bytes(rows * 7 * 7 * 512 * 4)),
+            "valid_paths": _npy((rows,), "<U8", "a/b.jpg\0".encode("utf-32-le") * rows),
+            "test_paths": _npy((rows,), "<U8", "a/c.jpg\0".encode("utf-32-le") * rows)}
+
+
+def test_import_npz_claiming_a_trillion_rows_is_refused_unread(tmp_path, cli):
+    npz = _crafted_npz(tmp_path / "claims.npz", {
+        "train": _npy((10**12, 7, 7, 512), "<f4"), "train_paths": _npy((10**12,), "<U20"), **_small_split(1)},
+        zipfile.ZIP_DEFLATED)
+    assert npz.stat().st_size < 2_000
+    result = cli(["import-npz", str(npz), "--labels", str(tmp_path), "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 1, result.output
+    assert "declares shape (1000000000000, 7, 7, 512)" in result.output and "the header lies" in result.output
+
+
+def test_import_npz_with_a_deflated_giant_text_array_is_refused_unread(tmp_path, cli):
+    chars = 5_000_000
+    npz = _crafted_npz(tmp_path / "bomb.npz", {
+        "train": _npy((1, 7, 7, 512), "<f4", bytes(7 * 7 * 512 * 4)),
+        "train_paths": _npy((1,), f"<U{chars}", bytes(4 * chars)), **_small_split(1)}, zipfile.ZIP_DEFLATED)
+    assert npz.stat().st_size < 100_000
+    tracemalloc.start()
+    result = cli(["import-npz", str(npz), "--labels", str(tmp_path), "--cache-dir", str(tmp_path / "cache")])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert result.exit_code == 1, result.output
+    assert f"elements of {chars:,} characters, more than the 4,096" in result.output
+    assert peak < 4 * chars  # the 20 MB array was never decompressed
+
+
+@pytest.mark.parametrize(("members", "message"), [
+    ({"x": b"not an npy header at all"}, "has no valid .npy header"),
+    ({"x": _npy((3,), "|O", b"\x80\x04N.")}, "holds Python objects"),
+    ({"x": _npy((-1, 4), "<f4")}, "is not a shape"),
+])
+def test_check_npz_refuses_damaged_or_pickled_members(tmp_path, members, message):
+    from pipeline.npz_safety import NpzRefusal, check_npz
+
+    with pytest.raises(NpzRefusal, match=re.escape(message)):
+        check_npz(_crafted_npz(tmp_path / "odd.npz", members))
+
+
+def test_check_npz_refuses_a_deflate_bomb_and_accepts_ordinary_files(tmp_path, monkeypatch):
+    from pipeline import npz_safety
+
+    np.savez_compressed(tmp_path / "ok.npz", coef=np.ones((3, 8), np.float32), names=np.array(["a", "bb"]))
+    declared = npz_safety.check_npz(tmp_path / "ok.npz")
+    assert {name: array.shape for name, array in declared.items()} == {"coef": (3, 8), "names": (2,)}
+    monkeypatch.setattr(npz_safety, "EXPANSION_FLOOR_BYTES", 1_000)
+    np.savez_compressed(tmp_path / "zeros.npz", x=np.zeros(100_000, np.float32))
+    with pytest.raises(npz_safety.NpzRefusal, match="a decompression bomb"):
+        npz_safety.check_npz(tmp_path / "zeros.npz")

@@ -66,6 +66,7 @@ from pipeline.data.layouts.files import examples
 from pipeline.data.layouts.generic import split_dirs
 from pipeline.errors import DatasetError
 from pipeline.interop.npz_export import LOAD_FILES_RANDOM_STATE
+from pipeline.npz_safety import check_npz
 
 #: What the classic file is known to be; everything else about it is unknown.
 CLASSIC_BACKBONE = "vgg16"
@@ -172,6 +173,7 @@ def import_npz(npz_path: Path, labels_dir: Path, cache_dir: Path, name: str | No
     """Import `npz_path` with labels from the dogImages folder `labels_dir` into a cache in `cache_dir`."""
     started = time.perf_counter()
     npz_path, cache_dir = Path(npz_path), Path(cache_dir)
+    check_npz(npz_path)  # declared shapes against the file size and sane bounds, before anything is read
     headers = _check_headers(npz_path)
     stored_paths = read_row_paths(npz_path, headers)
     index = _labels_index(labels_dir)
