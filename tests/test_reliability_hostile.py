@@ -9,7 +9,9 @@ tests/test_fuzz_*.py suites; docs/reliability.md lists every case.
 from __future__ import annotations
 
 import io
+import json
 import re
+import shutil
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -18,7 +20,7 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
-from conftest import CLASS_COLOURS, write_image
+from conftest import CLASS_COLOURS, TINY_BACKBONE, make_dataset, write_image
 from PIL import Image
 
 from pipeline.data.images import DECODE_BYTES_PER_PIXEL, ImageDecodeError, ResizeSpec, decode_bytes, decode_image
@@ -217,3 +219,160 @@ def test_check_npz_refuses_a_deflate_bomb_and_accepts_ordinary_files(tmp_path, m
     np.savez_compressed(tmp_path / "zeros.npz", x=np.zeros(100_000, np.float32))
     with pytest.raises(npz_safety.NpzRefusal, match="a decompression bomb"):
         npz_safety.check_npz(tmp_path / "zeros.npz")
+
+
+# ----------------------------------------------------------------------------------------------
+# Head folders: sidecars, model files and files that are not heads at all
+
+
+@pytest.fixture(scope="module")
+def heads(tmp_path_factory):
+    """A tiny cache with a logreg, a knn and a gap-dense head: (cache path, {kind: sidecar path}, an image)."""
+    from pipeline.extract.options import ExtractOptions
+    from pipeline.extract.run import run_extract
+    from pipeline.heads.fitting import fit_head
+
+    root = tmp_path_factory.mktemp("hostile-heads")
+    data = make_dataset(root / "pets")
+    summary = run_extract(data, root / "cache", ExtractOptions(**TINY_BACKBONE, batch_size=8, valid_fraction=0.3))
+    cache = Path(summary.cache_path)
+    sidecars = {kind: Path(fit_head(cache, kind, None).sidecar_path) for kind in ("logreg", "knn", "gap-dense")}
+    return cache, sidecars, next((data / "test" / "cat").iterdir())
+
+
+def _copy_head(sidecar_path: Path, folder: Path) -> Path:
+    sidecar = json.loads(sidecar_path.read_text())
+    for name in (sidecar_path.name, sidecar["model_file"]):
+        shutil.copy(sidecar_path.with_name(name), folder / name)
+    return folder / sidecar_path.name
+
+
+def _edit_sidecar(path: Path, **changes) -> Path:
+    sidecar = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is _DROP:
+            sidecar.pop(key)
+        else:
+            sidecar[key] = value
+    path.write_text(json.dumps(sidecar))
+    return path
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"class_names": _DROP}, "has no class_names"),
+    ({"feature_key": _DROP}, "has no feature_key"),
+    ({"model_file": _DROP}, "has no model_file"),
+    ({"feature_spec": _DROP}, "has no feature_spec"),
+    ({"kind": 7}, "kind should be text, got 7"),
+    ({"class_names": "cat,dog"}, "class_names should be a list of text"),
+    ({"class_names": [1, 2]}, "class_names should be a list of distinct class names"),
+    ({"class_names": ["cat", "cat"]}, "class_names should be a list of distinct class names"),
+    ({"feature_spec": {"backbone": "vgg16"}}, "feature_spec cannot be read"),
+    ({"hyperparameters": [1]}, "hyperparameters should be an object"),
+    ({"format_version": "2"}, "format_version should be a whole number"),
+    ({"views": True}, "views should be a whole number"),
+], ids=lambda value: str(value)[:30] if isinstance(value, str) else None)
+def test_damaged_sidecars_are_head_errors(heads, tmp_path, changes, message):
+    from pipeline.errors import HeadError
+    from pipeline.heads.store import load_head
+
+    sidecar = _edit_sidecar(_copy_head(heads[1]["logreg"], tmp_path), **changes)
+    with pytest.raises(HeadError, match=re.escape(message)):
+        load_head(sidecar)
+
+
+def test_a_sidecar_without_class_names_is_exit_1_in_predict(heads, tmp_path, cli):
+    sidecar = _edit_sidecar(_copy_head(heads[1]["logreg"], tmp_path), class_names=_DROP)
+    result = cli(["predict", heads[2], "--head", sidecar, "--cache-dir", tmp_path])
+    assert result.exit_code == 1, result.output
+    assert "has no class_names; the sidecar was edited or damaged" in result.output
+
+
+def _rewrite_npz(path: Path, **changes) -> None:
+    with np.load(path) as arrays:
+        content = {name: arrays[name] for name in arrays.files}
+    content.update(changes)
+    for name in [name for name, value in changes.items() if value is _DROP]:
+        content.pop(name)
+    np.savez(path, **content)
+
+
+@pytest.mark.parametrize(("kind", "changes", "message"), [
+    ("logreg", {"coef": np.zeros((512, 3))}, "inconsistent shapes: coef (512, 3) (expected (512, 2))"),
+    ("logreg", {"intercept": _DROP}, "has no array 'intercept'"),
+    ("logreg", {"temperature": np.float64("nan")}, "NaN or infinite weights"),
+    ("logreg", {"coef": np.zeros(5)}, "'coef' is (5,) float64, expected a 2-D numeric array"),
+    ("logreg", {"mean": np.array(["a", "b"])}, "expected a 1-D numeric array"),
+    ("knn", {"labels": np.full(12, 5)}, "labels outside 0..1"),
+    ("knn", {"k": np.int64(10_000)}, "has k=10000"),
+])
+def test_model_arrays_are_checked_against_each_other_and_the_classes(heads, tmp_path, kind, changes, message):
+    from pipeline.errors import HeadError
+    from pipeline.heads.store import load_head
+
+    sidecar = _copy_head(heads[1][kind], tmp_path)
+    _rewrite_npz(sidecar.with_name(json.loads(sidecar.read_text())["model_file"]), **changes)
+    with pytest.raises(HeadError, match=re.escape(message)):
+        load_head(sidecar)
+
+
+def _rewrite_keras_config(path: Path, edit) -> None:
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    edit(config)
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+
+
+def _last_layer(config) -> dict:
+    return config["config"]["layers"][-1]["config"]
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda c: _last_layer(c).update(activation={"module": "os", "class_name": "function", "config": "system",
+                                                   "registered_name": "system"}),
+     "names a Python function (a function 'system' of module 'os')"),
+    (lambda c: _last_layer(c).update(activation={"module": "subprocess", "class_name": "Popen", "config": {}}),
+     "names the module 'subprocess'"),
+    (lambda c: _last_layer(c).update(units=10**9), "declares a size of 1,000,000,000"),
+], ids=["function", "foreign-module", "huge-units"])
+def test_keras_heads_whose_config_names_functions_or_huge_sizes_are_refused(heads, tmp_path, cli, edit, message):
+    sidecar = _copy_head(heads[1]["gap-dense"], tmp_path)
+    _rewrite_keras_config(sidecar.with_name(json.loads(sidecar.read_text())["model_file"]), edit)
+    result = cli(["predict", heads[2], "--head", sidecar, "--cache-dir", tmp_path])
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "never runs code from a file" in result.output
+
+
+def test_a_keras_head_with_the_wrong_number_of_outputs_is_refused(heads, tmp_path):
+    from pipeline.errors import HeadError
+    from pipeline.heads.store import load_head
+
+    sidecar = _edit_sidecar(_copy_head(heads[1]["gap-dense"], tmp_path), class_names=["a", "b", "c"])
+    with pytest.raises(HeadError, match="outputs 2 values, but the head names 3 classes"):
+        load_head(sidecar)
+
+
+def test_predict_names_the_kind_of_file_given_as_head(heads, tmp_path, cli):
+    cache, sidecars, image = heads
+    np.savez(tmp_path / "arrays.npz", x=np.zeros(3))
+    (tmp_path / "result.json").write_text(json.dumps({"command": "visualize", "outcome": {}}))
+    shutil.copy(sidecars["gap-dense"].with_suffix(".keras"), tmp_path / "model.keras")  # no sidecar beside it
+    expected = {
+        cache: "is a feature cache made by `extract` (vgg16 block5_pool, 24 images); fit a head on it with `fit-head",
+        image: "is an image (JPEG 48x40); images are arguments of `predict`",
+        tmp_path / "arrays.npz": "is an .npz array file",
+        tmp_path / "model.keras": "is a Keras .keras model",
+        tmp_path / "result.json": "is the result.json of `visualize` (an explain result)",
+    }
+    for given, message in expected.items():
+        result = cli(["predict", image, "--head", given, "--cache-dir", tmp_path])
+        assert result.exit_code == 1, result.output
+        assert message in result.output
+        assert "not a head. A head is the .json sidecar `fit-head` printed" in result.output
