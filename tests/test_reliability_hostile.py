@@ -376,3 +376,48 @@ def test_predict_names_the_kind_of_file_given_as_head(heads, tmp_path, cli):
         assert result.exit_code == 1, result.output
         assert message in result.output
         assert "not a head. A head is the .json sidecar `fit-head` printed" in result.output
+
+
+# ----------------------------------------------------------------------------------------------
+# Weights files given with --weights PATH
+
+
+def _weights_file(path: Path, build) -> Path:
+    with h5py.File(path, "w") as handle:
+        build(handle)
+    return path
+
+
+def _scalar_layer_names(handle):
+    handle.attrs["layer_names"] = np.bytes_("block1_conv1")
+
+
+def _scalar_weight_names(handle):
+    handle.attrs["layer_names"] = [b"block1_conv1"]
+    handle.create_group("block1_conv1").attrs["weight_names"] = np.bytes_("kernel")
+
+
+def _missing_dataset(handle):
+    handle.attrs["layer_names"] = [b"block1_conv1"]
+    handle.create_group("block1_conv1").attrs["weight_names"] = [b"kernel:0"]
+
+
+def _external_storage(handle):
+    handle.attrs["layer_names"] = [b"block1_conv1"]
+    group = handle.create_group("block1_conv1")
+    group.attrs["weight_names"] = [b"kernel"]
+    group.create_dataset("kernel", shape=(4,), dtype="u1", external=[("/etc/hostname", 0, 4)])
+
+
+@pytest.mark.parametrize(("build", "message"), [
+    (_scalar_layer_names, "its layer_names attribute is not a list of layer names"),
+    (_scalar_weight_names, "layer 'block1_conv1' has no list of weight_names"),
+    (_missing_dataset, "layer 'block1_conv1' names weights that are not datasets: ['kernel:0']"),
+    (_external_storage, "dataset 'block1_conv1/kernel' is stored outside the file"),
+], ids=["scalar-layer_names", "scalar-weight_names", "missing-dataset", "external-storage"])
+def test_malformed_keras_weights_files_are_weights_errors(tmp_path, cli, build, message):
+    weights = _weights_file(tmp_path / "weights.h5", build)
+    data = make_dataset(tmp_path / "pets", per_class=1)
+    result = cli(["extract", data, "--weights", weights, "--input-size", "32", "--cache-dir", tmp_path / "cache"])
+    assert result.exit_code == 1, result.output
+    assert f"could not load {weights} into vgg16: {message}" in result.output
