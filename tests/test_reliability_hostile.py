@@ -12,8 +12,10 @@ import io
 import json
 import re
 import shutil
+import struct
 import tracemalloc
 import zipfile
+import zlib
 from pathlib import Path
 
 import h5py
@@ -421,3 +423,45 @@ def test_malformed_keras_weights_files_are_weights_errors(tmp_path, cli, build, 
     result = cli(["extract", data, "--weights", weights, "--input-size", "32", "--cache-dir", tmp_path / "cache"])
     assert result.exit_code == 1, result.output
     assert f"could not load {weights} into vgg16: {message}" in result.output
+
+
+# ----------------------------------------------------------------------------------------------
+# features / visualize --start: one image the user names
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG that claims `width` x `height` pixels (what a decompression bomb looks like)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+@pytest.fixture
+def bad_images(tmp_path) -> dict[str, tuple[Path, str]]:
+    (tmp_path / "notes.jpg").write_text("not an image")
+    (tmp_path / "huge.png").write_bytes(_png_header_only(20_000, 20_000))
+    return {"unreadable": (tmp_path / "notes.jpg", "not a recognised image format"),
+            "oversized": (tmp_path / "huge.png", "20000x20000 pixels is over the 89,478,485-pixel limit")}
+
+
+@pytest.mark.parametrize("case", ["unreadable", "oversized"])
+def test_features_refuses_an_unreadable_or_oversized_image(tmp_path, cli, bad_images, case):
+    image, reason = bad_images[case]
+    result = cli(["features", image, "--backbone", "vgg16", "--weights", "none", "--input-size", "32",
+                  "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache"])
+    assert result.exit_code == 1, result.output
+    assert f"cannot use {image} as the image: {reason}" in result.output
+    assert "--allow-large-images" not in result.output or "only `extract --allow-large-images`" in result.output
+
+
+@pytest.mark.parametrize("case", ["unreadable", "oversized"])
+def test_visualize_start_refuses_an_unreadable_or_oversized_image(heads, tmp_path, cli, bad_images, case):
+    image, reason = bad_images[case]
+    result = cli(["visualize", heads[1]["logreg"], "--class", "cat", "--steps", "1", "--start", image,
+                  "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache"])
+    assert result.exit_code == 1, result.output
+    assert f"cannot use {image} as --start: {reason}" in result.output
+    assert "pass --allow-large-images" not in result.output

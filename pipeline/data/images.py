@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pipeline.errors import UsageError
+from pipeline.errors import DatasetError, UsageError
 
 #: Extensions that mark a file as a candidate image (case-insensitive). Content decides the rest.
 IMAGE_EXTENSIONS = frozenset(
@@ -55,8 +55,8 @@ _MULTI_BAND_BYTES = 4
 WIDE_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
 #: Pixels of a wide-mode image converted at a time (whole rows; bounds the float64 block to 2 MB).
 _WIDE_BLOCK_PIXELS = 1 << 18
-#: The hint shown with an oversized image: the commands that can lift the limit.
-LARGE_IMAGES_HINT = "`extract` and `inspect` accept it with --allow-large-images if the file is trusted"
+#: The hint shown with an oversized image: the one command that can lift the limit.
+LARGE_IMAGES_HINT = "only `extract --allow-large-images` decodes such a file, when it is trusted"
 _MAX_8BIT = 255
 _MAX_16BIT = 65535
 
@@ -114,6 +114,16 @@ def decode_image(path: Path | str, resize: ResizeSpec, max_pixels: int | None = 
     """Decode `path` by content and return a (height, width, 3) uint8 array sized per `resize`."""
     image = open_rgb(path, max_pixels=max_pixels, draft_size=(resize.width, resize.height))
     return np.asarray(fit_to_size(image, resize), dtype=np.uint8)
+
+
+def decode_given_image(path: Path | str, resize: ResizeSpec, role: str) -> np.ndarray:
+    """`decode_image` for one image a user named for a command (`role`, e.g. "--start"), under the
+    default pixel limit; `DatasetError` (exit 1) saying why it cannot be used."""
+    try:
+        return decode_image(path, resize)
+    except ImageDecodeError as error:
+        raise DatasetError(f"cannot use {path} as {role}: {error.reason}. Pass an image file (JPEG, PNG, GIF, BMP, "
+                           "WebP, TIFF)") from None
 
 
 def open_rgb(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS, draft_size=None) -> Image.Image:
