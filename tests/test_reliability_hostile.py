@@ -465,3 +465,43 @@ def test_visualize_start_refuses_an_unreadable_or_oversized_image(heads, tmp_pat
     assert result.exit_code == 1, result.output
     assert f"cannot use {image} as --start: {reason}" in result.output
     assert "pass --allow-large-images" not in result.output
+
+
+# ----------------------------------------------------------------------------------------------
+# Numeric options: every one has a range, and a value outside is exit 2 naming it
+
+
+def _numeric_options():
+    import click
+
+    from cli import main
+
+    for name, command in main.commands.items():
+        commands = command.commands.items() if isinstance(command, click.Group) else [(None, command)]
+        for sub, leaf in commands:
+            for param in leaf.params:
+                if isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType)):
+                    yield f"{name} {sub or ''}".strip(), param
+
+
+def test_every_numeric_option_has_a_lower_and_an_upper_bound():
+    import click
+
+    unbounded = [f"{command} {param.opts[0]}" for command, param in _numeric_options()
+                 if not isinstance(param.type, (click.IntRange, click.FloatRange))
+                 or param.type.min is None or param.type.max is None]
+    assert unbounded == []
+    assert len(list(_numeric_options())) > 30
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--views", "100000000"], "'--views': 100000000 is not in the range 0<=x<=100"),
+    (["--input-size", "200000"], "'--input-size': 200000 is not in the range 1<=x<=1024"),
+    (["--batch-size", "10000000"], "'--batch-size': 10000000 is not in the range 1<=x<=1024"),
+    (["--split-seed", "-1"], "'--split-seed': -1 is not in the range 0<=x<=4294967295"),
+])
+def test_out_of_range_options_are_usage_errors(tiny_dataset, tmp_path, cli, args, message):
+    result = cli(["extract", tiny_dataset, *args, "--cache-dir", tmp_path / "cache"])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "cache").exists()
