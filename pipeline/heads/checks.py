@@ -183,9 +183,9 @@ def check_knn_arrays(head, classes: int, head_path: Path) -> None:
 
 def check_model_outputs(model, classes: int, head_path: Path) -> None:
     """A loaded Keras head must output one probability per class name."""
-    outputs = model.outputs if len(model.outputs) != 1 else model.outputs[:1]
-    width = outputs[0].shape[-1] if outputs else None
-    if len(outputs) != 1 or width != classes:
+    outputs = list(model.outputs)
+    width = outputs[0].shape[-1] if len(outputs) == 1 else f"{len(outputs)} outputs of"
+    if width != classes:
         raise HeadError(f"the model of head {head_path} outputs {width} values, but the head names {classes} classes; "
                         f"{FIX}")
 

@@ -7,7 +7,9 @@ hyper-parameters, the search results, the feature key and spec, how the features
 (weights source), class names, library versions and metrics per split.
 
 Loading never executes code: arrays load with `allow_pickle=False` and Keras models with
-`safe_mode=True`.
+`safe_mode=True`. A head folder is untrusted: sidecars, npz headers and `.keras` configs are
+checked before loading and the loaded model against the class names (`pipeline.heads.checks`);
+anything wrong, or a file of another kind given as a head, is a `HeadError` saying what it is.
 """
 
 from __future__ import annotations
