@@ -69,16 +69,16 @@ def read_json_document(path: Path) -> dict | None:
 
 
 def check_sidecar(sidecar: dict, path: Path, has_model: bool) -> None:
-    """`HeadError` unless `sidecar` has the fields a head needs, each of the right type."""
+    """`HeadError` unless `sidecar` has the fields a head needs (not null), each known field of its type."""
     from pipeline.cache.key import FeatureSpec
 
     required = REQUIRED_FIELDS + (MODEL_FIELDS if has_model else ())
-    missing = [field for field in required if field not in sidecar]
+    missing = [field for field in required if sidecar.get(field) is None]
     if missing:
         raise HeadError(f"head {path} has no {', '.join(missing)}; the sidecar was edited or damaged: {FIX}")
     for field, (types, wanted) in FIELD_TYPES.items():
-        value = sidecar.get(field)
-        if field in sidecar and (not isinstance(value, types) or isinstance(value, bool)):
+        value = sidecar.get(field)  # None stands for "not recorded" (an outside model has no model_file)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
             raise HeadError(f"head {path}: {field} should be {wanted}, got {_shown(value)}; the sidecar was edited "
                             f"or damaged: {FIX}")
     names = sidecar["class_names"]
