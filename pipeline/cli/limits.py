@@ -1,8 +1,8 @@
 """The range of every numeric option, in one place: a value outside is exit 2 naming the range.
 
-Without upper bounds a typo is a memory bomb or a hang (`--views 100000000` grows memory for
-hours, `--input-size 200000` ends in MemoryError). Each bound is far above any sensible use and
-below what a workstation survives; `--help` shows the ranges (click prints them).
+Without upper bounds a typo is a memory bomb or a hang (`--views 100000000` hung while its
+memory grew, `--input-size 200000` asked for 112 GiB and ended in MemoryError). Each bound is
+far above any sensible use and below what a workstation survives; `--help` shows the ranges.
 """
 
 from __future__ import annotations
