@@ -23,6 +23,10 @@ import numpy as np
 from pipeline.atomic import atomic_write_path
 
 LAYER_WEIGHTS_FORMAT = "bottleneck-layer-weights"
+#: Keras 3's own weights files (`model.save_weights`), which Keras reads by their own layout.
+KERAS3_WEIGHTS_SUFFIX = ".weights.h5"
+#: The most bytes one weights tensor may declare (VGG16's largest, fc1, is 411 MB).
+MAX_WEIGHT_BYTES = 2**31
 #: Recorded reference values must agree with this absolute tolerance.
 REFERENCE_TOLERANCE = 1e-6
 
@@ -70,6 +74,78 @@ def read_keras_h5_layer_weights(path: Path) -> dict[str, list[np.ndarray]]:
             if names:
                 weights[name] = [np.asarray(layer[weight]) for weight in names]
     return weights
+
+
+def keras_h5_problem(path: Path) -> str | None:
+    """Why `path` cannot be a Keras legacy HDF5 weights file or a layer-weights file (None: it can).
+
+    Checks the structure Keras would otherwise trip over with a traceback, reading attributes and
+    dataset headers only: `layer_names` and each layer's `weight_names` are 1-D lists of text
+    naming groups and datasets that exist (a Keras 3 `.weights.h5` file: only the datasets); no
+    dataset is stored outside the file (external storage, virtual datasets, external or soft
+    links) or declares more than `MAX_WEIGHT_BYTES`.
+    """
+    try:
+        with h5py.File(path, "r") as handle:
+            if handle.attrs.get("format") == LAYER_WEIGHTS_FORMAT or Path(path).name.endswith(KERAS3_WEIGHTS_SUFFIX):
+                return _datasets_problem(handle)
+            nested = "layer_names" not in handle.attrs and "model_weights" in handle
+            group = handle["model_weights"] if nested else handle
+            if "layer_names" not in group.attrs:
+                return "it has no layer_names attribute (not a Keras HDF5 weights file)"
+            layer_names = _text_list(group.attrs["layer_names"])
+            if layer_names is None:
+                return "its layer_names attribute is not a list of layer names"
+            for name in layer_names:
+                if not isinstance(group.get(name, getlink=True), h5py.HardLink):
+                    return f"layer {name!r} named in layer_names is missing or a link"
+                layer = group[name]
+                weight_names = _text_list(layer.attrs.get("weight_names", np.array([], dtype="S1")))
+                if not isinstance(layer, h5py.Group) or weight_names is None:
+                    return f"layer {name!r} has no list of weight_names"
+                missing = [weight for weight in weight_names if not isinstance(layer.get(weight), h5py.Dataset)]
+                if missing:
+                    return f"layer {name!r} names weights that are not datasets: {missing[:3]}"
+            return _datasets_problem(group)
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as error:
+        return f"it cannot be read as HDF5 ({(str(error).splitlines() or [type(error).__name__])[0]})"
+
+
+def _text_list(value) -> list[str] | None:
+    """`value` as a list of text when it is a 1-D array (or list) of strings; None otherwise."""
+    array = np.asarray(value)
+    if array.ndim == 1 and array.size == 0:  # h5py stores an empty list as an empty float array
+        return []
+    if array.ndim != 1 or array.dtype.kind not in "SUO":
+        return None
+    items = [item.decode("utf-8", "replace") if isinstance(item, bytes) else item for item in array.tolist()]
+    return items if all(isinstance(item, str) and item for item in items) else None
+
+
+def _datasets_problem(group: h5py.Group) -> str | None:
+    found: list[str] = []
+
+    def visit(name, item):
+        if isinstance(item, h5py.Dataset) and not found:
+            declared = item.size * item.dtype.itemsize
+            if item.external or item.is_virtual:
+                found.append(f"dataset {name!r} is stored outside the file")
+            elif declared > MAX_WEIGHT_BYTES:
+                found.append(f"dataset {name!r} declares {declared:,} bytes, more than any backbone's weights")
+
+    group.visititems(visit)
+    external = [name for name, link in _links(group) if isinstance(link, (h5py.ExternalLink, h5py.SoftLink))]
+    if external:
+        return f"it links to {external[0]!r} outside its own data"
+    return found[0] if found else None
+
+
+def _links(group: h5py.Group):
+    for name in group:
+        link = group.get(name, getlink=True)
+        yield name, link
+        if isinstance(link, h5py.HardLink) and isinstance(group[name], h5py.Group):
+            yield from ((f"{name}/{inner}", inner_link) for inner, inner_link in _links(group[name]))
 
 
 def read_any_layer_weights(path: Path) -> dict[str, list[np.ndarray]]:

@@ -8,7 +8,9 @@ the result is frozen and must be called with `training=False` so BatchNorm uses 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
+from pipeline.backbones.layer_weights import keras_h5_problem
 from pipeline.backbones.registry import BackboneSpec
 from pipeline.backbones.tf_runtime import import_keras
 from pipeline.errors import UsageError, WeightsError
@@ -38,6 +40,11 @@ def build_feature_model(spec: BackboneSpec, layer: str, input_size: int, weights
     keras = import_keras()
 
     spec.validate_input_size(input_size)
+    problem = keras_h5_problem(Path(weights_path)) if weights_path is not None else None
+    if problem:
+        raise WeightsError(f"could not load {weights_path} into {spec.name}: {problem}. --weights PATH needs a Keras "
+                           f"weights file of {spec.family_module}.{spec.constructor} without its classifier "
+                           "(include_top=False, like the official *_notop.h5 files); or use --weights imagenet")
     try:
         with dtype_policy(precision):
             base = spec.build(include_top=False, weights=weights_path, input_size=input_size)

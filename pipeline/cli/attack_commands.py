@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from pipeline.backbones.registry import BACKBONES
+from pipeline.cli import limits
 from pipeline.cli.plumbing import ExtractProgress, cache_dir_option, command_body, display_path, json_option
 from pipeline.errors import UsageError
 from pipeline.explain.attack import DEFAULT_EPS, DEFAULT_STEPS, parse_eps, parse_levels
@@ -55,17 +56,17 @@ class AttackProgress(ExtractProgress):
                    "several (repeat, or 2/255,4/255,8/255) give the success-rate curve.")
 @click.option("--step", type=LevelsType(parse_levels, several=False), default=None,
               help="Step size, same units as --eps (default 2.5 * eps / steps).")
-@click.option("--steps", type=click.IntRange(min=1), default=DEFAULT_STEPS, show_default=True,
+@click.option("--steps", type=click.IntRange(1, limits.MAX_STEPS), default=DEFAULT_STEPS, show_default=True,
               help="Gradient steps per image (each one forward + backward pass).")
 @click.option("--early-stop/--no-early-stop", default=True, show_default=True,
               help="Stop an image at the first rounded candidate that succeeds.")
 @click.option("--random-start", is_flag=True, help="Start from a seeded uniform point inside the budget.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random start.")
+@click.option("--seed", type=limits.SEED, default=0, show_default=True, help="Seed of the random start.")
 @click.option("--check-head", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Second head: do the adversarial PNGs fool it too (transfer)?")
 @click.option("--check-imagenet", type=click.Choice(list(BACKBONES)), default=None,
               help="Second classifier for the transfer check: a backbone's ImageNet classifier.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_ATTACK_BATCH, show_default=True,
+@click.option("--batch-size", type=limits.BATCH_SIZE, default=DEFAULT_ATTACK_BATCH, show_default=True,
               help="Images attacked together.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the result folder (default: explain/ beside the head, where report --html looks).")

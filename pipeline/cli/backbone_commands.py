@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from pipeline.backbones.registry import BACKBONES
+from pipeline.cli import limits
 from pipeline.cli.plumbing import (
     cache_dir_option,
     command_body,
@@ -48,7 +49,7 @@ def weights(backbones, fingerprint, cache_dir, as_json):
 
 @click.command()
 @click.argument("backbone", type=click.Choice(list(BACKBONES)))
-@click.option("--input-size", type=click.IntRange(min=1), default=None, help="Input size (default: the backbone's).")
+@click.option("--input-size", type=limits.INPUT_SIZE, default=None, help="Input size (default: the backbone's).")
 @json_option
 @command_body
 def layers(backbone, input_size, as_json):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from pipeline.cli import limits
 from pipeline.cli.plumbing import (
     FAILURES_SHOWN,
     ExtractProgress,
@@ -51,11 +52,11 @@ def _parse_shard(_ctx, _param, value):
               show_default=True, help="Share of unsplit images carved into validation when there is no valid split.")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=DEFAULT_TEST_FRACTION,
               show_default=True, help="Share of unsplit images carved into test when there is no test split.")
-@click.option("--split-seed", type=int, default=DEFAULT_SPLIT_SEED, show_default=True,
+@click.option("--split-seed", type=limits.SEED, default=DEFAULT_SPLIT_SEED, show_default=True,
               help="Seed of the content-hash split assignment.")
 @click.option("--strict", is_flag=True, help="Fail before extracting if any image cannot be read.")
 @click.option("--allow-large-images", is_flag=True, help="Accept images above the decompression-bomb pixel limit.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
+@click.option("--workers", type=limits.WORKERS, default=None,
               help="Decoding threads (default: CPU cores); with --engine ray, Ray actors, one backbone each "
                    "(default: as many as the cluster's CPUs, or GPUs with --gpus-per-worker, allow).")
 @click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
@@ -64,20 +65,20 @@ def _parse_shard(_ctx, _param, value):
 @click.option("--ray-address", default=None, metavar="ADDRESS",
               help="With --engine ray: the cluster to join (auto, host:port or ray://host:10001; default: start a "
                    "local Ray instance on this machine).")
-@click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--gpus-per-worker", type=click.FloatRange(0, limits.MAX_GPUS_PER_WORKER), default=0.0, show_default=True,
               help="With --engine ray: GPUs each actor reserves (0 runs CPU actors; 0.5 puts two actors on a GPU).")
 @click.option("--wait", is_flag=True, help="If another extract is writing this cache, wait for it instead of failing.")
 @drop_duplicates_option
-@click.option("--commit-every", type=click.IntRange(min=1), default=None,
+@click.option("--commit-every", type=click.IntRange(1, limits.MAX_COMMIT_ROWS), default=None,
               help="Save finished rows to disk every N images (default: every 32 MB of features or 30 s).")
 @click.option("--shard", default=None, metavar="I/N", callback=_parse_shard,
               help="Extract only shard I of N (whole batches dealt round robin) into a shard cache; join the "
                    "shard caches with `merge`. Use the same --batch-size for every shard.")
-@click.option("--views", type=click.IntRange(min=0), default=0, show_default=True, metavar="K",
+@click.option("--views", type=click.IntRange(0, limits.MAX_VIEWS), default=0, show_default=True, metavar="K",
               help="Also cache K seeded augmented views of every image (flip, random resized crop, colour "
                    "jitter); view 0 is the plain image. Heads train on all views of train, and score valid/test "
                    "on view 0.")
-@click.option("--view-seed", type=int, default=DEFAULT_VIEW_SEED, show_default=True,
+@click.option("--view-seed", type=limits.SEED, default=DEFAULT_VIEW_SEED, show_default=True,
               help="Seed of the augmented views (with --views).")
 @cache_dir_option
 @json_option
@@ -158,9 +159,9 @@ def print_extract_summary(summary):
               show_default=True, help="Share of unsplit images carved into validation, as extract would.")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=DEFAULT_TEST_FRACTION,
               show_default=True, help="Share of unsplit images carved into test, as extract would.")
-@click.option("--split-seed", type=int, default=DEFAULT_SPLIT_SEED, show_default=True,
+@click.option("--split-seed", type=limits.SEED, default=DEFAULT_SPLIT_SEED, show_default=True,
               help="Seed of the content-hash split assignment.")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Decoding threads (default: CPU cores).")
+@click.option("--workers", type=limits.WORKERS, default=None, help="Decoding threads (default: CPU cores).")
 @json_option
 @command_body
 def inspect_command(data_dir, layout, valid_fraction, test_fraction, split_seed, workers, as_json):

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from pipeline.backbones.registry import BACKBONES
+from pipeline.cli import limits
 from pipeline.cli.plumbing import ExtractProgress, cache_dir_option, command_body, json_option
 from pipeline.explain import visualize as defaults
 from pipeline.explain.features import DEFAULT_CHANNELS
@@ -23,31 +24,31 @@ _IMAGE = click.Path(exists=True, dir_okay=False, path_type=Path)
                    "work offline).")
 @click.option("--class", "class_name", default=None, help="The class to draw (a name of the head's classes).")
 @click.option("--classes", default=None, help="'all': one ideal image per class of a small head, as a grid.")
-@click.option("--steps", type=click.IntRange(min=1), default=defaults.DEFAULT_STEPS, show_default=True,
+@click.option("--steps", type=click.IntRange(1, limits.MAX_STEPS), default=defaults.DEFAULT_STEPS, show_default=True,
               help="Gradient steps per image (split over the --scales stages).")
-@click.option("--size", type=click.IntRange(min=defaults.MIN_STAGE_SIZE), default=None,
+@click.option("--size", type=click.IntRange(defaults.MIN_STAGE_SIZE, limits.MAX_IMAGE_SIZE), default=None,
               help="Side of the saved image (default: the classifier's input size; another size is resized to it "
                    "inside the graph).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=limits.LEARNING_RATE, default=None,
               help="Adam step size (default: 2 pixel units for --param pixels, 0.05 for fft).")
-@click.option("--tv", type=click.FloatRange(min=0), default=None,
+@click.option("--tv", type=click.FloatRange(0, limits.MAX_PENALTY), default=None,
               help="Weight of the total-variation penalty, 0 turns it off (default: "
                    + ", ".join(f"{w:g} for --param {p}" for p, w in defaults.DEFAULT_TV.items()) + ").")
-@click.option("--l2", type=click.FloatRange(min=0), default=defaults.DEFAULT_L2, show_default=True,
+@click.option("--l2", type=click.FloatRange(0, limits.MAX_PENALTY), default=defaults.DEFAULT_L2, show_default=True,
               help="Weight of the pull towards mid-grey.")
-@click.option("--jitter", type=click.IntRange(min=0), default=defaults.DEFAULT_JITTER, show_default=True,
+@click.option("--jitter", type=click.IntRange(0, limits.MAX_JITTER), default=defaults.DEFAULT_JITTER, show_default=True,
               help="Random shift, in pixels, before every step.")
 @click.option("--scale-jitter", type=click.FloatRange(min=0, max=1, max_open=True),
               default=defaults.DEFAULT_SCALE_JITTER, show_default=True,
               help="Random rescaling within 1 +- this before every step.")
-@click.option("--scales", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--scales", type=click.IntRange(1, limits.MAX_SCALES), default=1, show_default=True,
               help="Multi-scale stages: start this many octaves (x1.5) small and upsample.")
 @click.option("--param", type=click.Choice(PARAMETERIZATIONS), default=defaults.DEFAULT_PARAM, show_default=True,
               help="Optimise the pixels, or a decorrelated Fourier spectrum (smoother, for deeper nets).")
 @click.option("--objective", type=click.Choice(defaults.OBJECTIVES), default="logit", show_default=True,
               help="Maximise the class's logit, or its log-probability.")
 @click.option("--start", type=_IMAGE, default=None, help="Start from this image instead of noise.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise start and the jitter.")
+@click.option("--seed", type=limits.SEED, default=0, show_default=True, help="Seed of the noise start and the jitter.")
 @click.option("--compare-tv/--no-compare-tv", default=True, show_default=True,
               help="Also optimise without the TV term and save both side by side.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -90,9 +91,9 @@ def visualize(head, imagenet, class_name, classes, steps, size, lr, tv, l2, jitt
 @click.option("--head", "head", type=_HEAD, default=None, help="Head sidecar (.json): use its exact extraction.")
 @click.option("--weights", default="imagenet", show_default=True,
               help="With --backbone: imagenet, none (random, for tests), or a weights file path.")
-@click.option("--input-size", type=click.IntRange(min=1), default=None,
+@click.option("--input-size", type=limits.INPUT_SIZE, default=None,
               help="With --backbone: square input size (default: the backbone's own).")
-@click.option("--channels", type=click.IntRange(min=1), default=DEFAULT_CHANNELS, show_default=True,
+@click.option("--channels", type=click.IntRange(1, limits.MAX_CHANNELS), default=DEFAULT_CHANNELS, show_default=True,
               help="How many channels to draw, strongest mean activation first.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Results folder (default: explain/ beside the head, or under --cache-dir).")

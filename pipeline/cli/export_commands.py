@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from pipeline.cli import limits
 from pipeline.cli.plumbing import cache_dir_option, command_body, json_option
 from pipeline.export.artifact import FORMATS
 from pipeline.export.verify import DEFAULT_SAMPLES, DEFAULT_TOLERANCE, REDUCED_PRECISION_TOLERANCE
@@ -18,9 +19,9 @@ from pipeline.export.verify import DEFAULT_SAMPLES, DEFAULT_TOLERANCE, REDUCED_P
               help="Artifact format (saved_model is a folder; onnx needs the onnx extra).")
 @click.option("--images", "images", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A photo to verify on (repeat it); default: the head's cache's own test images.")
-@click.option("--samples", type=click.IntRange(min=1), default=DEFAULT_SAMPLES, show_default=True,
+@click.option("--samples", type=click.IntRange(1, limits.MAX_SAMPLES), default=DEFAULT_SAMPLES, show_default=True,
               help="Cache images verified on when --images is not given.")
-@click.option("--tolerance", type=click.FloatRange(min=0), default=None,
+@click.option("--tolerance", type=click.FloatRange(0, limits.MAX_TOLERANCE), default=None,
               help=f"Largest probability difference to predict's accepted; above it nothing is written "
                    f"[default: {DEFAULT_TOLERANCE:g}; {REDUCED_PRECISION_TOLERANCE:g} for a head of a bfloat16 "
                    "or float16 cache, which predict runs in that precision].")

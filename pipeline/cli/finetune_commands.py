@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from pipeline.cli import limits
 from pipeline.cli.plumbing import (
     ExtractProgress,
     cache_argument,
@@ -31,28 +32,29 @@ _DEFAULTS = Recipe()
                    "mobilenet: conv_dw_13, ...; efficientnet_lite0: block7, block6, top).")
 @click.option("--from-layer", default=None, metavar="NAME",
               help="Instead of --unfreeze: the first layer to train (see `layers`).")
-@click.option("--views", type=click.IntRange(min=0), default=0, show_default=True, metavar="K",
+@click.option("--views", type=click.IntRange(0, limits.MAX_VIEWS), default=0, show_default=True, metavar="K",
               help="Cache K augmented views per image at the boundary and train on one of them per image per epoch.")
-@click.option("--view-seed", type=int, default=DEFAULT_VIEW_SEED, show_default=True, help="Seed of the views.")
-@click.option("--epochs", type=click.IntRange(min=1), default=_DEFAULTS.epochs, show_default=True,
+@click.option("--view-seed", type=limits.SEED, default=DEFAULT_VIEW_SEED, show_default=True, help="Seed of the views.")
+@click.option("--epochs", type=click.IntRange(1, limits.MAX_EPOCHS), default=_DEFAULTS.epochs, show_default=True,
               help="Most epochs to train (early stopping may end sooner).")
-@click.option("--patience", type=click.IntRange(min=1), default=_DEFAULTS.patience, show_default=True,
+@click.option("--patience", type=click.IntRange(1, limits.MAX_EPOCHS), default=_DEFAULTS.patience, show_default=True,
               help="Stop after this many epochs without a better one (see --min-delta).")
-@click.option("--min-delta", type=click.FloatRange(min=0), default=_DEFAULTS.min_delta, show_default=True,
+@click.option("--min-delta", type=click.FloatRange(0, limits.MAX_TOLERANCE), default=_DEFAULTS.min_delta, show_default=True,
               help="The best epoch is the one of lowest validation loss, where an epoch counts as better only when "
                    "it lowers the best loss so far by more than this; the model keeps the best epoch's weights.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=_DEFAULTS.batch_size, show_default=True,
+@click.option("--batch-size", type=limits.BATCH_SIZE, default=_DEFAULTS.batch_size, show_default=True,
               help="Training batch size.")
-@click.option("--backbone-lr", type=click.FloatRange(min=0, min_open=True),
+@click.option("--backbone-lr", type=limits.LEARNING_RATE,
               default=_DEFAULTS.backbone_learning_rate, show_default=True,
               help="Adam learning rate of the unfrozen backbone layers.")
-@click.option("--head-lr", type=click.FloatRange(min=0, min_open=True), default=_DEFAULTS.head_learning_rate,
+@click.option("--head-lr", type=limits.LEARNING_RATE, default=_DEFAULTS.head_learning_rate,
               show_default=True, help="Adam learning rate of the head.")
-@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True, help="Seed of the batch order and views.")
+@click.option("--seed", type=limits.SEED, default=_DEFAULTS.seed, show_default=True,
+              help="Seed of the batch order and views.")
 @click.option("--frozen-mode", type=click.Choice(FROZEN_MODES), default="inference", show_default=True,
               help="How the frozen layers run; a cache is exact for inference mode only (training is refused when "
                    "they contain Dropout or BatchNorm).")
-@click.option("--extract-batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
+@click.option("--extract-batch-size", type=limits.BATCH_SIZE, default=DEFAULT_BATCH_SIZE, show_default=True,
               help="Images per forward pass while building the boundary cache.")
 @cache_dir_option
 @json_option

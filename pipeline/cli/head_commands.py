@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from pipeline.cli import limits
 from pipeline.cli.plumbing import (
     cache_argument,
     cache_dir_option,
@@ -51,7 +52,7 @@ def _parse_task_weights(_ctx, _param, values) -> dict:
               help="multitask: a target's loss weight (repeatable; default 1 each).")
 @click.option("--task-weighting", type=click.Choice(["fixed", "uncertainty"]), default=None,
               help="multitask: fixed loss weights, or learned uncertainty weighting (default: fixed).")
-@click.option("--hidden-units", type=click.IntRange(min=1), default=None,
+@click.option("--hidden-units", type=click.IntRange(1, limits.MAX_HIDDEN_UNITS), default=None,
               help="multitask: one shared ReLU hidden layer of this width (default: none).")
 @cache_dir_option
 @json_option

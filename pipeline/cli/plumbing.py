@@ -19,6 +19,7 @@ import click
 from pipeline.backbones.precision import PRECISIONS
 from pipeline.backbones.registry import BACKBONES
 from pipeline.cache.key import POOLINGS, STORE_DTYPES
+from pipeline.cli import limits
 from pipeline.data.images import RESIZE_POLICIES
 from pipeline.data.layouts import layout_names
 from pipeline.errors import (
@@ -249,13 +250,13 @@ def extract_options(function):
                      help="ImageNet backbone from keras.applications."),
         click.option("--layer", default=None,
                      help="Feature layer (default: the backbone's bottleneck, e.g. block5_pool)."),
-        click.option("--input-size", type=click.IntRange(min=1), default=None,
+        click.option("--input-size", type=limits.INPUT_SIZE, default=None,
                      help="Square input size in pixels (default: the backbone's own, e.g. 224)."),
         click.option("--resize", type=click.Choice(RESIZE_POLICIES), default="stretch", show_default=True,
                      help="How images reach the input size: stretch, centre crop, or letterbox pad."),
         click.option("--pool", type=click.Choice(POOLINGS), default="none", show_default=True,
                      help="Spatial pooling before caching (none keeps the full h x w x c maps)."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
+        click.option("--batch-size", type=limits.BATCH_SIZE, default=DEFAULT_BATCH_SIZE, show_default=True,
                      help="Images per forward pass."),
         click.option("--weights", default="imagenet", show_default=True,
                      help="imagenet (verified, offline-capable), none (random, for tests), or a weights file path."),

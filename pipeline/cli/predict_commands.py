@@ -8,6 +8,7 @@ import click
 
 from pipeline.backbones.precision import PRECISIONS
 from pipeline.backbones.registry import BACKBONES
+from pipeline.cli import limits
 from pipeline.cli.plumbing import cache_dir_option, command_body, display_path, json_option
 from pipeline.data.images import RESIZE_POLICIES
 from pipeline.predict.imagenet import DEFAULT_IMAGENET_BACKBONE
@@ -26,7 +27,7 @@ from pipeline.predict.images import DEFAULT_TOP_K
               help="With --imagenet: how photos reach the input size (a head uses the policy it was fitted with).")
 @click.option("--precision", type=click.Choice([p for p in PRECISIONS if p != "auto"]), default="float32",
               show_default=True, help="With --imagenet: compute precision of the classifier.")
-@click.option("--top-k", type=click.IntRange(min=1), default=DEFAULT_TOP_K, show_default=True,
+@click.option("--top-k", type=click.IntRange(1, limits.MAX_TOP_K), default=DEFAULT_TOP_K, show_default=True,
               help="Labels shown per image.")
 @cache_dir_option
 @json_option

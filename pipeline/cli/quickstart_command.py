@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from pipeline.backbones.precision import PRECISIONS
+from pipeline.cli import limits
 from pipeline.cli.data_commands import print_extract_summary
 from pipeline.cli.plumbing import (
     ExtractProgress,
@@ -20,7 +21,7 @@ from pipeline.extract.options import DEFAULT_BATCH_SIZE, ExtractOptions
 @click.command()
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="Compute precision of the extraction.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
+@click.option("--batch-size", type=limits.BATCH_SIZE, default=DEFAULT_BATCH_SIZE, show_default=True,
               help="Images per forward pass.")
 @cache_dir_option
 @json_option

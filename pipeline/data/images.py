@@ -10,7 +10,11 @@ Conversions, applied the same way to every image so features stay comparable:
 - animated images use their first frame;
 - transparency (RGBA, LA, palette with a transparent colour) is composited onto white;
 - 16-bit and 32-bit integer images are scaled to 8 bits; CMYK, grayscale and palette go to RGB;
-- images larger than `max_pixels` are refused as possible decompression bombs.
+- images larger than `max_pixels` are refused as possible decompression bombs, and so are images
+  whose decoding would need more than `max_pixels * DECODE_BYTES_PER_PIXEL` bytes (wide modes and
+  transparency cost more per pixel than plain RGB); both limits are checked from the header,
+  before any pixel is decoded, and lifted together (`max_pixels=None`). Wide modes (16/32-bit
+  integer, float) are scaled to 8 bits in blocks of rows, with no float64 copy of the image.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pipeline.errors import UsageError
+from pipeline.errors import DatasetError, UsageError
 
 #: Extensions that mark a file as a candidate image (case-insensitive). Content decides the rest.
 IMAGE_EXTENSIONS = frozenset(
@@ -41,6 +45,18 @@ PAD_RGB = (124, 116, 104)
 RESIZE_POLICIES = ("stretch", "crop", "pad")
 #: The interpolation every resize uses (Pillow's, with antialiasing when shrinking).
 RESIZE_FILTER = "bilinear"
+#: Decoding may use this many bytes per pixel of the pixel limit: two buffers of Pillow's 4-byte
+#: RGB layout, i.e. what decoding and converting an RGB image at the pixel limit needs (about 716 MB).
+DECODE_BYTES_PER_PIXEL = 8
+#: Bytes per pixel Pillow stores for each mode (every multi-band mode takes 4 bytes a pixel).
+_STORAGE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+_MULTI_BAND_BYTES = 4
+#: Pillow modes holding more than 8 bits a pixel in one band: scaled to 8 bits (`_wide_to_gray`).
+WIDE_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+#: Pixels of a wide-mode image converted at a time (whole rows; bounds the float64 block to 2 MB).
+_WIDE_BLOCK_PIXELS = 1 << 18
+#: The hint shown with an oversized image: the one command that can lift the limit.
+LARGE_IMAGES_HINT = "only `extract --allow-large-images` decodes such a file, when it is trusted"
 _MAX_8BIT = 255
 _MAX_16BIT = 65535
 
@@ -100,6 +116,16 @@ def decode_image(path: Path | str, resize: ResizeSpec, max_pixels: int | None = 
     return np.asarray(fit_to_size(image, resize), dtype=np.uint8)
 
 
+def decode_given_image(path: Path | str, resize: ResizeSpec, role: str) -> np.ndarray:
+    """`decode_image` for one image a user named for a command (`role`, e.g. "--start"), under the
+    default pixel limit; `DatasetError` (exit 1) saying why it cannot be used."""
+    try:
+        return decode_image(path, resize)
+    except ImageDecodeError as error:
+        raise DatasetError(f"cannot use {path} as {role}: {error.reason}. Pass an image file (JPEG, PNG, GIF, BMP, "
+                           "WebP, TIFF)") from None
+
+
 def open_rgb(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS, draft_size=None) -> Image.Image:
     """Open `path`, apply orientation and colour conversions, and return a loaded RGB image.
 
@@ -113,6 +139,7 @@ def open_rgb(path: Path | str, max_pixels: int | None = DEFAULT_MAX_PIXELS, draf
             warnings.simplefilter("ignore")  # Pillow warns about odd EXIF/ICC data it then handles.
             image = Image.open(path)
             _check_pixels(image, max_pixels)
+            _check_decode_bytes(image, max_pixels)
             # A freshly opened image shows its first frame (GIF, APNG, WebP, TIFF) or, for PSD,
             # the merged composite; seeking would pick a PSD layer (PSD frames are layers 1..n).
             if draft_size is not None and image.format == "JPEG":
@@ -174,7 +201,33 @@ def _check_pixels(image: Image.Image, max_pixels: int | None) -> None:
     if max_pixels is not None and width * height > max_pixels:
         raise ImageDecodeError(
             f"{width}x{height} pixels is over the {max_pixels:,}-pixel limit (a possible decompression "
-            "bomb); pass --allow-large-images if the file is trusted"
+            f"bomb); {LARGE_IMAGES_HINT}"
+        )
+
+
+def decode_bytes(mode: str, width: int, height: int) -> int:
+    """Peak bytes decoding an image of `mode` and size to RGB needs: its own pixels plus the conversions."""
+    stored = _STORAGE_BYTES.get(mode, _MULTI_BAND_BYTES)
+    if mode == "RGB":
+        converted = 0
+    elif mode in WIDE_MODES:
+        converted = 1 + _MULTI_BAND_BYTES  # the 8-bit gray image, then RGB
+    elif mode in ("RGBA", "LA", "PA", "La", "RGBa", "P"):
+        converted = 4 * _MULTI_BAND_BYTES  # RGBA copy, white background, composite, RGB
+    else:
+        converted = _MULTI_BAND_BYTES
+    return width * height * (stored + converted)
+
+
+def _check_decode_bytes(image: Image.Image, max_pixels: int | None) -> None:
+    if max_pixels is None:
+        return
+    width, height = image.size
+    needed, limit = decode_bytes(image.mode, width, height), max_pixels * DECODE_BYTES_PER_PIXEL
+    if needed > limit:
+        raise ImageDecodeError(
+            f"{width}x{height} pixels in mode {image.mode} need about {needed / 1e6:,.0f} MB to decode, over the "
+            f"{limit / 1e6:,.0f} MB limit (a possible decompression bomb); {LARGE_IMAGES_HINT}"
         )
 
 
@@ -182,8 +235,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode == "RGB":
         return image
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        return _high_depth_to_rgb(image)
+    if mode in WIDE_MODES:
+        return _wide_to_gray(image).convert("RGB")
     has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info)
     if has_alpha:
         rgba = image.convert("RGBA")
@@ -192,14 +245,33 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
-    """Scale 16/32-bit integer or float grayscale to 8 bits instead of clipping at 255."""
-    values = np.asarray(image, dtype=np.float64)
-    peak = values.max() if values.size else 0.0
-    if image.mode.startswith("I;16") or peak > _MAX_8BIT:
-        values = values * (_MAX_8BIT / _MAX_16BIT)
-    gray = np.clip(np.rint(values), 0, _MAX_8BIT).astype(np.uint8)
-    return Image.fromarray(gray, mode="L").convert("RGB")
+def _wide_to_gray(image: Image.Image) -> Image.Image:
+    """Scale 16/32-bit integer or float grayscale to 8 bits ("L") instead of clipping at 255.
+
+    16-bit modes, and any image whose peak is above 255, are scaled by 255/65535 (rounded half to
+    even, then clipped to 0..255); others keep their values; NaN becomes 0. Converted a block of
+    rows at a time: the only full-size copy made is the uint8 result.
+    """
+    values = np.asarray(image)
+    rows = max(1, _WIDE_BLOCK_PIXELS // max(1, values.shape[1]))
+    blocks = [slice(top, top + rows) for top in range(0, values.shape[0], rows)]
+    scale = image.mode.startswith("I;16") or any(_peak(values[block]) > _MAX_8BIT for block in blocks)
+    gray = np.empty(values.shape, dtype=np.uint8)
+    for block in blocks:
+        part = values[block].astype(np.float64)  # at most _WIDE_BLOCK_PIXELS values, changed in place
+        if scale:
+            part *= _MAX_8BIT / _MAX_16BIT
+        np.nan_to_num(part, copy=False, nan=0.0)
+        np.rint(part, out=part)
+        gray[block] = np.clip(part, 0, _MAX_8BIT, out=part)
+    return Image.fromarray(gray)
+
+
+def _peak(values: np.ndarray) -> float:
+    """The largest finite value of a block (0 for an empty or all-NaN block)."""
+    if values.dtype.kind == "f":
+        values = values[np.isfinite(values)]
+    return float(values.max()) if values.size else 0.0
 
 
 def _one_line(error: BaseException) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data.images import ResizeSpec, decode_image
+from pipeline.data.images import ResizeSpec, decode_given_image
 from pipeline.errors import UsageError
 from pipeline.explain.classifier import EXPLAIN_SUBDIR
 from pipeline.explain.outputs import new_result_dir, write_sidecar
@@ -114,7 +114,7 @@ def run_features(image: Path, source: FeatureSource, layer: str | None = None, c
         raise UsageError(f"--channels must be at least 1, got {channels}")
     layer = layer or source.default_layer
     check_layer(source, layer)
-    pixels = decode_image(image, source.resize)
+    pixels = decode_given_image(image, source.resize, "the image")
     maps = activations(source, layer, pixels)
     ranked = strongest_channels(maps, min(channels, maps.shape[-1]))
     means, maxima = maps.reshape(-1, maps.shape[-1]).mean(axis=0), maps.reshape(-1, maps.shape[-1]).max(axis=0)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.data.images import ResizeSpec, decode_image, fit_to_size
+from pipeline.data.images import ResizeSpec, decode_given_image, fit_to_size
 from pipeline.errors import UsageError
 from pipeline.explain.outputs import new_result_dir, save_png, write_sidecar
 from pipeline.explain.plotting import Panel, captioned_grid
@@ -72,7 +72,7 @@ def load_start(path: Path | None, size: int, policy: str) -> np.ndarray | None:
     """The `--start` image as float pixels (size, size, 3), resized by `policy`; None without one."""
     if path is None:
         return None
-    return decode_image(path, ResizeSpec(size, size, policy)).astype(np.float64)
+    return decode_given_image(path, ResizeSpec(size, size, policy), "--start").astype(np.float64)
 
 
 def judge(classifier, saved: np.ndarray, class_index: int) -> tuple[float, int, float]:

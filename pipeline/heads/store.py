@@ -7,7 +7,9 @@ hyper-parameters, the search results, the feature key and spec, how the features
 (weights source), class names, library versions and metrics per split.
 
 Loading never executes code: arrays load with `allow_pickle=False` and Keras models with
-`safe_mode=True`.
+`safe_mode=True`. A head folder is untrusted: sidecars, npz headers and `.keras` configs are
+checked before loading and the loaded model against the class names (`pipeline.heads.checks`);
+anything wrong, or a file of another kind given as a head, is a `HeadError` saying what it is.
 """
 
 from __future__ import annotations
@@ -20,6 +22,17 @@ from pipeline.atomic import write_text_atomically
 from pipeline.cache import legacy
 from pipeline.cache.key import FeatureSpec
 from pipeline.errors import HeadError
+from pipeline.heads.checks import (
+    MAX_SIDECAR_BYTES,
+    check_keras_config,
+    check_knn_arrays,
+    check_linear_arrays,
+    check_model_outputs,
+    check_npz_model,
+    check_sidecar,
+    describe_file,
+    read_json_document,
+)
 
 HEAD_FORMAT = "bottleneck-head"
 #: 2 added `origin` and the structured feature spec; version-1 sidecars are read (see `read_sidecar`).
@@ -65,15 +78,23 @@ def read_sidecar(path: Path) -> dict:
     if not path.is_file():
         raise HeadError(f"head {path} does not exist; pass the .json file `fit-head` printed "
                         "(see `report` for all heads)")
-    try:
-        sidecar = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise HeadError(f"head file {path} is not valid JSON ({error}); fit the head again") from error
-    if sidecar.get("format") != HEAD_FORMAT:
+    sidecar = read_json_document(path)
+    if sidecar is None or sidecar.get("format") != HEAD_FORMAT:
+        kind = describe_file(path)
+        if kind is not None:
+            raise HeadError(f"{path} is {kind}, not a head. A head is the .json sidecar `fit-head` printed, next "
+                            "to its model file (`report CACHE` lists the heads of a cache)")
+        if sidecar is None and path.suffix == ".json":
+            raise HeadError(f"head file {path} is not valid JSON (or is over {MAX_SIDECAR_BYTES // 2**20} MB); "
+                            "fit the head again")
         raise HeadError(f"{path} is not a head saved by this tool; pass the .json file `fit-head` printed")
-    if sidecar.get("format_version", 0) > HEAD_FORMAT_VERSION:
+    version = sidecar.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise HeadError(f"head {path}: format_version should be a whole number, got {version!r}; fit the head again")
+    if version > HEAD_FORMAT_VERSION:
         raise HeadError(f"{path} was saved by a newer version of this tool; upgrade to load it")
-    if sidecar.get("format_version") == legacy.FORMAT_1:
+    check_sidecar(sidecar, path, has_model=sidecar.get("kind") not in (FUSED_KIND, EXTERNAL_KIND))
+    if version == legacy.FORMAT_1:
         sidecar = _upgrade_v1(sidecar)
     sidecar["_path"] = str(path)
     return sidecar
@@ -109,11 +130,45 @@ def load_head(path: Path):
     model_path = stem.with_name(model_file)
     if not model_path.is_file():
         raise HeadError(f"the model file {model_path} of head {path} is missing; fit the head again")
+    _check_model_file(kind, model_path, path)
     try:
-        return SAVED_KINDS[kind].head_class().load(stem, sidecar), sidecar
-    except (OSError, KeyError, ValueError) as error:
-        raise HeadError(
-            f"cannot load the model of head {path} ({error}); the file is damaged: fit the head again") from error
+        head = SAVED_KINDS[kind].head_class().load(stem, sidecar)
+        _check_loaded(head, len(sidecar["class_names"]), path)
+    except HeadError:
+        raise
+    except Exception as error:
+        raise HeadError(f"cannot load the model of head {path} ({type(error).__name__}: {_first_line(error)}); "
+                        "the file is damaged: fit the head again") from error
+    return head, sidecar
+
+
+#: Arrays (name -> dimensions) of the heads saved as `.npz`: k-NN, and the linear heads (logreg, svm).
+_KNN_ARRAYS = {"mean": 1, "scale": 1, "memory": 2, "labels": 1, "k": 0, "num_classes": 0}
+_LINEAR_ARRAYS = {"mean": 1, "scale": 1, "coef": 2, "intercept": 1, "temperature": 0}
+_KNN_KIND = "knn"
+
+
+def _check_model_file(kind: str, model_path: Path, path: Path) -> None:
+    """Check a model file before it is loaded: `.keras` configs and npz headers (nothing is read yet)."""
+    if model_path.suffix == ".keras":
+        check_keras_config(model_path, path)
+    elif model_path.suffix == ".npz":
+        check_npz_model(model_path, path, _KNN_ARRAYS if kind == _KNN_KIND else _LINEAR_ARRAYS)
+
+
+def _check_loaded(head, classes: int, path: Path) -> None:
+    """Check a loaded head's arrays or model against its class names."""
+    if hasattr(head, "coef_"):
+        check_linear_arrays(head, classes, path)
+    elif hasattr(head, "memory_"):
+        check_knn_arrays(head, classes, path)
+    elif getattr(head, "model_", None) is not None and not hasattr(head, "targets_"):
+        check_model_outputs(head.model_, classes, path)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:200]
 
 
 def check_feature_key(sidecar: dict, feature_key: str, what: str) -> None:

@@ -70,6 +70,7 @@ from pipeline.data.layouts.generic import split_dirs
 from pipeline.errors import DatasetError
 from pipeline.interop.classic import CLASSIC_INPUT_SIZE, ClassicNetwork, network_of, recognise
 from pipeline.interop.npz_export import BACKBONE_ENTRY, LOAD_FILES_RANDOM_STATE
+from pipeline.npz_safety import check_npz
 
 #: The row shape of DogVGG16Data.npz (VGG16 block5_pool at 224x224).
 CLASSIC_ROW_SHAPE = network_of("vgg16").row_shape
@@ -177,6 +178,7 @@ def import_npz(npz_path: Path, labels_dir: Path, cache_dir: Path, name: str | No
     """
     started = time.perf_counter()
     npz_path, cache_dir = Path(npz_path), Path(cache_dir)
+    check_npz(npz_path)  # declared shapes against the file size and sane bounds, before anything is read
     headers = _check_headers(npz_path)
     network, how = recognise(npz_path.name, headers["train"].shape[1:], backbone, read_backbone_hint(npz_path, headers))
     stored_paths = read_row_paths(npz_path, headers)

@@ -25,6 +25,7 @@ not supported.
 from __future__ import annotations
 
 import csv
+import errno
 from pathlib import Path
 
 from pipeline.data.dataset import DatasetIndex, ImageRecord, SkippedFile, safe_relpath
@@ -44,6 +45,8 @@ SPLIT_VALUES = {**SPLIT_FOLDER_NAMES, "dev": "valid"}
 POSITIONAL = ("path", "label", "split")
 #: UTF-8 with an optional byte-order mark (spreadsheet exports add one).
 ENCODING = "utf-8-sig"
+#: The longest file name most file systems accept (NAME_MAX), in bytes.
+NAME_MAX_BYTES = 255
 
 
 def detect(root: Path) -> bool:
@@ -99,8 +102,9 @@ def load(root: Path) -> DatasetIndex:
                 )
             repeats.append(where)
             continue
-        if not (base / relpath).is_file():
-            skipped.append(SkippedFile(relpath, f"listed on {where} but the file does not exist"))
+        unusable = _unusable_file(base / relpath)
+        if unusable:
+            skipped.append(SkippedFile(relpath, f"listed on {where} but {unusable}"))
             continue
         entries[relpath] = entry
 
@@ -138,6 +142,20 @@ def _inside(relpath: str, base: Path, raw_path: str) -> str:
             f"path {raw_path!r} leads outside the dataset root {base} through a symbolic link; paths in manifests "
             "must stay inside the dataset folder (move the file in, or point at the right root)")
     return relpath
+
+
+def _unusable_file(path: Path) -> str | None:
+    """Why a listed path cannot be used (as the end of a sentence), or None for a regular file."""
+    try:
+        if path.is_file():
+            return None
+    except OSError as error:  # e.g. a name over the file system's limit (ENAMETOOLONG): not a file here
+        longest = max(len(part.encode("utf-8", "surrogateescape")) for part in path.parts)
+        if error.errno == errno.ENAMETOOLONG:
+            return (f"its name is too long for the file system ({longest} bytes in one part of the path, the usual "
+                    f"limit is {NAME_MAX_BYTES}): shorten it in the manifest")
+        return f"it cannot be checked ({error.strerror or error})"
+    return "the file does not exist"
 
 
 def _csv_files(folder: Path) -> list[Path]:

@@ -18,8 +18,11 @@ them (e.g. only `images.tar` was downloaded) every split is carved, and a note s
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
+
+import numpy as np
 
 from pipeline.data.dataset import DatasetIndex, ImageRecord, SkippedFile, safe_relpath
 from pipeline.data.layouts.files import count_of, examples, ignored_files_note, relpath, scan_images, subdirs
@@ -35,6 +38,10 @@ SPLIT_LISTS = {"train_list.mat": "train", "test_list.mat": "test"}
 SPLIT_LISTS_BY_SPLIT = {split: name for name, split in SPLIT_LISTS.items()}
 #: `n02085620-Chihuahua`: a WordNet id, a dash, the breed.
 CLASS_FOLDER = re.compile(r"^n\d{8}-(?P<breed>.+)$")
+#: Most entries a list may declare (the official ones hold 12,000 and 8,580); larger is refused unread.
+MAX_LIST_ENTRIES = 1_000_000
+_MAX_CELL_DEPTH = 8  # nesting of 1-element arrays around a cell's text (loadmat gives two)
+_SHOWN_VALUE = 40
 
 
 def breed_name(folder: str) -> str:
@@ -146,25 +153,79 @@ def _official_split(lists: list[Path], images_dir: Path) -> dict[str, str]:
 
 
 def _read_list(path: Path) -> list[tuple[str, int]]:
-    """(path, label) pairs of one official `.mat` list."""
-    from scipy.io import loadmat
-    from scipy.io.matlab import MatReadError
+    """(path, label) pairs of one official `.mat` list; `DatasetError` for anything else.
+
+    Only MATLAB 5 files are read (the official format); a v7.3 (HDF5) save, variables of the wrong
+    kind or size, cells that are not text, labels that are not positive whole numbers: each is a
+    `DatasetError` naming the file, what it holds and what a list must hold. Variable shapes are
+    checked from the headers (`whosmat`) before the data is read.
+    """
+    from scipy.io import loadmat, whosmat
 
     try:
-        content = loadmat(path)
-    except (MatReadError, ValueError, OSError) as error:
-        raise DatasetError(f"cannot read {path} as a MATLAB file ({error}); re-extract lists.tar") from error
-    if "file_list" not in content or "labels" not in content:
+        declared = {name: shape for name, shape, _ in whosmat(path)}
+    except NotImplementedError:  # scipy's answer to a MATLAB v7.3 file, which is HDF5
+        raise DatasetError(f"{path} is a MATLAB v7.3 (HDF5) file; the Stanford Dogs lists are MATLAB 5 files. "
+                           "Re-extract the original lists.tar, or save the lists again with "
+                           "save(..., '-v7') in MATLAB") from None
+    except Exception as error:  # noqa: BLE001 - scipy raises many kinds for a malformed file
+        raise DatasetError(f"cannot read {path} as a MATLAB file ({_one_line(error)}); re-extract lists.tar") from None
+    if "file_list" not in declared or "labels" not in declared:
         raise DatasetError(f"{path} has no file_list/labels variables; is it one of the Stanford Dogs lists?")
-    files = [_cell_text(cell) for cell in content["file_list"].ravel()]
-    labels = [int(label) for label in content["labels"].ravel()]
+    for name in ("file_list", "labels"):
+        if math.prod(declared[name]) > MAX_LIST_ENTRIES:
+            raise DatasetError(f"{path} declares {name} of shape {declared[name]}, more than the "
+                               f"{MAX_LIST_ENTRIES:,} entries a list may hold; re-extract lists.tar")
+    try:
+        content = loadmat(path, variable_names=("file_list", "labels"))
+    except Exception as error:  # noqa: BLE001
+        raise DatasetError(f"cannot read {path} as a MATLAB file ({_one_line(error)}); re-extract lists.tar") from None
+    files = [_cell_text(cell, path) for cell in np.asarray(content["file_list"]).ravel()]
+    labels = [_label(label, path) for label in np.asarray(content["labels"]).ravel()]
     if len(files) != len(labels):
         raise DatasetError(f"{path} lists {len(files)} files but {len(labels)} labels; re-extract lists.tar")
     return list(zip(files, labels))
 
 
-def _cell_text(cell) -> str:
+def _cell_text(cell, path: Path) -> str:
     """A MATLAB cell holding a char array, as loadmat returns it (a 1-element array of str)."""
-    while not isinstance(cell, str):
-        cell = cell.item() if getattr(cell, "size", 0) == 1 else cell[0]
-    return cell
+    for _ in range(_MAX_CELL_DEPTH):
+        if isinstance(cell, str):
+            if cell:
+                return cell
+            break
+        if not isinstance(cell, np.ndarray) or cell.size != 1 or cell.dtype.names is not None:
+            break
+        cell = cell.item() if cell.dtype.kind in "OU" else cell.ravel()[0]
+    raise DatasetError(f"{path}: file_list holds {_kind_of(cell)} where a list holds text (a path under Images/); "
+                       "re-extract lists.tar")
+
+
+def _label(value, path: Path) -> int:
+    """A list label: a whole number from 1 up (MATLAB stores them as doubles or small integers)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number != int(number) or not 1 <= number <= MAX_LIST_ENTRIES:
+        raise DatasetError(f"{path}: labels holds {_kind_of(value)} where a list holds whole numbers from 1 "
+                           "(one per breed); re-extract lists.tar")
+    return int(number)
+
+
+def _kind_of(value) -> str:
+    if isinstance(value, np.void) and value.dtype.names is not None:
+        return "a struct"
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, np.ndarray):
+        if value.dtype.names is not None:
+            return "a struct"
+        return "an empty cell" if value.size == 0 else f"an array of {value.size} {value.dtype.kind!r} values"
+    text = repr(value)
+    return text if len(text) <= _SHOWN_VALUE else text[:_SHOWN_VALUE] + "..."
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:_SHOWN_VALUE * 4]
