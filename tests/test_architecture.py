@@ -40,7 +40,7 @@ def test_the_tree_lists_every_module_and_no_other():
 # --- imports run down the stages ---------------------------------------------------------------
 
 #: The stages in data-flow order, lowest first. A module may import its own stage and earlier ones,
-#: never a later one. The stages of one tier are peers (each uses a fitted head): they may import
+#: never a later one. The stages of one tier are peers (each builds on those before it): they may import
 #: each other, as long as no import cycle forms. The package root and `atomic`/`errors` sit below all.
 STAGE_TIERS = (
     ("pipeline", "atomic", "errors"),
