@@ -142,8 +142,9 @@ def test_report_lists_the_fine_tuned_model_next_to_the_frozen_head(tuned, settin
 
 def test_predict_and_the_image_model_run_frozen_tuned_and_head_layers(tuned, setting):
     from pipeline.data.images import decode_image
+    from pipeline.predict.extraction import load_head_extraction
     from pipeline.predict.image_model import head_image_model
-    from pipeline.predict.with_head import load_head_extraction, predict_images
+    from pipeline.predict.with_head import predict_images
 
     data, _, _, cache_dir = setting
     photos = sorted((data / "test").rglob("*.jpg"))[:4]

@@ -14,6 +14,8 @@ from conftest import make_dataset
 
 from pipeline.heads import fusion
 from pipeline.heads.fusion import FusionError, fit_fusion, late_weight_grid
+from pipeline.heads.replay import split_probabilities
+from pipeline.heads.store import read_sidecar
 
 
 @pytest.fixture
@@ -69,6 +71,10 @@ def test_early_fusion_saves_its_own_head_and_predicts_through_every_backbone(two
     predicted = [result["predictions"][0]["label"] for result in payload["results"]]
     accuracy = np.mean([label == photo.parent.name for label, photo in zip(predicted, photos)])
     assert accuracy == pytest.approx(report.metrics["test"]["top1"], abs=1e-9)
+    # the report's per-image view replays the same head on the cached features
+    probabilities, labels, _ = split_probabilities(read_sidecar(Path(report.sidecar_path)), two_caches[0], "test")
+    replayed = np.mean(probabilities.argmax(axis=1) == labels)
+    assert replayed == pytest.approx(report.metrics["test"]["top1"], abs=1e-9)
 
 
 def test_caches_of_other_images_or_splits_are_refused_saying_which(two_caches, tmp_path, tiny_options, cli):

@@ -35,8 +35,9 @@ def test_the_image_model_predicts_what_predict_predicts(kind, store_dtype, pooli
     from pipeline.extract.options import ExtractOptions
     from pipeline.extract.run import run_extract
     from pipeline.heads.fitting import fit_head
+    from pipeline.predict.extraction import load_head_extraction
     from pipeline.predict.image_model import head_image_model
-    from pipeline.predict.with_head import load_head_extraction, predict_images
+    from pipeline.predict.with_head import predict_images
 
     options = replace(ExtractOptions(**TINY_BACKBONE, batch_size=8, valid_fraction=0.3), store_dtype=store_dtype)
     cache = Path(run_extract(tiny_dataset, tmp_path / "cache", options).cache_path)

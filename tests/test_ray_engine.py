@@ -26,6 +26,7 @@ from reliability_support import cli_command, cli_env, committed_rows, only_cache
 from pipeline.cache.format import read_cache_info
 from pipeline.cache.merge import merge_shards
 from pipeline.cache.shard import Shard
+from pipeline.cache.slots import PlannedBatch
 from pipeline.cache.verify import verify_cache
 from pipeline.data.images import ResizeSpec
 from pipeline.errors import PipelineError
@@ -33,7 +34,6 @@ from pipeline.extract.engines import ray_data
 from pipeline.extract.engines.ray_worker import BatchWorker, WorkerRefused, WorkerSpec
 from pipeline.extract.options import ExtractOptions
 from pipeline.extract.run import run_extract
-from pipeline.extract.slots import PlannedBatch
 
 #: Batches of 4 over 26 images: 6 full batches and a tail of 2, so the tail's slots are exercised.
 OPTIONS = ExtractOptions(**TINY_BACKBONE, batch_size=4, valid_fraction=0.3)
@@ -95,7 +95,7 @@ def test_a_cache_built_partly_locally_and_partly_on_ray_is_one_cache(ray_cluster
     """Ray adds to a local cache exactly the rows the local engine would add; the old rows stay as they were.
 
     Growing the dataset renumbers its images, so the new rows are not bitwise a fresh run's over
-    the grown dataset (`pipeline.extract.slots`: position in the batch changes the last bits on
+    the grown dataset (`pipeline.cache.slots`: position in the batch changes the last bits on
     some CPUs); they are bitwise what the local engine computes for the same increment.
     """
     _, fresh_rows, fresh_view = animals

@@ -217,7 +217,7 @@ def test_ctrl_c_mid_extraction_commits_the_rows_still_buffered(datasets, options
 
 def test_every_image_keeps_its_place_whatever_subset_is_planned():
     """The batch layout of an image depends only on its ordinal, the dataset size and the batch size."""
-    from pipeline.extract.slots import plan_batches
+    from pipeline.cache.slots import plan_batches
 
     ordinals = {f"sha{n:03d}": n for n in range(23)}  # 23 images, batches of 5: 4 full batches and a tail of 3
     items = [(sha, Path(sha)) for sha in ordinals]

@@ -13,10 +13,10 @@ import pytest
 
 from pipeline.cache.merge import merge_shards
 from pipeline.cache.shard import Shard, cut_index, index_digest, merged_cache_name
+from pipeline.cache.slots import content_ordinals
 from pipeline.cache.verify import verify_cache
 from pipeline.errors import CacheError
 from pipeline.extract.run import run_extract
-from pipeline.extract.slots import content_ordinals
 from tests.conftest import make_dataset, write_image
 
 SHARDS = 3

@@ -2,6 +2,7 @@
 
 `key` defines the feature key (what changes the numbers); `format` is the HDF5 file layout and
 its reading; `builder` assembles what every cache writer writes; `writer`, `segments` and `lock`
-write it crash-safely; `admin` lists, shows and removes caches; `shard` and `merge` split one
-extraction across machines and join it again.
+write it crash-safely; `slots` plans the forward batch and slot every row is computed in (so
+resumed and sharded runs write bitwise the rows of one clean run); `admin` lists, shows and removes
+caches; `shard` and `merge` split one extraction across machines and join it again.
 """

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import metadata
@@ -38,6 +39,8 @@ STORE_DTYPES = ("float32", "float16")
 UNKNOWN = "unknown (imported)"
 ORIGIN_EXTRACTED = "extracted"
 ORIGIN_IMPORTED_NPZ = "imported-npz"
+#: How the first release (format 1) stored the resize fields: one text, e.g. "stretch-bilinear-224x224".
+_RESIZE_TEXT = re.compile(r"^(?P<policy>[a-z]+)-(?P<filter>[a-z]+)-(?P<height>\d+)x(?P<width>\d+)$")
 _KEY_FIELDS_SHOWN = 10  # hex digits of the key shown in file names
 _VERSIONED_PACKAGES = ("bottleneck-pipeline", "tensorflow", "keras", "numpy", "h5py", "pillow", "scikit-learn")
 
@@ -103,9 +106,7 @@ class FeatureSpec:
     def from_dict(cls, fields: dict) -> "FeatureSpec":
         """A spec from `to_dict()` output, or from a first-release spec (which stored `resize` as text)."""
         if "resize" in fields:
-            from pipeline.cache.legacy import feature_spec_fields_v1
-
-            fields = feature_spec_fields_v1(fields)
+            fields = _spec_fields_v1(fields)
         if fields.get("views") is not None:
             fields = {**fields, "views": ViewSpec.from_dict(fields["views"])}
         return cls(**fields)
@@ -123,6 +124,18 @@ class FeatureSpec:
     def without_views(self) -> FeatureSpec:
         """The same extraction of the plain images (whose rows are the view-0 rows of this one)."""
         return replace(self, views=None)
+
+
+def _spec_fields_v1(fields: dict) -> dict:
+    """Format-1 `FeatureSpec` fields (`resize` as text) as current fields (`resize_policy`, `resize_filter`)."""
+    fields = dict(fields)
+    text = fields.pop("resize")
+    match = _RESIZE_TEXT.match(text)
+    if match is None:  # imported features: "unknown (imported)"
+        fields.update(resize_policy=text, resize_filter=None)
+    else:
+        fields.update(resize_policy=match.group("policy"), resize_filter=match.group("filter"))
+    return fields
 
 
 def extracted_origin() -> dict:

@@ -6,7 +6,8 @@ features were imported from an npz file" only as a prefix of the weights fingerp
 store each as fields (see `pipeline.cache.format`). The functions here recover those fields from
 a format-1 file, once, at read time, so the rest of the tool only ever sees the current shapes;
 the next `extract` of such a cache rewrites it in the current format (its features are reused:
-the key is unchanged, see `pipeline.cache.key`).
+the key is unchanged, see `pipeline.cache.key`). A format-1 feature spec (its resize as text) is
+read by `FeatureSpec.from_dict` itself, so that the key module needs nothing from here.
 """
 
 from __future__ import annotations
@@ -18,24 +19,11 @@ from pipeline.cache.key import ORIGIN_EXTRACTED, ORIGIN_IMPORTED_NPZ
 FORMAT_1 = 1
 #: How format 1 marked imported features: the weights fingerprint of the npz file.
 IMPORTED_FINGERPRINT_PREFIX = "imported-npz:sha256:"
-_RESIZE_TEXT = re.compile(r"^(?P<policy>[a-z]+)-(?P<filter>[a-z]+)-(?P<height>\d+)x(?P<width>\d+)$")
 #: The note format-1 `extract` stored when it carved splits.
 _CARVED_NOTE = re.compile(
     r"^carved (?P<parts>.+?) of the (?P<pool>\d+) images without an official split.*\(seed (?P<seed>-?\d+)\)")
 _CARVED_PART = re.compile(r"\b(valid|test) (\d+(?:\.\d+)?)%")
 _PERCENT = 100
-
-
-def feature_spec_fields_v1(fields: dict) -> dict:
-    """Format-1 `FeatureSpec` fields (`resize` as text) as current fields (`resize_policy`, `resize_filter`)."""
-    fields = dict(fields)
-    text = fields.pop("resize")
-    match = _RESIZE_TEXT.match(text)
-    if match is None:  # imported features: "unknown (imported)"
-        fields.update(resize_policy=text, resize_filter=None)
-    else:
-        fields.update(resize_policy=match.group("policy"), resize_filter=match.group("filter"))
-    return fields
 
 
 def origin_v1(weights_fingerprint: str, weights_attrs: dict) -> dict:

@@ -1,10 +1,10 @@
 """Deterministic sharding of one extraction across machines: `extract --shard I/N`, then `merge`.
 
 Shards are dealt whole forward batches, round robin: with the dataset's distinct contents
-numbered in index order (`pipeline.extract.slots.content_ordinals`) and batch size B, the image numbered
+numbered in index order (`pipeline.cache.slots.content_ordinals`) and batch size B, the image numbered
 `ordinal` belongs to shard `(ordinal // B) % N`. So every shard job computes exactly the batches a
 single run computes, slot for slot, and the merged features are bitwise those of a single run
-(same machine type, libraries and `--batch-size`; see `pipeline.extract.slots` for why slots matter). The
+(same machine type, libraries and `--batch-size`; see `pipeline.cache.slots` for why slots matter). The
 assignment depends only on the dataset index and B, never on the machine: every job agrees on it
 without talking to the others, identical files share an ordinal and so a shard, and re-running a
 shard after a crash picks exactly the same images.
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.cache.format import CACHE_SUFFIX, SHARD_NAME_PATTERN
+from pipeline.cache.slots import content_ordinals
 from pipeline.data.dataset import DatasetIndex
-from pipeline.extract.slots import content_ordinals
 from pipeline.errors import UsageError
 
 #: Position recorded for failures that are not images of the index (files that could not be hashed).
@@ -56,7 +56,7 @@ class Shard:
         return cls(int(match.group(1)), int(match.group(2)))
 
     def owns(self, ordinal: int, batch_size: int) -> bool:
-        """True when the image numbered `ordinal` (see `pipeline.extract.slots`) belongs to this shard."""
+        """True when the image numbered `ordinal` (see `pipeline.cache.slots`) belongs to this shard."""
         return shard_of(ordinal, batch_size, self.count) == self.index
 
     def suffix(self) -> str:

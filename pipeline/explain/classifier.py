@@ -71,8 +71,8 @@ def load_classifier(head: Path | None = None, imagenet: str | None = None,
 
 
 def _head_classifier(head_path: Path, cache_dir: Path) -> Classifier:
+    from pipeline.predict.extraction import load_head_extraction
     from pipeline.predict.image_model import head_image_model
-    from pipeline.predict.with_head import load_head_extraction
 
     extraction = load_head_extraction(head_path, cache_dir)
     sidecar = extraction.sidecar

@@ -55,7 +55,7 @@ def feature_source(cache_dir: Path, head: Path | None = None, backbone: str | No
     if (head is None) == (backbone is None):
         raise UsageError("give either --backbone BACKBONE or --head HEAD (the head's own backbone and weights)")
     if head is not None:
-        from pipeline.predict.with_head import load_head_extraction
+        from pipeline.predict.extraction import load_head_extraction
 
         extraction = load_head_extraction(Path(head), Path(cache_dir))
         return FeatureSource(extraction.backbone, extraction.weights, extraction.resize, extraction.spec.layer,

@@ -1,7 +1,7 @@
 """The deployable model of a head, and the metadata that travels inside and beside it.
 
 `build_deployable(head_path, cache_dir)` resolves the head's exact extraction (backbone, layer,
-input size, verified weights: `pipeline.predict.with_head.load_head_extraction`, which refuses
+input size, verified weights: `pipeline.predict.extraction.load_head_extraction`, which refuses
 heads fitted on imported npz features) and builds `pipeline.predict.image_model.head_image_model`
 with one extra, named output: float32 RGB pixels (n, size, size, 3) in [0, 255] named `pixels` ->
 (n, classes) probabilities named `probabilities`. Resizing is not in the graph: the caller brings
@@ -72,8 +72,8 @@ def refuse_unexportable(sidecar: dict) -> None:
 def build_deployable(head_path: Path, cache_dir: Path, exported_format: str) -> Deployable:
     """The model and metadata for the head at `head_path` (see module doc)."""
     from pipeline.backbones.tf_runtime import import_keras
+    from pipeline.predict.extraction import load_head_extraction
     from pipeline.predict.image_model import head_image_model
-    from pipeline.predict.with_head import load_head_extraction
 
     sidecar = read_sidecar(head_path)
     refuse_unexportable(sidecar)

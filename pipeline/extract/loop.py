@@ -2,7 +2,7 @@
 
 Decoding runs ahead in threads (`pipeline.data.feeder`), segment writes run in a background
 thread (`BackgroundWriter`), and the loop in between only runs the forward pass, measuring where
-its time goes (`LoopTimes`). Batches are slot-stable (`pipeline.extract.slots`), so each image
+its time goes (`LoopTimes`). Batches are slot-stable (`pipeline.cache.slots`), so each image
 is computed at the same batch position in every run.
 """
 
@@ -18,13 +18,13 @@ from queue import Queue
 
 import numpy as np
 
+from pipeline.cache import slots
 from pipeline.cache.format import partial_dir_of
 from pipeline.cache.rows import non_finite_rows
 from pipeline.cache.segments import SegmentWriter
 from pipeline.data.feeder import decoded_batches
 from pipeline.data.images import ResizeSpec
 from pipeline.data.views import ViewSpec, parse_view_address
-from pipeline.extract import slots
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ WRITER_QUEUE_BATCHES = 2
 class RowJob:
     """The rows one run computes: `items` [(address, path)] missing from the cache (an address is the
     sha256, or with `views` the row address of one view, `pipeline.data.views`), numbered by
-    `ordinals` (the dataset's distinct rows, see `pipeline.extract.slots`), written as segments of
+    `ordinals` (the dataset's distinct rows, see `pipeline.cache.slots`), written as segments of
     `cache_path` with feature key `key`."""
 
     items: Sequence[tuple[str, Path]]

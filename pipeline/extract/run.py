@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.cache import slots
 from pipeline.cache.builder import CacheContents, write_dataset_cache
 from pipeline.cache.format import cache_file_name, feature_shape_of, read_file_stamps
 from pipeline.cache.key import extracted_origin, library_versions
@@ -44,7 +45,6 @@ from pipeline.data.images import ResizeSpec
 from pipeline.data.indexing import dataset_name_of, index_dataset
 from pipeline.data.views import addresses_of, parse_view_address
 from pipeline.errors import CacheError, DatasetError
-from pipeline.extract import slots
 from pipeline.extract.loop import LoopTimes, RowJob, compute_rows
 from pipeline.extract.options import ExtractOptions, ExtractSummary
 from pipeline.extract.setup import Setup, build_extractor, check_fingerprint, resolve_setup

@@ -1,4 +1,4 @@
-"""Stage 7, fine-tuning: the top layers of the backbone trained with a head, at cache speed.
+"""Stage 6, fine-tuning: the top layers of the backbone trained with a head, at cache speed.
 
 With layers 1..k frozen and in inference mode, the output of layer k is a fixed function of the
 image, so it is cached like any feature layer (`extract --layer k`, the boundary cache) and layers

@@ -51,6 +51,7 @@ from pipeline.heads.fitting import (
     save_fitted_head,
 )
 from pipeline.heads.metrics import classification_metrics
+from pipeline.heads.registry import HEADS
 from pipeline.heads.store import FUSED_KIND, heads_dir_of, list_sidecars, load_head, new_head_stem, write_sidecar
 
 FUSION_KIND = FUSED_KIND
@@ -58,6 +59,8 @@ LATE, EARLY, SINGLE = "late", "early", "single"
 #: Late-fusion weights are multiples of 1/WEIGHT_GRID_STEPS that sum to 1.
 WEIGHT_GRID_STEPS = 10
 MIN_MEMBERS = 2
+#: Early fusion's own head is saved beside the fused sidecar as `<stem>.concat.*`.
+CONCAT_SUFFIX = ".concat"
 _EXAMPLES = 3  # differing images named in a refusal
 _PROBABILITY_FLOOR = 1e-12
 _SAME = 1e-6  # an existing head whose accuracies and probabilities are within this of a member's is that member
@@ -283,7 +286,7 @@ def _save(stem: Path, first_cache: Path, sets, names, members, member_sidecars, 
     label = members[0].label
     files = []
     if chosen.method == EARLY:
-        files.append(chosen.fitted.head.save(Path(f"{stem}.concat")))
+        files.append(chosen.fitted.head.save(Path(f"{stem}{CONCAT_SUFFIX}")))
     probabilities = chosen.probabilities
     metrics = {split: classification_metrics(data.y, probabilities[split], reference.class_names)
                for split, data in reference.splits.items()}
@@ -323,3 +326,10 @@ def _save(stem: Path, first_cache: Path, sets, names, members, member_sidecars, 
     path = write_sidecar(stem, sidecar)
     files.append(path.name)
     return FitReport(str(path), FUSION_KIND, params, metrics, fit_seconds, files)
+
+
+def concat_head(sidecar: dict):
+    """Early fusion's head on the concatenated features (member order), loaded like any head (no pickle)."""
+    concat = sidecar["concat_head"]
+    stem = Path(sidecar["_path"]).with_suffix("")
+    return HEADS[concat["kind"]].head_class().load(Path(f"{stem}{CONCAT_SUFFIX}"), concat)

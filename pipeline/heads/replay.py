@@ -48,7 +48,7 @@ def split_probabilities(sidecar: dict, cache_path: Path, split: str):
 
 
 def _fused(sidecar: dict, split: str):
-    from pipeline.heads.fusion import EARLY, aligned_feature_sets
+    from pipeline.heads.fusion import EARLY, aligned_feature_sets, concat_head
 
     params = sidecar["hyperparameters"]
     members = sidecar["members"]
@@ -58,8 +58,6 @@ def _fused(sidecar: dict, split: str):
         return None
     data = sets[0].splits[split]
     if params["method"] == EARLY:
-        from pipeline.predict.fused import concat_head
-
         x = np.concatenate([features.splits[split].x for features in sets], axis=1)
         return concat_head(sidecar).predict_proba(x), data.y, data.relpaths
     probabilities = 0.0

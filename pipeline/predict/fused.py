@@ -14,10 +14,9 @@ import numpy as np
 
 from pipeline.backbones.forward import FeatureExtractor
 from pipeline.cache.rows import pool_rows
-from pipeline.heads.fusion import EARLY
-from pipeline.heads.registry import HEADS
+from pipeline.heads.fusion import EARLY, concat_head
+from pipeline.predict.extraction import check_fingerprint, load_head_extraction
 from pipeline.predict.images import decoded_batches, in_given_order
-from pipeline.predict.with_head import check_fingerprint, load_head_extraction
 
 
 def predict_fused(image_paths, sidecar: dict, cache_dir: Path, top_k: int) -> list[dict]:
@@ -53,9 +52,3 @@ def predict_fused(image_paths, sidecar: dict, cache_dir: Path, top_k: int) -> li
             {"label": class_names[i], "probability": float(probabilities[i])} for i in best]})
     return in_given_order(results, paths)
 
-
-def concat_head(sidecar: dict):
-    """Early fusion's head on the concatenated features, loaded like any head (no pickle)."""
-    concat = sidecar["concat_head"]
-    stem = Path(sidecar["_path"]).with_suffix("")
-    return HEADS[concat["kind"]].head_class().load(Path(f"{stem}.concat"), concat)

@@ -23,7 +23,7 @@ from pipeline.backbones.registry import BackboneSpec
 from pipeline.backbones.tf_runtime import import_keras
 from pipeline.backbones.weights import RANDOM_WEIGHTS_SEED, ResolvedWeights, fingerprint_model
 from pipeline.heads.graph import consumes_maps, head_layers, head_pool
-from pipeline.predict.with_head import HeadExtraction, check_fingerprint
+from pipeline.predict.extraction import HeadExtraction, check_fingerprint
 
 #: Name of the input every image model takes: float32 RGB pixels in [0, 255].
 PIXELS_INPUT = "pixels"

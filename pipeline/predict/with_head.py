@@ -1,77 +1,25 @@
 """`predict`: classify new images with a saved head, through the exact extraction it was fitted on.
 
-The head's sidecar records the feature spec (backbone, layer, input size, resize policy,
-preprocessing, precision, pooling, store dtype) and where its weights came from. The same
-weights are resolved again and must have the same fingerprint; the features are then computed,
-stored-dtype rounded and pooled exactly as the cache did, so predictions match what the head saw.
+The head's extraction (`pipeline.predict.extraction`) is resolved again with the same weights;
+the features are then computed, stored-dtype rounded and pooled exactly as the cache did, so
+predictions match what the head saw. A fused head goes to `pipeline.predict.fused`.
 A fine-tuned model (`fine-tune`) records its boundary cache's spec: the frozen layers run up to
 the boundary layer, and its tuned layers and head take the full maps from there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.backbones.registry import BackboneSpec, get_backbone
-from pipeline.backbones.weights import ResolvedWeights, resolve_weights
-from pipeline.cache.key import ORIGIN_IMPORTED_NPZ, FeatureSpec
 from pipeline.cache.rows import pool_rows
-from pipeline.data.images import ResizeSpec
 from pipeline.errors import HeadError
-from pipeline.heads.features import DEFAULT_HEAD_POOLING
 from pipeline.heads.fusion import FUSION_KIND
 from pipeline.heads.graph import consumes_maps
-from pipeline.heads.store import check_feature_key, load_head, read_sidecar
+from pipeline.heads.store import read_sidecar
+from pipeline.predict.extraction import check_fingerprint, load_head_extraction
 from pipeline.predict.images import DEFAULT_TOP_K, decoded_batches, in_given_order
-
-
-@dataclass(frozen=True)
-class HeadExtraction:
-    """A loaded head and the exact extraction it was fitted on: spec, backbone, verified weights."""
-
-    head: object
-    sidecar: dict
-    spec: FeatureSpec
-    backbone: BackboneSpec
-    weights: ResolvedWeights
-
-    @property
-    def resize(self) -> ResizeSpec:
-        return ResizeSpec(self.spec.input_size, self.spec.input_size, self.spec.resize_policy)
-
-    @property
-    def pooling(self) -> str:
-        """How the head pools spatial maps (heads saved before it was a choice pooled by average)."""
-        return self.sidecar.get("head_pooling", DEFAULT_HEAD_POOLING)
-
-
-def load_head_extraction(head_path: Path, cache_dir: Path) -> HeadExtraction:
-    """The head at `head_path` with its backbone and weights resolved again; `HeadError` when new images
-    cannot be featurised the way its features were (imported features)."""
-    head, sidecar = load_head(head_path)
-    spec = FeatureSpec.from_dict(sidecar["feature_spec"])
-    check_feature_key(sidecar, spec.key(), "its recorded feature spec")
-    if sidecar["origin"]["kind"] == ORIGIN_IMPORTED_NPZ:
-        raise HeadError(
-            f"head {head_path} was fitted on features imported from an .npz file, made by weights and "
-            "preprocessing this tool cannot verify, so new images cannot be featurised the same way. "
-            "Extract the dataset (`extract`) and fit a head on that cache to predict"
-        )
-    backbone = get_backbone(spec.backbone)
-    weights = resolve_weights(backbone, sidecar["extraction"]["weights"]["request"], cache_dir, spec.input_size)
-    return HeadExtraction(head, sidecar, spec, backbone, weights)
-
-
-def check_fingerprint(extraction: HeadExtraction, fingerprint: str) -> None:
-    """`HeadError` unless the weights loaded here are the ones the head's features were computed with."""
-    if fingerprint != extraction.spec.weights_fingerprint:
-        raise HeadError(
-            f"the {extraction.spec.backbone} weights available here ({extraction.weights.describe()}) differ from "
-            f"the ones head {extraction.sidecar['_path']} was fitted with; use the same weights source (see `weights`)"
-        )
 
 
 def predict_images(image_paths, head_path: Path, cache_dir: Path, top_k: int = DEFAULT_TOP_K) -> list[dict]:

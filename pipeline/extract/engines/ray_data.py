@@ -2,7 +2,7 @@
 
 The driver (this module) has already planned what is missing exactly as a local run does
 (`pipeline.extract.run`). It packs the missing rows into the same slot-stable batches
-(`pipeline.extract.slots.plan_batches`), makes a Ray Dataset with one row per planned batch, and
+(`pipeline.cache.slots.plan_batches`), makes a Ray Dataset with one row per planned batch, and
 maps it with `BatchWorker` (`pipeline.extract.engines.ray_worker`) as a pool of actors, one
 backbone each, on CPUs or GPUs. Every actor call computes exactly one batch a local run computes,
 so the rows are bitwise a local run's at the same precision (same machine type and libraries).
@@ -30,11 +30,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pipeline.cache import slots
 from pipeline.cache.format import partial_dir_of
 from pipeline.cache.segments import SegmentWriter
 from pipeline.data.views import parse_view_address
 from pipeline.errors import PipelineError, UsageError
-from pipeline.extract import slots
 from pipeline.extract.engines.ray_worker import (
     ADDRESS,
     FAILURE,

@@ -4,7 +4,7 @@
 Its `__init__` resolves the weights from the same sources a local run uses (`--weights`, the
 cache directory) and builds the backbone once; if the tensors it loaded do not have the driver's
 fingerprint, it refuses to start (`WorkerRefused`), so rows of other weights can never be mixed
-into the cache. Each call receives planned batches (`pipeline.extract.slots.PlannedBatch`, as
+into the cache. Each call receives planned batches (`pipeline.cache.slots.PlannedBatch`, as
 JSON) and decodes, preprocesses and runs exactly the batch a local run computes, every image at
 its slot, so the rows are bitwise a local run's. An image that does not decode comes back as a
 failure row (its reason as data, zeros as features), never as an exception: one bad file must
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.cache import slots
 from pipeline.data.feeder import decoded_batches
 from pipeline.data.images import ResizeSpec
 from pipeline.data.views import ViewSpec
-from pipeline.extract import slots
 
 #: Start of every message a worker refuses to start with; the driver shows the rest to the user.
 REFUSAL_MARK = "bottleneck worker refused: "
