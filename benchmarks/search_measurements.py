@@ -1,0 +1,108 @@
+"""Input size and test-time augmentation on the real-photo samples, for every offline backbone.
+
+    nice python benchmarks/search_measurements.py [--data ../shared/data] [--cache-dir cache/search-measurements]
+        [--out docs/search-measurements.json] [--backbones efficientnet_lite0,mobilenet,vgg16] [--extract-only]
+
+For each sample (catsdogs, dogimages-mini, oxford-pets-mini), backbone and input size (`SIZES`:
+the backbone's native size and larger ones), extracts one cache with `--views 4 --pool avg`
+(average pooling before caching is what the heads' default pooling does after it) and fits
+logreg heads on it four ways: trained on view 0 only (exactly the plain recipe: view 0 is the
+image as a cache without views holds it) or on every view, each scored on view 0 (plain) and
+with test-time augmentation over each view set of `pipeline.heads.tta.VIEW_SETS`. Every figure
+(valid / test top-1 and mean per-class accuracy, extraction seconds) goes to the JSON file after
+each cache, so an interrupted run keeps what it measured; a re-run reuses the caches.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's `pipeline`
+
+from pipeline.cache.format import read_cache_info
+from pipeline.extract.options import ExtractOptions
+from pipeline.extract.run import run_extract
+
+SAMPLES = ("catsdogs", "dogimages-mini", "oxford-pets-mini")
+#: Input sizes per backbone, native first (None: the backbone's own size).
+SIZES = {"efficientnet_lite0": (None, 320, 384, 448), "mobilenet": (None, 320, 384, 448), "vgg16": (None, 320)}
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+VIEWS = 4
+HEAD = "logreg"
+SPLITS = ("valid", "test")
+
+
+def _figures(metrics: dict) -> dict:
+    return {split: {"top1": metrics[split]["top1"], "mean_per_class": metrics[split]["mean_per_class_accuracy"]}
+            for split in SPLITS if split in metrics}
+
+
+def score_cache(cache_path: Path) -> dict:
+    """The four logreg figures of one cache with views (see the module doc)."""
+    from pipeline.heads.features import load_feature_set
+    from pipeline.heads.fitting import fit_on_features
+    from pipeline.heads.tta import VIEW_SETS, tta_scores
+
+    rows = {}
+    for train_views in ("plain", "all"):
+        features = load_feature_set(cache_path, train_views=train_views)
+        fitted = fit_on_features(features, HEAD)
+        rows[f"train {train_views}"] = {
+            "plain": _figures(fitted.metrics),
+            **{f"tta {name}": _figures(tta_scores(fitted.head, features, name).metrics) for name in VIEW_SETS},
+        }
+    return rows
+
+
+@click.command()
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=DEFAULT_DATA,
+              show_default=True, help="The folder holding the real-photo samples.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("cache/search-measurements"), show_default=True, help="Where the caches go.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/search-measurements.json"),
+              show_default=True, help="The JSON file of every figure.")
+@click.option("--backbones", default=",".join(SIZES), show_default=True, help="Comma-separated, in this order.")
+@click.option("--samples", default=",".join(SAMPLES), show_default=True, help="Comma-separated sample folders.")
+@click.option("--sizes", default=None, help="Comma-separated input sizes of SIZES to run (native: the backbone's own; "
+              "default: all).")
+@click.option("--extract-only", is_flag=True, help="Only extract the caches (no heads, no JSON).")
+def main(data: Path, cache_dir: Path, out: Path, backbones: str, samples: str, sizes: str | None,
+         extract_only: bool) -> None:
+    wanted = None if sizes is None else set(sizes.split(","))
+    results = json.loads(out.read_text()) if out.exists() and not extract_only else {}
+    results.setdefault("views", VIEWS)
+    results.setdefault("head", HEAD)
+    runs = results.setdefault("runs", {})
+    for backbone in backbones.split(","):
+        for size in SIZES[backbone]:
+            if wanted is not None and str(size or "native") not in wanted:
+                continue
+            for sample in samples.split(","):
+                options = ExtractOptions(backbone=backbone, input_size=size, views=VIEWS, pool="avg",
+                                         precision="float32")
+                click.echo(f"{sample}: {backbone} at {size or 'native'} px", err=True)
+                started = time.perf_counter()
+                summary = run_extract(data / sample, cache_dir, options)
+                seconds = time.perf_counter() - started
+                if extract_only:
+                    continue
+                key = f"{sample}/{backbone}/{size or 'native'}"
+                previous = runs.get(key, {})
+                input_size = read_cache_info(summary.cache_path).spec.input_size
+                runs[key] = {"sample": sample, "backbone": backbone, "input_size": input_size,
+                             "native": size is None, "rows": summary.split_counts,
+                             # a re-run finds the cache complete: keep the seconds the extraction took
+                             "extract_seconds": previous.get("extract_seconds") if not summary.extracted
+                             else round(seconds, 1),
+                             "heads": score_cache(Path(summary.cache_path))}
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
