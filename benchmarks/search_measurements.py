@@ -10,7 +10,9 @@ logreg heads on it four ways: trained on view 0 only (exactly the plain recipe: 
 image as a cache without views holds it) or on every view, each scored on view 0 (plain) and
 with test-time augmentation over each view set of `pipeline.heads.tta.VIEW_SETS`. Every figure
 (valid / test top-1 and mean per-class accuracy, extraction seconds) goes to the JSON file after
-each cache, so an interrupted run keeps what it measured; a re-run reuses the caches.
+each cache, so an interrupted run keeps what it measured; a re-run reuses the caches. Extraction
+seconds (wall time of `run_extract`, under `nice` on a shared 2-core machine) are kept beside the
+caches in `extract-seconds.json`, so `--extract-only` runs and a later scoring run combine.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 VIEWS = 4
 HEAD = "logreg"
 SPLITS = ("valid", "test")
+TIMES_FILE = "extract-seconds.json"
 
 
 def _figures(metrics: dict) -> dict:
@@ -57,6 +60,19 @@ def score_cache(cache_path: Path) -> dict:
             **{f"tta {name}": _figures(tta_scores(fitted.head, features, name).metrics) for name in VIEW_SETS},
         }
     return rows
+
+
+def _record_seconds(cache_dir: Path, key: str, seconds: float, rows: int) -> None:
+    """Keep how long extracting a cache took beside the caches (a later scoring run finds them complete)."""
+    path = cache_dir / TIMES_FILE
+    times = json.loads(path.read_text()) if path.exists() else {}
+    times[key] = {"extract_seconds": seconds, "extracted_rows": rows}
+    path.write_text(json.dumps(times, indent=1))
+
+
+def _recorded_seconds(cache_dir: Path, key: str) -> dict:
+    path = cache_dir / TIMES_FILE
+    return json.loads(path.read_text()).get(key, {}) if path.exists() else {}
 
 
 @click.command()
@@ -89,16 +105,15 @@ def main(data: Path, cache_dir: Path, out: Path, backbones: str, samples: str, s
                 started = time.perf_counter()
                 summary = run_extract(data / sample, cache_dir, options)
                 seconds = time.perf_counter() - started
+                key = f"{sample}/{backbone}/{size or 'native'}"
+                if summary.extracted:
+                    _record_seconds(cache_dir, key, round(seconds, 1), summary.extracted)
                 if extract_only:
                     continue
-                key = f"{sample}/{backbone}/{size or 'native'}"
-                previous = runs.get(key, {})
                 input_size = read_cache_info(summary.cache_path).spec.input_size
                 runs[key] = {"sample": sample, "backbone": backbone, "input_size": input_size,
                              "native": size is None, "rows": summary.split_counts,
-                             # a re-run finds the cache complete: keep the seconds the extraction took
-                             "extract_seconds": previous.get("extract_seconds") if not summary.extracted
-                             else round(seconds, 1),
+                             **_recorded_seconds(cache_dir, key),
                              "heads": score_cache(Path(summary.cache_path))}
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_text(json.dumps(results, indent=1))

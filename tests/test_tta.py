@@ -78,7 +78,7 @@ def _assert_same_scores(metrics: dict, expected: dict) -> None:
     assert metrics["log_loss"] == pytest.approx(expected["log_loss"], rel=1e-5, abs=1e-9)
 
 
-def test_fit_head_tta_leaves_the_plain_scores_and_records_both(views_cache, cli):
+def test_fit_head_tta_leaves_the_plain_scores_and_records_both(views_cache, cli, tmp_path):
     from pipeline.heads.fitting import fit_head
     from pipeline.heads.leaderboard import leaderboard, notes
     from pipeline.heads.store import read_sidecar
@@ -100,8 +100,10 @@ def test_fit_head_tta_leaves_the_plain_scores_and_records_both(views_cache, cli)
         f"{row['test_mean_per_class_accuracy_tta']:.3f}"]
     printed = cli(["fit-head", views_cache, "--head", "logreg", "--tta"])
     assert printed.exit_code == 0 and "TTA    mean over 3 views per image (view set all):" in printed.stdout
-    report = cli(["report", views_cache])
+    report = cli(["report", views_cache, "--html", tmp_path / "report.html"])
     assert report.exit_code == 0 and "test-time augmentation over 3 views per image" in report.stdout
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("Test-time augmentation: mean of the probabilities over 3 cached views per image") == 2
     payload, _ = cli.json(["fit-head", views_cache, "--head", "logreg", "--tta", "0,2"])
     assert payload["tta"]["view_set"] == "0,2" and payload["tta"]["views_per_image"] == 2
 
