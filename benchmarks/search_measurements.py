@@ -75,6 +75,56 @@ def _recorded_seconds(cache_dir: Path, key: str) -> dict:
     return json.loads(path.read_text()).get(key, {}) if path.exists() else {}
 
 
+def _cell(figures: dict) -> str:
+    valid, test = figures["valid"], figures["test"]
+    return (f"{valid['top1']:.3f} ({valid['mean_per_class']:.3f}) / "
+            f"{test['top1']:.3f} ({test['mean_per_class']:.3f})")
+
+
+def _size_label(run: dict) -> str:
+    return f"{run['input_size']}{' (native)' if run['native'] else ''}"
+
+
+def markdown(results: dict) -> str:
+    """The tables of docs/search-measurements.md: accuracy against input size, TTA, and the view sets' means."""
+    runs = results["runs"]
+    groups = {}
+    for run in runs.values():
+        groups.setdefault((run["sample"], run["backbone"]), []).append(run)
+    lines = ["Input size (logreg trained on view 0, scored on view 0 - the default recipe). Cells: valid top-1 "
+             "(mean per-class) / test top-1 (mean per-class).", "",
+             "| sample | backbone | " + " | ".join(f"size {i + 1}" for i in range(4)) + " |",
+             "|---|---|" + "---|" * 4]
+    for (sample, backbone), group in sorted(groups.items()):
+        group = sorted(group, key=lambda run: run["input_size"])
+        cells = [f"{_size_label(run)}: {_cell(run['heads']['train plain']['plain'])}" for run in group]
+        lines.append(f"| {sample} | {backbone} | " + " | ".join(cells + ["-"] * (4 - len(cells))) + " |")
+    view_sets = [name for name in next(iter(runs.values()))["heads"]["train plain"] if name != "plain"]
+    for train in ("train plain", "train all"):
+        trained = "view 0 (the default recipe)" if train == "train plain" else "every view (extract --views 4)"
+        lines += ["", f"Test-time augmentation, logreg trained on {trained}. Cells: valid top-1 (mean per-class) / "
+                  "test top-1 (mean per-class).", "",
+                  "| sample | backbone | size | extract s | plain | " + " | ".join(view_sets) + " |",
+                  "|---|---|---|---|---|" + "---|" * len(view_sets)]
+        for (sample, backbone), group in sorted(groups.items()):
+            for run in sorted(group, key=lambda run: run["input_size"]):
+                heads = run["heads"][train]
+                seconds = run.get("extract_seconds")
+                lines.append(f"| {sample} | {backbone} | {_size_label(run)} | "
+                             f"{'-' if seconds is None else f'{seconds:.0f}'} | {_cell(heads['plain'])} | "
+                             + " | ".join(_cell(heads[name]) for name in view_sets) + " |")
+    lines += ["", f"Means over all {len(runs)} caches (valid top-1 / test top-1):", "",
+              "| head trained on | plain | " + " | ".join(view_sets) + " |", "|---|---|" + "---|" * len(view_sets)]
+    for train in ("train plain", "train all"):
+        means = []
+        for name in ["plain", *view_sets]:
+            valid = sum(run["heads"][train][name]["valid"]["top1"] for run in runs.values()) / len(runs)
+            test = sum(run["heads"][train][name]["test"]["top1"] for run in runs.values()) / len(runs)
+            means.append(f"{valid:.3f} / {test:.3f}")
+        lines.append(f"| {'view 0' if train == 'train plain' else 'every view'} | " + " | ".join(means) + " |")
+    return "\n".join(lines)
+
+
 @click.command()
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=DEFAULT_DATA,
               show_default=True, help="The folder holding the real-photo samples.")
@@ -87,8 +137,12 @@ def _recorded_seconds(cache_dir: Path, key: str) -> dict:
 @click.option("--sizes", default=None, help="Comma-separated input sizes of SIZES to run (native: the backbone's own; "
               "default: all).")
 @click.option("--extract-only", is_flag=True, help="Only extract the caches (no heads, no JSON).")
+@click.option("--tables", is_flag=True, help="Only print the markdown tables of the JSON file.")
 def main(data: Path, cache_dir: Path, out: Path, backbones: str, samples: str, sizes: str | None,
-         extract_only: bool) -> None:
+         extract_only: bool, tables: bool) -> None:
+    if tables:
+        click.echo(markdown(json.loads(out.read_text())))
+        return
     wanted = None if sizes is None else set(sizes.split(","))
     results = json.loads(out.read_text()) if out.exists() and not extract_only else {}
     results.setdefault("views", VIEWS)
