@@ -129,6 +129,8 @@ def test_bad_view_sets_are_usage_errors(views_cache, cli):
             parse_view_set(text)
     result = cli(["fit-head", views_cache, "--head", "logreg", "--tta", "flips"])
     assert result.exit_code == 2 and "flips" in result.stderr
+    result = cli(["fit-head", views_cache, views_cache, "--head", "logreg", "--tta"])
+    assert result.exit_code == 2 and "one cache" in result.stderr
     features = load_feature_set(views_cache)
     with pytest.raises(HeadError, match="--views 5"):
         tta_scores(fit_on_features(features, "logreg").head, features, (0, 5))
