@@ -113,15 +113,21 @@ def markdown(results: dict) -> str:
                 lines.append(f"| {sample} | {backbone} | {_size_label(run)} | "
                              f"{'-' if seconds is None else f'{seconds:.0f}'} | {_cell(heads['plain'])} | "
                              + " | ".join(_cell(heads[name]) for name in view_sets) + " |")
-    lines += ["", f"Means over all {len(runs)} caches (valid top-1 / test top-1):", "",
-              "| head trained on | plain | " + " | ".join(view_sets) + " |", "|---|---|" + "---|" * len(view_sets)]
-    for train in ("train plain", "train all"):
-        means = []
-        for name in ["plain", *view_sets]:
-            valid = sum(run["heads"][train][name]["valid"]["top1"] for run in runs.values()) / len(runs)
-            test = sum(run["heads"][train][name]["test"]["top1"] for run in runs.values()) / len(runs)
-            means.append(f"{valid:.3f} / {test:.3f}")
-        lines.append(f"| {'view 0' if train == 'train plain' else 'every view'} | " + " | ".join(means) + " |")
+    lines += ["", "Means over caches (valid top-1 / test top-1):", "",
+              "| caches | head trained on | plain | " + " | ".join(view_sets) + " |",
+              "|---|---|---|" + "---|" * len(view_sets)]
+    for label, members in ((f"all {len(runs)}", list(runs.values())),
+                           *((f"{sample} ({sum(run['sample'] == sample for run in runs.values())})",
+                              [run for run in runs.values() if run["sample"] == sample])
+                             for sample in sorted({run["sample"] for run in runs.values()}))):
+        for train in ("train plain", "train all"):
+            means = []
+            for name in ["plain", *view_sets]:
+                valid = sum(run["heads"][train][name]["valid"]["top1"] for run in members) / len(members)
+                test = sum(run["heads"][train][name]["test"]["top1"] for run in members) / len(members)
+                means.append(f"{valid:.3f} / {test:.3f}")
+            lines.append(f"| {label} | {'view 0' if train == 'train plain' else 'every view'} | "
+                         + " | ".join(means) + " |")
     return "\n".join(lines)
 
 
