@@ -104,14 +104,12 @@ def markdown(results: dict) -> str:
         trained = "view 0 (the default recipe)" if train == "train plain" else "every view (extract --views 4)"
         lines += ["", f"Test-time augmentation, logreg trained on {trained}. Cells: valid top-1 (mean per-class) / "
                   "test top-1 (mean per-class).", "",
-                  "| sample | backbone | size | extract s | plain | " + " | ".join(view_sets) + " |",
-                  "|---|---|---|---|---|" + "---|" * len(view_sets)]
+                  "| sample | backbone | size | plain | " + " | ".join(view_sets) + " |",
+                  "|---|---|---|---|" + "---|" * len(view_sets)]
         for (sample, backbone), group in sorted(groups.items()):
             for run in sorted(group, key=lambda run: run["input_size"]):
                 heads = run["heads"][train]
-                seconds = run.get("extract_seconds")
-                lines.append(f"| {sample} | {backbone} | {_size_label(run)} | "
-                             f"{'-' if seconds is None else f'{seconds:.0f}'} | {_cell(heads['plain'])} | "
+                lines.append(f"| {sample} | {backbone} | {_size_label(run)} | {_cell(heads['plain'])} | "
                              + " | ".join(_cell(heads[name]) for name in view_sets) + " |")
     lines += ["", "Means over caches (valid top-1 / test top-1):", "",
               "| caches | head trained on | plain | " + " | ".join(view_sets) + " |",
