@@ -137,6 +137,7 @@ def tta_scores(head, features: FeatureSet, view_set: str | tuple[int, ...] = DEF
     """Score a fitted `head` (as `fit` returned it) on the mean of its probabilities over `view_set`'s views of
     each image of `splits` (those `features` has), with the models the plain scores use.
 
+    A recipe search chooses with `splits=("valid",)` and scores test once, for the final recipe.
     `HeadError` for a cache without views, or a loaded head refit on train + validation asked for valid.
     """
     metrics, probabilities, counts = {}, {}, []
