@@ -54,11 +54,16 @@ def _parse_task_weights(_ctx, _param, values) -> dict:
               help="multitask: fixed loss weights, or learned uncertainty weighting (default: fixed).")
 @click.option("--hidden-units", type=click.IntRange(1, limits.MAX_HIDDEN_UNITS), default=None,
               help="multitask: one shared ReLU hidden layer of this width (default: none).")
+@click.option("--tta", "tta", is_flag=False, flag_value="default", default=None, metavar="[VIEWS]",
+              help="Also score valid/test with test-time augmentation: the mean of the head's probabilities over "
+                   "each image's cached views (a cache extracted with --views K), reported beside the plain view-0 "
+                   "score. VIEWS: all, mild (view 0 + crops keeping >= 75% of the image), augmented, or indices "
+                   "such as 0,1,2 (default: the measured best, see docs/search-measurements.md).")
 @cache_dir_option
 @json_option
 @command_body
 def fit_head_command(caches, kind, recipe, target, pooling, targets, task_weights, task_weighting, hidden_units,
-                     cache_dir, as_json):
+                     tta, cache_dir, as_json):
     """Fit a head on CACHE (default: the cache --cache-dir holds).
 
     \b
@@ -79,6 +84,9 @@ def fit_head_command(caches, kind, recipe, target, pooling, targets, task_weight
                                  param_hint="--recipe")
     options = {"targets": tuple(targets.split(",")) if targets else None, "task_weights": task_weights,
                "weighting": task_weighting, "hidden_units": hidden_units}
+    view_set = _tta_view_set(tta)
+    if view_set is not None and len(caches) > 1:
+        raise click.UsageError("--tta scores one head on one cache's views; fit the fused head without it")
     if len(caches) > 1:
         if any(value for value in options.values()):
             raise click.UsageError("fusion fits single-target heads; multitask options apply to one cache")
@@ -87,7 +95,7 @@ def fit_head_command(caches, kind, recipe, target, pooling, targets, task_weight
         report = fit_fusion([resolve_cache(cache, cache_dir) for cache in caches], kind, recipe, target, pooling)
     else:
         report = fit_head(resolve_cache(caches[0] if caches else None, cache_dir), kind, recipe, target, pooling,
-                          **options)
+                          tta=view_set, **options)
     caveats = caveats_of(report.metrics)
     if not as_json:
         if report.kind == "fusion":
@@ -111,10 +119,24 @@ def fit_head_command(caches, kind, recipe, target, pooling, targets, task_weight
                          if "consistency" in row else "")
                 click.echo(f"  {name} from {implied['implied_by']}: test accuracy "
                            f"{row['accuracy_from_primary']:.3f}{extra}")
+        if getattr(report, "tta", None):
+            click.echo(f"TTA    mean over {report.tta['views_per_image']:g} views per image "
+                       f"(view set {report.tta['view_set']}):")
+            for split, values in report.tta["metrics"].items():
+                click.echo(f"  {split:<6} {summary_line(values)}")
         if report.views:
             click.echo(f"Views  {report.views}")
         click.echo(f"Saved {report.sidecar_path}")
     return {**report.to_dict(), "caveats": [caveat.to_dict() for caveat in caveats]}
+
+
+def _tta_view_set(text: str | None):
+    """--tta's value as a view set of `pipeline.heads.tta`, or None without --tta."""
+    if text is None:
+        return None
+    from pipeline.heads.tta import DEFAULT_VIEW_SET, parse_view_set
+
+    return DEFAULT_VIEW_SET if text == "default" else parse_view_set(text)
 
 
 def _params_text(params: dict) -> str:

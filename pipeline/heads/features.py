@@ -12,9 +12,11 @@ stored (`target`, e.g. Oxford-IIIT Pet's "species"); every split also carries al
 labels (`SplitData.targets`), which multi-task heads use.
 
 Views (`extract --views K`): the train split holds every view of every training image (K + 1 rows
-per image, view 0 first), so heads learn from the augmented views; validation and test hold view 0
-(the plain image) only, so every choice made on validation and the test score are about plain
-images, comparable with a cache without views.
+per image, view 0 first), so heads learn from the augmented views (`train_views="plain"` keeps view
+0 only: exactly the rows a cache without views holds); validation and test hold view 0 (the plain
+image) only, so every choice made on validation and the test score are about plain images,
+comparable with a cache without views. `split_views` reads every view of a split's images, for
+test-time augmentation (`pipeline.heads.tta`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ HEAD_POOLINGS = POOLINGS
 DEFAULT_HEAD_POOLING = "avg"
 #: The name of a cache's main label among its targets.
 MAIN_TARGET = "label"
+#: Which views of a cache with views the train split holds: every view (the default), or view 0 only.
+TRAIN_VIEWS = ("all", "plain")
 
 
 @dataclass(frozen=True)
@@ -89,19 +93,25 @@ class FeatureSet:
 
 
 def load_feature_set(cache_path, info: CacheInfo | None = None, target: str | None = None,
-                     pooling: str = DEFAULT_HEAD_POOLING) -> FeatureSet:
-    """Read every split's pooled features and labels of `target` (default: the main label)."""
+                     pooling: str = DEFAULT_HEAD_POOLING, train_views: str = "all") -> FeatureSet:
+    """Read every split's pooled features and labels of `target` (default: the main label).
+
+    `train_views` (`TRAIN_VIEWS`): in a cache with views, train on every view of each training
+    image ("all") or on view 0 only ("plain"); a cache without views has view 0 only either way.
+    """
     info = info or read_cache_info(cache_path)
     info.require_whole_dataset()
     if pooling not in HEAD_POOLINGS:
         raise UsageError(f"unknown head pooling {pooling!r}; choose one of: {', '.join(HEAD_POOLINGS)}")
+    if train_views not in TRAIN_VIEWS:
+        raise UsageError(f"unknown train views {train_views!r}; choose one of: {', '.join(TRAIN_VIEWS)}")
     classes = target_classes(info)
     target = target or MAIN_TARGET
     if target not in classes:
         raise UsageError(f"cache {info.path.name} has no target {target!r}; its targets are: {', '.join(classes)}")
     images = info.images
     labels = {MAIN_TARGET: images.label, **{task: column for task, (_, column) in info.extra_targets.items()}}
-    views = images.view_rows.shape[1] if images.view_rows is not None else 1
+    views = images.view_rows.shape[1] if images.view_rows is not None and train_views == "all" else 1
     splits = {}
     for split in SPLITS:
         members = images.in_split(split)
@@ -125,3 +135,27 @@ def target_classes(info: CacheInfo) -> dict[str, tuple[str, ...]]:
     """Every target of a cache and its class names, the main label first."""
     return {MAIN_TARGET: tuple(info.class_names),
             **{task: tuple(names) for task, (names, _) in info.extra_targets.items()}}
+
+
+def cached_views(info: CacheInfo) -> int:
+    """Rows per image a cache holds: K + 1 in a cache with views (view 0 first), else 1."""
+    return info.images.view_rows.shape[1] if info.images.view_rows is not None else 1
+
+
+def split_views(features: FeatureSet, split: str, views: tuple[int, ...]) -> np.ndarray:
+    """(images, len(views), c) pooled features of the `views` (indices, 0 = the plain image) of every image
+    of `split`, in the split's image order (that of `features.split(split)`), pooled as `features` is.
+
+    `HeadError` when the cache holds no such view.
+    """
+    info = features.info
+    available = cached_views(info)
+    missing = sorted({view for view in views if not 0 <= view < available})
+    if missing:
+        raise HeadError(f"cache {info.path.name} has views 0..{available - 1} of each image, not {missing}; "
+                        f"re-extract with --views {max(missing)} or more")
+    members = info.images.in_split(split)
+    table = info.images.view_rows if info.images.view_rows is not None else info.images.row[:, None]
+    rows = table[members][:, list(views)]
+    x = load_rows(info.path, rows.reshape(-1), pooling=features.pooling)
+    return x.reshape(len(members), len(views), -1)

@@ -2,7 +2,9 @@
 
 Honesty rules: hyper-parameters are chosen on validation only; the reported validation metrics
 come from the model selected on validation (never trained on it); test is scored once, by the
-final model, after every choice was made.
+final model, after every choice was made. With test-time augmentation (`tta`, a cache with views),
+valid and test are also scored on the mean over each image's views (`pipeline.heads.tta`), by the
+same models, and reported beside the plain view-0 scores under "tta".
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from pipeline.heads.plots import save_confusion_png
 from pipeline.heads.registry import make_head
 from pipeline.heads.store import heads_dir_of, new_head_stem, write_sidecar
 from pipeline.heads.targets import implied_targets_report
+from pipeline.heads.tta import require_views, tta_scores
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class FitReport:
     metrics_by_target: dict | None = None
     implied: dict | None = None
     views: str | None = None  # how a cache with views was used (`FeatureSet.views_note`)
+    tta: dict | None = None  # test-time augmentation scores (`TTAScores.to_dict`), when asked for
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -63,6 +67,7 @@ class FittedHead:
     metrics_by_target: dict | None = None  # multi-task heads: {target: {split: metrics}}
     implied: dict | None = None  # targets the primary one implies: derived accuracy, consistency
     views: str | None = None  # how a cache with views was used (`FeatureSet.views_note`)
+    tta: dict | None = None  # test-time augmentation scores (`TTAScores.to_dict`), when asked for
 
     @property
     def label(self) -> str:
@@ -134,15 +139,22 @@ def require_finite(features) -> None:
 
 
 def fit_head(cache_path: Path, kind: str, recipe: str | None = None, target: str | None = None,
-             pooling: str = DEFAULT_HEAD_POOLING, **options) -> FitReport:
+             pooling: str = DEFAULT_HEAD_POOLING, tta: str | tuple[int, ...] | None = None, **options) -> FitReport:
     """Fit a `kind` head on the cache at `cache_path` and save it under the cache's heads folder.
 
     `target` picks an extra label of the cache instead of the main one; `pooling` how spatial maps
-    are pooled (`pipeline.heads.features.HEAD_POOLINGS`); `options` go to the head.
+    are pooled (`pipeline.heads.features.HEAD_POOLINGS`); `tta` a view set (`pipeline.heads.tta`) to
+    also score valid/test with test-time augmentation (`HeadError`, before fitting, for a cache
+    without views); `options` go to the head.
     """
     info = read_cache_info(cache_path)
     features = load_feature_set(cache_path, info, target, pooling)
-    return save_fitted_head(cache_path, info, fit_on_features(features, kind, recipe, **options))
+    if tta is not None:
+        require_views(features)
+    fitted = fit_on_features(features, kind, recipe, **options)
+    if tta is not None:
+        fitted = replace(fitted, tta=tta_scores(fitted.head, features, tta).to_dict())
+    return save_fitted_head(cache_path, info, fitted)
 
 
 def save_fitted_head(cache_path: Path, info, fitted: FittedHead, extra: dict | None = None) -> FitReport:
@@ -179,7 +191,7 @@ def save_fitted_head(cache_path: Path, info, fitted: FittedHead, extra: dict | N
                         f"{_fix_for_write(error)} run `fit-head` again. Nothing was saved") from error
     files.append(path.name)
     return FitReport(str(path), fitted.kind, fitted.head.params_, fitted.metrics, fitted.fit_seconds, files,
-                     fitted.metrics_by_target, fitted.implied, fitted.views)
+                     fitted.metrics_by_target, fitted.implied, fitted.views, fitted.tta)
 
 
 def _fix_for_write(error: OSError) -> str:
@@ -216,6 +228,8 @@ def _sidecar(stem: Path, cache_path: Path, info, fitted: FittedHead, files: list
         sidecar["implied_targets"] = fitted.implied
     if fitted.views is not None:
         sidecar["views"] = fitted.views
+    if fitted.tta is not None:
+        sidecar["tta"] = fitted.tta
     return sidecar
 
 

@@ -4,7 +4,9 @@ Ranking uses validation top-1 (ties: test is never used to choose); test accurac
 to it as the honest, once-scored estimate. Fine-tuned models (`fine-tune`) are listed with the
 frozen heads of the cache their head was fitted on, with the same metrics; a head that is a member
 of a fused head says so in its params ("member of fusion-..."); `notes` says how heads on a cache
-with views used them (train on every view, valid/test on view 0).
+with views used them (train on every view, valid/test on view 0), and gives the test-time
+augmentation scores of heads fitted with `--tta` beside their plain ones (ranking stays on the
+plain validation score).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def leaderboard(cache_path: Path) -> list[dict]:
             "fit_seconds": sidecar.get("fit_seconds"),
             "created": sidecar.get("created"),
             "path": sidecar.get("_path"),
+            **_tta_columns(sidecar.get("tta")),
         })
     rows.sort(key=lambda row: -(row["valid_top1"] or 0.0))
     return rows
@@ -62,7 +65,26 @@ def notes(rows: list[dict]) -> list[str]:
     for row in rows:
         if row.get("views"):
             lines.setdefault(row["views"], []).append(row["name"])
-    return [f"{', '.join(names)}: {text}" for text, names in lines.items()]
+    return [f"{', '.join(names)}: {text}" for text, names in lines.items()] + [
+        f"{row['name']}: test-time augmentation over {row['tta_views_per_image']:g} views per image "
+        f"({row['tta_view_set']}): valid {_figure(row['valid_top1_tta'])}, test {_figure(row['test_top1_tta'])}, "
+        f"test per-class {_figure(row['test_mean_per_class_accuracy_tta'])}"
+        for row in rows if row.get("tta_view_set")]
+
+
+def _tta_columns(tta: dict | None) -> dict:
+    """A sidecar's test-time augmentation scores as leaderboard fields (none without them)."""
+    if not tta:
+        return {}
+    metrics = tta.get("metrics", {})
+    valid, test = metrics.get("valid", {}), metrics.get("test", {})
+    return {"tta_view_set": tta.get("view_set"), "tta_views_per_image": tta.get("views_per_image"),
+            "valid_top1_tta": valid.get("top1"), "test_top1_tta": test.get("top1"),
+            "test_mean_per_class_accuracy_tta": test.get("mean_per_class_accuracy")}
+
+
+def _figure(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def short_params(params: dict) -> str:

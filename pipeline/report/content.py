@@ -11,6 +11,7 @@
   (worst first), and the top losses - the images of that split the head got most wrong (highest
   -log p(true class)), with thumbnails of the files when they are still on disk; per-target
   metrics and implied-target consistency for multi-task heads; members and weights for fused ones;
+  test-time augmentation metrics for heads fitted with `--tta`;
 - `searches`: the `search` records that used this cache (`pipeline.search.record.report_sections`);
 - `visuals`: PNGs made for the cache's heads (ideal class images, adversarial examples, feature
   maps), found through the JSON sidecars the `visualize`, `attack` and `features` commands write;
@@ -167,6 +168,10 @@ def _head_section(sidecar: dict, cache_path: Path, info: CacheInfo, top_losses: 
                "implied_targets": sidecar.get("implied_targets", {}),
                "caveats": [caveat.text for caveat in caveats_of(metrics)],
                "members": [{"name": m["name"], "weight": m["weight"]} for m in sidecar.get("members", [])]}
+    if sidecar.get("tta"):  # `fit-head --tta`: the same splits scored on the mean over cached views
+        tta = sidecar["tta"]
+        section["tta"] = {"view_set": tta.get("view_set"), "views_per_image": tta.get("views_per_image"),
+                          "metrics": {split: _summary(values) for split, values in tta.get("metrics", {}).items()}}
     if final is None:
         return section
     matrix = metrics[final]["confusion_matrix"]

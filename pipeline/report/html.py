@@ -230,6 +230,10 @@ def _head(head: dict) -> str:
     title += "</span>"
     parts = [f"<details><summary>{title}</summary>", _metrics_table(head["metrics"]),
              *[_caveat(text) for text in head.get("caveats", ())]]
+    if head.get("tta"):
+        parts.append(f"<p>Test-time augmentation: mean of the probabilities over {head['tta']['views_per_image']:g} "
+                     f"cached views per image (view set {_e(head['tta']['view_set'])}):</p>"
+                     + _metrics_table(head["tta"]["metrics"]))
     if head.get("members"):
         used = ", ".join(f"{_e(m['name'])} {m['weight']:.1f}" for m in head["members"])
         parts.append(f"<p>Fused: {_e(head['hyperparameters'].get('method'))} ({used}); best single backbone on "

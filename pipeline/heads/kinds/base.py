@@ -7,7 +7,11 @@ returns self and sets fitted attributes ending in `_`:
 - `search_`: one dict per candidate tried on the validation split (JSON-able, may be empty);
 - `valid_probabilities_`: validation-split probabilities from the model that was *selected*
   on validation (trained without it), or None when there is no validation split - these give
-  honest validation metrics even when the final model is refit on train + validation.
+  honest validation metrics even when the final model is refit on train + validation;
+- `selected_model_` (heads refit on train + validation only, `params_["refit_on"]` says so): that
+  selected model, a head of the same kind trained without validation, so that other rows of the
+  validation images (their augmented views, `pipeline.heads.tta`) are scored as honestly. Not
+  saved: a loaded head lacks it. `validation_model(head)` returns it, or the head itself.
 
 `predict_proba(x)` maps pooled features (n, channels) to class probabilities (n, classes).
 `keras_layers()` (differentiable heads only, see `HeadEntry.differentiable`) returns Keras layers
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.errors import HeadError
 from pipeline.heads.diagnosis import require_trainable
 
 #: Channels whose training standard deviation is below this are left unscaled (dead ReLUs).
@@ -63,6 +68,22 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     shifted = scores - scores.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
+
+
+#: What `params_["refit_on"]` says of a head whose final model also learnt from validation.
+REFIT_ON_TRAIN_AND_VALID = "train+valid"
+
+
+def validation_model(head):
+    """The model behind `head.valid_probabilities_`: `selected_model_` where the head was refit on train +
+    validation, else the head itself; `HeadError` for a loaded refit head (its selected model is not saved)."""
+    selected = getattr(head, "selected_model_", None)
+    if selected is not None:
+        return selected
+    if getattr(head, "params_", {}).get("refit_on") == REFIT_ON_TRAIN_AND_VALID:
+        raise HeadError(f"this {getattr(head, 'kind', 'head')} head was refit on train + validation and its model "
+                        "selected on validation is not saved; score validation with the head as `fit` returns it")
+    return head
 
 
 def train_and_valid(features):

@@ -51,6 +51,7 @@ class CosineKNNHead:
                 best = dict(search[-1], probabilities=probabilities)
         self.search_ = search
         self.valid_probabilities_ = best["probabilities"]
+        self.selected_model_ = self._twin(best["k"])
         self._remember(np.concatenate([train.x, valid.x]), np.concatenate([train.y, valid.y]), best["k"])
         self.params_ = {"k": best["k"], "grid": grid, "selected_by": "valid top-1, then valid log loss",
                         "refit_on": "train+valid", "similarity": "cosine of standardised features"}
@@ -85,6 +86,13 @@ class CosineKNNHead:
             head.k_, head.num_classes_ = int(arrays["k"]), int(arrays["num_classes"])
         head.params_ = sidecar.get("hyperparameters", {})
         return head
+
+    def _twin(self, k: int) -> CosineKNNHead:
+        """A head remembering what this one remembers now (the training rows), with `k` neighbours."""
+        twin = CosineKNNHead(self.k_grid)
+        twin.scaler_, twin.memory_, twin.labels_, twin.num_classes_, twin.k_ = (
+            self.scaler_, self.memory_, self.labels_, self.num_classes_, k)
+        return twin
 
     def _remember(self, x: np.ndarray, y: np.ndarray, k: int) -> None:
         self.scaler_ = Standardizer.fit(x)

@@ -86,6 +86,7 @@ class LinearHead:
         self.search_ = search
         self.valid_probabilities_ = best["probabilities"]
         if self.refit_on_valid:
+            self.selected_model_ = self._twin(scaler, *best["state"], best["temperature"])
             x_all = np.concatenate([train.x, valid.x])
             y_all = np.concatenate([train.y, valid.y])
             self.scaler_ = Standardizer.fit(x_all)
@@ -100,6 +101,12 @@ class LinearHead:
                                        "valid log loss",
                         "refit_on": "train+valid" if self.refit_on_valid else "train", "temperature": self.temperature_}
         return self
+
+    def _twin(self, scaler: Standardizer, coef: np.ndarray, intercept: np.ndarray, temperature: float) -> LinearHead:
+        """A head of this kind holding the given fitted state (the model selected on validation)."""
+        twin = type(self)(self.c_grid, self.patience, refit_on_valid=False)
+        twin.scaler_, twin.coef_, twin.intercept_, twin.temperature_ = scaler, coef, intercept, temperature
+        return twin
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         scores = self.scaler_.transform(x) @ self.coef_ + self.intercept_
