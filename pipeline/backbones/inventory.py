@@ -22,7 +22,7 @@ from pipeline.backbones.weights import (
     official_file_verified,
     resolve_weights,
 )
-from pipeline.errors import WeightsError
+from pipeline.errors import WeightsError, first_line
 
 
 def weights_table(backbone_names, cache_dir: Path, with_fingerprints: bool) -> list[dict]:
@@ -55,7 +55,7 @@ def _inspect(spec, source: str, cache_dir: Path, size: int, with_fingerprints: b
             resolved = resolve_weights(spec, IMAGENET, cache_dir, size, allow_download=False, use_keras_cache=False,
                                        only_source=source)
     except WeightsError as error:
-        return {"verified": False, "error": str(error).splitlines()[0]}
+        return {"verified": False, "error": first_line(error)}
     entry = {"path": resolved.path, "verified": resolved.verified}
     if with_fingerprints:
         entry["fingerprint"] = _fingerprint(spec, resolved, cache_dir, size)

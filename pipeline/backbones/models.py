@@ -11,7 +11,7 @@ import contextlib
 
 from pipeline.backbones.registry import BackboneSpec
 from pipeline.backbones.tf_runtime import import_keras
-from pipeline.errors import UsageError, WeightsError
+from pipeline.errors import UsageError, WeightsError, first_line
 
 
 @contextlib.contextmanager
@@ -44,7 +44,7 @@ def build_feature_model(spec: BackboneSpec, layer: str, input_size: int, weights
     except (ValueError, OSError) as error:
         if weights_path is None:
             raise
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
+        reason = first_line(error).rstrip(".")
         raise WeightsError(
             f"could not load {weights_path} into {spec.name}: {reason}. --weights PATH needs a Keras weights file "
             f"of {spec.family_module}.{spec.constructor} without its classifier (include_top=False, like the "

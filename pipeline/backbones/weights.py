@@ -42,7 +42,7 @@ from pipeline.atomic import write_text_atomically
 from pipeline.backbones.keras_pins import WeightsPin, check_pin, pin_for
 from pipeline.backbones.registry import BackboneSpec, OfflineSource, with_offline_sources
 from pipeline.backbones.tf_runtime import import_keras
-from pipeline.errors import WeightsError
+from pipeline.errors import WeightsError, first_line
 
 IMAGENET = "imagenet"
 RANDOM = "none"
@@ -355,7 +355,7 @@ def _download(spec: BackboneSpec, input_size: int, tried: list[str], with_classi
         else:
             spec.build(include_top=with_classifier, weights=IMAGENET, input_size=input_size)
     except Exception as error:  # noqa: BLE001 - network errors arrive wrapped in several exception types
-        tried.append(f"Keras download: failed ({str(error).splitlines()[0][:200]})")
+        tried.append(f"Keras download: failed ({first_line(error)[:200]})")
         return None
     if not path.is_file():
         tried.append(f"Keras download: finished but {path} is missing")
