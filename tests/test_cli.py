@@ -1,19 +1,43 @@
 """The CLI end to end on a tiny dataset: JSON contract, files written, exit codes, messages."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_CLI_ARGS
+from click.testing import CliRunner
+from conftest import TINY_CLI_ARGS, make_dataset
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    """One tiny extraction for the whole module: (dataset, cache dir, extract payload). Never modified:
+    `extracted` gives each test its own copy of the cache folder."""
+    from cli import main
+
+    root = tmp_path_factory.mktemp("extracted")
+    dataset, cache_dir = make_dataset(root / "pets"), root / "cache"
+    args = ["extract", dataset, *TINY_CLI_ARGS, "--cache-dir", cache_dir, "--json"]
+    result = CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
+    payload = json.loads(result.stdout)
+    assert payload["ok"], payload
+    return dataset, cache_dir, payload
 
 
 @pytest.fixture
-def extracted(cli, tiny_dataset, tmp_path):
-    """(cache dir, extract payload) after one tiny extraction."""
+def extracted(pristine, tmp_path):
+    """(cache dir, extract payload) of one tiny extraction: this test's own copy, free to change."""
+    _, shared, payload = pristine
     cache_dir = tmp_path / "cache"
-    payload, _ = cli.json(["extract", tiny_dataset, *TINY_CLI_ARGS, "--cache-dir", cache_dir])
-    return cache_dir, payload
+    shutil.copytree(shared, cache_dir)
+    return cache_dir, dict(payload, cache_path=str(cache_dir / Path(payload["cache_path"]).relative_to(shared)))
+
+
+@pytest.fixture
+def extracted_dataset(pristine) -> Path:
+    """The dataset `extracted` was extracted from (read only)."""
+    return pristine[0]
 
 
 def test_extract_json_reports_what_happened(extracted):
@@ -24,9 +48,9 @@ def test_extract_json_reports_what_happened(extracted):
     assert payload["split_counts"]["test"] == 12
 
 
-def test_extract_text_summary_and_rerun(cli, tiny_dataset, extracted):
+def test_extract_text_summary_and_rerun(cli, extracted_dataset, extracted):
     cache_dir, _ = extracted
-    result = cli(["extract", tiny_dataset, *TINY_CLI_ARGS, "--cache-dir", cache_dir])
+    result = cli(["extract", extracted_dataset, *TINY_CLI_ARGS, "--cache-dir", cache_dir])
     assert result.exit_code == 0
     assert "0 extracted, 24 reused" in result.stdout
     assert "(unchanged)" in result.stdout
@@ -66,22 +90,22 @@ def test_report_ranks_heads_by_validation(cli, extracted):
     assert "logreg" in text and "valid" in text.splitlines()[0]
 
 
-def test_predict_reproduces_the_cached_features(cli, extracted, tiny_dataset):
+def test_predict_reproduces_the_cached_features(cli, extracted, extracted_dataset):
     cache_dir, payload = extracted
     fit, _ = cli.json(["fit-head", payload["cache_path"], "--head", "logreg"])
-    images = [tiny_dataset / "test" / "cat" / "cat_0.jpg", tiny_dataset / "test" / "dog" / "dog_0.jpg"]
+    images = [extracted_dataset / "test" / "cat" / "cat_0.jpg", extracted_dataset / "test" / "dog" / "dog_0.jpg"]
     result, _ = cli.json(["predict", *images, "--head", fit["sidecar_path"], "--top-k", "2", "--cache-dir", cache_dir])
     top = [r["predictions"][0]["label"] for r in result["results"]]
     assert top == ["cat", "dog"]
     assert all(abs(sum(p["probability"] for p in r["predictions"]) - 1) < 1e-5 for r in result["results"])
 
 
-def test_predict_reports_unreadable_images(cli, extracted, tiny_dataset, tmp_path):
+def test_predict_reports_unreadable_images(cli, extracted, extracted_dataset, tmp_path):
     cache_dir, payload = extracted
     fit, _ = cli.json(["fit-head", payload["cache_path"], "--head", "svm"])
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"nope")
-    good = tiny_dataset / "test" / "cat" / "cat_0.jpg"
+    good = extracted_dataset / "test" / "cat" / "cat_0.jpg"
     result, _ = cli.json(["predict", bad, good, "--head", fit["sidecar_path"], "--cache-dir", cache_dir])
     assert "not a recognised image format" in result["results"][0]["error"]
     assert result["results"][1]["predictions"]

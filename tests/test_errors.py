@@ -42,3 +42,30 @@ def test_a_usage_error_from_the_library_exits_2(cli, tmp_path, monkeypatch):
     result = cli(["report", tmp_path / "x.h5"])
     assert result.exit_code == EXIT_USAGE and "--top-k must be positive" in result.stderr
     assert isinstance(UsageError("x"), ValueError), "bad arguments stay ValueErrors for library callers"
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (ValueError("first\nsecond"), "first"),
+    (ValueError("\n  padded line \nrest"), "padded line"),
+    (KeyError(), "KeyError"),
+    (OSError(""), "OSError"),
+    ("", "no message"),
+])
+def test_first_line_of_an_error_never_fails_on_an_empty_message(error, expected):
+    from pipeline.errors import first_line
+
+    assert first_line(error) == expected
+    assert first_line("", empty="none given") == "none given"
+
+
+def test_a_weights_error_with_an_empty_message_is_still_reported(monkeypatch, tmp_path):
+    from pipeline import quickstart
+    from pipeline.errors import WeightsError
+
+    def refuse(*_args):
+        raise WeightsError("")
+
+    monkeypatch.setattr(quickstart, "predict_imagenet", refuse)
+    predictions, why = quickstart.sample_photo_predictions(tmp_path)
+    assert predictions is None
+    assert why.startswith("no ImageNet classifier is available offline (") and ": WeightsError" in why

@@ -1,7 +1,12 @@
 import hashlib
 import os
 
-from pipeline.data.hashing import FileStamp, hash_files, sha256_file, stamp_of
+from pipeline.data.hashing import FileStamp, hash_files, sha256_file
+
+
+def _stamp(path) -> FileStamp:
+    info = os.stat(path)
+    return FileStamp(size=info.st_size, mtime_ns=info.st_mtime_ns)
 
 
 def test_sha256_matches_hashlib(tmp_path):
@@ -14,7 +19,7 @@ def test_sha256_matches_hashlib(tmp_path):
 def test_unchanged_stamp_reuses_the_known_hash(tmp_path):
     path = tmp_path / "a.jpg"
     path.write_bytes(b"one")
-    stamp = stamp_of(path)
+    stamp = _stamp(path)
     [result] = hash_files([path], known={str(path): (stamp, "remembered")})
     assert result.reused and result.sha256 == "remembered"
 
@@ -22,7 +27,7 @@ def test_unchanged_stamp_reuses_the_known_hash(tmp_path):
 def test_changed_file_is_hashed_again(tmp_path):
     path = tmp_path / "a.jpg"
     path.write_bytes(b"one")
-    stale = FileStamp(size=3, mtime_ns=stamp_of(path).mtime_ns - 1)
+    stale = FileStamp(size=3, mtime_ns=_stamp(path).mtime_ns - 1)
     [result] = hash_files([path], known={str(path): (stale, "remembered")})
     assert not result.reused and result.sha256 == hashlib.sha256(b"one").hexdigest()
 

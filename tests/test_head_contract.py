@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 import pytest
-from test_heads import _feature_set
+from samples import feature_set
 
 from pipeline.errors import HeadError
 from pipeline.heads.features import FeatureSet
@@ -23,7 +23,7 @@ CASES = [(kind, recipe) for kind, entry in HEADS.items() for recipe in (entry.re
 
 @pytest.mark.parametrize("kind, recipe", CASES)
 def test_head_fits_scores_saves_and_loads(kind, recipe, tmp_path):
-    features = _feature_set(classes=3, per_class=(20, 6, 6), dims=8)
+    features = feature_set(classes=3, per_class=(20, 6, 6), dims=8)
     head = make_head(kind, recipe)
     assert head.fit(features) is head
     json.dumps(head.params_), json.dumps(head.search_)
@@ -46,8 +46,8 @@ def test_head_fits_scores_saves_and_loads(kind, recipe, tmp_path):
 @pytest.mark.parametrize("kind, recipe", CASES)
 def test_head_refuses_what_it_cannot_fit(kind, recipe):
     with pytest.raises(HeadError, match="only one class"):
-        make_head(kind, recipe).fit(_feature_set(classes=1))
-    features = _feature_set(classes=3)
+        make_head(kind, recipe).fit(feature_set(classes=1))
+    features = feature_set(classes=3)
     without_valid = FeatureSet(features.info, {k: v for k, v in features.splits.items() if k != "valid"})
     with pytest.raises(HeadError, match="validation"):
         make_head(kind, recipe).fit(without_valid)
@@ -57,7 +57,7 @@ def test_head_refuses_what_it_cannot_fit(kind, recipe):
 def test_a_differentiable_head_is_the_same_function_as_a_keras_graph(kind, recipe):
     from pipeline.heads.graph import head_model
 
-    features = _feature_set(classes=3, per_class=(20, 6, 6), dims=8)
+    features = feature_set(classes=3, per_class=(20, 6, 6), dims=8)
     head = make_head(kind, recipe).fit(features)
     test_x = features.splits["test"].x
     if not HEADS[kind].differentiable:

@@ -11,7 +11,7 @@ import os
 
 import pytest
 from conftest import make_dataset
-from test_layouts import _dogimages, _kaggle, _manifest, _oxford, _petimages, _stanford
+from samples import dogimages_sample, kaggle_sample, manifest_sample, oxford_sample, petimages_sample, stanford_sample
 
 from pipeline.data.dataset import SPLITS, safe_relpath
 from pipeline.data.indexing import index_dataset
@@ -19,12 +19,12 @@ from pipeline.data.layouts import LAYOUTS, discover
 from pipeline.errors import DatasetError
 
 SAMPLES = {
-    "oxford-pets": lambda root: _oxford(root),
-    "stanford-dogs": lambda root: _stanford(root),
-    "petimages": lambda root: _petimages(root),
-    "kaggle-dogs-vs-cats": lambda root: _kaggle(root),
-    "dogimages": lambda root: _dogimages(root),
-    "csv": lambda root: _manifest(root, "path,label,split,species\nphotos/rex.jpg,terrier,train,dog\n"
+    "oxford-pets": lambda root: oxford_sample(root),
+    "stanford-dogs": lambda root: stanford_sample(root),
+    "petimages": lambda root: petimages_sample(root),
+    "kaggle-dogs-vs-cats": lambda root: kaggle_sample(root),
+    "dogimages": lambda root: dogimages_sample(root),
+    "csv": lambda root: manifest_sample(root, "path,label,split,species\nphotos/rex.jpg,terrier,train,dog\n"
                                         "photos/tom.png,persian,test,cat\nphotos/fido.jpg,terrier,,dog\n"),
     "generic": lambda root: make_dataset(root, per_class=2),
 }

@@ -3,20 +3,23 @@
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-import scipy.io
-from conftest import CLASS_COLOURS, write_image
+from conftest import write_image
+from samples import (
+    COLOUR,
+    STANFORD_FOLDERS,
+    dogimages_sample,
+    kaggle_sample,
+    manifest_sample,
+    oxford_sample,
+    petimages_sample,
+    sample_images,
+    save_stanford_list,
+    stanford_sample,
+)
 
 from pipeline.data.layouts import LAYOUTS, discover, layout_names
 from pipeline.errors import DatasetError
-
-COLOUR = CLASS_COLOURS["cat"]
-
-
-def _images(folder: Path, names, seed=0):
-    for offset, name in enumerate(names):
-        write_image(folder / name, COLOUR, seed + offset, size=(8, 8))
 
 
 def _by_path(index):
@@ -60,18 +63,8 @@ def test_unknown_layout_and_unrecognised_file_are_refused(tmp_path):
 # Udacity dogImages
 
 
-def _dogimages(root: Path) -> Path:
-    seed = 0
-    for split, per_class in (("train", 3), ("valid", 1), ("test", 2)):
-        for folder in ("001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier"):
-            breed = folder.split(".", 1)[1]
-            _images(root / split / folder, [f"{breed}_{seed + i:05d}.jpg" for i in range(per_class)], seed)
-            seed += per_class
-    return root
-
-
 def test_dogimages_is_detected_with_bare_breed_names_in_prefix_order(tmp_path):
-    index = discover(_dogimages(tmp_path / "dogImages"))
+    index = discover(dogimages_sample(tmp_path / "dogImages"))
     assert index.layout == "dogimages"
     assert index.class_names == ("Affenpinscher", "Afghan_hound", "Airedale_terrier")
     assert index.split_counts() == {"train": 9, "valid": 3, "test": 6}
@@ -82,14 +75,14 @@ def test_dogimages_is_detected_with_bare_breed_names_in_prefix_order(tmp_path):
 
 
 def test_dogimages_refuses_one_number_for_two_breeds(tmp_path):
-    root = _dogimages(tmp_path / "dogImages")
-    _images(root / "valid" / "002.Beagle", ["Beagle_1.jpg"])
+    root = dogimages_sample(tmp_path / "dogImages")
+    sample_images(root / "valid" / "002.Beagle", ["Beagle_1.jpg"])
     with pytest.raises(DatasetError, match=r"class number 2 .* names 2 breeds"):
         discover(root)
 
 
 def test_dogimages_notes_a_split_without_some_class(tmp_path):
-    root = _dogimages(tmp_path / "dogImages")
+    root = dogimages_sample(tmp_path / "dogImages")
     shutil.rmtree(root / "test" / "003.Airedale_terrier")
     index = discover(root)
     assert any("test/ has no folder for 1 class: 003.Airedale_terrier" in note for note in index.notes)
@@ -107,35 +100,8 @@ def test_dogimages_real_sample(shared_data):
 # --------------------------------------------------------------------------------------------
 # Oxford-IIIT Pet
 
-OXFORD_LIST = """#Image CLASS-ID SPECIES BREED ID
-#ID: 1:37 Class ids
-#SPECIES: 1:Cat 2:Dog
-Abyssinian_1 1 1 1
-Abyssinian_2 1 1 1
-Abyssinian_5 1 1 1
-Abyssinian_34 1 1 1
-american_bulldog_10 2 2 1
-american_bulldog_11 2 2 1
-Bengal_3 6 1 3
-Bengal_4 6 1 3
-"""
-
-
-def _oxford(root: Path) -> Path:
-    (root / "annotations").mkdir(parents=True)
-    (root / "annotations" / "list.txt").write_text(OXFORD_LIST)
-    (root / "annotations" / "trainval.txt").write_text(
-        "Abyssinian_1 1 1 1\nAbyssinian_5 1 1 1\nAbyssinian_34 1 1 1\namerican_bulldog_10 2 2 1\nBengal_3 6 1 3\n")
-    (root / "annotations" / "test.txt").write_text("Abyssinian_2 1 1 1\namerican_bulldog_11 2 2 1\nBengal_4 6 1 3\n")
-    names = ["Abyssinian_1", "Abyssinian_2", "Abyssinian_5", "Abyssinian_34", "american_bulldog_10",
-             "american_bulldog_11", "Bengal_3", "Bengal_77"]  # Bengal_4 is missing, Bengal_77 is unlisted
-    _images(root / "images", [f"{name}.jpg" for name in names])
-    (root / "images" / "Abyssinian_100.mat").write_bytes(b"MATLAB 5.0")
-    return root
-
-
 def test_oxford_pets_labels_by_breed_with_species_and_official_split(tmp_path):
-    index = discover(_oxford(tmp_path / "oxford"))
+    index = discover(oxford_sample(tmp_path / "oxford"))
     assert index.layout == "oxford-pets"
     assert index.class_names == ("Abyssinian", "american_bulldog", "Bengal")  # CLASS-ID order 1, 2, 6
     assert dict(index.extra_targets) == {"species": ("cat", "dog")}
@@ -158,7 +124,7 @@ def test_oxford_pets_extracts_with_species_stored_as_an_extra_target(tmp_path, t
     from pipeline.cache.format import read_cache_info
     from pipeline.extract.run import run_extract
 
-    summary = run_extract(_oxford(tmp_path / "oxford"), tmp_path / "cache", tiny_options)
+    summary = run_extract(oxford_sample(tmp_path / "oxford"), tmp_path / "cache", tiny_options)
     info = read_cache_info(summary.cache_path)
     assert info.class_names == ("Abyssinian", "american_bulldog", "Bengal") and info.dataset["layout"] == "oxford-pets"
     species_names, species = info.extra_targets["species"]
@@ -170,21 +136,21 @@ def test_oxford_pets_extracts_with_species_stored_as_an_extra_target(tmp_path, t
 
 
 def test_oxford_pets_refuses_disagreeing_annotations(tmp_path):
-    root = _oxford(tmp_path / "oxford")
+    root = oxford_sample(tmp_path / "oxford")
     (root / "annotations" / "test.txt").write_text("Abyssinian_2 2 1 1\n")
     with pytest.raises(DatasetError, match=r"test\.txt line 1 gives Abyssinian_2 class 2 .* line 5 says class 1"):
         discover(root)
 
 
 def test_oxford_pets_refuses_an_image_in_both_splits(tmp_path):
-    root = _oxford(tmp_path / "oxford")
+    root = oxford_sample(tmp_path / "oxford")
     (root / "annotations" / "test.txt").write_text("Abyssinian_1 1 1 1\n")
     with pytest.raises(DatasetError, match=r"Abyssinian_1 is listed in both trainval\.txt and test\.txt"):
         discover(root)
 
 
 def test_oxford_pets_refuses_a_class_id_shared_by_two_breeds(tmp_path):
-    root = _oxford(tmp_path / "oxford")
+    root = oxford_sample(tmp_path / "oxford")
     for listing in (root / "annotations").iterdir():
         listing.write_text(listing.read_text().replace("Bengal_3 6 1 3", "Bengal_3 1 1 3"))
     with pytest.raises(DatasetError, match="CLASS-ID 1 is given to images of 2 breeds"):
@@ -192,7 +158,7 @@ def test_oxford_pets_refuses_a_class_id_shared_by_two_breeds(tmp_path):
 
 
 def test_oxford_pets_without_split_files_carves_every_split(tmp_path):
-    root = _oxford(tmp_path / "oxford")
+    root = oxford_sample(tmp_path / "oxford")
     (root / "annotations" / "trainval.txt").unlink()
     (root / "annotations" / "test.txt").unlink()
     index = discover(root)
@@ -215,36 +181,8 @@ def test_oxford_pets_real_sample(shared_data):
 # --------------------------------------------------------------------------------------------
 # Stanford Dogs
 
-STANFORD_FOLDERS = ("n02085620-Chihuahua", "n02085782-Japanese_spaniel", "n02086240-Shih-Tzu")
-
-
-def _save_list(path: Path, entries):
-    """A list .mat file as the official ones are: file_list an N x 1 cell array, labels N x 1 (1-based)."""
-    cells = np.empty((len(entries), 1), dtype=object)
-    for i, (relpath, _) in enumerate(entries):
-        cells[i, 0] = np.array([relpath])
-    labels = np.array([[label] for _, label in entries], dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scipy.io.savemat(path, {"file_list": cells, "annotation_list": cells, "labels": labels})
-
-
-def _stanford(root: Path, lists_folder="lists") -> Path:
-    train, test = [], []
-    for label, folder in enumerate(STANFORD_FOLDERS, start=1):
-        wnid = folder.split("-")[0]
-        names = [f"{wnid}_{n}.jpg" for n in range(4)]
-        _images(root / "Images" / folder, names, seed=label * 10)
-        train += [(f"{folder}/{n}", label) for n in names[:2]]
-        test += [(f"{folder}/{names[2]}", label)]  # names[3] is in no list
-    test.append((f"{STANFORD_FOLDERS[0]}/gone.jpg", 1))
-    lists = root / lists_folder if lists_folder else root
-    _save_list(lists / "train_list.mat", train)
-    _save_list(lists / "test_list.mat", test)
-    return root
-
-
 def test_stanford_dogs_uses_the_official_lists(tmp_path):
-    index = discover(_stanford(tmp_path / "stanford"))
+    index = discover(stanford_sample(tmp_path / "stanford"))
     assert index.layout == "stanford-dogs"
     assert index.root == (tmp_path / "stanford" / "Images").resolve()
     assert index.class_names == ("Chihuahua", "Japanese_spaniel", "Shih-Tzu")  # after the first "-" only
@@ -260,12 +198,12 @@ def test_stanford_dogs_uses_the_official_lists(tmp_path):
 
 
 def test_stanford_dogs_finds_lists_unpacked_next_to_images(tmp_path):
-    index = discover(_stanford(tmp_path / "stanford", lists_folder=None))
+    index = discover(stanford_sample(tmp_path / "stanford", lists_folder=None))
     assert index.split_counts() == {"train": 6, "test": 3}
 
 
 def test_stanford_dogs_without_lists_carves_every_split(tmp_path):
-    root = _stanford(tmp_path / "stanford")
+    root = stanford_sample(tmp_path / "stanford")
     shutil.rmtree(root / "lists")
     index = discover(root / "Images")  # the Images folder itself is accepted too
     assert index.layout == "stanford-dogs" and index.split_counts() == {"unassigned": 12}
@@ -273,7 +211,7 @@ def test_stanford_dogs_without_lists_carves_every_split(tmp_path):
 
 
 def test_stanford_dogs_kaggle_copy_with_nested_images_folder(tmp_path):
-    root = _stanford(tmp_path / "stanford-dogs-dataset")
+    root = stanford_sample(tmp_path / "stanford-dogs-dataset")
     shutil.rmtree(root / "lists")
     (root / "images").mkdir()
     (root / "Images").rename(root / "images" / "Images")
@@ -284,15 +222,15 @@ def test_stanford_dogs_kaggle_copy_with_nested_images_folder(tmp_path):
 
 
 def test_stanford_dogs_refuses_a_list_label_naming_two_folders(tmp_path):
-    root = _stanford(tmp_path / "stanford")
-    _save_list(root / "lists" / "test_list.mat", [(f"{STANFORD_FOLDERS[1]}/n02085782_2.jpg", 1)])
+    root = stanford_sample(tmp_path / "stanford")
+    save_stanford_list(root / "lists" / "test_list.mat", [(f"{STANFORD_FOLDERS[1]}/n02085782_2.jpg", 1)])
     with pytest.raises(DatasetError, match="label 1 to both n02085620-Chihuahua/ and n02085782-Japanese_spaniel/"):
         discover(root)
 
 
 def test_stanford_dogs_refuses_list_paths_that_escape_images(tmp_path):
-    root = _stanford(tmp_path / "stanford")
-    _save_list(root / "lists" / "test_list.mat", [("../../etc/passwd", 1)])
+    root = stanford_sample(tmp_path / "stanford")
+    save_stanford_list(root / "lists" / "test_list.mat", [("../../etc/passwd", 1)])
     with pytest.raises(DatasetError, match="escapes the dataset root"):
         discover(root)
 
@@ -301,18 +239,9 @@ def test_stanford_dogs_refuses_list_paths_that_escape_images(tmp_path):
 # Microsoft PetImages
 
 
-def _petimages(root: Path) -> Path:
-    _images(root / "PetImages" / "Cat", ["0.jpg", "1.jpg", "2.jpg"])
-    _images(root / "PetImages" / "Dog", ["0.jpg", "1.jpg"], seed=50)
-    (root / "PetImages" / "Cat" / "666.jpg").write_bytes(b"")
-    (root / "PetImages" / "Cat" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
-    (root / "readme[1].txt").write_text("Microsoft")
-    return root
-
-
 @pytest.mark.parametrize("inner", ["", "PetImages"])
 def test_petimages_reads_cat_and_dog_and_names_thumbs_db(tmp_path, inner):
-    root = _petimages(tmp_path / "kagglecatsanddogs")
+    root = petimages_sample(tmp_path / "kagglecatsanddogs")
     index = discover(root / inner if inner else root)
     assert index.layout == "petimages" and index.class_names == ("Cat", "Dog")
     assert index.split_counts() == {"unassigned": 6}  # the zero-byte file is kept for the decoder to report
@@ -333,15 +262,8 @@ def test_petimages_real_sample(shared_data):
 # Kaggle dogs-vs-cats
 
 
-def _kaggle(root: Path) -> Path:
-    _images(root / "train", ["cat.0.jpg", "cat.1.jpg", "cat.12.jpg", "dog.0.jpg", "dog.7.jpg"])
-    _images(root / "test1", ["1.jpg", "2.jpg", "3.jpg"], seed=40)
-    (root / "sampleSubmission.csv").write_text("id,label\n1,0\n")
-    return root
-
-
 def test_kaggle_dogs_vs_cats_labels_by_prefix_and_leaves_test1_out(tmp_path):
-    index = discover(_kaggle(tmp_path / "dogs-vs-cats"))
+    index = discover(kaggle_sample(tmp_path / "dogs-vs-cats"))
     assert index.layout == "kaggle-dogs-vs-cats" and index.class_names == ("cat", "dog")
     assert _labels(index) == {"cat.0.jpg": "cat", "cat.1.jpg": "cat", "cat.12.jpg": "cat", "dog.0.jpg": "dog",
                               "dog.7.jpg": "dog"}
@@ -350,22 +272,22 @@ def test_kaggle_dogs_vs_cats_labels_by_prefix_and_leaves_test1_out(tmp_path):
 
 
 def test_kaggle_train_folder_itself_is_accepted(tmp_path):
-    index = discover(_kaggle(tmp_path / "dogs-vs-cats") / "train")
+    index = discover(kaggle_sample(tmp_path / "dogs-vs-cats") / "train")
     assert index.layout == "kaggle-dogs-vs-cats" and len(index.records) == 5
     assert any("test1/ holds 3 unlabelled images" in note for note in index.notes)
 
 
 def test_kaggle_names_without_a_label_are_skipped_not_guessed(tmp_path):
-    root = _kaggle(tmp_path / "dogs-vs-cats")
-    _images(root / "train", [f"cat.{n}.jpg" for n in range(100, 110)], seed=60)
-    _images(root / "train", ["IMG_0001.jpg"], seed=90)
+    root = kaggle_sample(tmp_path / "dogs-vs-cats")
+    sample_images(root / "train", [f"cat.{n}.jpg" for n in range(100, 110)], seed=60)
+    sample_images(root / "train", ["IMG_0001.jpg"], seed=90)
     index = discover(root)  # one stray name in 16 does not hide the layout
     assert index.layout == "kaggle-dogs-vs-cats" and len(index.records) == 15
     assert [(s.relpath, "does not start with a label" in s.reason) for s in index.skipped] == [("IMG_0001.jpg", True)]
 
 
 def test_a_folder_of_camera_photos_is_not_kaggle(tmp_path):
-    _images(tmp_path / "photos" / "train", ["cat.1.jpg", "dog.1.jpg", "IMG_1.jpg", "IMG_2.jpg"])
+    sample_images(tmp_path / "photos" / "train", ["cat.1.jpg", "dog.1.jpg", "IMG_1.jpg", "IMG_2.jpg"])
     assert not LAYOUTS["kaggle-dogs-vs-cats"].detect(tmp_path / "photos")
 
 
@@ -381,15 +303,8 @@ def test_kaggle_real_sample(shared_data):
 # CSV manifest
 
 
-def _manifest(root: Path, text: str, name="labels.csv") -> Path:
-    _images(root / "photos", ["rex.jpg", "tom.png", "felix, the cat.jpg", "fido.jpg"])
-    path = root / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 def test_csv_manifest_with_header_split_and_extra_label_column(tmp_path):
-    manifest = _manifest(tmp_path / "data", "\ufeffPath,Label,Split,species\n"
+    manifest = manifest_sample(tmp_path / "data", "\ufeffPath,Label,Split,species\n"
                          "photos/rex.jpg,terrier,train,dog\n"
                          "photos/tom.png,persian,test,cat\n"
                          '"photos/felix, the cat.jpg",persian,,cat\n'
@@ -415,7 +330,7 @@ def test_extract_accepts_the_csv_file_as_data_dir(tmp_path, cli):
 
     from pipeline.cache.format import read_cache_info
 
-    manifest = _manifest(tmp_path / "data", "path,label,split,species\nphotos/rex.jpg,terrier,train,dog\n"
+    manifest = manifest_sample(tmp_path / "data", "path,label,split,species\nphotos/rex.jpg,terrier,train,dog\n"
                          "photos/fido.jpg,terrier,test,dog\nphotos/tom.png,persian,train,cat\n")
     payload, _ = cli.json(["extract", manifest, "--cache-dir", tmp_path / "cache", *TINY_CLI_ARGS])
     assert payload["layout"] == "csv" and payload["images"] == 3
@@ -426,7 +341,8 @@ def test_extract_accepts_the_csv_file_as_data_dir(tmp_path, cli):
 
 
 def test_csv_manifest_without_header_is_path_label_split(tmp_path):
-    manifest = _manifest(tmp_path / "data", "photos/rex.jpg,dog,valid\nphotos/fido.jpg,dog\nphotos/tom.png,cat,test\n")
+    manifest = manifest_sample(tmp_path / "data",
+                               "photos/rex.jpg,dog,valid\nphotos/fido.jpg,dog\nphotos/tom.png,cat,test\n")
     index = discover(manifest)
     assert [(r.relpath, index.class_names[r.label], r.split) for r in index.records] == [
         ("photos/fido.jpg", "dog", None), ("photos/rex.jpg", "dog", "valid"), ("photos/tom.png", "cat", "test")]
@@ -434,7 +350,7 @@ def test_csv_manifest_without_header_is_path_label_split(tmp_path):
 
 def test_a_folder_with_one_manifest_is_detected_and_two_are_ambiguous(tmp_path):
     root = tmp_path / "data"
-    _manifest(root, "path,label\nphotos/rex.jpg,dog\nphotos/tom.png,cat\n")
+    manifest_sample(root, "path,label\nphotos/rex.jpg,dog\nphotos/tom.png,cat\n")
     index = discover(root)
     assert index.layout == "csv" and len(index.records) == 2
     (root / "other.csv").write_text("path,label\nphotos/rex.jpg,cat\n")
@@ -454,7 +370,7 @@ def test_a_folder_with_one_manifest_is_detected_and_two_are_ambiguous(tmp_path):
     ("path,label,species\nphotos/rex.jpg,dog,\n", "no value in column 'species'"),
 ])
 def test_csv_manifest_refuses_what_it_cannot_read_safely(tmp_path, text, message):
-    manifest = _manifest(tmp_path / "data", text)
+    manifest = manifest_sample(tmp_path / "data", text)
     with pytest.raises(DatasetError, match=message):
         discover(manifest, "csv")
 
@@ -465,8 +381,8 @@ def test_csv_manifest_refuses_what_it_cannot_read_safely(tmp_path, text, message
 
 def test_plain_class_folders_are_still_generic(tmp_path):
     root = tmp_path / "plain"
-    _images(root / "train" / "cat", ["a.jpg"])
-    _images(root / "train" / "dog", ["b.jpg", "notes.txt"], seed=5)
+    sample_images(root / "train" / "cat", ["a.jpg"])
+    sample_images(root / "train" / "dog", ["b.jpg", "notes.txt"], seed=5)
     index = discover(root)
     assert index.layout == "generic" and index.class_names == ("cat", "dog")
     assert any("ignored 1 file not named like an image: train/dog/notes.txt" in note for note in index.notes)

@@ -154,3 +154,16 @@ def test_weights_command_lists_sources(cli, tmp_path, empty_keras_home):
     assert offline["available"] and offline["verified"] is True and len(offline["fingerprint"]) == 64
     keras_cache = next(s for s in by_name["resnet50"]["sources"] if s["source"] == SOURCE_KERAS_CACHE)
     assert keras_cache["available"] is False
+
+
+def test_sources_are_asked_cache_offline_download_and_refuse_with_a_reason(tmp_path):
+    from pipeline.backbones.weights import SOURCE_DOWNLOAD, WeightsQuery, weights_sources
+
+    offline = [source.name for source in VGG16.offline_sources]
+    assert offline and [s.name for s in weights_sources(VGG16)] == [SOURCE_KERAS_CACHE, *offline, SOURCE_DOWNLOAD]
+    resnet = get_backbone("resnet50")
+    _, none_offline, download = weights_sources(resnet, allow_download=False)
+    query = WeightsQuery(resnet, tmp_path, 224)
+    assert "none exists for resnet50" in none_offline.attempt(query).notes[0]
+    assert download.attempt(query).notes == ("Keras download: not attempted",)
+    assert none_offline.attempt(query).path is None and download.attempt(query).path is None

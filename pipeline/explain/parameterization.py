@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.backbones.tf_runtime import import_tensorflow
+from pipeline.backbones.tf_runtime import import_keras, import_tensorflow
 from pipeline.errors import UsageError
 from pipeline.explain.regularizers import PIXEL_MAX, PIXEL_MID
 
@@ -41,9 +41,8 @@ class PixelImage:
     """The pixels as the variable (see the module doc)."""
 
     def __init__(self, pixels: np.ndarray):
-        tf = import_tensorflow()
         self.size = tuple(np.shape(pixels)[:2])
-        self.image = tf.Variable(np.asarray(pixels, dtype=np.float32)[None], name="pixels")
+        self.image = import_keras().Variable(np.asarray(pixels, dtype=np.float32)[None], name="pixels")
         self.variables = [self.image]
 
     @classmethod
@@ -74,10 +73,10 @@ class FourierImage:
     """A decorrelated, 1/f-scaled Fourier spectrum as the variable (see the module doc)."""
 
     def __init__(self, spectrum: np.ndarray, size: tuple[int, int]):
-        tf = import_tensorflow()
         self.size = tuple(size)
         self.scale = _frequency_scale(self.size).astype(np.float32)
-        self.spectrum = tf.Variable(np.asarray(spectrum, dtype=np.float32), name="spectrum")  # (2, 3, h, w//2+1)
+        # (2, 3, h, w//2+1): real and imaginary parts of each colour channel's spectrum
+        self.spectrum = import_keras().Variable(np.asarray(spectrum, dtype=np.float32), name="spectrum")
         self.variables = [self.spectrum]
 
     @classmethod

@@ -28,7 +28,7 @@ import numpy as np
 
 from pipeline.backbones.tf_runtime import import_keras, import_tensorflow
 from pipeline.errors import UsageError
-from pipeline.explain.optimizer import Adam
+from pipeline.explain.optimizer import adam
 from pipeline.explain.parameterization import PARAMETERIZATIONS, make_image
 from pipeline.explain.regularizers import l2_penalty_tf, total_variation_tf
 from pipeline.explain.transforms import Jitter, apply_transforms
@@ -209,13 +209,13 @@ def _run_stage(classifier, class_index: int, settings: VisualizeSettings, tv_wei
     """`count` steps on a `side`-pixel image started from `pixels` (None: noise); its pixels and last score."""
     tf = import_tensorflow()
     image = make_image(settings.param, (side, side), rng, None if pixels is None else _resized(pixels, side))
-    optimizer = Adam(image.variables, settings.learning_rate)
+    optimizer = adam(settings.learning_rate)
     gradients = _gradient_function(classifier, image, class_index, settings, tv_weight, logits)
     score = float("nan")
     for step in range(1, count + 1):
         dy, dx, factor = jitter.draw(rng)
         grads, score_tensor = gradients(tf.constant(dy), tf.constant(dx), factor)
-        optimizer.step(grads)
+        optimizer.apply_gradients(zip(grads, image.variables))
         image.after_step()
         score = float(score_tensor)
         progress(step, count)

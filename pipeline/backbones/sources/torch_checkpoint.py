@@ -127,12 +127,6 @@ def _rebuild_parameter(data, *_ignored):
     return data
 
 
-def _refuse_call(name: str):
-    def refused(*_args, **_kwargs):
-        raise UnsafeCheckpointError(f"checkpoint calls unsupported global {name!r}")
-    return refused
-
-
 #: ``(module, name)`` -> stand-in object. Nothing else can be resolved.
 _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,

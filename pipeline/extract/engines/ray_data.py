@@ -34,7 +34,7 @@ from pipeline.cache import slots
 from pipeline.cache.format import partial_dir_of
 from pipeline.cache.segments import SegmentWriter
 from pipeline.data.views import parse_view_address
-from pipeline.errors import PipelineError, UsageError
+from pipeline.errors import PipelineError, UsageError, first_line
 from pipeline.extract.engines.ray_worker import (
     ADDRESS,
     FAILURE,
@@ -180,7 +180,7 @@ def _connect(ray, address: str | None) -> None:
             signal.signal(signal.SIGTERM, on_sigterm)
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise PipelineError(
-            f"could not connect to the Ray cluster at {address!r} ({_first_line(error)}); start one with "
+            f"could not connect to the Ray cluster at {address!r} ({first_line(error)}); start one with "
             "`ray start --head` (see docs/cluster.md), pass its address with --ray-address (or `auto` on a node of "
             "the cluster), or leave --ray-address out to start a local Ray instance") from None
 
@@ -279,10 +279,6 @@ def _explain(error: Exception) -> Exception:
     """A worker's refusal as a `PipelineError` with its message; anything else unchanged (a bug, or Ray's own)."""
     text = str(error)
     if REFUSAL_MARK in text:
-        message = text.split(REFUSAL_MARK, 1)[1].splitlines()[0].strip()
+        message = first_line(text.split(REFUSAL_MARK, 1)[1], empty="no reason given")
         return PipelineError(f"a Ray worker refused to compute rows, so nothing of it was written: {message}")
     return error
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]

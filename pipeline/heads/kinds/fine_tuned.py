@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import atomic_write_path
-from pipeline.backbones.tf_runtime import import_keras
+from pipeline.heads.kinds.keras_file import load_keras_model, save_keras_model
 
 #: Boundary maps are large (VGG16 block4_pool: 14x14x512 = 400 KB per image), so predict in small batches.
 PREDICT_BATCH_SIZE = 32
@@ -43,14 +42,8 @@ class FineTunedHead:
         return [self.model_]
 
     def save(self, stem: Path) -> str:
-        path = Path(f"{stem}.keras")
-        with atomic_write_path(path) as temp:
-            self.model_.save(temp)
-        return path.name
+        return save_keras_model(self.model_, stem)
 
     @classmethod
     def load(cls, stem: Path, sidecar: dict) -> FineTunedHead:
-        keras = import_keras()
-
-        model = keras.saving.load_model(Path(stem).with_name(sidecar["model_file"]), safe_mode=True, compile=False)
-        return cls(model, sidecar.get("hyperparameters", {}))
+        return cls(load_keras_model(stem, sidecar), sidecar.get("hyperparameters", {}))

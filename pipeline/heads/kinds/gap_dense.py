@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import atomic_write_path
 from pipeline.backbones.tf_runtime import import_keras, import_tensorflow
 from pipeline.errors import HeadError
 from pipeline.heads.diagnosis import missing_split_error
 from pipeline.heads.kinds.base import train_and_valid
+from pipeline.heads.kinds.keras_file import load_keras_model, save_keras_model
 
 
 @dataclass(frozen=True)
@@ -110,18 +110,12 @@ class GapDenseHead:
         return layers[start:]
 
     def save(self, stem: Path) -> str:
-        path = Path(f"{stem}.keras")
-        with atomic_write_path(path) as temp:
-            self.model_.save(temp)
-        return path.name
+        return save_keras_model(self.model_, stem)
 
     @classmethod
     def load(cls, stem: Path, sidecar: dict) -> GapDenseHead:
-        keras = import_keras()
-
         head = cls(sidecar.get("hyperparameters", {}).get("recipe", "default"))
-        head.model_ = keras.saving.load_model(Path(stem).with_name(sidecar["model_file"]), safe_mode=True,
-                                              compile=False)
+        head.model_ = load_keras_model(stem, sidecar)
         head.params_ = sidecar.get("hyperparameters", {})
         return head
 

@@ -1,9 +1,13 @@
 """A lean L-BFGS minimiser for smooth, unconstrained objectives with many parameters.
 
-scipy's L-BFGS-B carries bound-constraint machinery that costs about 40 ms per iteration at
-68,000 parameters (133 classes x 513 weights) on the benchmark CPU - as much as the objective's
-two matrix products. Without bounds, the classic two-loop recursion needs only a few dot products
-per iteration. The line search backtracks from the full quasi-Newton step until the Armijo
+scipy's L-BFGS-B carries bound-constraint machinery that costs more per iteration at 68,000
+parameters (133 classes x 513 weights) than the objective's two matrix products. Without bounds,
+the classic two-loop recursion needs only a few dot products per iteration. Re-measured against
+SciPy 1.17.1 (benchmarks/lbfgs_vs_scipy.py: the SVM objective on synthetic 6,680 x 512 features of
+133 classes, C = 1e-4, 1e-3, 1e-2 from zero, one BLAS thread, same tolerances and history, shared
+2-core CPU): 11.4 s here against 50.8 s for `scipy.optimize.minimize(method="L-BFGS-B")`, 4.5 times
+faster (3.9 times on the first C, run alone), for the same iterations (72 vs 73) and objectives
+within 0.03 % of each other. The line search backtracks from the full quasi-Newton step until the Armijo
 sufficient-decrease condition holds; pairs that violate the curvature condition are not stored,
 which keeps the inverse-Hessian estimate positive definite. Stopping rules match L-BFGS-B's:
 largest gradient entry at most `gtol`, or a relative decrease of the objective at most `ftol`.

@@ -35,6 +35,9 @@ SEARCH_PATIENCE = 3
 LOGREG_MAX_ITERATIONS = 1000
 _TEMPERATURE_BOUNDS = (-4.0, 4.0)  # natural-log bounds of the SVM score temperature
 _PROBABILITY_FLOOR = 1e-12
+#: Intercept of a class absent from the training split: its softmax score is exp(-1e4) ~ 0 beside any real
+#: logit, so it is never predicted, yet stays finite in float32 (no inf/NaN in the stored arrays or exports).
+_ABSENT_CLASS_INTERCEPT = -1e4
 
 
 class LinearHead:
@@ -223,7 +226,7 @@ def _from_sklearn(model, classes: int):
     """scikit-learn's coef (1 or k rows, over the classes seen) -> (features, classes) + (classes,)."""
     features = model.coef_.shape[1]
     coef = np.zeros((features, classes), dtype=np.float32)
-    intercept = np.full(classes, -1e4, dtype=np.float32)  # classes absent from training are never predicted
+    intercept = np.full(classes, _ABSENT_CLASS_INTERCEPT, dtype=np.float32)
     seen = model.classes_.astype(int)
     if model.coef_.shape[0] == 1:  # binary: sigmoid(z) == softmax([0, z])
         coef[:, seen[1]] = model.coef_[0]

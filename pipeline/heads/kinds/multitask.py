@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import atomic_write_path
 from pipeline.backbones.tf_runtime import import_keras, import_tensorflow
 from pipeline.errors import HeadError, UsageError
 from pipeline.heads.diagnosis import missing_split_error
 from pipeline.heads.kinds.base import train_and_valid
 from pipeline.heads.kinds.gap_dense import RECIPES, SEED, batch_size_for
+from pipeline.heads.kinds.keras_file import load_keras_model, save_keras_model
 
 WEIGHTINGS = ("fixed", "uncertainty")
 DEFAULT_RECIPE = RECIPES["default"]
@@ -94,20 +94,14 @@ class MultitaskHead:
             self.model_.get_layer(_TASK_LAYER.format(target=self.targets_[0]))]
 
     def save(self, stem: Path) -> str:
-        path = Path(f"{stem}.keras")
-        with atomic_write_path(path) as temp:
-            self.model_.save(temp)
-        return path.name
+        return save_keras_model(self.model_, stem)
 
     @classmethod
     def load(cls, stem: Path, sidecar: dict) -> MultitaskHead:
-        keras = import_keras()
-
         params = sidecar.get("hyperparameters", {})
         head = cls(params.get("targets"), params.get("task_weights"), params.get("weighting", "fixed"),
                    params.get("hidden_units", 0))
-        head.model_ = keras.saving.load_model(Path(stem).with_name(sidecar["model_file"]), safe_mode=True,
-                                              compile=False)
+        head.model_ = load_keras_model(stem, sidecar)
         head.targets_ = tuple(params["targets"])
         head.class_names_ = {t: tuple(n) for t, n in params["class_names"].items()}
         head.params_ = params

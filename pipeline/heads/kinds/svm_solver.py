@@ -6,7 +6,9 @@ The objective is LinearSVC's default (L2 regularisation, squared hinge loss), su
 
 It is smooth, so L-BFGS (`pipeline.heads.kinds.lbfgs`) solves every class jointly with two matrix
 products per step - seconds for 133 classes x 512 features x 6,680 rows, where liblinear's
-one-class-at-a-time solver took minutes. The intercept is not regularised. Warm starts make a
+one-class-at-a-time solver took minutes, and 4.5 times faster than SciPy 1.17's L-BFGS-B on the
+same objective (11.4 s against 50.8 s for three C values on synthetic features of that shape, one
+BLAS thread: benchmarks/lbfgs_vs_scipy.py). The intercept is not regularised. Warm starts make a
 sweep over C cheap.
 
 The minimiser works on the objective divided by C (same solution), so its values and gradients

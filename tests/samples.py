@@ -1,0 +1,124 @@
+"""Miniature inputs shared by several test modules (test modules never import from each other)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import scipy.io
+from conftest import CLASS_COLOURS, write_image
+
+from pipeline.heads.features import FeatureSet, SplitData
+
+
+def feature_set(classes=5, per_class=(40, 10, 10), dims=16, noise=1.0, seed=0, shape=None):
+    """Gaussian blobs as a FeatureSet: `classes` centres, `per_class` rows per class in train/valid/test."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dims)) * 3
+
+    def split(n):
+        y = np.repeat(np.arange(classes), n)
+        x = (centres[y] + rng.normal(size=(len(y), dims)) * noise).astype(np.float32)
+        return SplitData(x, y, tuple(str(i) for i in range(len(y))))
+
+    info = SimpleNamespace(class_names=tuple(f"c{i}" for i in range(classes)), feature_shape=shape or (dims,))
+    return FeatureSet(info, dict(zip(("train", "valid", "test"), (split(n) for n in per_class))))
+
+
+# Miniatures of each dataset layout (tests/test_layouts.py, tests/test_layout_contract.py)
+
+COLOUR = CLASS_COLOURS["cat"]
+
+
+def sample_images(folder: Path, names, seed=0):
+    for offset, name in enumerate(names):
+        write_image(folder / name, COLOUR, seed + offset, size=(8, 8))
+
+
+def dogimages_sample(root: Path) -> Path:
+    seed = 0
+    for split, per_class in (("train", 3), ("valid", 1), ("test", 2)):
+        for folder in ("001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier"):
+            breed = folder.split(".", 1)[1]
+            sample_images(root / split / folder, [f"{breed}_{seed + i:05d}.jpg" for i in range(per_class)], seed)
+            seed += per_class
+    return root
+
+
+OXFORD_LIST = """#Image CLASS-ID SPECIES BREED ID
+#ID: 1:37 Class ids
+#SPECIES: 1:Cat 2:Dog
+Abyssinian_1 1 1 1
+Abyssinian_2 1 1 1
+Abyssinian_5 1 1 1
+Abyssinian_34 1 1 1
+american_bulldog_10 2 2 1
+american_bulldog_11 2 2 1
+Bengal_3 6 1 3
+Bengal_4 6 1 3
+"""
+
+
+def oxford_sample(root: Path) -> Path:
+    (root / "annotations").mkdir(parents=True)
+    (root / "annotations" / "list.txt").write_text(OXFORD_LIST)
+    (root / "annotations" / "trainval.txt").write_text(
+        "Abyssinian_1 1 1 1\nAbyssinian_5 1 1 1\nAbyssinian_34 1 1 1\namerican_bulldog_10 2 2 1\nBengal_3 6 1 3\n")
+    (root / "annotations" / "test.txt").write_text("Abyssinian_2 1 1 1\namerican_bulldog_11 2 2 1\nBengal_4 6 1 3\n")
+    names = ["Abyssinian_1", "Abyssinian_2", "Abyssinian_5", "Abyssinian_34", "american_bulldog_10",
+             "american_bulldog_11", "Bengal_3", "Bengal_77"]  # Bengal_4 is missing, Bengal_77 is unlisted
+    sample_images(root / "images", [f"{name}.jpg" for name in names])
+    (root / "images" / "Abyssinian_100.mat").write_bytes(b"MATLAB 5.0")
+    return root
+
+
+STANFORD_FOLDERS = ("n02085620-Chihuahua", "n02085782-Japanese_spaniel", "n02086240-Shih-Tzu")
+
+
+def save_stanford_list(path: Path, entries):
+    """A list .mat file as the official ones are: file_list an N x 1 cell array, labels N x 1 (1-based)."""
+    cells = np.empty((len(entries), 1), dtype=object)
+    for i, (relpath, _) in enumerate(entries):
+        cells[i, 0] = np.array([relpath])
+    labels = np.array([[label] for _, label in entries], dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(path, {"file_list": cells, "annotation_list": cells, "labels": labels})
+
+
+def stanford_sample(root: Path, lists_folder="lists") -> Path:
+    train, test = [], []
+    for label, folder in enumerate(STANFORD_FOLDERS, start=1):
+        wnid = folder.split("-")[0]
+        names = [f"{wnid}_{n}.jpg" for n in range(4)]
+        sample_images(root / "Images" / folder, names, seed=label * 10)
+        train += [(f"{folder}/{n}", label) for n in names[:2]]
+        test += [(f"{folder}/{names[2]}", label)]  # names[3] is in no list
+    test.append((f"{STANFORD_FOLDERS[0]}/gone.jpg", 1))
+    lists = root / lists_folder if lists_folder else root
+    save_stanford_list(lists / "train_list.mat", train)
+    save_stanford_list(lists / "test_list.mat", test)
+    return root
+
+
+def petimages_sample(root: Path) -> Path:
+    sample_images(root / "PetImages" / "Cat", ["0.jpg", "1.jpg", "2.jpg"])
+    sample_images(root / "PetImages" / "Dog", ["0.jpg", "1.jpg"], seed=50)
+    (root / "PetImages" / "Cat" / "666.jpg").write_bytes(b"")
+    (root / "PetImages" / "Cat" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    (root / "readme[1].txt").write_text("Microsoft")
+    return root
+
+
+def kaggle_sample(root: Path) -> Path:
+    sample_images(root / "train", ["cat.0.jpg", "cat.1.jpg", "cat.12.jpg", "dog.0.jpg", "dog.7.jpg"])
+    sample_images(root / "test1", ["1.jpg", "2.jpg", "3.jpg"], seed=40)
+    (root / "sampleSubmission.csv").write_text("id,label\n1,0\n")
+    return root
+
+
+def manifest_sample(root: Path, text: str, name="labels.csv") -> Path:
+    sample_images(root / "photos", ["rex.jpg", "tom.png", "felix, the cat.jpg", "fido.jpg"])
+    path = root / name
+    path.write_text(text, encoding="utf-8")
+    return path
