@@ -218,8 +218,6 @@ def test_any_edited_cache_attribute_is_read_or_a_cache_error(tiny_cache, tmp_pat
         read_cache_info(path)
 
 
-@pytest.mark.xfail(strict=True, reason="caches with string/NaN features, labels or rows out of range, or a group "
-                                       "for a dataset still end in exit 70 (issue 20); the cache checks fix this")
 @FUZZ_SETTINGS
 @given(data=st.data())
 def test_any_edited_cache_dataset_is_read_or_a_cache_error(tiny_cache, tmp_path_factory, data):

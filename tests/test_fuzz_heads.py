@@ -186,8 +186,6 @@ def test_out_of_range_or_malformed_numbers_are_exit_2(heads, tmp_path_factory, c
     assert option[1] in result.output and not (root / "cache").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="report embeds files named by an explain result.json from outside its folder "
-                                       "(issue 20, leaks); the confinement fix turns this into a pass")
 @FUZZ_SETTINGS
 @given(images=st.lists(st.one_of(st.sampled_from(["../../outside/secret.txt", "SECRET", "/etc/hostname", "..",
                                                   "fig.png", "sub/../fig.png", "", "fig.png\x00x"]),
