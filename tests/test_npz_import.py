@@ -308,3 +308,12 @@ def test_incomplete_or_mismatched_paths_are_refused(tmp_path, overrides, message
     _named_npz(labels, tmp_path / "bad.npz", **overrides)
     with pytest.raises(DatasetError, match=message):
         import_npz(tmp_path / "bad.npz", labels, tmp_path / "cache")
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "sub/dir", ".hidden"])
+def test_import_name_cannot_leave_the_cache_dir(classic, tmp_path, cli, name):
+    labels, npz, _ = classic
+    cache_dir = tmp_path / "a" / "cache"
+    result = cli(["import-npz", npz, "--labels", labels, "--cache-dir", cache_dir, "--name", name])
+    assert result.exit_code == 2 and "--name" in result.output, result.output
+    assert not list(tmp_path.rglob("*.h5")), "no cache written anywhere"

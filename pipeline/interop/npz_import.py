@@ -68,6 +68,7 @@ from pipeline.data.layouts import discover, dogimages, generic
 from pipeline.data.layouts.files import examples
 from pipeline.data.layouts.generic import split_dirs
 from pipeline.errors import DatasetError
+from pipeline.extract.options import check_dataset_name
 from pipeline.interop.classic import CLASSIC_INPUT_SIZE, ClassicNetwork, network_of, recognise
 from pipeline.interop.npz_export import BACKBONE_ENTRY, LOAD_FILES_RANDOM_STATE
 from pipeline.npz_safety import check_npz
@@ -178,6 +179,8 @@ def import_npz(npz_path: Path, labels_dir: Path, cache_dir: Path, name: str | No
     """
     started = time.perf_counter()
     npz_path, cache_dir = Path(npz_path), Path(cache_dir)
+    if name is not None:
+        check_dataset_name(name)  # the cache must land inside cache_dir, as extract's --name
     check_npz(npz_path)  # declared shapes against the file size and sane bounds, before anything is read
     headers = _check_headers(npz_path)
     network, how = recognise(npz_path.name, headers["train"].shape[1:], backbone, read_backbone_hint(npz_path, headers))
