@@ -5,6 +5,9 @@ from __future__ import annotations
 import ast
 import functools
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 from conftest import REPO_ROOT
 
@@ -153,3 +156,17 @@ def test_no_import_cycle_between_modules():
 def test_the_cycle_check_finds_a_cycle_and_accepts_a_chain():
     assert _cycle_through({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle_through({"a": {"b"}, "b": {"c"}, "c": set(), "d": {"a", "c"}}) is None
+
+
+# --- the linter sees every module ----------------------------------------------------------------
+
+
+def test_ruff_checks_every_module_of_pipeline():
+    """No exclude pattern in pyproject.toml hides a folder of pipeline/ (as `cache` once hid pipeline/cache/)."""
+    listed = subprocess.run([sys.executable, "-m", "ruff", "check", "--show-files", "."], cwd=REPO_ROOT,
+                            capture_output=True, text=True, check=True).stdout
+    checked = {Path(line.strip()).resolve() for line in listed.splitlines() if line.strip().endswith(".py")}
+    modules = {p.resolve() for p in (REPO_ROOT / "pipeline").rglob("*.py")}
+    assert len(modules) > 1
+    missing = sorted(str(p.relative_to(REPO_ROOT)) for p in modules - checked)
+    assert missing == [], "pipeline modules that `ruff check .` skips (see extend-exclude in pyproject.toml)"

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from pipeline.cache.format import FORMAT_VERSION, created_of, feature_shape_of, format_version_of, open_cache_file
 from pipeline.cache.key import FeatureSpec, now_iso

@@ -62,7 +62,8 @@ SHARD_NAME_PATTERN = re.compile(r"\.shard-(\d+)-of-(\d+)$")
 PARTIAL_SUFFIX = ".partial"
 LOCK_SUFFIX = ".lock"
 _REQUIRED = ("features", "row_sha256", "row_digest", "classes", "images", "failures")
-FIX_DAMAGED = "delete it (`cache rm`) and run `extract` again; features in other caches of the same directory are reused"
+FIX_DAMAGED = ("delete it (`cache rm`) and run `extract` again; "
+               "features in other caches of the same directory are reused")
 
 
 @dataclass(frozen=True)
@@ -168,10 +169,11 @@ def open_cache_file(path: Path) -> h5py.File:
     try:
         handle = h5py.File(path, "r")
     except OSError as error:
-        raise CacheError(f"cache file {path} is damaged or not HDF5 ({first_line(error)}); {FIX_DAMAGED}")
+        raise CacheError(f"cache file {path} is damaged or not HDF5 ({first_line(error)}); {FIX_DAMAGED}") from error
     try:
         if handle.attrs.get("format") != FORMAT_NAME:
-            raise CacheError(f"{path} is an HDF5 file but not a feature cache made by this tool; pass a cache `extract` printed")
+            raise CacheError(f"{path} is an HDF5 file but not a feature cache made by this tool; "
+                             "pass a cache `extract` printed")
         version = format_version_of(handle)
         if version > FORMAT_VERSION:
             raise CacheError(f"cache file {path} has format version {version}, written by a newer release of this tool "
@@ -187,7 +189,8 @@ def open_cache_file(path: Path) -> h5py.File:
         raise
     except (KeyError, ValueError, TypeError, AttributeError, OSError, RuntimeError) as error:
         handle.close()
-        raise CacheError(f"cache file {path} has damaged provenance attributes ({first_line(error)}); {FIX_DAMAGED}")
+        raise CacheError(f"cache file {path} has damaged provenance attributes ({first_line(error)}); "
+                         f"{FIX_DAMAGED}") from error
     return handle
 
 
@@ -198,7 +201,8 @@ def read_cache_info(path: Path) -> CacheInfo:
         try:
             return _read_info(path, handle)
         except (KeyError, ValueError, OSError, TypeError) as error:
-            raise CacheError(f"cache file {path} is damaged or incomplete ({first_line(error)}); {FIX_DAMAGED}")
+            raise CacheError(f"cache file {path} is damaged or incomplete ({first_line(error)}); "
+                             f"{FIX_DAMAGED}") from error
 
 
 def _read_info(path: Path, handle: h5py.File) -> CacheInfo:
@@ -305,7 +309,8 @@ def find_caches(cache_dir: Path) -> list[Path]:
     cache_dir = Path(cache_dir)
     if not cache_dir.is_dir():
         return []
-    return sorted(p for p in cache_dir.iterdir() if p.suffix == CACHE_SUFFIX and p.is_file() and TEMP_MARK not in p.name)
+    return sorted(p for p in cache_dir.iterdir()
+                  if p.suffix == CACHE_SUFFIX and p.is_file() and TEMP_MARK not in p.name)
 
 
 def is_shard_cache_name(file_name: str) -> bool:

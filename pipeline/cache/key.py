@@ -103,7 +103,7 @@ class FeatureSpec:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, fields: dict) -> "FeatureSpec":
+    def from_dict(cls, fields: dict) -> FeatureSpec:
         """A spec from `to_dict()` output, or from a first-release spec (which stored `resize` as text)."""
         if "resize" in fields:
             fields = _spec_fields_v1(fields)
@@ -112,7 +112,7 @@ class FeatureSpec:
         return cls(**fields)
 
     @classmethod
-    def from_json(cls, text: str) -> "FeatureSpec":
+    def from_json(cls, text: str) -> FeatureSpec:
         return cls.from_dict(json.loads(text))
 
     def short_name(self) -> str:

@@ -13,22 +13,21 @@ TensorFlow.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
-from pipeline.cache.format import CacheInfo, find_caches, open_cache_file, read_cache_info
 from pipeline.cache.admin import remove_cache
-from pipeline.data.dataset import DatasetIndex, ImageRecord
-from pipeline.errors import CacheError, DatasetError
 from pipeline.cache.builder import CacheContents, write_dataset_cache
+from pipeline.cache.format import CacheInfo, find_caches, open_cache_file, read_cache_info
 from pipeline.cache.lock import CacheLock
-from pipeline.cache.writer import remove_stale_temps
 from pipeline.cache.segments import RowSource
 from pipeline.cache.shard import NOT_IN_INDEX, merged_cache_name
-
+from pipeline.cache.writer import remove_stale_temps
+from pipeline.data.dataset import DatasetIndex, ImageRecord
+from pipeline.errors import CacheError, DatasetError
 
 
 @dataclass(frozen=True)

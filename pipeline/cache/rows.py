@@ -19,9 +19,8 @@ import h5py
 import numpy as np
 
 from pipeline.cache.format import FIX_DAMAGED, first_line, open_cache_file
-from pipeline.errors import CacheError, UsageError
 from pipeline.data.views import parse_view_address, view_address
-from pipeline.errors import CacheError
+from pipeline.errors import CacheError, UsageError
 
 #: Rows read per block when streaming features; bounds memory whatever the dataset size.
 READ_BLOCK_ROWS = 512
@@ -32,7 +31,8 @@ ROW_VIEW = "row_view"
 
 def row_digest(row: np.ndarray) -> int:
     """blake2b-64 of a feature row's bytes, as an unsigned integer."""
-    return int.from_bytes(hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=_DIGEST_BYTES).digest(), "little")
+    digest = hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=_DIGEST_BYTES).digest()
+    return int.from_bytes(digest, "little")
 
 
 def non_finite_rows(block: np.ndarray) -> np.ndarray:
@@ -85,7 +85,7 @@ def load_rows(path: Path, rows: np.ndarray, pooling: str | None = "avg") -> np.n
             return _read_rows(handle, rows, pooling)
         except (KeyError, OSError, RuntimeError) as error:
             raise CacheError(f"cannot read features from cache file {path} ({first_line(error)}); the file is "
-                             f"damaged: {FIX_DAMAGED}")
+                             f"damaged: {FIX_DAMAGED}") from error
 
 
 class RowReader:
@@ -108,7 +108,7 @@ class RowReader:
             block = self._features[wanted]
         except (KeyError, OSError, RuntimeError) as error:
             raise CacheError(f"cannot read features from cache file {self.path} ({first_line(error)}); the file is "
-                             f"damaged: {FIX_DAMAGED}")
+                             f"damaged: {FIX_DAMAGED}") from error
         return block.astype(np.float32, copy=False)[back]
 
     def close(self) -> None:
@@ -124,7 +124,9 @@ class RowReader:
 def _read_rows(handle: h5py.File, rows: np.ndarray, pooling: str | None) -> np.ndarray:
     features = handle["features"]
     wanted = np.unique(rows)
-    shape = features.shape[1:] if pooling is None else pool_rows(np.zeros((1,) + features.shape[1:], np.float32), pooling).shape[1:]
+    shape = features.shape[1:]
+    if pooling is not None:
+        shape = pool_rows(np.zeros((1, *shape), np.float32), pooling).shape[1:]
     out = np.empty((len(wanted),) + tuple(shape), dtype=np.float32)
     for start in range(0, len(wanted), READ_BLOCK_ROWS):
         chunk = wanted[start:start + READ_BLOCK_ROWS]

@@ -19,10 +19,10 @@ import h5py
 import numpy as np
 
 from pipeline.atomic import TEMP_MARK
-from pipeline.cache.structure import check_structure
 from pipeline.cache.format import PARTIAL_SUFFIX, find_caches, open_cache_file, partial_dir_of
-from pipeline.cache.rows import ROW_VIEW, address_columns, read_row_addresses, row_digest
 from pipeline.cache.h5file import describe_write_error, fix_for, write_h5_atomically
+from pipeline.cache.rows import ROW_VIEW, address_columns, read_row_addresses, row_digest
+from pipeline.cache.structure import check_structure
 from pipeline.errors import CacheError
 
 log = logging.getLogger(__name__)

@@ -48,7 +48,7 @@ class Shard:
                              "e.g. 0/4 ... 3/4 for four machines")
 
     @classmethod
-    def parse(cls, text: str) -> "Shard":
+    def parse(cls, text: str) -> Shard:
         """Parse "I/N" (e.g. "2/8"); ValueError explains the expected form."""
         match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
         if match is None:

@@ -65,10 +65,12 @@ def check_structure(handle: h5py.File) -> None:
     for name, link in links.items():
         if isinstance(link, h5py.ExternalLink):
             raise CacheError(f"cache file {path} links {name!r} to another file ({link.filename}); caches never do, "
-                             "so it was crafted or damaged and is not read. Delete it (`cache rm`) and run `extract` again")
+                             "so it was crafted or damaged and is not read. "
+                             "Delete it (`cache rm`) and run `extract` again")
         if isinstance(link, h5py.SoftLink):
             raise CacheError(f"cache file {path} has a link {name!r} -> {link.path!r}, which caches never have; "
-                             "it was crafted or damaged and is not read. Delete it (`cache rm`) and run `extract` again")
+                             "it was crafted or damaged and is not read. "
+                             "Delete it (`cache rm`) and run `extract` again")
     datasets = {name: handle[name] for name, link in links.items() if _is_dataset(handle, name)}
     for name, dataset in datasets.items():
         if dataset.external or dataset.is_virtual:
@@ -140,7 +142,8 @@ def _check_dataset(path: Path, name: str, dataset: h5py.Dataset, rule: tuple, da
         raise _wrong(path, name, f"shape {dataset.shape} (expected {rank} axis)")
     reference = datasets.get(_LENGTH_OF.get(length_group))
     if reference is not None and reference.shape[:1] != dataset.shape[:1]:
-        raise _wrong(path, name, f"shape {dataset.shape} where {reference.name.lstrip('/')} has shape {reference.shape}")
+        raise _wrong(path, name,
+                     f"shape {dataset.shape} where {reference.name.lstrip('/')} has shape {reference.shape}")
 
 
 def _wrong(path: Path, name: str, what: str) -> CacheError:

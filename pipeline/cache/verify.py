@@ -27,9 +27,11 @@ def verify_cache(path: Path, check_rows: bool = True) -> list[str]:
     bad_splits = set(images.split.tolist()) - set(SPLITS)
     if bad_splits:
         problems.append(f"unknown split names: {sorted(bad_splits)}")
-    escaping = [relpath for relpath in images.relpath + tuple(p for p, _ in info.failures) if not _stays_inside(relpath)]
+    all_relpaths = images.relpath + tuple(p for p, _ in info.failures)
+    escaping = [relpath for relpath in all_relpaths if not _stays_inside(relpath)]
     if escaping:
-        problems.append(f"{len(escaping)} image paths escape the dataset root (first: {escaping[0]!r}); the cache was tampered with")
+        problems.append(f"{len(escaping)} image paths escape the dataset root (first: {escaping[0]!r}); "
+                        "the cache was tampered with")
     try:
         with open_cache_file(path) as handle:
             problems.extend(_check_rows(handle, images, check_rows))
@@ -91,7 +93,8 @@ def _check_digests(handle: h5py.File) -> list[str]:
         non_finite.extend(start + i for i in non_finite_rows(block))
     problems = []
     if bad:
-        problems.append(f"{len(bad)} feature rows do not match their digests (first: row {bad[0]}); the file is corrupted")
+        problems.append(f"{len(bad)} feature rows do not match their digests (first: row {bad[0]}); "
+                        "the file is corrupted")
     if non_finite:
         problems.append(f"{len(non_finite)} feature rows hold NaN or infinite values (first: row {non_finite[0]}); "
                         "heads cannot be fitted on them: extract again (in float32 if float16 overflowed)")

@@ -22,8 +22,8 @@ import numpy as np
 
 from pipeline.atomic import TEMP_MARK
 from pipeline.cache.format import FORMAT_NAME, partial_dir_of
-from pipeline.cache.rows import READ_BLOCK_ROWS, ROW_VIEW
 from pipeline.cache.h5file import describe_write_error, fix_for, write_h5_atomically
+from pipeline.cache.rows import READ_BLOCK_ROWS, ROW_VIEW
 from pipeline.cache.segments import RowSource
 from pipeline.errors import CacheError
 
@@ -105,7 +105,10 @@ def _copy_rows(handle: h5py.File, plan: list[RowSource], shape: tuple[int, ...],
                 positions = np.array([position for _, position in pairs])
                 source, shas, views, digests = sources[path]
                 low, high = rows[0], rows[-1] + 1
-                data = source["features"][low:high][rows - low] if high - low <= 2 * len(rows) else source["features"][rows]
+                if high - low <= 2 * len(rows):
+                    data = source["features"][low:high][rows - low]
+                else:
+                    data = source["features"][rows]
                 block[positions] = data
                 out_sha[start + positions] = shas[rows]
                 out_view[start + positions] = views[rows]
