@@ -27,6 +27,7 @@ from pipeline.cache.segments import RowSource
 from pipeline.cache.shard import NOT_IN_INDEX, merged_cache_name
 from pipeline.cache.writer import remove_stale_temps
 from pipeline.data.dataset import DatasetIndex, ImageRecord
+from pipeline.data.hygiene import recount_imbalance
 from pipeline.errors import CacheError, DatasetError
 
 
@@ -216,4 +217,6 @@ def _reassemble(shards: list[ShardCache]):
                          records=tuple(record for record, _ in placed),
                          extra_targets={task: first.extra_targets[task][0] for task in tasks},
                          notes=tuple(first.dataset.get("notes", ())), carving=first.carving)
+    # each shard counted its imbalance note on its own images: count it again on the whole dataset
+    index = recount_imbalance(index, index.records)
     return index, [source for _, source in placed], failures
