@@ -306,8 +306,9 @@ def test_a_head_with_nan_weights_does_not_predict_nan(fitted, tmp_path, cli):
     np.savez(model_file, **contents)
     image = next(data.rglob("*.jpg"))
     payload, result = cli.json(["predict", image, "--head", sidecar, "--cache-dir", cache.parent], expect_ok=False)
-    assert result.exit_code == 1 and "NaN or infinite probabilities" in payload["error"], result.output
-    assert "fit-head" in payload["error"]
+    # refused when the head's model file is read (its weights are checked), before any probability
+    assert result.exit_code == 1 and "NaN or infinite weights" in payload["error"], result.output
+    assert "fit the head again" in payload["error"]
 
 
 _PR_CAPBSET_DROP = 24  # prctl option (linux/prctl.h)
