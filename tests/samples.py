@@ -11,6 +11,9 @@ from conftest import CLASS_COLOURS, write_image
 
 from pipeline.heads.features import FeatureSet, SplitData
 
+#: The first three breed folders of dogImages, as the classic notebook's files list them.
+DOG_BREEDS = ("001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier")
+
 
 def feature_set(classes=5, per_class=(40, 10, 10), dims=16, noise=1.0, seed=0, shape=None):
     """Gaussian blobs as a FeatureSet: `classes` centres, `per_class` rows per class in train/valid/test."""
@@ -122,3 +125,14 @@ def manifest_sample(root: Path, text: str, name="labels.csv") -> Path:
     path = root / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def dog_images_folder(root: Path, split_sizes: dict) -> Path:
+    """A tiny dogImages tree: `split_sizes[split]` 8x8 JPEGs per `DOG_BREEDS` folder, each of its own seed."""
+    seed = 0
+    for split, per_class in split_sizes.items():
+        for folder in DOG_BREEDS:
+            for _n in range(per_class):
+                seed += 1
+                write_image(root / split / folder / f"{folder[4:]}_{seed:05d}.jpg", (120, 90, 60), seed, size=(8, 8))
+    return root

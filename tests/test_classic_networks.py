@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_image
+from samples import DOG_BREEDS, dog_images_folder
 from sklearn.datasets import load_files
 
 from pipeline.cache.format import read_cache_info
@@ -16,19 +16,13 @@ from pipeline.interop.npz_export import classic_layout, export_npz
 from pipeline.interop.npz_import import import_npz
 
 SPLIT_SIZES = {"train": 5, "valid": 2, "test": 3}
-BREEDS = ("001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier")
+BREEDS = DOG_BREEDS
 SIGNAL = 1.0  # every channel c with c % classes == label holds this; the others 0
 ROW_ID_SCALE = 1e-4  # plus a per-row constant, so a row read back proves which file it came from
 
 
 def _dog_images(root: Path) -> Path:
-    seed = 0
-    for split, per_class in SPLIT_SIZES.items():
-        for folder in BREEDS:
-            for _n in range(per_class):
-                seed += 1
-                write_image(root / split / folder / f"{folder[4:]}_{seed:05d}.jpg", (120, 90, 60), seed, size=(8, 8))
-    return root
+    return dog_images_folder(root, SPLIT_SIZES)
 
 
 def _label_row(label: int, row_id: float, shape) -> np.ndarray:

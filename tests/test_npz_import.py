@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import write_image
+from samples import DOG_BREEDS, dog_images_folder
 from sklearn.datasets import load_files
 
 from pipeline.cache.format import read_cache_info
@@ -16,19 +17,13 @@ from pipeline.errors import DatasetError
 from pipeline.interop.npz_import import CLASSIC_ROW_SHAPE, import_npz, iter_npz_blocks, load_files_order
 
 SPLIT_SIZES = {"train": 4, "valid": 1, "test": 2}
-BREEDS = ("001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier")
+BREEDS = DOG_BREEDS
 #: Every row is its file's id plus this ramp, so a row read back whole proves both order and layout.
 RAMP = np.arange(np.prod(CLASSIC_ROW_SHAPE), dtype=np.float32).reshape(CLASSIC_ROW_SHAPE) / 1e5
 
 
 def _dog_images(root: Path) -> Path:
-    seed = 0
-    for split, per_class in SPLIT_SIZES.items():
-        for folder in BREEDS:
-            for _n in range(per_class):
-                seed += 1
-                write_image(root / split / folder / f"{folder[4:]}_{seed:05d}.jpg", (120, 90, 60), seed, size=(8, 8))
-    return root
+    return dog_images_folder(root, SPLIT_SIZES)
 
 
 def _classic_npz(labels: Path, out: Path, compressed=False) -> dict[str, float]:
