@@ -122,7 +122,20 @@ def test_an_interrupted_search_resumes_where_it_stopped(searched):
     assert resumed.winner == first.winner and _valid_scores(resumed) == _valid_scores(first)
 
 
-def test_the_budget_is_respected_and_what_it_could_not_pay_for_is_listed(searched, tmp_path):
+#: Input sizes from which the budget test's cost model is told forward passes cost this many times more.
+COSTLY_FROM_SIZE, COST_FACTOR = 160, 1000.0
+
+
+def test_the_budget_is_respected_and_what_it_could_not_pay_for_is_listed(searched, tmp_path, monkeypatch):
+    from pipeline.search.cost import CostModel
+
+    measured = CostModel.forward_seconds_per_row
+
+    def costly_at_large_sizes(self, extraction):  # so some steps cannot fit, however fast the machine is today
+        factor = COST_FACTOR if extraction.input_size >= COSTLY_FROM_SIZE else 1.0
+        return measured(self, extraction) * factor
+
+    monkeypatch.setattr(CostModel, "forward_seconds_per_row", costly_at_large_sizes)
     data = make_dataset(tmp_path / "pets", classes=CLASSES, per_class=5, splits=("train", "valid", "test"))
     shutil.copytree(searched[1] / "weights", tmp_path / "cache" / "weights")  # converted once per module
     space = SearchSpace(("mobilenet",), ("logreg",), {"mobilenet": (32, 64, 96, 128, 160, 192, 224)},
@@ -134,6 +147,7 @@ def test_the_budget_is_respected_and_what_it_could_not_pay_for_is_listed(searche
     assert result.spent_seconds <= budget * 1.1
     skipped = [row for row in result.leaderboard if row["status"] == SKIPPED]
     assert skipped and all("estimated" in row["note"] for row in skipped)
+    assert any(row["name"].startswith("mobilenet@224") for row in skipped)
 
 
 def test_a_budget_too_small_for_anything_names_the_cheapest_candidates_cost(searched, cli, tmp_path):

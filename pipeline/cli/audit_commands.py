@@ -9,6 +9,7 @@ import click
 from pipeline.audit.duplicates import NEAR_DUPLICATE_SIMILARITY
 from pipeline.audit.neighbours import DEFAULT_NEIGHBOURS
 from pipeline.audit.outliers import OUTLIER_MADS
+from pipeline.cli import limits
 from pipeline.cli.plumbing import cache_argument, cache_dir_option, command_body, json_option, resolve_cache
 
 #: Findings listed per kind in the text output (--json lists every one).
@@ -21,7 +22,8 @@ NEIGHBOURS_SUFFIX = ".neighbours.png"
 @click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=NEAR_DUPLICATE_SIMILARITY, show_default=True,
               help="Cosine similarity (centred, average-pooled features) at which two images are near-duplicates; "
                    "calibrated on real photos (docs/audit.md).")
-@click.option("--outlier-mads", type=click.FloatRange(min=0.0), default=OUTLIER_MADS, show_default=True,
+@click.option("--outlier-mads", type=click.FloatRange(0.0, limits.MAX_OUTLIER_MADS), default=OUTLIER_MADS,
+              show_default=True,
               help="Robust standard deviations below typical that make an image an outlier.")
 @click.option("--no-map", is_flag=True, help="Skip the 2-D map (t-SNE) that `report --html` shows.")
 @cache_dir_option
@@ -73,7 +75,7 @@ def _more(count: int) -> None:
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--cache", "cache", type=click.Path(exists=True, path_type=Path), default=None,
               help="The cache to search (a file, or a directory holding one; default --cache-dir).")
-@click.option("-k", "k", type=click.IntRange(min=1), default=DEFAULT_NEIGHBOURS, show_default=True,
+@click.option("-k", "k", type=click.IntRange(1, limits.MAX_TOP_K), default=DEFAULT_NEIGHBOURS, show_default=True,
               help="How many neighbours.")
 @click.option("--png", "png_out", is_flag=False, flag_value="", default=None, metavar="[OUT]",
               help=f"Also draw the photo and its neighbours as a PNG strip (default: <image stem>{NEIGHBOURS_SUFFIX} "

@@ -39,7 +39,7 @@ _DEFAULTS = Recipe()
               help="Most epochs to train (early stopping may end sooner).")
 @click.option("--patience", type=click.IntRange(1, limits.MAX_EPOCHS), default=_DEFAULTS.patience, show_default=True,
               help="Stop after this many epochs without a better one (see --min-delta).")
-@click.option("--min-delta", type=click.FloatRange(0, limits.MAX_TOLERANCE), default=_DEFAULTS.min_delta,
+@click.option("--min-delta", type=click.FloatRange(0, limits.MAX_MIN_DELTA), default=_DEFAULTS.min_delta,
               show_default=True,
               help="The best epoch is the one of lowest validation loss, where an epoch counts as better only when "
                    "it lowers the best loss so far by more than this; the model keeps the best epoch's weights.")

@@ -40,6 +40,10 @@ MAX_LEARNING_RATE = 10.0
 MAX_PENALTY = 1_000.0
 MAX_TOLERANCE = 1.0
 MAX_GPUS_PER_WORKER = 64.0
+#: A validation-loss improvement that fine-tuning must beat (a loss this large has diverged).
+MAX_MIN_DELTA = 1_000.0
+#: Robust deviations below typical that make an audit outlier (beyond this nothing is one).
+MAX_OUTLIER_MADS = 1_000.0
 
 #: The type of every seed option.
 SEED = click.IntRange(0, MAX_SEED)

@@ -49,7 +49,8 @@ FIELD_TYPES = {
     "origin": ((dict,), "an object"), "extraction": ((dict,), "an object"), "hyperparameters": ((dict,), "an object"),
     "metrics": ((dict,), "an object"), "metrics_by_target": ((dict,), "an object"), "members": ((list,), "a list"),
     "class_names": ((list,), "a list of text"), "target": ((str,), "text"), "head_pooling": ((str,), "text"),
-    "views": ((int,), "a whole number"), "fit_seconds": ((int, float), "a number"), "files": ((list,), "a list"),
+    "views": ((str,), "text (how the head used the cached views)"), "fit_seconds": ((int, float), "a number"),
+    "files": ((list,), "a list"),
     "search": ((list,), "a list"), "versions": ((dict,), "an object"), "cache": ((dict,), "an object"),
 }
 REQUIRED_FIELDS = ("kind", "class_names", "feature_key")
