@@ -275,7 +275,7 @@ _DROP = object()
     ({"feature_spec": {"backbone": "vgg16"}}, "feature_spec cannot be read"),
     ({"hyperparameters": [1]}, "hyperparameters should be an object"),
     ({"format_version": "2"}, "format_version should be a whole number"),
-    ({"views": True}, "views should be a whole number"),
+    ({"views": True}, "views should be text"),
 ], ids=lambda value: str(value)[:30] if isinstance(value, str) else None)
 def test_damaged_sidecars_are_head_errors(heads, tmp_path, changes, message):
     from pipeline.errors import HeadError
