@@ -151,10 +151,13 @@ def compute_rows(job: RowJob, get_extractor: Callable, decode_failures: dict,
                     rows = features.astype(job.store_dtype)
                 bad = non_finite_reasons(features, rows)
                 decode_failures.update((parse_view_address(batch.shas[i])[0], reason) for i, reason in bad.items())
-                keep = [i for i in range(len(batch.shas)) if i not in bad]
+                shas = batch.shas
+                if bad:  # the usual batch has none: hand it to the writer without a copy
+                    keep = [i for i in range(len(shas)) if i not in bad]
+                    shas, rows = [shas[i] for i in keep], rows[keep]
                 tick = time.perf_counter()
-                if keep:
-                    writer.put([batch.shas[i] for i in keep], rows[keep])
+                if shas:
+                    writer.put(shas, rows)
                 times.waiting_for_writer += time.perf_counter() - tick
             done += len(batch.shas) + len(batch.failures)
             if progress is not None:
