@@ -16,11 +16,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 from pipeline.atomic import remove_orphaned_temps, temp_path_for
 from pipeline.cache.format import read_cache_info
 from pipeline.cache.key import library_versions
+from pipeline.cache.rows import non_finite_rows
 from pipeline.errors import HeadError
 from pipeline.heads.diagnosis import require_trainable
 from pipeline.heads.features import DEFAULT_HEAD_POOLING, MAIN_TARGET, load_feature_set
@@ -128,7 +127,7 @@ def require_finite(features) -> None:
     every solver would fail on them (or fit NaN weights), so no head is fitted.
     """
     bad = [(split, data.relpaths[i]) for split, data in features.splits.items()
-           for i in np.flatnonzero(~np.isfinite(data.x.reshape(len(data.x), -1)).all(axis=1))]
+           for i in non_finite_rows(data.x)]
     if bad:
         named = ", ".join(f"{path} ({split})" for split, path in bad[:NAMED_ROWS])
         more = f" and {len(bad) - NAMED_ROWS} more" if len(bad) > NAMED_ROWS else ""
