@@ -20,8 +20,8 @@ from pipeline.errors import WeightsError, first_line
 from pipeline.extract.options import ExtractOptions, ExtractSummary
 from pipeline.extract.run import run_extract
 from pipeline.heads.fitting import FitReport, fit_head
-from pipeline.heads.leaderboard import leaderboard
 from pipeline.predict.imagenet import ImageNetPredictions, predict_imagenet
+from pipeline.report.leaderboard import leaderboard
 
 QUICKSTART_CLASSES = 4
 QUICKSTART_PER_CLASS = 30

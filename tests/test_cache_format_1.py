@@ -24,8 +24,8 @@ from pipeline.extract.options import ExtractOptions
 from pipeline.extract.run import run_extract
 from pipeline.extract.setup import resolve_setup
 from pipeline.heads.fitting import fit_head
-from pipeline.heads.leaderboard import leaderboard
 from pipeline.heads.store import read_sidecar
+from pipeline.report.leaderboard import leaderboard
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cache-format-1"
 CACHE_NAME = "pets-vgg16-block5_pool-de05daf1e7.h5"

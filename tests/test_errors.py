@@ -8,7 +8,7 @@ from pipeline.errors import EXIT_BUG, EXIT_USAGE, UsageError
 
 
 def _break_report(monkeypatch, error: Exception):
-    from pipeline.heads import leaderboard
+    from pipeline.report import leaderboard
 
     def broken(_path):
         raise error

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pipeline.heads.leaderboard import PARAMS_WIDTH, format_table
+from pipeline.report.leaderboard import PARAMS_WIDTH, format_table
 
 LONG_NAME = "fine-tuned-conv_dw_13-20261206-022114-2"
 LONG_PARAMS = "logreg late: efficientnet_lite0/block6d_add 0.3, mobilenet/conv_pw_13_relu 0.7"

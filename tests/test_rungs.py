@@ -10,8 +10,8 @@ from conftest import TINY_BACKBONE
 from pipeline.cache.format import read_cache_info
 from pipeline.extract.options import ExtractOptions
 from pipeline.extract.run import run_extract
-from pipeline.heads import rungs
-from pipeline.heads.rungs import next_rung
+from pipeline.report import rungs
+from pipeline.report.rungs import next_rung
 
 
 @pytest.fixture(scope="module")

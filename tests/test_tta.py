@@ -80,8 +80,8 @@ def _assert_same_scores(metrics: dict, expected: dict) -> None:
 
 def test_fit_head_tta_leaves_the_plain_scores_and_records_both(views_cache, cli, tmp_path):
     from pipeline.heads.fitting import fit_head
-    from pipeline.heads.leaderboard import leaderboard, notes
     from pipeline.heads.store import read_sidecar
+    from pipeline.report.leaderboard import leaderboard, notes
 
     plain = fit_head(views_cache, "logreg")
     with_tta = fit_head(views_cache, "logreg", tta="all")

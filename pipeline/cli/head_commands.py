@@ -140,7 +140,7 @@ def _tta_view_set(text: str | None):
 
 
 def _params_text(params: dict) -> str:
-    from pipeline.heads.leaderboard import short_params
+    from pipeline.report.leaderboard import short_params
 
     return short_params(params)
 
@@ -159,8 +159,8 @@ def report(cache, html_out, cache_dir, as_json):
     (see `fit-head --help`).
     """
     from pipeline.heads.caveats import caveat_notes
-    from pipeline.heads.leaderboard import format_table, leaderboard, notes
-    from pipeline.heads.rungs import next_rung
+    from pipeline.report.leaderboard import format_table, leaderboard, notes
+    from pipeline.report.rungs import next_rung
     from pipeline.search.record import report_sections
 
     path = resolve_cache(cache, cache_dir)

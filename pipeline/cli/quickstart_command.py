@@ -29,12 +29,12 @@ from pipeline.extract.options import DEFAULT_BATCH_SIZE, ExtractOptions
 def quickstart(precision, batch_size, cache_dir, as_json):
     """The whole pipeline offline on a generated shapes dataset: extract VGG16 features, fit 3 heads."""
     from pipeline.heads.caveats import caveat_notes
-    from pipeline.heads.leaderboard import format_table
     from pipeline.quickstart import (
         QUICKSTART_CLASSES,
         QUICKSTART_PER_CLASS,
         run_quickstart,
     )
+    from pipeline.report.leaderboard import format_table
 
     if not as_json:
         click.echo(f"Quickstart: {QUICKSTART_CLASSES} shape classes x {QUICKSTART_PER_CLASS} generated images, "

@@ -33,10 +33,10 @@ import numpy as np
 from pipeline.cache.format import CacheInfo, read_cache_info
 from pipeline.cache.key import now_iso
 from pipeline.heads.caveats import caveats_of
-from pipeline.heads.leaderboard import leaderboard
 from pipeline.heads.replay import split_probabilities, why_not_replayed
 from pipeline.heads.store import heads_dir_of, list_sidecars
 from pipeline.report.audit_section import audit_content
+from pipeline.report.leaderboard import leaderboard
 from pipeline.report.thumbnails import inside, png_uri, thumbnail_uri
 from pipeline.search.record import report_sections
 
