@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cache.format import CacheInfo, read_cache_info
-from pipeline.cache.select import select_cache
+from pipeline.caches.select import select_cache
 from pipeline.data.dataset import SPLITS
 from pipeline.errors import UsageError
 from pipeline.heads.features import DEFAULT_HEAD_POOLING, FeatureSet, load_feature_set, target_classes
@@ -98,7 +98,7 @@ class Cache:
 def open_cache(path="cache", **selection) -> Cache:
     """The cache at `path`: a cache file, or a folder to choose in by what the caches hold.
 
-    `selection` keywords pick among a folder's caches (`pipeline.cache.select.PROPERTIES`): dataset,
+    `selection` keywords pick among a folder's caches (`pipeline.caches.select.PROPERTIES`): dataset,
     backbone, layer, input_size, resize, pool, precision, store_dtype, views, e.g.
     `open_cache("cache", dataset="pets", backbone="mobilenet")`. Without them a folder must hold one
     cache of your own (quickstart's demo and fine-tune's boundary caches are set aside when others

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.cache.select import DEMO_DATASET
+from pipeline.caches.select import DEMO_DATASET
 from pipeline.data.synthetic import write_shapes_dataset
 from pipeline.errors import WeightsError, first_line
 from pipeline.extract.options import ExtractOptions, ExtractSummary
@@ -25,7 +25,7 @@ from pipeline.report.leaderboard import leaderboard
 
 QUICKSTART_CLASSES = 4
 QUICKSTART_PER_CLASS = 30
-QUICKSTART_DATA = DEMO_DATASET  # set aside when a folder's caches are chosen among (pipeline.cache.select)
+QUICKSTART_DATA = DEMO_DATASET  # set aside when a folder's caches are chosen among (pipeline.caches.select)
 QUICKSTART_HEADS = ("gap-dense", "logreg", "svm")
 #: Classifiers tried for the closing ImageNet predictions, best first (both ship offline).
 IMAGENET_BACKBONES = ("efficientnet_lite0", "mobilenet")

@@ -8,7 +8,7 @@ import pytest
 from conftest import TINY_CLI_ARGS, make_dataset
 
 from pipeline import api
-from pipeline.cache.admin import MEGABYTE
+from pipeline.caches.admin import MEGABYTE
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import api
-from pipeline.cache.select import DEMO_DATASET, parse_spec, select_cache
+from pipeline.caches.select import DEMO_DATASET, parse_spec, select_cache
 from pipeline.errors import CacheError, UsageError
 
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.cache.admin import remove_cache
 from pipeline.cache.builder import CacheContents, write_dataset_cache
 from pipeline.cache.format import CacheInfo, find_caches, open_cache_file, read_cache_info
 from pipeline.cache.lock import CacheLock
+from pipeline.cache.removal import remove_cache_files
 from pipeline.cache.segments import RowSource
 from pipeline.cache.shard import NOT_IN_INDEX, merged_cache_name
 from pipeline.cache.writer import remove_stale_temps
@@ -102,8 +102,8 @@ def merge_shards(targets: Iterable[Path], out_dir: Path | None = None, delete_sh
         for path in paths:
             locks.enter_context(CacheLock(path, wait=wait_for_lock))
         summary = _merge_locked(paths, out_dir, wait_for_lock)
-    if delete_shards:  # after the locks are released: `remove_cache` takes each shard's lock itself
-        deleted = [removed for path in paths for removed in remove_cache(path)]
+    if delete_shards:  # after the locks are released: `remove_cache_files` takes each shard's lock itself
+        deleted = [removed for path in paths for removed in remove_cache_files(path)]
         summary = replace(summary, deleted=deleted)
     return summary
 

@@ -54,7 +54,7 @@ def cache():
 @command_body
 def cache_ls(cache_dir, as_json):
     """List the caches in --cache-dir with their dataset, features, size and heads."""
-    from pipeline.cache.admin import list_caches
+    from pipeline.caches.admin import list_caches
 
     rows = list_caches(cache_dir)
     if not as_json:
@@ -96,7 +96,7 @@ def cache_show(cache, cache_dir, as_json):
     CACHE is a file, a folder, or a spec chosen in --cache-dir such as pets/vgg16/resize=crop (`cache ls`
     prints each cache's spec).
     """
-    from pipeline.cache.admin import describe_cache
+    from pipeline.caches.admin import describe_cache
 
     details = describe_cache(resolve_cache(cache, cache_dir))
     if not as_json:
@@ -143,9 +143,9 @@ def cache_rm(caches, yes, keep_boundaries, cache_dir, as_json):
     """Delete CACHES with their unfinished segments, fitted heads and the fine-tune boundary caches only their
     fine-tuned heads read (`cache ls` marks those). A CACHE is a file, or a spec chosen in --cache-dir such as
     pets/vgg16/resize=crop."""
-    from pipeline.cache.admin import MEGABYTE, own_boundaries, remove_cache
     from pipeline.cache.format import CACHE_SUFFIX
-    from pipeline.cache.select import parse_spec, select_cache
+    from pipeline.caches.admin import MEGABYTE, own_boundaries, remove_cache
+    from pipeline.caches.select import parse_spec, select_cache
 
     paths = [cache if cache.exists() or cache.suffix == CACHE_SUFFIX else select_cache(cache_dir, parse_spec(cache))
              for cache in caches]

@@ -88,7 +88,7 @@ def fine_tune_command(cache, head_path, unfreeze, from_layer, views, view_seed, 
 
 def _boundary_size(report, built: bool) -> dict:
     """How large the boundary cache is, and whether this run extracted rows into it (a new cache says so)."""
-    from pipeline.cache.admin import MEGABYTE
+    from pipeline.caches.admin import MEGABYTE
 
     path = Path(report.boundary_cache)
     megabytes = path.stat().st_size / MEGABYTE

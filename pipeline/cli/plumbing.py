@@ -233,13 +233,13 @@ class JsonAwareGroup(click.Group):
 
 
 def cache_argument(function):
-    """An optional CACHE argument: a file, a folder, or a spec (`pipeline.cache.select`); see `resolve_cache`."""
+    """An optional CACHE argument: a file, a folder, or a spec (`pipeline.caches.select`); see `resolve_cache`."""
     return click.argument("cache", required=False, metavar="[CACHE]", type=click.Path(path_type=Path))(function)
 
 
 def resolve_cache(cache: Path | None, cache_dir: Path) -> Path:
     """The cache a CACHE argument names (default: the one --cache-dir holds); `CacheError` when none or several."""
-    from pipeline.cache.select import resolve_cache_spec
+    from pipeline.caches.select import resolve_cache_spec
 
     return resolve_cache_spec(cache, cache_dir)
 

@@ -34,6 +34,7 @@ from pipeline.cache.format import (
     resolve_cache_argument,
 )
 from pipeline.errors import CacheError, UsageError
+from pipeline.heads.store import list_sidecars
 
 #: Every property a cache can be selected by, in the order specs and messages show them.
 PROPERTIES = ("dataset", "backbone", "layer", "input_size", "resize", "pool", "precision", "store_dtype", "views")
@@ -102,8 +103,6 @@ def check_selection(selection: dict) -> dict[str, str]:
 
 def boundary_caches(folder: Path) -> dict[Path, list[str]]:
     """{resolved boundary cache path: [file names of the caches whose fine-tuned heads read it]} in `folder`."""
-    from pipeline.heads.store import list_sidecars
-
     users: dict[Path, list[str]] = {}
     for path in find_caches(folder):
         for sidecar in list_sidecars(path):
