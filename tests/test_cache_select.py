@@ -1,4 +1,4 @@
-"""Choosing a cache by what it holds (pipeline/cache/select.py): specs, the API's keywords, the CLI's CACHE."""
+"""Choosing a cache by what it holds (pipeline/caches/select.py): specs, the API's keywords, the CLI's CACHE."""
 
 from __future__ import annotations
 
