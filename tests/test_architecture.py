@@ -116,6 +116,20 @@ def test_no_import_runs_up_the_stages():
     assert sorted(set(UPWARD_IMPORTS_ALLOWED) - upward) == [], "allowed upward imports that are gone: remove them"
 
 
+def test_stage_numbers_agree_with_the_tiers():
+    """Each subpackage's docstring and its line in docs/architecture.md open with its tier's number, and the
+    package map in pipeline/__init__.py names every stage."""
+    import pipeline
+
+    text = (REPO_ROOT / "docs" / "architecture.md").read_text()
+    for init in sorted((REPO_ROOT / "pipeline").glob("*/__init__.py")):
+        stage = init.parent.name
+        docstring = ast.get_docstring(ast.parse(init.read_text())) or ""
+        assert docstring.startswith(f"Stage {TIER_OF[stage]}"), f"pipeline/{stage}/__init__.py"
+        assert re.search(rf"^  {stage}/ +stage {TIER_OF[stage]}:", text, re.M), f"docs/architecture.md: {stage}/"
+        assert re.search(rf"\b{stage}\b", pipeline.__doc__), f"pipeline/__init__.py's map lacks {stage}"
+
+
 def _cycle_through(graph: dict[str, set[str]]) -> list[str] | None:
     """One import cycle of `graph` as [a, b, ..., a], or None when there is none."""
     done, path, on_path = set(), [], set()

@@ -1,4 +1,4 @@
-"""Looking inside a classifier: ideal class images, adversarial examples, feature maps.
+"""Stage 6, explain: looking inside a classifier: ideal class images, adversarial examples, feature maps.
 
 Every command here works on a differentiable path from pixels to class probabilities
 (`pipeline.explain.classifier`): a fitted head of ours through its backbone, or a backbone's own

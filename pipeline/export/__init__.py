@@ -1,4 +1,4 @@
-"""`export`: a fitted head with its backbone and preprocessing as one deployable model, verified.
+"""Stage 6, export: a fitted head with its backbone and preprocessing as one deployable model, verified.
 
 `artifact` builds the model (RGB pixels in [0, 255] -> the backbone's own preprocessing -> the
 backbone cut -> pooling -> the head -> class probabilities) and the metadata that travels with it;

@@ -1,4 +1,4 @@
-"""Stage 9: `search`, the best transfer recipe for a dataset, chosen on validation within a time budget.
+"""Stage 6, search: `search`, the best transfer recipe for a dataset, chosen on validation within a time budget.
 
 The stage drives the others through their public entry points: every extraction is a normal
 `extract` run (`pipeline.extract.run.run_extract`: cache keys, crash safety, reuse), every head a
