@@ -33,7 +33,8 @@ from pipeline.data.views import ViewSpec
 from pipeline.errors import UsageError
 
 SCHEMA_VERSION = 1
-POOLINGS = ("none", "avg", "max")
+#: Poolings `extract --pool` applies before rows are stored ("none" keeps the spatial maps).
+EXTRACT_POOLINGS = ("none", "avg", "max")
 STORE_DTYPES = ("float32", "float16")
 #: What the spec says about a property of imported features that cannot be known.
 UNKNOWN = "unknown (imported)"
@@ -68,8 +69,8 @@ class FeatureSpec:
     views: ViewSpec | None = None
 
     def __post_init__(self):
-        if self.pooling not in POOLINGS:
-            raise UsageError(f"pooling {self.pooling!r} is not one of {', '.join(POOLINGS)}")
+        if self.pooling not in EXTRACT_POOLINGS:
+            raise UsageError(f"pooling {self.pooling!r} is not one of {', '.join(EXTRACT_POOLINGS)}")
         if self.store_dtype not in STORE_DTYPES:
             raise UsageError(f"store dtype {self.store_dtype!r} is not one of {', '.join(STORE_DTYPES)}")
 

@@ -41,8 +41,9 @@ def non_finite_rows(block: np.ndarray) -> np.ndarray:
     return np.flatnonzero(~np.isfinite(block.reshape(len(block), -1)).all(axis=1))
 
 
-#: Spatial poolings of (n, h, w, c) maps: average, maximum, and both side by side (2c channels).
-POOLINGS = ("avg", "max", "avgmax")
+#: Spatial poolings of (n, h, w, c) maps as rows are read for a head (or the audit): average, maximum, and both
+#: side by side (2c channels). Not to be confused with `cache.key.EXTRACT_POOLINGS`, applied before rows are stored.
+HEAD_POOLINGS = ("avg", "max", "avgmax")
 def read_row_addresses(handle: h5py.File) -> list[str]:
     """The address of every row of an open cache or segment file, in row order."""
     shas = handle["row_sha256"][()]
@@ -60,7 +61,7 @@ def address_columns(addresses) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def pool_rows(block: np.ndarray, pooling: str) -> np.ndarray:
-    """Pool (n, h, w, c) blocks over the spatial axes with one of `POOLINGS`; 2-D blocks pass through."""
+    """Pool (n, h, w, c) blocks over the spatial axes with one of `HEAD_POOLINGS`; 2-D blocks pass through."""
     block = block.astype(np.float32, copy=False)
     if block.ndim <= 2:
         return block
@@ -71,7 +72,7 @@ def pool_rows(block: np.ndarray, pooling: str) -> np.ndarray:
         return block.max(axis=axes)
     if pooling == "avgmax":
         return np.concatenate([block.mean(axis=axes), block.max(axis=axes)], axis=-1)
-    raise UsageError(f"unknown pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
+    raise UsageError(f"unknown pooling {pooling!r}; choose one of: {', '.join(HEAD_POOLINGS)}")
 
 
 def load_rows(path: Path, rows: np.ndarray, pooling: str | None = "avg") -> np.ndarray:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from pipeline.cache.rows import HEAD_POOLINGS
 from pipeline.cli import limits
 from pipeline.cli.plumbing import (
     cache_argument,
@@ -14,7 +15,7 @@ from pipeline.cli.plumbing import (
     json_option,
     resolve_cache,
 )
-from pipeline.heads.features import DEFAULT_HEAD_POOLING, HEAD_POOLINGS
+from pipeline.heads.features import DEFAULT_HEAD_POOLING
 from pipeline.heads.registry import HEAD_NAMES, HEADS
 
 

@@ -18,7 +18,7 @@ import click
 
 from pipeline.backbones.precision import PRECISIONS
 from pipeline.backbones.registry import BACKBONES
-from pipeline.cache.key import POOLINGS, STORE_DTYPES
+from pipeline.cache.key import EXTRACT_POOLINGS, STORE_DTYPES
 from pipeline.cli import limits
 from pipeline.data.images import RESIZE_POLICIES
 from pipeline.data.layouts import layout_names
@@ -254,7 +254,7 @@ def extract_options(function):
                      help="Square input size in pixels (default: the backbone's own, e.g. 224)."),
         click.option("--resize", type=click.Choice(RESIZE_POLICIES), default="stretch", show_default=True,
                      help="How images reach the input size: stretch, centre crop, or letterbox pad."),
-        click.option("--pool", type=click.Choice(POOLINGS), default="none", show_default=True,
+        click.option("--pool", type=click.Choice(EXTRACT_POOLINGS), default="none", show_default=True,
                      help="Spatial pooling before caching (none keeps the full h x w x c maps)."),
         click.option("--batch-size", type=limits.BATCH_SIZE, default=DEFAULT_BATCH_SIZE, show_default=True,
                      help="Images per forward pass."),

@@ -47,7 +47,7 @@ from pipeline.data.views import addresses_of, parse_view_address
 from pipeline.errors import CacheError, DatasetError
 from pipeline.extract.loop import LoopTimes, RowJob, compute_rows
 from pipeline.extract.options import ExtractOptions, ExtractSummary
-from pipeline.extract.setup import Setup, build_extractor, check_fingerprint, resolve_setup
+from pipeline.extract.setup import Setup, build_extractor, refuse_changed_weights, resolve_setup
 
 _STRICT_LISTED = 20  # failures listed in a --strict error before "and N more"
 #: --strict only needs to know whether each image decodes; a small target keeps that quick.
@@ -191,7 +191,7 @@ def _compute_missing(run: ExtractRun) -> None:
     def get_extractor():
         built = run.extractor or build_extractor(run.setup.backbone, spec.layer, spec.input_size, run.setup.weights,
                                                  spec.precision, spec.pooling)
-        check_fingerprint(built, spec)
+        refuse_changed_weights(built, spec)
         run.startup_seconds = built.build_seconds
         return built
 

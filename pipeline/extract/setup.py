@@ -72,7 +72,7 @@ def build_extractor(backbone: BackboneSpec, layer: str, size: int, weights: Reso
     return FeatureExtractor(backbone, layer, size, weights, precision, pooling)
 
 
-def check_fingerprint(extractor, spec: FeatureSpec) -> None:
+def refuse_changed_weights(extractor, spec: FeatureSpec) -> None:
     """Refuse an extractor whose weights are not the ones the key was computed from."""
     if extractor.fingerprint != spec.weights_fingerprint:
         raise PipelineError(

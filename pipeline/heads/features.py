@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.cache.format import CacheInfo, read_cache_info
-from pipeline.cache.rows import POOLINGS, load_rows
+from pipeline.cache.rows import HEAD_POOLINGS, load_rows
 from pipeline.data.dataset import SPLITS
 from pipeline.errors import HeadError, UsageError
 
-#: Poolings a head can be fitted on (for caches of spatial maps), and the default.
-HEAD_POOLINGS = POOLINGS
+#: The pooling a head is fitted on by default (for caches of spatial maps; `cache.rows.HEAD_POOLINGS` lists all).
 DEFAULT_HEAD_POOLING = "avg"
 #: The name of a cache's main label among its targets.
 MAIN_TARGET = "label"

@@ -142,7 +142,7 @@ def fit_head(cache_path: Path, kind: str, recipe: str | None = None, target: str
     """Fit a `kind` head on the cache at `cache_path` and save it under the cache's heads folder.
 
     `target` picks an extra label of the cache instead of the main one; `pooling` how spatial maps
-    are pooled (`pipeline.heads.features.HEAD_POOLINGS`); `tta` a view set (`pipeline.heads.tta`) to
+    are pooled (`pipeline.cache.rows.HEAD_POOLINGS`); `tta` a view set (`pipeline.heads.tta`) to
     also score valid/test with test-time augmentation (`HeadError`, before fitting, for a cache
     without views); `options` go to the head.
     """

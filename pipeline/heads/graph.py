@@ -13,8 +13,9 @@ not a differentiable function of its input (k-NN) is refused with the reason. A 
 from __future__ import annotations
 
 from pipeline.backbones.tf_runtime import import_keras
+from pipeline.cache.rows import HEAD_POOLINGS
 from pipeline.errors import HeadError
-from pipeline.heads.features import DEFAULT_HEAD_POOLING, HEAD_POOLINGS
+from pipeline.heads.features import DEFAULT_HEAD_POOLING
 from pipeline.heads.registry import saved_kind_entry
 
 

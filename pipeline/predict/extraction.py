@@ -58,7 +58,7 @@ def load_head_extraction(head_path: Path, cache_dir: Path) -> HeadExtraction:
     return HeadExtraction(head, sidecar, spec, backbone, weights)
 
 
-def check_fingerprint(extraction: HeadExtraction, fingerprint: str) -> None:
+def require_head_weights(extraction: HeadExtraction, fingerprint: str) -> None:
     """`HeadError` unless the weights loaded here are the ones the head's features were computed with."""
     if fingerprint != extraction.spec.weights_fingerprint:
         raise HeadError(

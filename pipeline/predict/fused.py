@@ -15,7 +15,7 @@ import numpy as np
 from pipeline.backbones.forward import FeatureExtractor
 from pipeline.cache.rows import pool_rows
 from pipeline.heads.fusion import EARLY, concat_head
-from pipeline.predict.extraction import check_fingerprint, load_head_extraction
+from pipeline.predict.extraction import load_head_extraction, require_head_weights
 from pipeline.predict.images import decoded_batches, in_given_order
 
 
@@ -31,7 +31,7 @@ def predict_fused(image_paths, sidecar: dict, cache_dir: Path, top_k: int) -> li
         spec = extraction.spec
         extractor = FeatureExtractor(extraction.backbone, spec.layer, spec.input_size, extraction.weights,
                                      spec.precision, spec.pooling)
-        check_fingerprint(extraction, extractor.fingerprint)
+        require_head_weights(extraction, extractor.fingerprint)
         by_path, errors = {}, []
         for decoded, pixels in decoded_batches(paths, extraction.resize, errors):
             pooled = pool_rows(extractor(pixels).astype(spec.store_dtype).astype(np.float32), extraction.pooling)

@@ -23,7 +23,7 @@ from pipeline.backbones.registry import BackboneSpec
 from pipeline.backbones.tf_runtime import import_keras
 from pipeline.backbones.weights import RANDOM_WEIGHTS_SEED, ResolvedWeights, fingerprint_model
 from pipeline.heads.graph import consumes_maps, head_layers, head_pool
-from pipeline.predict.extraction import HeadExtraction, check_fingerprint
+from pipeline.predict.extraction import HeadExtraction, require_head_weights
 
 #: Name of the input every image model takes: float32 RGB pixels in [0, 255].
 PIXELS_INPUT = "pixels"
@@ -46,7 +46,7 @@ def head_image_model(extraction: HeadExtraction, name: str = "image_classifier")
 
     spec = extraction.spec
     backbone, fingerprint = backbone_features(extraction.backbone, spec.layer, spec.input_size, extraction.weights)
-    check_fingerprint(extraction, fingerprint)
+    require_head_weights(extraction, fingerprint)
     inputs = keras.Input(shape=(spec.input_size, spec.input_size, 3), name=PIXELS_INPUT, dtype="float32")
     tensor = backbone(apply_layers(preprocessing_layers(extraction.backbone.preprocessing), inputs), training=False)
     if spec.pooling == "avg":

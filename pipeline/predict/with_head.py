@@ -18,7 +18,7 @@ from pipeline.errors import HeadError
 from pipeline.heads.fusion import FUSION_KIND
 from pipeline.heads.graph import consumes_maps
 from pipeline.heads.store import read_sidecar
-from pipeline.predict.extraction import check_fingerprint, load_head_extraction
+from pipeline.predict.extraction import load_head_extraction, require_head_weights
 from pipeline.predict.images import DEFAULT_TOP_K, decoded_batches, in_given_order
 
 
@@ -35,7 +35,7 @@ def predict_images(image_paths, head_path: Path, cache_dir: Path, top_k: int = D
     spec, head = extraction.spec, extraction.head
     extractor = FeatureExtractor(extraction.backbone, spec.layer, spec.input_size, extraction.weights,
                                  spec.precision, spec.pooling)
-    check_fingerprint(extraction, extractor.fingerprint)
+    require_head_weights(extraction, extractor.fingerprint)
     class_names = extraction.sidecar["class_names"]
     results: list[dict] = []
     paths = [Path(p) for p in image_paths]

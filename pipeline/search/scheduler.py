@@ -25,7 +25,7 @@ import math
 
 from pipeline.search.cost import GFLOPS_AT_NATIVE, UNKNOWN_GFLOPS
 from pipeline.search.record import DONE
-from pipeline.search.space import POOLINGS, SIMPLEST_HEAD_ORDER, Extraction, Recipe, SearchSpace
+from pipeline.search.space import SEARCH_POOLINGS, SIMPLEST_HEAD_ORDER, Extraction, Recipe, SearchSpace
 
 #: Each rung keeps the best 1/ETA of the previous one (at least one).
 ETA = 2
@@ -119,7 +119,8 @@ def complexity(entry: dict) -> tuple:
     forward = sum(_forward_cost(m) for m in members)
     head_rank = SIMPLEST_HEAD_ORDER.index(recipe["head"]) if recipe["head"] in SIMPLEST_HEAD_ORDER else len(
         SIMPLEST_HEAD_ORDER)
-    pooling_rank = POOLINGS.index(recipe["pooling"]) if recipe["pooling"] in POOLINGS else len(POOLINGS)
+    pooling_rank = (SEARCH_POOLINGS.index(recipe["pooling"]) if recipe["pooling"] in SEARCH_POOLINGS
+                    else len(SEARCH_POOLINGS))
     return (len(members) > 1, forward, recipe.get("views", 0), head_rank, pooling_rank)
 
 

@@ -30,7 +30,7 @@ SEARCHABLE_HEADS = tuple(kind for kind, entry in HEADS.items() if not entry.opti
 #: The heads tried by default: the quick ones on cached features (the Keras heads are opt-in).
 DEFAULT_HEADS = ("logreg", "svm", "knn")
 #: Head poolings of spatial maps tried: average (the default), and average + max side by side.
-POOLINGS = ("avg", "avgmax")
+SEARCH_POOLINGS = ("avg", "avgmax")
 #: The simplest head: its recipe is the cheapest on each cache and is fitted first.
 SIMPLEST_HEAD_ORDER = ("logreg", "knn", "svm", "mlp", "gap-dense")
 
@@ -79,7 +79,7 @@ class SearchSpace:
     backbones: tuple[str, ...]
     heads: tuple[str, ...]
     sizes: dict = field(default_factory=dict)
-    poolings: tuple[str, ...] = POOLINGS
+    poolings: tuple[str, ...] = SEARCH_POOLINGS
     views: int = DEFAULT_VIEWS
     fusion: bool = True
 
