@@ -16,7 +16,7 @@ from pipeline.cli.plumbing import (
     resolve_cache,
 )
 from pipeline.heads.features import DEFAULT_HEAD_POOLING
-from pipeline.heads.registry import HEAD_NAMES, HEADS
+from pipeline.heads.registry import HEAD_NAMES, HEADS, check_recipe
 
 
 def _parse_task_weights(_ctx, _param, values) -> dict:
@@ -39,10 +39,10 @@ def _parse_task_weights(_ctx, _param, values) -> dict:
 @click.argument("caches", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--head", "kind", type=click.Choice(HEAD_NAMES), required=True,
               help="Head to fit: " + "; ".join(f"{k}: {entry.help}" for k, entry in HEADS.items()) + ".")
-@click.option("--recipe", type=click.Choice(sorted({r for entry in HEADS.values() for r in entry.recipes})),
-              default=None,
-              help="Training recipe, for heads that have several (gap-dense: classic reproduces the dog-breed "
-                   "notebook; default trains a better head).")
+@click.option("--recipe", default=None, metavar="NAME",
+              help="Training recipe, for heads that have several (" + "; ".join(
+                  f"{k}: {'|'.join(e.recipes)}" for k, e in HEADS.items() if e.recipes) + "; gap-dense's classic "
+                  "reproduces the dog-breed notebook, its default trains a better head).")
 @click.option("--target", default=None,
               help="Fit on this extra label of the cache instead of the main one (e.g. species; see `cache show`).")
 @click.option("--pool", "pooling", type=click.Choice(HEAD_POOLINGS), default=DEFAULT_HEAD_POOLING, show_default=True,
@@ -78,11 +78,7 @@ def fit_head_command(caches, kind, recipe, target, pooling, targets, task_weight
     from pipeline.heads.fitting import fit_head
     from pipeline.heads.metrics import summary_line
 
-    recipes = HEADS[kind].recipes
-    if recipe is not None and recipe not in recipes:
-        with_recipes = ", ".join(f"{k} ({'|'.join(e.recipes)})" for k, e in HEADS.items() if e.recipes)
-        raise click.BadParameter(f"{kind} has no recipe {recipe!r}; --recipe applies to {with_recipes}",
-                                 param_hint="--recipe")
+    check_recipe(kind, recipe)  # before any cache is read
     options = {"targets": tuple(targets.split(",")) if targets else None, "task_weights": task_weights,
                "weighting": task_weighting, "hidden_units": hidden_units}
     view_set = _tta_view_set(tta)

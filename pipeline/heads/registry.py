@@ -92,13 +92,25 @@ def make_head(kind: str, recipe: str | None = None, **options):
     if unexpected:
         owners = ", ".join(e.kind for e in HEADS.values() if set(unexpected) <= set(e.options)) or "no head"
         raise UsageError(f"{', '.join(unexpected)} applies to {owners}, not {kind}")
+    recipe = check_recipe(kind, recipe)
     if given:
         return entry.head_class()(**given)
-    if entry.recipes:
-        if recipe not in (None,) + entry.recipes:
-            raise UsageError(f"unknown recipe {recipe!r} for {kind}; choose one of: {', '.join(entry.recipes)}")
-        return entry.head_class()(recipe or entry.recipes[0])
-    if recipe is not None:
-        with_recipes = [e.kind for e in HEADS.values() if e.recipes]
-        raise UsageError(f"--recipe applies to {', '.join(with_recipes)} only, not {kind}")
-    return entry.head_class()()
+    return entry.head_class()(recipe) if recipe is not None else entry.head_class()()
+
+
+def check_recipe(kind: str, recipe: str | None) -> str | None:
+    """The recipe a `kind` head trains with: `recipe`, else the head's default; None for a head without recipes.
+
+    The one check of a head's recipe (`make_head` applies it, the CLI calls it before reading any cache):
+    `UsageError` for a recipe the head does not have, or any recipe for a head without them.
+    """
+    entry = get_head_entry(kind)
+    if not entry.recipes:
+        if recipe is not None:
+            with_recipes = [e for e in HEADS.values() if e.recipes]
+            raise UsageError(f"--recipe applies to {', '.join(e.kind for e in with_recipes)} only, not {kind} "
+                             f"(recipes: {'; '.join(e.kind + ' ' + '|'.join(e.recipes) for e in with_recipes)})")
+        return None
+    if recipe not in (None,) + entry.recipes:
+        raise UsageError(f"unknown recipe {recipe!r} for {kind}; choose one of: {', '.join(entry.recipes)}")
+    return recipe or entry.recipes[0]

@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.backbones.tf_runtime import import_keras, import_tensorflow
-from pipeline.errors import HeadError
 from pipeline.heads.diagnosis import missing_split_error
 from pipeline.heads.kinds.base import train_and_valid
 from pipeline.heads.kinds.keras_file import load_keras_model, save_keras_model
@@ -71,10 +70,7 @@ class GapDenseHead:
 
     def fit(self, features) -> GapDenseHead:
         keras = import_keras()
-
-        if self.recipe not in RECIPES:
-            raise HeadError(f"unknown recipe {self.recipe!r}; choose one of: {', '.join(RECIPES)}")
-        recipe = RECIPES[self.recipe]
+        recipe = RECIPES[self.recipe]  # a registered name: `registry.check_recipe` is the one check
         train, valid = train_and_valid(features)
         if valid is None:
             raise missing_split_error(features, "valid", f"{self.kind} keeps the best epoch on the validation split")
