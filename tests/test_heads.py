@@ -40,6 +40,24 @@ def test_linear_heads_choose_c_on_validation_and_refit(kind):
     assert head.valid_probabilities_.shape == (50, 5)
 
 
+def test_the_fitted_c_follows_the_one_standard_error_rule_where_argmax_would_not():
+    """A planted search (a fixed solver, so the choice is what is tested): every C is perfect on validation and
+    the log loss falls with C by less than one standard error, so argmax(top-1, -loss) takes the largest C and
+    the documented rule a smaller one."""
+    sharpness = {0.01: 0.30, 0.1: 0.31, 1.0: 0.32}
+
+    class Planted(LogisticRegressionHead):
+        def _fit_one(self, x, y, classes, c, initial):
+            direction = x[y == 1].mean(axis=0) - x[y == 0].mean(axis=0)
+            return np.stack([-direction, direction], axis=1) * sharpness[c] / 2, np.zeros(2), 1
+
+    head = Planted(c_grid=tuple(sharpness)).fit(feature_set(classes=2))
+    assert [entry["valid_top1"] for entry in head.search_] == [1.0, 1.0, 1.0]
+    by_argmax = max(head.search_, key=lambda entry: (entry["valid_top1"], -entry["valid_log_loss"]))["C"]
+    assert by_argmax == 1.0
+    assert head.params_["C"] == _documented_choice(head.search_) == 0.1
+
+
 def test_search_stops_after_patience_misses():
     noisy = feature_set(noise=4, per_class=(15, 30, 10), dims=32)
     head = LogisticRegressionHead(c_grid=np.logspace(-6, 3, 19), patience=2).fit(noisy)
