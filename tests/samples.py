@@ -136,3 +136,56 @@ def dog_images_folder(root: Path, split_sizes: dict) -> Path:
                 seed += 1
                 write_image(root / split / folder / f"{folder[4:]}_{seed:05d}.jpg", (120, 90, 60), seed, size=(8, 8))
     return root
+
+
+#: Validation losses planted by epoch (epoch 0 is the starting weights, which only fine-tuning scores).
+#: Under PLANTED_STOPPING, epoch 3 lowers the best loss by 0.005 (not more than min_delta), epoch 4 is
+#: the best and three epochs without a better one stop training after epoch 7.
+PLANTED_LOSSES = (5.0, 1.0, 0.8, 0.795, 0.7, 0.75, 0.72, 0.71, 0.6, 0.5)
+PLANTED_BEST, PLANTED_LAST = 4, 7
+
+
+class PlantedLoop:
+    """Stands in for `pipeline.heads.training.run_epochs` in a module that trains with it (monkeypatch
+    that module's `run_epochs`): runs the real loop on the module's own trainee, but with validation
+    losses `losses` (by epoch), a NaN training loss from epoch `nan_from` on, and a fixed stopping rule.
+    Remembers the trainee's weights at every validated epoch and the weights the run ended with."""
+
+    def __init__(self, losses=PLANTED_LOSSES, nan_from=None):
+        from pipeline.heads.training import Stopping
+
+        self.losses, self.nan_from = losses, nan_from
+        self.stopping = Stopping(epochs=len(losses) - 1, patience=3, min_delta=0.01)
+        self.calls, self.weights_at, self.final, self.epoch = 0, {}, None, 0
+
+    def __call__(self, trainee, stopping, remedy, **options):
+        from pipeline.heads.training import run_epochs
+
+        self.calls += 1
+        planted = SimpleNamespace(train_epoch=lambda epoch: self._train_epoch(trainee, epoch),
+                                  validate=lambda: self._validate(trainee), weights=trainee.weights,
+                                  set_weights=trainee.set_weights)
+        state = run_epochs(planted, self.stopping, remedy, **options)
+        self.final = trainee.weights()
+        return state
+
+    def _train_epoch(self, trainee, epoch):
+        self.epoch = epoch
+        trained = trainee.train_epoch(epoch)
+        return {**trained, "loss": np.nan} if self.nan_from is not None and epoch >= self.nan_from else trained
+
+    def _validate(self, trainee):
+        self.weights_at[self.epoch] = trainee.weights()
+        return {**trainee.validate(), "valid_loss": self.losses[self.epoch]}
+
+
+def flat_weights(weights) -> list[np.ndarray]:
+    """Nested lists/tuples of arrays (a trainee's `weights()`) as one flat list of arrays."""
+    if isinstance(weights, (list, tuple)):
+        return [array for part in weights for array in flat_weights(part)]
+    return [np.asarray(weights)]
+
+
+def same_weights(a, b) -> bool:
+    flat_a, flat_b = flat_weights(a), flat_weights(b)
+    return len(flat_a) == len(flat_b) and all(np.array_equal(x, y) for x, y in zip(flat_a, flat_b))

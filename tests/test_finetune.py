@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TINY_BACKBONE, make_dataset
+from samples import PLANTED_BEST, PLANTED_LAST, PLANTED_LOSSES, PlantedLoop, same_weights
 
 from pipeline.errors import HeadError, UsageError
 from pipeline.extract.options import ExtractOptions
@@ -370,3 +371,31 @@ def test_an_svm_start_trains_on_its_own_objective_and_warns_once(setting, cli, c
 
     probabilities, _, _ = split_probabilities({**sidecar, "_path": str(saved)}, cache, "test")
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)  # the saved model ends in its softmax
+
+
+@pytest.mark.parametrize("nan_from", [None, 1])
+def test_fine_tuning_runs_the_one_training_loop(setting, monkeypatch, nan_from):
+    """The planted validation curve of test_training.py's heads: fine-tuning stops at the same epoch and ends
+    with the best epoch's weights; a NaN training loss at epoch 1 keeps epoch 0, the head it started from."""
+    import pipeline.finetune.train as finetune_train
+
+    planted = PlantedLoop(nan_from=nan_from)
+    monkeypatch.setattr(finetune_train, "run_epochs", planted)
+    _, cache, head, cache_dir = setting
+    report = fine_tune(cache, head, cache_dir, OPTIONS)
+    last, best = (PLANTED_LAST, PLANTED_BEST) if nan_from is None else (0, 0)
+    assert [record["valid_loss"] for record in report.history] == list(PLANTED_LOSSES[:last + 1])
+    assert (report.best_epoch, report.epochs_run) == (best, last)
+    assert same_weights(planted.final, planted.weights_at[best])
+    sidecar = json.loads(Path(report.sidecar_path).read_text())
+    assert (sidecar["hyperparameters"]["best_epoch"], sidecar["hyperparameters"]["epochs_run"]) == (best, last)
+    assert [record["valid_loss"] for record in sidecar["search"]] == list(PLANTED_LOSSES[:last + 1])
+
+
+def test_fine_tuning_with_no_finite_loss_says_what_to_change(setting, monkeypatch):
+    import pipeline.finetune.train as finetune_train
+
+    monkeypatch.setattr(finetune_train, "run_epochs", PlantedLoop(losses=(np.nan, 1.0), nan_from=1))
+    _, cache, head, cache_dir = setting
+    with pytest.raises(HeadError, match=r"no finite loss .*validation loss was nan at epoch 0.*--backbone-lr"):
+        fine_tune(cache, head, cache_dir, OPTIONS)

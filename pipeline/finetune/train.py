@@ -9,6 +9,8 @@ on validation as epoch 0; after every epoch the validation log loss decides: a d
 `patience` epochs without one stop training, and the best weights - possibly epoch 0's, the head
 it started from - are the result. So a later epoch with a loss lower by `min_delta` or less is not
 chosen; `selection_rule` states the rule and `smaller_drops` names such epochs, for the output.
+The epochs run in the tool's one training loop (`pipeline.heads.training`): a non-finite training
+loss ends training there and the best finite epoch (at worst epoch 0, the starting head) is kept.
 Validation is scored on view 0 and never trained on; test is not touched here.
 
 Every finished epoch is checkpointed (`pipeline.finetune.checkpoint`) before the next one starts.
@@ -30,11 +32,14 @@ from pipeline.finetune.checkpoint import TrainingState, load_state, save_state
 from pipeline.finetune.model import TunedModel
 from pipeline.finetune.recipe import Recipe
 from pipeline.heads.metrics import classification_metrics
+from pipeline.heads.training import LoopState, Stopping, run_epochs
 
 log = logging.getLogger(__name__)
 
 #: Rows per forward pass when scoring (no gradients: larger than training batches).
 SCORING_BATCH_SIZE = 64
+#: What to change when no epoch (not even the starting head, epoch 0) had a finite loss.
+NON_FINITE_REMEDY = "refit the head it starts from (`fit-head`), or lower --backbone-lr and --head-lr"
 
 
 @dataclass(frozen=True)
@@ -126,36 +131,27 @@ def train(trainer: Trainer, cache_path: Path, train_split: SplitRows, valid_spli
     """Run (or resume) the epochs of `trainer.recipe`; the model ends with the best-validation weights."""
     recipe = trainer.recipe
     folder, key = checkpoint
-    state = load_state(folder, key)
-    resumed_from = 0
-    if state is not None:
-        trainer.set_values(state.model_values)
-        trainer.set_optimizer_values(state.optimizer_values)
-        resumed_from = state.epoch
-        log.info("resuming fine-tuning after epoch %d (checkpoint %s)", state.epoch, folder)
-    else:
-        scored = _validate(trainer, cache_path, valid_split, class_names)
-        record = {"epoch": 0, "loss": None, **scored}
-        state = TrainingState(0, [record], 0, scored["valid_loss"], 0, trainer.values(), trainer.values(),
-                              trainer.optimizer_values())
-        save_state(folder, key, state)
-        _report(progress, record)
-    while state.epoch < recipe.epochs and state.stale < recipe.patience:
-        epoch = state.epoch + 1
-        trained = trainer.train_epoch(cache_path, train_split, epoch)
-        record = {"epoch": epoch, **trained, **_validate(trainer, cache_path, valid_split, class_names)}
-        better = record["valid_loss"] < state.best_loss - recipe.min_delta
-        state = TrainingState(
-            epoch=epoch, history=[*state.history, record],
-            best_epoch=epoch if better else state.best_epoch,
-            best_loss=record["valid_loss"] if better else state.best_loss,
-            stale=0 if better else state.stale + 1, model_values=trainer.values(),
-            best_values=trainer.values() if better else state.best_values,
-            optimizer_values=trainer.optimizer_values())
-        save_state(folder, key, state)
-        _report(progress, record)
-    trainer.set_values(state.best_values)
-    return TrainingResult(state.history, state.best_epoch, resumed_from)
+    saved = load_state(folder, key)
+    start, resumed_from = None, 0
+    if saved is not None:
+        trainer.set_values(saved.model_values)
+        trainer.set_optimizer_values(saved.optimizer_values)
+        start = LoopState(saved.epoch, tuple(saved.history), saved.best_epoch, saved.best_loss, saved.stale,
+                          saved.best_values)
+        resumed_from = saved.epoch
+        log.info("resuming fine-tuning after epoch %d (checkpoint %s)", saved.epoch, folder)
+
+    def finished(state: LoopState, record: dict) -> None:
+        save_state(folder, key, TrainingState(state.epoch, list(state.history), state.best_epoch, state.best_loss,
+                                              state.stale, trainer.values(), state.best_weights,
+                                              trainer.optimizer_values()))
+        if progress is not None:
+            progress(record)
+
+    state = run_epochs(_BoundaryEpochs(trainer, cache_path, train_split, valid_split, class_names),
+                       Stopping(recipe.epochs, recipe.patience, recipe.min_delta), NON_FINITE_REMEDY,
+                       score_start=True, start=start, on_epoch=finished)
+    return TrainingResult(list(state.history), state.best_epoch, resumed_from)
 
 
 def selection_rule(min_delta: float) -> str:
@@ -171,12 +167,28 @@ def smaller_drops(history: list[dict], best_epoch: int) -> list[tuple[int, float
     return [(record["epoch"], best - record["valid_loss"]) for record in history if record["valid_loss"] < best]
 
 
-def _validate(trainer: Trainer, cache_path: Path, valid: SplitRows, class_names) -> dict:
-    metrics = classification_metrics(valid.labels, trainer.probabilities(cache_path, valid), class_names)
-    return {"valid_loss": metrics["log_loss"], "valid_top1": metrics["top1"],
-            "valid_mean_per_class_accuracy": metrics["mean_per_class_accuracy"]}
+@dataclass(frozen=True)
+class _BoundaryEpochs:
+    """A `Trainer` as the training loop's `Trainee`: epochs streamed from the boundary cache."""
 
+    trainer: Trainer
+    cache_path: Path
+    train_split: SplitRows
+    valid_split: SplitRows
+    class_names: tuple
 
-def _report(progress, record: dict) -> None:
-    if progress is not None:
-        progress(record)
+    def train_epoch(self, epoch: int) -> dict:
+        return self.trainer.train_epoch(self.cache_path, self.train_split, epoch)
+
+    def validate(self) -> dict:
+        metrics = classification_metrics(self.valid_split.labels,
+                                         self.trainer.probabilities(self.cache_path, self.valid_split),
+                                         self.class_names)
+        return {"valid_loss": metrics["log_loss"], "valid_top1": metrics["top1"],
+                "valid_mean_per_class_accuracy": metrics["mean_per_class_accuracy"]}
+
+    def weights(self) -> list[np.ndarray]:
+        return self.trainer.values()
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        self.trainer.set_values(weights)

@@ -13,9 +13,9 @@ Because GAP is linear, the Dense layer is trained on average-pooled rows (identi
 less work), then saved inside a model that takes the full (h, w, c) maps: `<stem>.keras`, a
 standard Keras model loadable with `safe_mode=True`.
 
-Training uses Keras layers, losses and optimizers in a lean loop that runs one whole epoch per
-compiled call: `model.fit`'s per-batch bookkeeping costs more than the maths on these tiny
-batches (6,680 steps of the classic recipe take about 4 s this way, 14 s through `fit`).
+Training uses Keras layers, losses and optimizers in the tool's one training loop
+(`pipeline.heads.training`), which runs one whole epoch per compiled call: `model.fit`'s per-epoch
+bookkeeping costs more than the maths on these tiny batches (measured there).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pipeline.backbones.tf_runtime import import_keras, import_tensorflow
 from pipeline.heads.diagnosis import missing_split_error
 from pipeline.heads.kinds.base import train_and_valid
 from pipeline.heads.kinds.keras_file import load_keras_model, save_keras_model
+from pipeline.heads.training import RowEpochs, Stopping, run_epochs
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ RECIPES = {
 }
 SEED = 0
 _VARIANCE_FLOOR = 1e-6  # keeps dead (always-zero) channels from dividing by zero
+#: What to change when training a Keras head produced no finite loss.
+NON_FINITE_REMEDY = ("check the features for non-finite or huge values (`cache verify`), or fit a head that "
+                     "standardises them (the default recipe rather than classic, or logreg)")
 
 
 class GapDenseHead:
@@ -127,10 +131,8 @@ class MLPHead(GapDenseHead):
 
 
 def _train(model, recipe: Recipe, train, valid) -> tuple[list[dict], int]:
-    """Train `model` (pooled rows -> probabilities) and restore the lowest-validation-loss weights.
-
-    Returns (per-epoch history, best epoch counted from 1).
-    """
+    """Train `model` (pooled rows -> probabilities) and restore the lowest-validation-loss weights
+    (`pipeline.heads.training`). Returns (per-epoch history, best epoch counted from 1)."""
     keras = import_keras()
     tf = import_tensorflow()
 
@@ -139,42 +141,22 @@ def _train(model, recipe: Recipe, train, valid) -> tuple[list[dict], int]:
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     x, y = tf.constant(train.x), tf.constant(train.y)
     x_valid, y_valid = tf.constant(valid.x), tf.constant(valid.y)
-    batch = batch_size_for(recipe, len(train.y))
 
     @tf.function
-    def run_epoch(order):
-        steps = (tf.shape(order)[0] + batch - 1) // batch
-        total = tf.constant(0.0)
-        for step in tf.range(steps):
-            rows = order[step * batch:(step + 1) * batch]
-            with tf.GradientTape() as tape:
-                loss = loss_fn(tf.gather(y, rows), model(tf.gather(x, rows), training=True))
-            gradients = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-            total += loss
-        return total / tf.cast(steps, tf.float32)
-
-    @tf.function
-    def validate():
+    def scores():
         probabilities = model(x_valid, training=False)
         accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(probabilities, axis=1), y_valid), tf.float32))
         return loss_fn(y_valid, probabilities), accuracy
 
-    shuffler = np.random.default_rng(SEED)
-    history, best_loss, best_weights, best_epoch, stale = [], np.inf, None, 0, 0
-    for epoch in range(1, recipe.epochs + 1):
-        train_loss = run_epoch(tf.constant(shuffler.permutation(len(train.y))))
-        valid_loss, valid_accuracy = (float(v) for v in validate())
-        history.append({"epoch": epoch, "loss": float(train_loss), "valid_loss": valid_loss,
-                        "valid_top1": valid_accuracy})
-        if valid_loss < best_loss - recipe.min_delta:
-            best_loss, best_weights, best_epoch, stale = valid_loss, model.get_weights(), epoch, 0
-        else:
-            stale += 1
-            if recipe.patience is not None and stale >= recipe.patience:
-                break
-    model.set_weights(best_weights)
-    return history, best_epoch
+    def validate() -> dict:
+        valid_loss, valid_accuracy = (float(v) for v in scores())
+        return {"valid_loss": valid_loss, "valid_top1": valid_accuracy}
+
+    trainee = RowEpochs(lambda rows: loss_fn(tf.gather(y, rows), model(tf.gather(x, rows), training=True)),
+                        model.trainable_variables, optimizer, len(train.y), batch_size_for(recipe, len(train.y)),
+                        SEED, validate, model.get_weights, model.set_weights)
+    state = run_epochs(trainee, Stopping(recipe.epochs, recipe.patience, recipe.min_delta), NON_FINITE_REMEDY)
+    return list(state.history), state.best_epoch
 
 
 def batch_size_for(recipe: Recipe, rows: int) -> int:

@@ -7,7 +7,7 @@ standardises the pooled features, applies dropout and optionally one ReLU hidden
 targets' cross-entropies: fixed weights (1 each unless `task_weights` says otherwise, e.g.
 species=0.3), or learned uncertainty weighting (Kendall, Gal and Cipolla, 2018:
 sum_t exp(-s_t) CE_t + s_t with a trainable log-variance s_t per target). Training follows the
-gap-dense default recipe (AdamW, early stopping on the validation loss, best epoch kept), the
+gap-dense default recipe (AdamW; `pipeline.heads.training`: early stopping on the validation loss, best epoch kept), the
 validation loss being the summed per-target cross-entropy, weighted as in training for fixed
 weights and unweighted for learned ones.
 
@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.backbones.tf_runtime import import_keras, import_tensorflow
-from pipeline.errors import HeadError, UsageError
+from pipeline.errors import UsageError
 from pipeline.heads.diagnosis import missing_split_error
 from pipeline.heads.kinds.base import train_and_valid
-from pipeline.heads.kinds.gap_dense import RECIPES, SEED, batch_size_for
+from pipeline.heads.kinds.gap_dense import NON_FINITE_REMEDY, RECIPES, SEED, batch_size_for
 from pipeline.heads.kinds.keras_file import load_keras_model, save_keras_model
+from pipeline.heads.training import RowEpochs, Stopping, run_epochs
 
 WEIGHTINGS = ("fixed", "uncertainty")
 DEFAULT_RECIPE = RECIPES["default"]
@@ -160,7 +161,6 @@ class MultitaskHead:
         y = [tf.constant(train.targets.get(t, train.y) if t != self.targets_[0] else train.y) for t in self.targets_]
         y_valid = [tf.constant(valid.targets.get(t, valid.y) if t != self.targets_[0] else valid.y)
                    for t in self.targets_]
-        batch = batch_size_for(recipe, len(train.y))
 
         def combined(labels, outputs):
             outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]  # one target: one tensor
@@ -169,42 +169,25 @@ class MultitaskHead:
                 return tf.reduce_sum(tf.exp(-log_variance) * losses + log_variance), losses
             return tf.reduce_sum(fixed * losses), losses
 
-        @tf.function
-        def run_epoch(order):
-            steps = (tf.shape(order)[0] + batch - 1) // batch
-            total = tf.constant(0.0)
-            for step in tf.range(steps):
-                rows = order[step * batch:(step + 1) * batch]
-                with tf.GradientTape() as tape:
-                    outputs = model(tf.gather(x, rows), training=True)
-                    loss, _ = combined([tf.gather(label, rows) for label in y], outputs)
-                gradients = tape.gradient(loss, variables)
-                optimizer.apply_gradients(zip(gradients, variables))
-                total += loss
-            return total / tf.cast(steps, tf.float32)
+        def loss_of(rows):
+            return combined([tf.gather(label, rows) for label in y], model(tf.gather(x, rows), training=True))[0]
 
         @tf.function
-        def validate():
+        def scores():
             _, losses = combined(y_valid, model(x_valid, training=False))
             return tf.reduce_sum(losses) if learned else tf.reduce_sum(fixed * losses), losses
 
-        shuffler = np.random.default_rng(SEED)
-        history, best_loss, best_weights, best_epoch, stale = [], np.inf, None, 0, 0
-        best_variances = [0.0] * len(self.targets_)
-        for epoch in range(1, recipe.epochs + 1):
-            train_loss = float(run_epoch(tf.constant(shuffler.permutation(len(train.y)))))
-            valid_loss, per_target = validate()
-            valid_loss = float(valid_loss)
-            history.append({"epoch": epoch, "loss": train_loss, "valid_loss": valid_loss,
-                            **{f"valid_loss_{t}": float(v) for t, v in zip(self.targets_, per_target.numpy())}})
-            if valid_loss < best_loss - recipe.min_delta:
-                best_loss, best_weights, best_epoch, stale = valid_loss, model.get_weights(), epoch, 0
-                best_variances = [float(v) for v in log_variance.numpy()]
-            else:
-                stale += 1
-                if stale >= recipe.patience:
-                    break
-        if best_weights is None:
-            raise HeadError("multitask training produced no finite validation loss; check the features")
-        model.set_weights(best_weights)
-        return history, best_epoch, (dict(zip(self.targets_, best_variances)) if learned else None)
+        def validate() -> dict:
+            valid_loss, per_target = scores()
+            return {"valid_loss": float(valid_loss),
+                    **{f"valid_loss_{t}": float(v) for t, v in zip(self.targets_, per_target.numpy())}}
+
+        def set_weights(weights) -> None:
+            model.set_weights(weights[0])
+            log_variance.assign(weights[1])
+
+        trainee = RowEpochs(loss_of, variables, optimizer, len(train.y), batch_size_for(recipe, len(train.y)), SEED,
+                            validate, lambda: (model.get_weights(), log_variance.numpy()), set_weights)
+        state = run_epochs(trainee, Stopping(recipe.epochs, recipe.patience, recipe.min_delta), NON_FINITE_REMEDY)
+        variances = dict(zip(self.targets_, (float(v) for v in log_variance.numpy()))) if learned else None
+        return list(state.history), state.best_epoch, variances
