@@ -2,7 +2,7 @@
 
 Every image file gets one row (view 0 in a cache with views; files with identical bytes share a
 cache row, so they come out as near-duplicates of similarity 1). Rows are centred on the mean of
-the cache's rows before normalising (`similarity.unit_rows`); the mean is kept so a new photo
+the cache's rows before normalising (`pipeline.cache.near_duplicates.centred_units`); the mean is kept so a new photo
 (`neighbours`) is placed in the same space.
 """
 
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audit.similarity import unit_rows
 from pipeline.cache.format import CacheInfo, read_cache_info
+from pipeline.cache.near_duplicates import NEAR_DUPLICATE_POOLING, centred_units
 from pipeline.cache.rows import load_rows
 from pipeline.errors import CacheError
 
-#: How spatial maps are pooled for the audit: average, as a GlobalAveragePooling head sees them.
-AUDIT_POOLING = "avg"
+#: How spatial maps are pooled for the audit: as the near-duplicate threshold was calibrated.
+AUDIT_POOLING = NEAR_DUPLICATE_POOLING
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,8 @@ def load_audit_features(cache_path: Path) -> AuditFeatures:
         raise CacheError(f"cache {info.path} holds no images, so there is nothing to audit; run `extract` on a "
                          "dataset folder first")
     x = load_rows(info.path, np.asarray(images.row), pooling=AUDIT_POOLING)
-    mean = x.mean(axis=0)
-    return AuditFeatures(info=info, x=x, units=unit_rows(x, mean), mean=mean, relpaths=tuple(images.relpath),
+    units, mean = centred_units(x)
+    return AuditFeatures(info=info, x=x, units=units, mean=mean, relpaths=tuple(images.relpath),
                          splits=tuple(_text(split) for split in images.split),
                          labels=np.asarray(images.label, dtype=np.int64), class_names=tuple(info.class_names))
 

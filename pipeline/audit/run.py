@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audit.duplicates import NEAR_DUPLICATE_SIMILARITY, NearDuplicate, leaked_test_images, near_duplicates
+from pipeline.audit.duplicates import leaked_test_images, near_duplicates
 from pipeline.audit.embedding import embed_2d, map_sample
 from pipeline.audit.features import AUDIT_POOLING, load_audit_features
 from pipeline.audit.labels import LabelIssue, label_issues
 from pipeline.audit.leakage import leakage_aware_scores
 from pipeline.audit.outliers import OUTLIER_MADS, Outlier, outliers
 from pipeline.audit.record import write_record
+from pipeline.cache.near_duplicates import NEAR_DUPLICATE_SIMILARITY, NearDuplicate
 
 log = logging.getLogger(__name__)
 _COORDINATE_DECIMALS = 4

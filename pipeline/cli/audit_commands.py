@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from pipeline.audit.duplicates import NEAR_DUPLICATE_SIMILARITY
 from pipeline.audit.neighbours import DEFAULT_NEIGHBOURS
 from pipeline.audit.outliers import OUTLIER_MADS
+from pipeline.cache.near_duplicates import NEAR_DUPLICATE_SIMILARITY
 from pipeline.cli import limits
 from pipeline.cli.plumbing import cache_argument, cache_dir_option, command_body, json_option, resolve_cache
 
