@@ -225,3 +225,8 @@ def test_real_photos_planted_copies_are_found_other_photos_of_a_breed_are_not(sh
     # p(Maltese) 0.68 stays under the Maltese threshold 0.87, so confident learning does not count it.
     assert [outlier["path"] for outlier in audit["outliers"]] == [
         "train/002.golden_retriever/golden_retriever_2099601_6577.jpg"], "a van with a dog in its window, only"
+
+    dropped, _ = cli.json(["extract", tmp_path / "dogs", "--cache-dir", tmp_path / "cache", "--precision", "float32",
+                           "--drop-cross-split-duplicates"])
+    assert dropped["extracted"] == 0, "the features are reused: only the near-duplicate pass runs"
+    assert {(drop["near"], drop["path"]) for drop in dropped["near_duplicates_dropped"]} == set(truth["copies"].items())

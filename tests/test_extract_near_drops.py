@@ -133,3 +133,9 @@ def test_the_later_split_of_each_cross_split_pair_is_dropped_whatever_the_order(
                                                                ("valid/v1", "train/a", "train")]
     backwards = find_near_drops(records[::-1], sources)
     assert sorted(d.path for d in backwards) == ["test/t1", "valid/v1"]  # test/d2 ~ test/d stays: same split
+
+
+def test_a_shard_drops_identical_files_only_and_says_why(planted, tmp_path, cli):
+    shard = _extract(cli, planted, tmp_path / "cache", "--drop-cross-split-duplicates", "--shard", "1/2")
+    assert shard["near_duplicates_dropped"] == []
+    assert any("not dropped in a shard cache" in note for note in shard["notes"])
