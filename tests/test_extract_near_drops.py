@@ -11,23 +11,13 @@ import numpy as np
 import pytest
 from conftest import TINY_CLI_ARGS
 from PIL import Image
+from samples import write_pattern
 
 from pipeline.cache.format import read_cache_info
 from pipeline.cache.near_duplicates import NEAR_DUPLICATE_SIMILARITY
 from pipeline.cache.segments import RowSource
 from pipeline.data.dataset import ImageRecord
 from pipeline.extract.near_drops import find_near_drops
-
-_PATTERN_CELLS = 4  # random colour cells per side: distinct pictures, far apart even for random-weight features
-_SIDE = 64
-
-
-def _pattern(path, seed):
-    rng = np.random.default_rng(seed)
-    cells = rng.integers(0, 256, (_PATTERN_CELLS, _PATTERN_CELLS, 3)).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(cells).resize((_SIDE, _SIDE), Image.BILINEAR).save(path, quality=90)
-    return path
 
 
 @pytest.fixture
@@ -39,7 +29,7 @@ def planted(tmp_path):
         for name in ("cat", "dog"):
             for index in range(count):
                 seed += 1
-                _pattern(root / split / name / f"{name}_{index}.jpg", seed)
+                write_pattern(root / split / name / f"{name}_{index}.jpg", seed)
     Image.open(root / "train/cat/cat_1.jpg").resize((48, 48)).save(root / "test/cat/resized.jpg", quality=90)
     Image.open(root / "train/dog/dog_2.jpg").save(root / "valid/dog/recompressed.jpg", quality=40)
     Image.open(root / "test/dog/dog_0.jpg").save(root / "test/dog/twin.jpg", quality=40)
