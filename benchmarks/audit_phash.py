@@ -1,8 +1,9 @@
-"""Does a perceptual hash of the pixels help `audit`'s near-duplicate finder? (docs/audit.md)
+"""What the perceptual hash of the pixels adds to `audit`'s near-duplicate finder (docs/audit.md).
 
 `python -m benchmarks.audit_phash CACHE [--truth OUT.truth.json]` scores three finders on a cache of a
-planted dataset: the cached features alone (cosine >= 0.85, the audit's finder), a 64-bit pHash
-alone (Hamming distance <= D, for several D), and features OR hash. Ground truth:
+planted dataset: the cached features alone (cosine >= 0.85), the pixel hash alone (`pipeline.data.phash`,
+Hamming distance <= D of 64 bits, for several D; the nearer of the hash and the mirror's hash), and
+features OR hash (what `audit` and `extract --drop-cross-split-duplicates` use, with D = 8). Truth:
 
 - a cache of `benchmarks.audit_calibration OUT` (copies named `<stem>__<variant>.jpg`): every copy
   with its original and every two copies of one original are duplicates;
@@ -10,12 +11,7 @@ alone (Hamming distance <= D, for several D), and features OR hash. Ground truth
   its original.
 
 Every other pair of images counts as different photos. Prints, per finder, the share of copies
-found with their original per variant (recall) and how many flagged pairs are not duplicates.
-
-The pHash (numpy only): the image decoded as the cache saw it (EXIF orientation applied), in grey,
-resized to 32 x 32, 2-D DCT-II, the 8 x 8 lowest frequencies compared with their median -> 64
-bits. A mirrored image has the same low frequencies with the odd horizontal ones negated, so each
-image also gets a mirror hash from the same DCT, and two images are as close as their nearer pair.
+found with their original per variant (recall), and how many flagged pairs are not duplicates.
 """
 
 from __future__ import annotations
@@ -27,42 +23,18 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from pipeline.audit.features import load_audit_features
-from pipeline.cache.near_duplicates import NEAR_DUPLICATE_SIMILARITY
-from pipeline.data.images import open_rgb
+from pipeline.cache.near_duplicates import NEAR_DUPLICATE_SIMILARITY, find_near_duplicates
+from pipeline.data.phash import PixelHashes, hash_files
 
-HASH_SIDE = 32
-LOW = 8
 DISTANCES = (4, 6, 8, 10, 12)
 _SEPARATOR = "__"
 
 
-def _dct_matrix(n: int) -> np.ndarray:
-    k, i = np.arange(n)[:, None], np.arange(n)[None, :]
-    return np.cos(np.pi * (2 * i + 1) * k / (2 * n))
-
-
-_DCT = _dct_matrix(HASH_SIDE)
-_MIRROR_SIGNS = np.where(np.arange(LOW) % 2, -1.0, 1.0)[None, :]  # odd horizontal frequencies flip sign
-
-
-def _bits(low: np.ndarray) -> np.ndarray:
-    return (low > np.median(low)).ravel()
-
-
-def phash(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
-    """(hash, hash of the mirrored image): 64 booleans each."""
-    grey = np.asarray(image.convert("L").resize((HASH_SIDE, HASH_SIDE), Image.BILINEAR), dtype=np.float64)
-    low = (_DCT @ grey @ _DCT.T)[:LOW, :LOW]
-    return _bits(low), _bits(low * _MIRROR_SIGNS)
-
-
-def hamming(hashes: np.ndarray, mirrors: np.ndarray) -> np.ndarray:
-    """(n, n) distances: the nearer of image vs image and image vs the other's mirror."""
-    h = hashes.astype(np.float32)
-    m = mirrors.astype(np.float32)
+def hamming(hashes: PixelHashes) -> np.ndarray:
+    """(n, n) distances: the nearer of image vs image and image vs the other's mirror hash."""
+    h, m = hashes.bits.astype(np.float32), hashes.mirrored.astype(np.float32)
     plain = h @ (1 - h).T + (1 - h) @ h.T
     mirrored = h @ (1 - m).T + (1 - h) @ m.T
     return np.minimum(plain, mirrored)
@@ -93,10 +65,9 @@ def main() -> None:
     root = features.info.data_root
     paths = list(features.relpaths)
     started = time.perf_counter()
-    hashed = [phash(open_rgb(root / path)) for path in paths]
+    hashes = hash_files([root / path for path in paths])
     seconds = time.perf_counter() - started
-    hashes, mirrors = (np.array(column) for column in zip(*hashed))
-    distance = hamming(hashes, mirrors)
+    distance = hamming(hashes)
     similarity = features.units @ features.units.T
     group, variant = _groups(paths, args.truth)
     n = len(paths)
@@ -104,12 +75,18 @@ def main() -> None:
     same = np.array([[group.get(a) is not None and group.get(a) == group.get(b) for b in paths] for a in paths])
     print(f"{n} images, {int((same & upper).sum())} duplicate pairs; hashing took {seconds:.1f} s "
           f"({1000 * seconds / n:.1f} ms per image, decoding included)")
+    print(f"pairs of different photos: smallest hash distance {distance[upper & ~same].min():.0f}, highest "
+          f"similarity {similarity[upper & ~same].max():.3f}")
     index = {path: i for i, path in enumerate(paths)}
     finders = {"features": similarity >= NEAR_DUPLICATE_SIMILARITY}
     for d in DISTANCES:
         finders[f"hash<={d}"] = distance <= d
         finders[f"features|hash<={d}"] = finders["features"] | (distance <= d)
     variants = sorted(set(variant.values()))
+    combined = {(p.a, p.b) for p in find_near_duplicates(features.units, paths, features.splits, hashes=hashes)}
+    finders["audit's finder"] = np.zeros((n, n), bool)
+    for a, b in combined:
+        finders["audit's finder"][index[a], index[b]] = finders["audit's finder"][index[b], index[a]] = True
     print(f"{'finder':22s} " + " ".join(f"{v:>12s}" for v in variants) + "   found  false pairs")
     for name, flagged in finders.items():
         recall = defaultdict(list)

@@ -14,7 +14,7 @@ from PIL import Image
 from samples import write_pattern
 
 from pipeline.cache.format import read_cache_info
-from pipeline.cache.near_duplicates import NEAR_DUPLICATE_SIMILARITY
+from pipeline.cache.near_duplicates import MAX_HASH_DISTANCE, NEAR_DUPLICATE_SIMILARITY
 from pipeline.cache.segments import RowSource
 from pipeline.data.dataset import ImageRecord
 from pipeline.extract.near_drops import find_near_drops
@@ -54,6 +54,7 @@ def test_later_split_near_copies_are_dropped_listed_and_a_rerun_computes_nothing
     assert dropped["test/cat/resized.jpg"]["near"] == "train/cat/cat_1.jpg"
     assert dropped["valid/dog/recompressed.jpg"]["near_split"] == "train"
     assert all(drop["similarity"] >= NEAR_DUPLICATE_SIMILARITY for drop in dropped.values())
+    assert all(drop["hash_distance"] <= MAX_HASH_DISTANCE for drop in dropped.values())  # both finders agree here
     reasons = {failure["path"]: failure["reason"] for failure in first["failures"]}
     assert reasons["test/cat/resized.jpg"].startswith("near-duplicate of train/cat/cat_1.jpg in train (similarity 0.")
     assert reasons["test/cat/resized.jpg"].endswith("dropped from test by --drop-cross-split-duplicates")
@@ -118,10 +119,10 @@ def test_the_later_split_of_each_cross_split_pair_is_dropped_whatever_the_order(
     path = _rows_file(tmp_path / "rows.h5", rows)
     records = [ImageRecord(relpath, 0, split, sha256=f"{i:064x}") for i, (relpath, split) in enumerate(layout)]
     sources = {record.sha256: RowSource(path, i) for i, record in enumerate(records)}
-    drops = find_near_drops(records, sources)
+    drops = find_near_drops(records, sources, [None] * len(records))  # no files: features only
     assert [(d.path, d.near, d.near_split) for d in drops] == [("test/t1", "train/a", "train"),
                                                                ("valid/v1", "train/a", "train")]
-    backwards = find_near_drops(records[::-1], sources)
+    backwards = find_near_drops(records[::-1], sources, [None] * len(records))
     assert sorted(d.path for d in backwards) == ["test/t1", "valid/v1"]  # test/d2 ~ test/d stays: same split
 
 

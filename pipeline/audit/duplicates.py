@@ -1,7 +1,8 @@
 """Near-duplicates in an audited cache, and the test images they leak.
 
 The finder and its threshold are `pipeline.cache.near_duplicates`, the code `extract
---drop-cross-split-duplicates` drops near-duplicates with; here it runs on the audit's rows.
+--drop-cross-split-duplicates` drops near-duplicates with; here it runs on the audit's rows and, when
+the image files are still as extracted, their pixel hashes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ TEST_SPLIT = "test"
 
 def near_duplicates(features: AuditFeatures, threshold: float = NEAR_DUPLICATE_SIMILARITY) -> list[NearDuplicate]:
     """Every pair of images at or above `threshold`, most similar first (cross-split pairs first on ties)."""
-    return find_near_duplicates(features.units, features.relpaths, features.splits, threshold)
+    return find_near_duplicates(features.units, features.relpaths, features.splits, threshold, features.hashes)
 
 
 def leaked_test_images(duplicates: list[NearDuplicate]) -> set[str]:

@@ -248,7 +248,7 @@ def _drop_near_duplicates(run: ExtractRun) -> None:
             "after `merge`, run extract on the whole dataset with --drop-cross-split-duplicates to drop them"])
         return
     usable = [r for r in run.usable() if r.sha256 in run.available]
-    run.near_drops = find_near_drops(usable, run.available)
+    run.near_drops = find_near_drops(usable, run.available, [run.index.path_of(r) for r in usable])
     gone = {drop.path for drop in run.near_drops}
     run.near_dropped_records = [r for r in usable if r.relpath in gone]
     run.index = without_near_drops(run.index, run.near_drops)
