@@ -267,7 +267,7 @@ def _consolidate(run: ExtractRun) -> None:
         spec=run.setup.feature_spec, weights=run.setup.weights.to_attrs(), origin=extracted_origin(),
         versions=library_versions(), name=run.name, index=run.index, usable=usable, failures=failures,
         dataset_extra=extra, shard_positions=positions,
-        kept_rows=[a for r in run.near_dropped_records for a in run.addresses(r)])
+        kept_rows=[a for r in run.near_dropped_records for a in run.addresses(r) if a in run.available])
     run.wrote = write_dataset_cache(run.cache_path, contents, run.available)
 
 
