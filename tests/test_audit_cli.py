@@ -57,6 +57,7 @@ def test_audit_finds_the_planted_copy_saves_its_record_and_scores_heads_without_
     assert copy is not None and copy["similarity"] >= payload["near_duplicate_similarity"]
     assert sorted(copy["splits"]) == ["test", "train"]
     assert "test/dog/dog_copy.jpg" in payload["leaked_test"]
+    assert payload["hashed"] == payload["images"] == 43 and copy["hash_distance"] <= payload["max_hash_distance"]
     assert {"label_issues", "outliers", "map"} <= set(payload)
     assert len(payload["map"]["points"]) == 43 and payload["map"]["classes"] == ["cat", "dog", "fox"]
     assert Path(payload["record"]).is_file()
@@ -134,6 +135,7 @@ def test_the_report_shows_the_audit_section_with_its_map(planted, cli, tmp_path)
     payload, _ = cli.json(["report", planted, "--html", tmp_path / "report.html"])
     page = Path(payload["html"]).read_text()
     assert 'id="audit-map"' in page and 'id="leakage"' in page and "dog_copy.jpg" in page
+    assert "near-duplicate pairs at cosine &ge; 0.85 or pixel hash distance &le; 8" in page
     data = page.split('<script type="application/json" id="audit-data">', 1)[1].split("</script>", 1)[0]
     chart = json.loads(data)
     assert len(chart["points"]) == 43 and len(chart["thumbnails"]) == 43
