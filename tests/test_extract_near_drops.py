@@ -4,6 +4,7 @@ computes nothing and drops the same images."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import h5py
@@ -72,14 +73,20 @@ def test_later_split_near_copies_are_dropped_listed_and_a_rerun_computes_nothing
     assert read_cache_info(again["cache_path"]).updated == info.updated
 
 
-def test_a_first_run_keeps_the_dropped_rows_and_the_audit_finds_no_cross_split_pair_left(planted, tmp_path, cli):
+def test_a_first_run_keeps_dropped_rows_and_audit_finds_no_cross_split_pair_hashing_unchanged_files(
+        planted, tmp_path, cli):
     first = _extract(cli, planted, tmp_path / "cache", "--drop-cross-split-duplicates")
     assert first["extracted"] == 25 and len(first["near_duplicates_dropped"]) == 2
     with h5py.File(first["cache_path"], "r") as handle:
         assert len(handle["features"]) == 25  # the dropped images' rows stay for the next run
+    edited = planted / "test/dog/dog_0.jpg"  # touched since extraction: audit compares it by features only
+    os.utime(edited, ns=(edited.stat().st_atime_ns, edited.stat().st_mtime_ns + 10**9))
     audit, _ = cli.json(["audit", first["cache_path"], "--no-map"])
     assert [pair for pair in audit["near_duplicates"] if pair["splits"][0] != pair["splits"][1]] == []
     assert audit["leaked_test"] == []
+    assert (audit["images"], audit["hashed"]) == (23, 22)
+    twins = [pair for pair in audit["near_duplicates"] if "test/dog/twin.jpg" in (pair["a"], pair["b"])]
+    assert [pair["hash_distance"] for pair in twins] == [None]
     text = cli(["extract", planted, "--cache-dir", tmp_path / "cache", *TINY_CLI_ARGS, "--drop-cross-split-duplicates"])
     assert "near-duplicate of train/cat/cat_1.jpg in train" in text.stdout
     assert "Features   0 extracted, 25 reused" in text.stdout
