@@ -20,7 +20,7 @@ from pipeline.audit.embedding import MAP_MAX_POINTS, embed_2d, map_sample
 from pipeline.audit.features import AuditFeatures
 from pipeline.audit.labels import label_issues
 from pipeline.audit.outliers import outliers
-from pipeline.audit.similarity import unit_rows
+from pipeline.cache.similarity import unit_rows
 
 CHANNELS = 512
 CLASSES = 133

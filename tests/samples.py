@@ -189,3 +189,18 @@ def flat_weights(weights) -> list[np.ndarray]:
 def same_weights(a, b) -> bool:
     flat_a, flat_b = flat_weights(a), flat_weights(b)
     return len(flat_a) == len(flat_b) and all(np.array_equal(x, y) for x, y in zip(flat_a, flat_b))
+
+
+#: Random colour cells per side of `write_pattern`: distinct pictures, far apart even for random-weight features.
+PATTERN_CELLS = 4
+
+
+def write_pattern(path: Path, seed: int, side: int = 64) -> Path:
+    """A JPEG of smoothly blended random colour cells: unlike `write_image`'s flat noisy colours, two seeds
+    give pictures that random-weight features do not take for near-duplicates (centred cosine well below 0.85)."""
+    from PIL import Image
+
+    cells = np.random.default_rng(seed).integers(0, 256, (PATTERN_CELLS, PATTERN_CELLS, 3)).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(cells).resize((side, side), Image.BILINEAR).save(path, quality=90)
+    return path

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.audit.duplicates import NearDuplicate, leaked_test_images, near_duplicates
+from pipeline.audit.duplicates import leaked_test_images, near_duplicates
 from pipeline.audit.embedding import embed_2d, map_sample
 from pipeline.audit.features import AuditFeatures
 from pipeline.audit.labels import NO_LABEL, confident_labels, fold_of, label_issues
 from pipeline.audit.outliers import outliers, robust_deviations
-from pipeline.audit.similarity import block_size, pairs_above, top_k, unit_rows
+from pipeline.cache.near_duplicates import NearDuplicate
+from pipeline.cache.similarity import block_size, pairs_above, top_k, unit_rows
 
 
 @pytest.fixture(autouse=True)

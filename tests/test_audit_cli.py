@@ -57,6 +57,7 @@ def test_audit_finds_the_planted_copy_saves_its_record_and_scores_heads_without_
     assert copy is not None and copy["similarity"] >= payload["near_duplicate_similarity"]
     assert sorted(copy["splits"]) == ["test", "train"]
     assert "test/dog/dog_copy.jpg" in payload["leaked_test"]
+    assert payload["hashed"] == payload["images"] == 43 and copy["hash_distance"] <= payload["max_hash_distance"]
     assert {"label_issues", "outliers", "map"} <= set(payload)
     assert len(payload["map"]["points"]) == 43 and payload["map"]["classes"] == ["cat", "dog", "fox"]
     assert Path(payload["record"]).is_file()
@@ -134,6 +135,7 @@ def test_the_report_shows_the_audit_section_with_its_map(planted, cli, tmp_path)
     payload, _ = cli.json(["report", planted, "--html", tmp_path / "report.html"])
     page = Path(payload["html"]).read_text()
     assert 'id="audit-map"' in page and 'id="leakage"' in page and "dog_copy.jpg" in page
+    assert "near-duplicate pairs at cosine &ge; 0.85 or pixel hash distance &le; 8" in page
     data = page.split('<script type="application/json" id="audit-data">', 1)[1].split("</script>", 1)[0]
     chart = json.loads(data)
     assert len(chart["points"]) == 43 and len(chart["thumbnails"]) == 43
@@ -225,3 +227,8 @@ def test_real_photos_planted_copies_are_found_other_photos_of_a_breed_are_not(sh
     # p(Maltese) 0.68 stays under the Maltese threshold 0.87, so confident learning does not count it.
     assert [outlier["path"] for outlier in audit["outliers"]] == [
         "train/002.golden_retriever/golden_retriever_2099601_6577.jpg"], "a van with a dog in its window, only"
+
+    dropped, _ = cli.json(["extract", tmp_path / "dogs", "--cache-dir", tmp_path / "cache", "--precision", "float32",
+                           "--drop-cross-split-duplicates"])
+    assert dropped["extracted"] == 0, "the features are reused: only the near-duplicate pass runs"
+    assert {(drop["near"], drop["path"]) for drop in dropped["near_duplicates_dropped"]} == set(truth["copies"].items())

@@ -1,10 +1,12 @@
 """Leakage and hygiene: identical images across splits, label conflicts, repeats, imbalance."""
 
+import itertools
 import shutil
 from pathlib import Path
 
 import pytest
 from conftest import TINY_CLI_ARGS, make_dataset
+from samples import write_pattern
 
 from pipeline.cache.format import read_cache_info
 from pipeline.data.dataset import DatasetIndex, ImageRecord
@@ -114,7 +116,11 @@ def test_index_dataset_reports_leakage_from_real_files(tmp_path):
 
 
 def test_extract_drops_leaked_copies_when_asked(tmp_path, cli):
-    data = _leaky_dataset(tmp_path / "pets")
+    data = tmp_path / "pets"  # distinct pictures: the option also drops near-duplicates, and there are none here
+    for number, (split, name, index) in enumerate(itertools.product(("train", "test"), ("cat", "dog"), range(4))):
+        write_pattern(data / split / name / f"{name}_{index}.jpg", number)
+    shutil.copy(data / "train" / "cat" / "cat_0.jpg", data / "test" / "cat" / "leaked.jpg")
+    shutil.copy(data / "train" / "dog" / "dog_1.jpg", data / "train" / "cat" / "mislabelled.jpg")
     payload, _ = cli.json(["extract", data, "--cache-dir", tmp_path / "cache", *TINY_CLI_ARGS,
                            "--drop-cross-split-duplicates"])
     assert payload["split_counts"]["test"] == 8  # the leaked copy is gone from test

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.audit.features import AUDIT_POOLING, AuditFeatures, load_audit_features
-from pipeline.audit.similarity import top_k, unit_rows
 from pipeline.backbones.registry import get_backbone
 from pipeline.backbones.weights import resolve_weights
 from pipeline.cache.rows import pool_rows
+from pipeline.cache.similarity import top_k, unit_rows
 from pipeline.data.images import ImageDecodeError, ResizeSpec, decode_image, open_rgb
 from pipeline.errors import CacheError, DatasetError
 from pipeline.explain.plotting import Panel, captioned_grid

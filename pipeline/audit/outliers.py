@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.audit.features import AuditFeatures
-from pipeline.audit.similarity import top_k, unit_rows
+from pipeline.cache.similarity import top_k, unit_rows
 
 #: Neighbours averaged for typicality; robust deviations below the median that make an outlier.
 NEIGHBOURS = 10

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audit.duplicates import NEAR_DUPLICATE_SIMILARITY, NearDuplicate, leaked_test_images, near_duplicates
+from pipeline.audit.duplicates import leaked_test_images, near_duplicates
 from pipeline.audit.embedding import embed_2d, map_sample
 from pipeline.audit.features import AUDIT_POOLING, load_audit_features
 from pipeline.audit.labels import LabelIssue, label_issues
 from pipeline.audit.leakage import leakage_aware_scores
 from pipeline.audit.outliers import OUTLIER_MADS, Outlier, outliers
 from pipeline.audit.record import write_record
+from pipeline.cache.near_duplicates import MAX_HASH_DISTANCE, NEAR_DUPLICATE_SIMILARITY, NearDuplicate
 
 log = logging.getLogger(__name__)
 _COORDINATE_DECIMALS = 4
@@ -29,6 +30,7 @@ class AuditResult:
     cache: Path
     images: int
     threshold: float
+    hashed: int  # image files whose pixels were hashed (unchanged since extraction)
     near_duplicates: tuple[NearDuplicate, ...]
     leaked_test: tuple[str, ...]
     leakage_aware: tuple[dict, ...]
@@ -40,7 +42,8 @@ class AuditResult:
 
     def to_dict(self) -> dict:
         return {"cache": str(self.cache), "images": self.images, "pooling": AUDIT_POOLING,
-                "near_duplicate_similarity": self.threshold,
+                "near_duplicate_similarity": self.threshold, "max_hash_distance": MAX_HASH_DISTANCE,
+                "hashed": self.hashed,
                 "near_duplicates": [pair.to_dict() for pair in self.near_duplicates],
                 "leaked_test": list(self.leaked_test), "leakage_aware": list(self.leakage_aware),
                 "label_issues": [issue.to_dict() for issue in self.label_issues],
@@ -60,7 +63,7 @@ def run_audit(cache_path: Path, threshold: float = NEAR_DUPLICATE_SIMILARITY, wi
         seconds[name] = round(now - clock, 3)
         clock = now
 
-    features = load_audit_features(cache_path)
+    features = load_audit_features(cache_path, hash_pixels=True)
     lap("read")
     pairs = near_duplicates(features, threshold)
     leaked = leaked_test_images(pairs)
@@ -76,6 +79,7 @@ def run_audit(cache_path: Path, threshold: float = NEAR_DUPLICATE_SIMILARITY, wi
     lap("map")
     log.info("audited %d images in %.1f s", len(features), sum(seconds.values()))
     result = AuditResult(cache=features.info.path, images=len(features), threshold=threshold,
+                         hashed=features.hashes.hashed,
                          near_duplicates=tuple(pairs), leaked_test=tuple(sorted(leaked)), leakage_aware=tuple(scores),
                          label_issues=tuple(issues), outliers=tuple(far), map=chart, seconds=seconds)
     findings = result.to_dict()

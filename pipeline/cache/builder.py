@@ -42,6 +42,8 @@ class CacheContents:
     `usable` are the records that have features, `failures` the (relpath, reason) of files that
     have none. `dataset_extra` adds facts to the dataset attributes (e.g. a shard's description),
     `shard_positions` the full-index positions a shard cache records (see `pipeline.cache.shard`).
+    `kept_rows` are addresses whose rows the file keeps although no listed image uses them (images
+    dropped after extraction as near-duplicates: a later run finds their rows and computes nothing).
     """
 
     spec: FeatureSpec
@@ -54,6 +56,7 @@ class CacheContents:
     failures: Sequence[tuple[str, str]]
     dataset_extra: dict = field(default_factory=dict)
     shard_positions: dict | None = None
+    kept_rows: Sequence[str] = ()
 
     def dataset_attributes(self) -> dict:
         """The cache's `dataset` attribute."""
@@ -72,7 +75,8 @@ def write_dataset_cache(path: Path, contents: CacheContents, sources: Mapping[st
     The caller holds the cache's lock.
     """
     path = Path(path)
-    row_of, plan, kept = _plan_rows(path, contents.usable, sources, keep_existing_rows, contents.spec.views)
+    row_of, plan, kept = _plan_rows(path, contents.usable, sources, keep_existing_rows, contents.spec.views,
+                                    contents.kept_rows)
     view = _view(contents, row_of)
     dataset = contents.dataset_attributes()
     digest = _digest(view, dataset)
@@ -99,7 +103,7 @@ def write_dataset_cache(path: Path, contents: CacheContents, sources: Mapping[st
 
 
 def _plan_rows(path: Path, records: Sequence[ImageRecord], sources: Mapping[str, RowSource], keep_existing: bool,
-               views: ViewSpec | None):
+               views: ViewSpec | None, kept_rows: Sequence[str] = ()):
     """(row_of, plan, kept): the row of each address, where each row comes from, how many were already in `path`."""
     row_of: dict[str, int] = {}
     plan: list[RowSource] = []
@@ -108,11 +112,10 @@ def _plan_rows(path: Path, records: Sequence[ImageRecord], sources: Mapping[str,
         plan = list(own)
         row_of = {sha: source.row for sha, source in sources.items() if source.path == path}
     kept = len(plan)
-    for record in records:
-        for address in addresses_of(record.sha256, views):
-            if address not in row_of:
-                row_of[address] = len(plan)
-                plan.append(sources[address])
+    for address in [a for record in records for a in addresses_of(record.sha256, views)] + list(kept_rows):
+        if address not in row_of:
+            row_of[address] = len(plan)
+            plan.append(sources[address])
     return row_of, plan, kept
 
 

@@ -83,7 +83,7 @@ def load_rows(path: Path, rows: np.ndarray, pooling: str | None = "avg") -> np.n
     rows = np.asarray(rows, dtype=np.int64)
     with open_cache_file(path) as handle:
         try:
-            return _read_rows(handle, rows, pooling)
+            return read_open_rows(handle, rows, pooling)
         except (KeyError, OSError, RuntimeError) as error:
             raise CacheError(f"cannot read features from cache file {path} ({first_line(error)}); the file is "
                              f"damaged: {FIX_DAMAGED}") from error
@@ -122,7 +122,8 @@ class RowReader:
         self.close()
 
 
-def _read_rows(handle: h5py.File, rows: np.ndarray, pooling: str | None) -> np.ndarray:
+def read_open_rows(handle: h5py.File, rows: np.ndarray, pooling: str | None) -> np.ndarray:
+    """Features of `rows` of an open cache or committed segment file, as `load_rows` returns them."""
     features = handle["features"]
     wanted = np.unique(rows)
     shape = features.shape[1:]

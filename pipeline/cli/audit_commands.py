@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from pipeline.audit.duplicates import NEAR_DUPLICATE_SIMILARITY
 from pipeline.audit.neighbours import DEFAULT_NEIGHBOURS
 from pipeline.audit.outliers import OUTLIER_MADS
+from pipeline.cache.near_duplicates import MAX_HASH_DISTANCE, NEAR_DUPLICATE_SIMILARITY
 from pipeline.cli import limits
 from pipeline.cli.plumbing import cache_argument, cache_dir_option, command_body, json_option, resolve_cache
 
@@ -43,9 +43,12 @@ def audit(cache, threshold, outlier_mads, no_map, cache_dir, as_json):
         crossing = sum(1 for pair in result.near_duplicates if pair.crosses_splits)
         click.echo(f"Audited {result.images} images of {result.cache} in {sum(result.seconds.values()):.1f} s")
         click.echo(f"\nNear-duplicates  {len(result.near_duplicates)} pairs at cosine >= {result.threshold:.2f} "
-                   f"({crossing} across splits; {len(result.leaked_test)} test images have one in train/valid)")
+                   f"or pixel hash distance <= {MAX_HASH_DISTANCE} ({crossing} across splits; "
+                   f"{len(result.leaked_test)} test images have one in train/valid; {result.hashed} of "
+                   f"{result.images} files hashed)")
         for pair in result.near_duplicates[:SHOWN]:
-            click.echo(f"  {pair.similarity:.3f}  {pair.a} [{pair.splits[0] or '-'}]  ~  {pair.b} "
+            bits = f"  hash {pair.hash_distance:2d}" if pair.hash_distance is not None else ""
+            click.echo(f"  {pair.similarity:.3f}{bits}  {pair.a} [{pair.splits[0] or '-'}]  ~  {pair.b} "
                        f"[{pair.splits[1] or '-'}]")
         _more(len(result.near_duplicates))
         if result.leakage_aware:

@@ -105,6 +105,7 @@ class ExtractSummary:
     views: str | None = None  # what `--views` cached, or None
     engine: str = "local"
     ray_workers: int | None = None  # actors the Ray engine ran (None with the local engine)
+    near_duplicates_dropped: list = field(default_factory=list)  # --drop-cross-split-duplicates, after extraction
 
     @property
     def images_per_second(self) -> float:

@@ -15,9 +15,12 @@
 5. `_compute_missing`: decode and run the backbone on the rest in slot-stable batches,
    committing segments (`pipeline.extract.loop`); with `--engine ray` the same batches run on Ray
    Data actors and this process commits what they return (`pipeline.extract.engines.ray_data`).
-6. `_consolidate`: write the cache through `pipeline.cache.builder` (skipped when nothing changed).
+6. `_drop_near_duplicates`: with `--drop-cross-split-duplicates`, drop the later-split member of
+   each cross-split pair of near-duplicates, found on the rows just computed
+   (`pipeline.extract.near_drops`); whole-dataset caches only.
+7. `_consolidate`: write the cache through `pipeline.cache.builder` (skipped when nothing changed).
 
-With `options.shard` set (`extract --shard I/N`), steps 4-6 cover only that shard's images and
+With `options.shard` set (`extract --shard I/N`), steps 4-7 cover only that shard's images and
 write a shard cache; `pipeline.cache.merge` joins the shard caches (see `pipeline.cache.shard`).
 """
 
@@ -46,6 +49,7 @@ from pipeline.data.indexing import dataset_name_of, index_dataset
 from pipeline.data.views import addresses_of, parse_view_address
 from pipeline.errors import CacheError, DatasetError
 from pipeline.extract.loop import LoopTimes, RowJob, compute_rows
+from pipeline.extract.near_drops import DroppedNearDuplicate, find_near_drops, without_near_drops
 from pipeline.extract.options import ExtractOptions, ExtractSummary
 from pipeline.extract.setup import Setup, build_extractor, refuse_changed_weights, resolve_setup
 
@@ -77,6 +81,8 @@ class ExtractRun:
     startup_seconds: float = 0.0
     wrote: bool = False
     ray_workers: int | None = None  # actors the Ray engine ran
+    near_drops: list[DroppedNearDuplicate] = field(default_factory=list)  # `_drop_near_duplicates`
+    near_dropped_records: list[ImageRecord] = field(default_factory=list)  # their records: rows kept
 
     def failures(self) -> list[tuple[str, str]]:
         """(relpath, reason) of every file of the dataset without features."""
@@ -117,6 +123,8 @@ def run_extract(data_dir: Path, cache_dir: Path, options: ExtractOptions = Extra
             _compute_missing(run)
         if run.shard_view is None and all(r.sha256 in run.decode_failures for r in run.index.records):
             _refuse_empty(run.index.root, run.failures())
+        if options.drop_cross_split_duplicates:
+            _drop_near_duplicates(run)
         _consolidate(run)
     return _summary(run)
 
@@ -232,6 +240,20 @@ def _absolute_weights(request: str) -> str:
     return request if request in (IMAGENET, RANDOM) else str(Path(request).resolve())
 
 
+def _drop_near_duplicates(run: ExtractRun) -> None:
+    """Drop near-duplicates across splits (`pipeline.extract.near_drops`); a shard sees too few images."""
+    if run.shard_view is not None:
+        run.index = run.index.with_records(run.index.records, notes=[
+            "near-duplicates across splits are not dropped in a shard cache (they need every image's features); "
+            "after `merge`, run extract on the whole dataset with --drop-cross-split-duplicates to drop them"])
+        return
+    usable = [r for r in run.usable() if r.sha256 in run.available]
+    run.near_drops = find_near_drops(usable, run.available, [run.index.path_of(r) for r in usable])
+    gone = {drop.path for drop in run.near_drops}
+    run.near_dropped_records = [r for r in usable if r.relpath in gone]
+    run.index = without_near_drops(run.index, run.near_drops)
+
+
 def _consolidate(run: ExtractRun) -> None:
     """Write the cache with every usable image (`run.wrote` is False when nothing changed)."""
     run.index = recount_imbalance(run.index, run.usable())  # undecodable files have no rows to train on
@@ -244,14 +266,15 @@ def _consolidate(run: ExtractRun) -> None:
     contents = CacheContents(
         spec=run.setup.feature_spec, weights=run.setup.weights.to_attrs(), origin=extracted_origin(),
         versions=library_versions(), name=run.name, index=run.index, usable=usable, failures=failures,
-        dataset_extra=extra, shard_positions=positions)
+        dataset_extra=extra, shard_positions=positions,
+        kept_rows=[a for r in run.near_dropped_records for a in run.addresses(r) if a in run.available])
     run.wrote = write_dataset_cache(run.cache_path, contents, run.available)
 
 
 def _summary(run: ExtractRun) -> ExtractSummary:
     usable = run.usable()
     extracted = sum(parse_view_address(address)[0] not in run.decode_failures for address in run.wanted)
-    rows = len({a for r in usable for a in run.addresses(r)})
+    rows = len({a for r in usable + run.near_dropped_records for a in run.addresses(r)})
     split_counts: dict[str, int] = {}
     for record in usable:
         split_counts[record.split] = split_counts.get(record.split, 0) + 1
@@ -271,6 +294,7 @@ def _summary(run: ExtractRun) -> ExtractSummary:
         shard=run.options.shard.to_text() if run.options.shard else None,
         views=spec.views.describe() if spec.views is not None else None,
         engine=run.options.engine, ray_workers=run.ray_workers,
+        near_duplicates_dropped=[drop.to_dict() for drop in run.near_drops],
     )
 
 

@@ -52,6 +52,7 @@ def audit_content(cache_path: Path, info: CacheInfo) -> dict:
         if uri:
             thumbnails[str(i)] = uri
     return {"images": record.get("images"), "threshold": record.get("near_duplicate_similarity"),
+            "max_hash_distance": record.get("max_hash_distance"),
             "counts": {"near_duplicates": len(record.get("near_duplicates", [])),
                        "cross_split": sum(1 for p in record.get("near_duplicates", [])
                                           if p["splits"][0] != p["splits"][1]),
@@ -85,6 +86,12 @@ def _leakage(rows: list[dict]) -> str:
         f"<td class='num'>{r['n']}</td><td class='num'>{r['removed']}</td></tr>" for r in rows)
     return ('<table id="leakage"><tr><th>head</th><th>test top-1</th><th>test images</th>'
             "<th>top-1 without leaked</th><th>images left</th><th>removed</th></tr>" + body + "</table>")
+
+
+def _hash_rule(section: dict) -> str:
+    """' or pixel hash distance <= 8' for an audit that hashed the pixels (records before the hash: '')."""
+    limit = section.get("max_hash_distance")
+    return f" or pixel hash distance &le; {limit}" if limit is not None else ""
 
 
 def _pairs(pairs: list[dict]) -> str:
@@ -222,7 +229,8 @@ def render_audit(section: dict) -> str:
     counts = section["counts"]
     parts += [f"<style>{_STYLE}</style>",
               f"<p>{section['images']} images: {counts['near_duplicates']} near-duplicate pairs at cosine &ge; "
-              f"{section['threshold']:.2f} ({counts['cross_split']} across splits, {counts['leaked_test']} test "
+              f"{section['threshold']:.2f}{_hash_rule(section)} ({counts['cross_split']} across splits, "
+              f"{counts['leaked_test']} test "
               f"images with one in train/valid), {counts['label_issues']} label-issue candidates, "
               f"{counts['outliers']} outliers (docs/audit.md says how each is found).</p>",
               "<h3>Leakage-aware test scores</h3>",

@@ -37,10 +37,18 @@ def _blocks(queries: np.ndarray, rows: np.ndarray, block_bytes: int) -> Iterator
         yield start, queries[start:start + step] @ rows.T
 
 
-def pairs_above(units: np.ndarray, threshold: float, block_bytes: int = BLOCK_BYTES):
-    """Every pair i < j of unit rows with cosine >= `threshold`: (i, j, similarity) arrays, exact."""
+def pairs_above(units: np.ndarray, threshold: float, block_bytes: int = BLOCK_BYTES, others: np.ndarray | None = None):
+    """Every pair i < j of unit rows with cosine >= `threshold`: (i, j, similarity) arrays, exact.
+
+    With `others` (rows aligned with `units`, e.g. the mirror images' hashes), a pair's similarity is
+    the larger of units_i . units_j and units_i . others_j (two blocks are then held at once).
+    """
     found_i, found_j, found_s = [], [], []
-    for start, block in _blocks(units, units, block_bytes):
+    blocks = _blocks(units, units, block_bytes)
+    if others is not None:
+        blocks = ((start, np.maximum(block, other)) for (start, block), (_, other)
+                  in zip(blocks, _blocks(units, others, block_bytes)))
+    for start, block in blocks:
         rows, columns = np.nonzero(block >= threshold)
         keep = columns > rows + start
         found_i.append(rows[keep] + start)
