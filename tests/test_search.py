@@ -56,6 +56,7 @@ def test_every_axis_is_tried_and_the_winner_is_a_normal_head_that_predicts(searc
     assert {"mobilenet@32 logreg", "mobilenet@32 knn", "mobilenet@32 logreg avgmax"} <= names
     assert any(name.startswith("mobilenet@48 ") for name in names)
     assert any("+1views " in name for name in names)
+    assert any(name.startswith("mobilenet@") and "+1views " in name and name.endswith(" tta") for name in names)
     sidecar = json.loads(Path(result.head).read_text())
     assert sidecar["kind"] == result.recipe["head"] and sidecar["feature_spec"]["input_size"] == result.recipe[
         "input_size"]
@@ -99,6 +100,7 @@ def test_shuffled_test_labels_cannot_change_the_winner(searched):
     assert result.extracted_rows == 0  # same images: every row comes from the first search's caches
     assert result.winner == first.winner
     assert _valid_scores(result) == _valid_scores(first)
+    assert any(name.endswith(" tta") for name in _valid_scores(first))  # TTA candidates are chosen on valid too
     assert result.test["top1"] < first.test["top1"]
 
 
@@ -186,6 +188,38 @@ def test_the_simplest_candidate_within_one_standard_error_wins():
     assert standard_error(0.90, 20) > 0.05 and name == "small" and selection["simpler_than_best"]
     name, _ = choose_winner(candidates, valid_images=2000)  # a large validation split tells them apart
     assert name == "big"
+
+
+def test_test_time_augmentation_wins_only_beyond_one_standard_error_of_the_plain_recipe():
+    def entry(top1, tta=False, order=0):
+        recipe = {"backbone": "mobilenet", "input_size": 224, "views": 4, "head": "logreg", "pooling": "avg"}
+        return {"status": DONE, "valid": {"top1": top1}, "order": order, "recipe": recipe | ({"tta": True} if tta
+                                                                                             else {})}
+
+    candidates = {"plain": entry(0.80, order=1), "plain tta": entry(0.84, tta=True, order=2)}
+    assert choose_winner(candidates, valid_images=37)[0] == "plain"  # 1.5 images apart on 37: noise
+    assert choose_winner(candidates, valid_images=5000)[0] == "plain tta"
+
+
+def test_a_winner_with_test_time_augmentation_keeps_it_and_predicts_with_it(searched, cli):
+    from pipeline.heads.tta import TTA_VIEWS_KEY
+    from pipeline.search.final import fit_winner
+
+    data, cache_dir, result, _ = searched
+    record = load_record(Path(result.record_path))
+    name, entry = max(((n, e) for n, e in record["candidates"].items() if n.endswith(" tta") and e["status"] == DONE),
+                      key=lambda item: item[1]["valid"]["top1"])
+    winner = fit_winner(name, entry)
+    sidecar = json.loads(Path(winner["head"]).read_text())
+    assert sidecar[TTA_VIEWS_KEY] == [0, 1] and sidecar["tta"]["view_set"] == "all"
+    assert winner["valid"]["top1"] == entry["valid"]["top1"]  # the score it was chosen on, refitted the same
+    assert winner["valid"] == {k: v for k, v in sidecar["tta"]["metrics"]["valid"].items() if k in winner["valid"]}
+    assert winner["plain"]["test"]["top1"] == sidecar["metrics"]["test"]["top1"]
+    photos = {photo: label for label in CLASSES for photo in sorted((data / "test" / label).iterdir())}
+    payload, _ = cli.json(["predict", *photos, "--head", winner["head"], "--cache-dir", cache_dir])
+    assert payload["tta_views"] == [0, 1] and all(r["views_averaged"] == 2 for r in payload["results"])
+    right = sum(r["predictions"][0]["label"] == label for r, label in zip(payload["results"], photos.values()))
+    assert right / len(photos) == pytest.approx(winner["test"]["top1"])  # predict reproduces the TTA test score
 
 
 def test_report_shows_the_search_that_used_the_cache(searched, cli):

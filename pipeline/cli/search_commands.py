@@ -95,6 +95,9 @@ def _echo_result(result, format_duration) -> None:
                f"{result.reused} reused, {result.skipped} skipped, {result.extracted_rows} rows extracted")
     click.echo(f"Record     {result.record_path}")
     click.echo(f"Head       {result.head}")
+    if result.recipe.get("tta"):
+        click.echo("TTA        the winner scores the mean over each image's cached views, and `predict` with its head "
+                   "averages the same views of each photo (--no-tta: the plain view)")
 
 
 #: The commands this module adds to the group.

@@ -302,12 +302,17 @@ def _probe(run: _Run, extraction: Extraction) -> None:
 
 
 def _try_recipe(run: _Run, recipe: Recipe, plan: ExtractionPlan, rung: int, scores: dict) -> None:
-    entry = run.record["candidates"].get(recipe.name)
-    if entry and entry.get("status") in (records.DONE, records.FAILED) and entry.get("feature_key") == plan.feature_key:
-        run.counts["reused"] += 1
-        run.tell("reuse", recipe.name)
-        if entry["status"] == records.DONE:
-            scores[recipe] = entry["valid"]["top1"]
+    """Fit `recipe` on its cache without test and record its validation score; on an extraction with views
+    (and `space.tta`), also its score with test-time augmentation, as the candidate `recipe.with_tta()`."""
+    names = [recipe.name] + ([recipe.with_tta().name] if _scores_tta(run, recipe) else [])
+    entries = [run.record["candidates"].get(name) for name in names]
+    if all(entry and entry.get("status") in (records.DONE, records.FAILED)
+           and entry.get("feature_key") == plan.feature_key for entry in entries):
+        for name, entry in zip(names, entries):
+            run.counts["reused"] += 1
+            run.tell("reuse", name)
+            if entry["status"] == records.DONE:
+                scores[recipe.with_tta() if name != recipe.name else recipe] = entry["valid"]["top1"]
         return
     estimate = _fit_estimate(run, recipe)
     if not _affordable(run, estimate):
@@ -331,8 +336,34 @@ def _try_recipe(run: _Run, recipe: Recipe, plan: ExtractionPlan, rung: int, scor
                      seconds=round(seconds, 3))
         scores[recipe] = entry["valid"]["top1"]
         run.counts["fitted"] += 1
+        if len(names) > 1:
+            _score_tta(run, recipe.with_tta(), entry, fitted, features, scores)
     run.record["candidates"][recipe.name] = entry
     run.save()
+
+
+def _scores_tta(run: _Run, recipe: Recipe) -> bool:
+    """Whether `recipe` is also scored with test-time augmentation: its extraction has views, the space asks."""
+    return run.space.tta and bool(recipe.extraction.views) and not recipe.tta
+
+
+def _score_tta(run: _Run, recipe: Recipe, plain: dict, fitted, features, scores: dict) -> None:
+    """Record `recipe` (a TTA recipe): the head fitted for the plain one, scored on validation over the
+    cached views of `DEFAULT_VIEW_SET` (test was removed from `features`, so it cannot be read here)."""
+    from pipeline.heads.tta import DEFAULT_VIEW_SET, tta_scores
+
+    started = time.perf_counter()
+    entry = {**plain, "recipe": recipe.to_dict(), "order": _next_order(run), "tta_view_set": DEFAULT_VIEW_SET}
+    try:
+        tta = tta_scores(fitted.head, features, DEFAULT_VIEW_SET, splits=(VALID,))
+    except HeadError as error:
+        entry.update(status=records.FAILED, note=str(error).splitlines()[0])
+        entry.pop("valid", None)
+    else:
+        entry.update(valid=kept(tta.metrics[VALID]), tta_views_per_image=tta.views_per_image,
+                     seconds=round(plain["seconds"] + time.perf_counter() - started, 3))
+        scores[recipe] = entry["valid"]["top1"]
+    run.record["candidates"][recipe.name] = entry
 
 
 def _features_without_test(run: _Run, cache_path: Path, pooling: str):

@@ -16,7 +16,8 @@ The winner (`choose_winner`) is chosen on validation only: the best validation t
 because a small validation split cannot tell close candidates apart, the simplest candidate
 within one standard error of it (`standard_error`: binomial, of the best top-1 on the validation images),
 as `logreg` already chooses its C; simplest is `complexity`: no fusion before fusion, then the
-cheaper forward pass (multiply-adds x pixels), fewer views, the simpler head, the plainer pooling.
+cheaper forward pass (multiply-adds x pixels), fewer views, no test-time augmentation (one forward
+pass per image instead of one per view), the simpler head, the plainer pooling.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import math
 
 from pipeline.search.cost import GFLOPS_AT_NATIVE, UNKNOWN_GFLOPS
 from pipeline.search.record import DONE
-from pipeline.search.space import POOLINGS, SIMPLEST_HEAD_ORDER, Extraction, Recipe, SearchSpace
+from pipeline.search.space import POOLINGS, SIMPLEST_HEAD_ORDER, TTA, Extraction, Recipe, SearchSpace
 
 #: Each rung keeps the best 1/ETA of the previous one (at least one).
 ETA = 2
@@ -120,7 +121,7 @@ def complexity(entry: dict) -> tuple:
     head_rank = SIMPLEST_HEAD_ORDER.index(recipe["head"]) if recipe["head"] in SIMPLEST_HEAD_ORDER else len(
         SIMPLEST_HEAD_ORDER)
     pooling_rank = POOLINGS.index(recipe["pooling"]) if recipe["pooling"] in POOLINGS else len(POOLINGS)
-    return (len(members) > 1, forward, recipe.get("views", 0), head_rank, pooling_rank)
+    return (len(members) > 1, forward, recipe.get("views", 0), bool(recipe.get(TTA)), head_rank, pooling_rank)
 
 
 def _native(backbone: str) -> int:

@@ -7,13 +7,17 @@ cache and the pooling of its spatial maps. Caches keep full maps (`--pool none`,
 `extract`), so every head pooling is read from the same cache, and the default recipe's cache
 (vgg16 at 224) is the one a plain `extract` already wrote.
 
-Axes are plain tuples in `SearchSpace`; a new axis (e.g. scoring with test-time augmentation
-over cached views) is a new field of `Recipe` and `SearchSpace`, enumerated in `head_recipes`.
+Test-time augmentation is a field of `Recipe`: on an extraction with views, every head fitted is
+also scored on validation with TTA over its cached views (`pipeline.heads.tta.DEFAULT_VIEW_SET`),
+which costs predictions only, and recorded as a candidate of its own ("... tta").
+
+Axes are plain tuples in `SearchSpace`; a new axis is a new field of `Recipe` and `SearchSpace`,
+enumerated in `head_recipes`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipeline.backbones.registry import BACKBONES
@@ -31,6 +35,8 @@ SEARCHABLE_HEADS = tuple(kind for kind, entry in HEADS.items() if not entry.opti
 DEFAULT_HEADS = ("logreg", "svm", "knn")
 #: Head poolings of spatial maps tried: average (the default), and average + max side by side.
 POOLINGS = ("avg", "avgmax")
+#: Marks a recipe scored with test-time augmentation (its name's suffix, its record's field).
+TTA = "tta"
 #: The simplest head: its recipe is the cheapest on each cache and is fitted first.
 SIMPLEST_HEAD_ORDER = ("logreg", "knn", "svm", "mlp", "gap-dense")
 
@@ -53,18 +59,25 @@ class Extraction:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A candidate: an extraction and the head fitted on it (kind and pooling of spatial maps)."""
+    """A candidate: an extraction and the head fitted on it (kind and pooling of spatial maps), scored on
+    view 0, or with `tta` on the mean over each image's cached views (an extraction with views only)."""
 
     extraction: Extraction
     head: str
     pooling: str = "avg"
+    tta: bool = False
 
     @property
     def name(self) -> str:
-        return f"{self.extraction.name} {self.head}" + (f" {self.pooling}" if self.pooling != "avg" else "")
+        return (f"{self.extraction.name} {self.head}" + (f" {self.pooling}" if self.pooling != "avg" else "")
+                + (f" {TTA}" if self.tta else ""))
+
+    def with_tta(self) -> Recipe:
+        return replace(self, tta=True)
 
     def to_dict(self) -> dict:
-        return {**self.extraction.to_dict(), "head": self.head, "pooling": self.pooling}
+        return {**self.extraction.to_dict(), "head": self.head, "pooling": self.pooling} | (
+            {TTA: True} if self.tta else {})
 
 
 @dataclass(frozen=True)
@@ -72,7 +85,8 @@ class SearchSpace:
     """The axes of one search.
 
     `sizes` maps each backbone to its input sizes, native first; `views` is the number of views of
-    the views rung (0 switches it off); `fusion` whether the best members of different backbones
+    the views rung (0 switches it off); `tta` whether heads on extractions with views are also
+    scored with test-time augmentation; `fusion` whether the best members of different backbones
     are fused at the end.
     """
 
@@ -82,6 +96,7 @@ class SearchSpace:
     poolings: tuple[str, ...] = POOLINGS
     views: int = DEFAULT_VIEWS
     fusion: bool = True
+    tta: bool = True
 
     def native(self, backbone: str) -> Extraction:
         return Extraction(backbone, self.sizes[backbone][0])
@@ -92,7 +107,7 @@ class SearchSpace:
     def to_dict(self) -> dict:
         return {"backbones": list(self.backbones), "heads": list(self.heads),
                 "sizes": {name: list(sizes) for name, sizes in self.sizes.items()}, "poolings": list(self.poolings),
-                "views": self.views, "fusion": self.fusion}
+                "views": self.views, "fusion": self.fusion, "tta": self.tta}
 
 
 def sizes_for(backbone: str) -> tuple[int, ...]:
