@@ -23,8 +23,10 @@ from pipeline.search.space import SearchSpace
 
 CLASSES = ("cat", "dog", "fox", "owl")
 #: Small sizes keep the forward passes quick; 32 is MobileNet's smallest input.
+#: An earlier layer is offered for MobileNet here only so the tiny search exercises the layer rung.
+EARLIER = "conv_pw_11_relu"
 SPACE = SearchSpace(backbones=("mobilenet",), heads=("logreg", "knn"), sizes={"mobilenet": (32, 48)},
-                    poolings=("avg", "avgmax"), views=1, fusion=False)
+                    layers={"mobilenet": (EARLIER,)}, poolings=("avg", "avgmax"), views=1, fusion=False)
 GENEROUS = 600.0
 
 
@@ -57,6 +59,12 @@ def test_every_axis_is_tried_and_the_winner_is_a_normal_head_that_predicts(searc
     assert any(name.startswith("mobilenet@48 ") for name in names)
     assert any("+1views " in name for name in names)
     assert any(name.startswith("mobilenet@") and "+1views " in name and name.endswith(" tta") for name in names)
+    record = load_record(Path(result.record_path))
+    at_layer = [e for name, e in record["candidates"].items() if f":{EARLIER} " in name and e["status"] == DONE]
+    assert at_layer and all(e["rung"] == 4 and e["recipe"]["layer"] == EARLIER for e in at_layer)
+    from pipeline.cache.format import read_cache_info
+
+    assert read_cache_info(Path(at_layer[0]["cache"])).spec.layer == EARLIER  # a normal cache of that layer
     sidecar = json.loads(Path(result.head).read_text())
     assert sidecar["kind"] == result.recipe["head"] and sidecar["feature_spec"]["input_size"] == result.recipe[
         "input_size"]
@@ -188,6 +196,19 @@ def test_the_simplest_candidate_within_one_standard_error_wins():
     assert standard_error(0.90, 20) > 0.05 and name == "small" and selection["simpler_than_best"]
     name, _ = choose_winner(candidates, valid_images=2000)  # a large validation split tells them apart
     assert name == "big"
+
+
+def test_the_layer_rung_tries_the_best_backbones_earlier_layers_only():
+    from pipeline.search.scheduler import layer_rung
+    from pipeline.search.space import EARLIER_LAYERS, Extraction
+
+    space = SearchSpace(("vgg16", "mobilenet"), ("logreg",), {"vgg16": (224, 320), "mobilenet": (224,)},
+                        layers={"vgg16": EARLIER_LAYERS["vgg16"]})
+    scores = {Extraction("vgg16", 224): 0.7, Extraction("vgg16", 320): 0.8, Extraction("mobilenet", 224): 0.6,
+              Extraction("vgg16", 320, views=4): 0.9}
+    assert layer_rung(space, scores) == [Extraction("vgg16", 320, layer="block4_pool")]
+    assert layer_rung(space, {**scores, Extraction("mobilenet", 224): 0.85}) == []  # no earlier layer offered
+    assert Extraction("vgg16", 320, layer="block4_pool").name == "vgg16@320:block4_pool"
 
 
 def test_test_time_augmentation_wins_only_beyond_one_standard_error_of_the_plain_recipe():

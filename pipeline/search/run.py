@@ -2,7 +2,8 @@
 
 `run_search` indexes the dataset once, builds the space (`pipeline.search.space`), refuses a
 budget too small for the cheapest candidate, then walks the rungs of `pipeline.search.scheduler`,
-cheapest first. Before each step it estimates its seconds (`pipeline.search.cost`) and skips it
+cheapest first. Before each step it estimates its seconds (`pipeline.search.cost`; an earlier
+feature layer at the backbone's full forward pass, an upper bound that is never learnt from) and skips it
 when that would leave too little for the final fit (a backbone not measured yet is first timed on
 a few blank images, where that probe fits, so it is not skipped on a borrowed rate); after each
 step it saves the record (`pipeline.search.record`), so an interrupted search resumes there.
@@ -161,6 +162,7 @@ def run_search(data_dir: Path, cache_dir: Path, budget_seconds: float, backbones
     _refuse_small_budget(run)
     recipe_scores = _native_rung(run)
     _larger_rung(run, recipe_scores)
+    _layer_rung(run, recipe_scores)
     _views_rung(run, recipe_scores)
     if space.fusion:
         _fusion_rung(run, recipe_scores)
@@ -238,6 +240,17 @@ def _larger_rung(run: _Run, scores: dict) -> None:
         _try_extraction(run, extraction, recipes, scheduler.RUNG_LARGER, scores)
 
 
+def _layer_rung(run: _Run, scores: dict) -> None:
+    """The best backbone's best extraction at its earlier feature layers (`SearchSpace.layers`), its best heads."""
+    by_extraction: dict = {}
+    for recipe, score in scores.items():
+        by_extraction[recipe.extraction] = max(score, by_extraction.get(recipe.extraction, 0.0))
+    for extraction in scheduler.layer_rung(run.space, by_extraction):
+        recipes = [Recipe(extraction, kind, pooling)
+                   for kind, pooling in scheduler.promoted_heads(scores, extraction.backbone)]
+        _try_extraction(run, extraction, recipes, scheduler.RUNG_LAYER, scores)
+
+
 def _views_rung(run: _Run, scores: dict) -> None:
     by_extraction: dict = {}
     for recipe, score in scores.items():
@@ -265,7 +278,8 @@ def _try_extraction(run: _Run, extraction: Extraction, recipes: list[Recipe], ru
     if not plan.complete:
         run.tell("extract", extraction.name, estimate)
         summary = run_extract(run.data_dir, run.cache_dir, plan.options)
-        run.cost.observe_extraction(extraction, summary.extracted, summary.seconds, summary.startup_seconds)
+        if extraction.layer is None:  # an earlier layer's partial forward pass would understate the backbone's
+            run.cost.observe_extraction(extraction, summary.extracted, summary.seconds, summary.startup_seconds)
         run.counts["extracted_rows"] += summary.extracted
         plan = replace(plan, cache_path=Path(summary.cache_path), missing=0, complete=True)
         run.plans[extraction] = plan
@@ -279,7 +293,8 @@ def _try_extraction(run: _Run, extraction: Extraction, recipes: list[Recipe], ru
 def _worth_probing(run: _Run, extraction: Extraction) -> bool:
     """Whether a timed probe could change the decision: the backbone is unmeasured and its probe affordable."""
     probe = run.cost.startup_seconds + PROBE_IMAGES * run.cost.forward_seconds_per_row(extraction)
-    return extraction.backbone not in run.cost.native_seconds_per_image and _affordable(run, probe)
+    return (extraction.layer is None and extraction.backbone not in run.cost.native_seconds_per_image
+            and _affordable(run, probe))
 
 
 def _probe(run: _Run, extraction: Extraction) -> None:

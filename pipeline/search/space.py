@@ -35,6 +35,11 @@ SEARCHABLE_HEADS = tuple(kind for kind, entry in HEADS.items() if not entry.opti
 DEFAULT_HEADS = ("logreg", "svm", "knn")
 #: Head poolings of spatial maps tried: average (the default), and average + max side by side.
 POOLINGS = ("avg", "avgmax")
+#: Earlier feature layers tried for a backbone, where the choice matters: VGG16's classic bottleneck is
+#: block5_pool, and block4_pool (same 512 channels, 2x finer maps) often transfers better to data far
+#: from ImageNet (Azizpour et al., 2015). The light backbones' default layers are their last blocks, and
+#: their earlier blocks are narrower (MobileNet's conv_pw_11: 512 channels against 1024): not offered.
+EARLIER_LAYERS = {"vgg16": ("block4_pool",)}
 #: Marks a recipe scored with test-time augmentation (its name's suffix, its record's field).
 TTA = "tta"
 #: The simplest head: its recipe is the cheapest on each cache and is fitted first.
@@ -43,18 +48,22 @@ SIMPLEST_HEAD_ORDER = ("logreg", "knn", "svm", "mlp", "gap-dense")
 
 @dataclass(frozen=True)
 class Extraction:
-    """One feature cache to extract: `backbone` at `input_size`, with `views` augmented views (0: none)."""
+    """One feature cache to extract: `backbone` at `input_size`, with `views` augmented views (0: none), at
+    its feature `layer` (None: the backbone's default, the classic bottleneck)."""
 
     backbone: str
     input_size: int
     views: int = 0
+    layer: str | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.backbone}@{self.input_size}" + (f"+{self.views}views" if self.views else "")
+        return (f"{self.backbone}@{self.input_size}" + (f":{self.layer}" if self.layer else "")
+                + (f"+{self.views}views" if self.views else ""))
 
     def to_dict(self) -> dict:
-        return {"backbone": self.backbone, "input_size": self.input_size, "views": self.views}
+        return {"backbone": self.backbone, "input_size": self.input_size, "views": self.views} | (
+            {"layer": self.layer} if self.layer else {})
 
 
 @dataclass(frozen=True)
@@ -84,7 +93,8 @@ class Recipe:
 class SearchSpace:
     """The axes of one search.
 
-    `sizes` maps each backbone to its input sizes, native first; `views` is the number of views of
+    `sizes` maps each backbone to its input sizes, native first; `layers` each backbone to the earlier
+    feature layers tried at its best extraction (`EARLIER_LAYERS`); `views` is the number of views of
     the views rung (0 switches it off); `tta` whether heads on extractions with views are also
     scored with test-time augmentation; `fusion` whether the best members of different backbones
     are fused at the end.
@@ -93,6 +103,7 @@ class SearchSpace:
     backbones: tuple[str, ...]
     heads: tuple[str, ...]
     sizes: dict = field(default_factory=dict)
+    layers: dict = field(default_factory=dict)
     poolings: tuple[str, ...] = POOLINGS
     views: int = DEFAULT_VIEWS
     fusion: bool = True
@@ -106,7 +117,8 @@ class SearchSpace:
 
     def to_dict(self) -> dict:
         return {"backbones": list(self.backbones), "heads": list(self.heads),
-                "sizes": {name: list(sizes) for name, sizes in self.sizes.items()}, "poolings": list(self.poolings),
+                "sizes": {name: list(sizes) for name, sizes in self.sizes.items()},
+                "layers": {name: list(layers) for name, layers in self.layers.items()}, "poolings": list(self.poolings),
                 "views": self.views, "fusion": self.fusion, "tta": self.tta}
 
 
@@ -156,7 +168,9 @@ def build_space(cache_dir: Path, backbones: tuple[str, ...] | None = None, heads
     if not usable:
         raise UsageError("no backbone has genuine ImageNet weights on this machine, so there is nothing to search; "
                          "see `python cli.py weights` for how to install a source")
-    return SearchSpace(usable, chosen_heads, {name: sizes_for(name) for name in usable}, views=views, fusion=fusion)
+    return SearchSpace(usable, chosen_heads, {name: sizes_for(name) for name in usable},
+                       {name: EARLIER_LAYERS[name] for name in usable if name in EARLIER_LAYERS}, views=views,
+                       fusion=fusion)
 
 
 def _checked_heads(heads: tuple[str, ...] | None) -> tuple[str, ...]:
