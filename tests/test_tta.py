@@ -225,6 +225,8 @@ def test_a_tta_head_predicts_on_the_mean_over_the_views_it_was_scored_on(views_c
     assert sidecar[TTA_VIEWS_KEY] == expected_views
     assert head_tta(sidecar).views == tuple(expected_views) and head_tta(sidecar).mild == (view_set == "mild")
     assert head_tta(read_sidecar(Path(fit_head(views_cache, "logreg").sidecar_path))) is None
+    with pytest.raises(HeadError, match="must list view indices"):
+        head_tta({**sidecar, TTA_VIEWS_KEY: ["0", 1]})
     features = load_feature_set(views_cache)
     test = features.split("test")
     photos = [features.info.data_root / relpath for relpath in test.relpaths]

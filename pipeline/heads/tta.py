@@ -84,7 +84,10 @@ def head_tta(sidecar: dict) -> HeadTTA | None:
     views = sidecar.get(TTA_VIEWS_KEY)
     if not views:
         return None
-    return HeadTTA(tuple(int(view) for view in views), (sidecar.get("tta") or {}).get("view_set") == "mild")
+    if not isinstance(views, list) or not all(type(view) is int and view >= 0 for view in views):
+        raise HeadError(f"head {sidecar.get('_path', '')}: {TTA_VIEWS_KEY} must list view indices (0, 1, ...), got "
+                        f"{views!r}; fit the head again with `fit-head --tta`")
+    return HeadTTA(tuple(views), (sidecar.get("tta") or {}).get("view_set") == "mild")
 
 
 def image_view_mask(spec: ViewSpec, sha256: str, views: tuple[int, ...], mild: bool) -> list[bool]:
