@@ -33,9 +33,10 @@ def _names(_ctx, _param, value: str | None) -> tuple[str, ...] | None:
 @json_option
 @command_body
 def search_command(data_dir, budget, backbones, heads, cache_dir, as_json):
-    """Find the best transfer recipe for DATA_DIR on validation: backbone, input size, pooling,
-    augmented views, head, fusion. Test is scored once, for the winner, which is saved as a normal
-    head. A second run reuses every cached row and fit; an interrupted one resumes.
+    """Find the best transfer recipe for DATA_DIR on validation: backbone, input size, feature layer
+    (VGG16), pooling, augmented views, test-time augmentation, head, fusion. Test is scored once, for
+    the winner, which is saved as a normal head. A second run reuses every cached row and fit; an
+    interrupted one resumes.
     """
     from pipeline.search.cost import format_duration, parse_duration
     from pipeline.search.run import run_search
