@@ -2,6 +2,8 @@
 
     nice python benchmarks/search_measurements.py [--data ../shared/data] [--cache-dir cache/search-measurements]
         [--out docs/search-measurements.json] [--backbones efficientnet_lite0,mobilenet,vgg16] [--extract-only]
+    nice python benchmarks/search_measurements.py --plain --backbones vgg16 --samples oxford-pets-mini \
+        --sizes native,320
 
 For each sample (catsdogs, dogimages-mini, oxford-pets-mini), backbone and input size (`SIZES`:
 the backbone's native size and larger ones), extracts one cache with `--views 4 --pool avg`
@@ -13,6 +15,10 @@ with test-time augmentation over each view set of `pipeline.heads.tta.VIEW_SETS`
 each cache, so an interrupted run keeps what it measured; a re-run reuses the caches. Extraction
 seconds (wall time of `run_extract`, under `nice` on a shared 2-core machine) are kept beside the
 caches in `extract-seconds.json`, so `--extract-only` runs and a later scoring run combine.
+
+`--plain` measures the input-size curve alone, at a fifth of the rows: caches without views, in
+`--precision auto` (bfloat16 where the CPU has it), one logreg head trained and scored on view 0
+(the default recipe at that size); its figures go to `plain_runs` and a table of their own.
 """
 
 from __future__ import annotations
@@ -60,6 +66,31 @@ def score_cache(cache_path: Path) -> dict:
             **{f"tta {name}": _figures(tta_scores(fitted.head, features, name).metrics) for name in VIEW_SETS},
         }
     return rows
+
+
+def score_plain_cache(cache_path: Path) -> dict:
+    """The default recipe's figures on a cache without views: logreg trained and scored on view 0."""
+    from pipeline.heads.features import load_feature_set
+    from pipeline.heads.fitting import fit_on_features
+
+    return _figures(fit_on_features(load_feature_set(cache_path), HEAD).metrics)
+
+
+def plain_markdown(results: dict) -> str:
+    """The table of `--plain` runs: valid / test against input size, per sample and backbone."""
+    groups = {}
+    for run in results.get("plain_runs", {}).values():
+        groups.setdefault((run["sample"], run["backbone"]), []).append(run)
+    lines = ["Input size, caches without views in `--precision auto` (logreg trained and scored on view 0). Cells: "
+             "valid top-1 (mean per-class) / test top-1 (mean per-class); extraction seconds in the JSON.", "",
+             "| sample | backbone | precision | " + " | ".join(f"size {i + 1}" for i in range(2)) + " |",
+             "|---|---|---|" + "---|" * 2]
+    for (sample, backbone), group in sorted(groups.items()):
+        group = sorted(group, key=lambda run: run["input_size"])
+        cells = [f"{_size_label(run)}: {_cell(run['figures'])}" for run in group]
+        lines.append(f"| {sample} | {backbone} | {group[0]['precision']} | "
+                     + " | ".join(cells + ["-"] * (2 - len(cells))) + " |")
+    return "\n".join(lines)
 
 
 def _record_seconds(cache_dir: Path, key: str, seconds: float, rows: int) -> None:
@@ -142,10 +173,15 @@ def markdown(results: dict) -> str:
               "default: all).")
 @click.option("--extract-only", is_flag=True, help="Only extract the caches (no heads, no JSON).")
 @click.option("--tables", is_flag=True, help="Only print the markdown tables of the JSON file.")
+@click.option("--plain", is_flag=True, help="The input-size curve alone: caches without views, precision auto.")
 def main(data: Path, cache_dir: Path, out: Path, backbones: str, samples: str, sizes: str | None,
-         extract_only: bool, tables: bool) -> None:
+         extract_only: bool, tables: bool, plain: bool) -> None:
     if tables:
-        click.echo(markdown(json.loads(out.read_text())))
+        results = json.loads(out.read_text())
+        click.echo(markdown(results) + ("\n\n" + plain_markdown(results) if results.get("plain_runs") else ""))
+        return
+    if plain:
+        _plain_runs(data, cache_dir, out, backbones, samples, sizes)
         return
     wanted = None if sizes is None else set(sizes.split(","))
     results = json.loads(out.read_text()) if out.exists() and not extract_only else {}
@@ -174,6 +210,28 @@ def main(data: Path, cache_dir: Path, out: Path, backbones: str, samples: str, s
                              **_recorded_seconds(cache_dir, key),
                              "heads": score_cache(Path(summary.cache_path))}
                 out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(results, indent=1))
+
+
+def _plain_runs(data: Path, cache_dir: Path, out: Path, backbones: str, samples: str, sizes: str | None) -> None:
+    """`--plain`: extract without views in precision auto, fit the default head, add to `plain_runs`."""
+    wanted = None if sizes is None else set(sizes.split(","))
+    for backbone in backbones.split(","):
+        for size in SIZES[backbone]:
+            if wanted is not None and str(size or "native") not in wanted:
+                continue
+            for sample in samples.split(","):
+                options = ExtractOptions(backbone=backbone, input_size=size, precision="auto")
+                click.echo(f"{sample}: {backbone} at {size or 'native'} px, no views, precision auto", err=True)
+                started = time.perf_counter()
+                summary = run_extract(data / sample, cache_dir, options)
+                seconds = round(time.perf_counter() - started, 1)
+                spec = read_cache_info(summary.cache_path).spec
+                results = json.loads(out.read_text()) if out.exists() else {}
+                results.setdefault("plain_runs", {})[f"{sample}/{backbone}/{size or 'native'}"] = {
+                    "sample": sample, "backbone": backbone, "input_size": spec.input_size, "native": size is None,
+                    "precision": spec.precision, "rows": summary.split_counts, "extract_seconds": seconds,
+                    "extracted_rows": summary.extracted, "figures": score_plain_cache(Path(summary.cache_path))}
                 out.write_text(json.dumps(results, indent=1))
 
 

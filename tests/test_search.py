@@ -23,8 +23,10 @@ from pipeline.search.space import SearchSpace
 
 CLASSES = ("cat", "dog", "fox", "owl")
 #: Small sizes keep the forward passes quick; 32 is MobileNet's smallest input.
+#: An earlier layer is offered for MobileNet here only so the tiny search exercises the layer rung.
+EARLIER = "conv_pw_11_relu"
 SPACE = SearchSpace(backbones=("mobilenet",), heads=("logreg", "knn"), sizes={"mobilenet": (32, 48)},
-                    poolings=("avg", "avgmax"), views=1, fusion=False)
+                    layers={"mobilenet": (EARLIER,)}, poolings=("avg", "avgmax"), views=1, fusion=False)
 GENEROUS = 600.0
 
 
@@ -56,6 +58,13 @@ def test_every_axis_is_tried_and_the_winner_is_a_normal_head_that_predicts(searc
     assert {"mobilenet@32 logreg", "mobilenet@32 knn", "mobilenet@32 logreg avgmax"} <= names
     assert any(name.startswith("mobilenet@48 ") for name in names)
     assert any("+1views " in name for name in names)
+    assert any(name.startswith("mobilenet@") and "+1views " in name and name.endswith(" tta") for name in names)
+    record = load_record(Path(result.record_path))
+    at_layer = [e for name, e in record["candidates"].items() if f":{EARLIER} " in name and e["status"] == DONE]
+    assert at_layer and all(e["rung"] == 4 and e["recipe"]["layer"] == EARLIER for e in at_layer)
+    from pipeline.cache.format import read_cache_info
+
+    assert read_cache_info(Path(at_layer[0]["cache"])).spec.layer == EARLIER  # a normal cache of that layer
     sidecar = json.loads(Path(result.head).read_text())
     assert sidecar["kind"] == result.recipe["head"] and sidecar["feature_spec"]["input_size"] == result.recipe[
         "input_size"]
@@ -99,6 +108,7 @@ def test_shuffled_test_labels_cannot_change_the_winner(searched):
     assert result.extracted_rows == 0  # same images: every row comes from the first search's caches
     assert result.winner == first.winner
     assert _valid_scores(result) == _valid_scores(first)
+    assert any(name.endswith(" tta") for name in _valid_scores(first))  # TTA candidates are chosen on valid too
     assert result.test["top1"] < first.test["top1"]
 
 
@@ -186,6 +196,51 @@ def test_the_simplest_candidate_within_one_standard_error_wins():
     assert standard_error(0.90, 20) > 0.05 and name == "small" and selection["simpler_than_best"]
     name, _ = choose_winner(candidates, valid_images=2000)  # a large validation split tells them apart
     assert name == "big"
+
+
+def test_the_layer_rung_tries_the_best_backbones_earlier_layers_only():
+    from pipeline.search.scheduler import layer_rung
+    from pipeline.search.space import EARLIER_LAYERS, Extraction
+
+    space = SearchSpace(("vgg16", "mobilenet"), ("logreg",), {"vgg16": (224, 320), "mobilenet": (224,)},
+                        layers={"vgg16": EARLIER_LAYERS["vgg16"]})
+    scores = {Extraction("vgg16", 224): 0.7, Extraction("vgg16", 320): 0.8, Extraction("mobilenet", 224): 0.6,
+              Extraction("vgg16", 320, views=4): 0.9}
+    assert layer_rung(space, scores) == [Extraction("vgg16", 320, layer="block4_pool")]
+    assert layer_rung(space, {**scores, Extraction("mobilenet", 224): 0.85}) == []  # no earlier layer offered
+    assert Extraction("vgg16", 320, layer="block4_pool").name == "vgg16@320:block4_pool"
+
+
+def test_test_time_augmentation_wins_only_beyond_one_standard_error_of_the_plain_recipe():
+    def entry(top1, tta=False, order=0):
+        recipe = {"backbone": "mobilenet", "input_size": 224, "views": 4, "head": "logreg", "pooling": "avg"}
+        return {"status": DONE, "valid": {"top1": top1}, "order": order, "recipe": recipe | ({"tta": True} if tta
+                                                                                             else {})}
+
+    candidates = {"plain": entry(0.80, order=1), "plain tta": entry(0.84, tta=True, order=2)}
+    assert choose_winner(candidates, valid_images=37)[0] == "plain"  # 1.5 images apart on 37: noise
+    assert choose_winner(candidates, valid_images=5000)[0] == "plain tta"
+
+
+def test_a_winner_with_test_time_augmentation_keeps_it_and_predicts_with_it(searched, cli):
+    from pipeline.heads.tta import TTA_VIEWS_KEY
+    from pipeline.search.final import fit_winner
+
+    data, cache_dir, result, _ = searched
+    record = load_record(Path(result.record_path))
+    name, entry = max(((n, e) for n, e in record["candidates"].items() if n.endswith(" tta") and e["status"] == DONE),
+                      key=lambda item: item[1]["valid"]["top1"])
+    winner = fit_winner(name, entry)
+    sidecar = json.loads(Path(winner["head"]).read_text())
+    assert sidecar[TTA_VIEWS_KEY] == [0, 1] and sidecar["tta"]["view_set"] == "all"
+    assert winner["valid"]["top1"] == entry["valid"]["top1"]  # the score it was chosen on, refitted the same
+    assert winner["valid"] == {k: v for k, v in sidecar["tta"]["metrics"]["valid"].items() if k in winner["valid"]}
+    assert winner["plain"]["test"]["top1"] == sidecar["metrics"]["test"]["top1"]
+    photos = {photo: label for label in CLASSES for photo in sorted((data / "test" / label).iterdir())}
+    payload, _ = cli.json(["predict", *photos, "--head", winner["head"], "--cache-dir", cache_dir])
+    assert payload["tta_views"] == [0, 1] and all(r["views_averaged"] == 2 for r in payload["results"])
+    right = sum(r["predictions"][0]["label"] == label for r, label in zip(payload["results"], photos.values()))
+    assert right / len(photos) == pytest.approx(winner["test"]["top1"])  # predict reproduces the TTA test score
 
 
 def test_report_shows_the_search_that_used_the_cache(searched, cli):

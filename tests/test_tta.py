@@ -8,6 +8,7 @@ both; "mild" reads each view's crop area from the same random draw the rendering
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -200,3 +201,70 @@ def test_validation_model_of_every_refit_head_scored_validation(views_cache):
         np.testing.assert_allclose(validation_model(head).predict_proba(features.split("valid").x),
                                    head.valid_probabilities_, rtol=1e-6)
 
+
+
+def _probability_rows(results: list[dict], class_names) -> np.ndarray:
+    rows = np.zeros((len(results), len(class_names)))
+    for i, result in enumerate(results):
+        for prediction in result["predictions"]:
+            rows[i, list(class_names).index(prediction["label"])] = prediction["probability"]
+    return rows
+
+
+@pytest.mark.parametrize("view_set", ["all", "mild", (0, 2)])
+def test_a_tta_head_predicts_on_the_mean_over_the_views_it_was_scored_on(views_cache, view_set, cli):
+    from pipeline.heads.features import load_feature_set
+    from pipeline.heads.fitting import fit_head
+    from pipeline.heads.store import load_head, read_sidecar
+    from pipeline.heads.tta import TTA_VIEWS_KEY, head_tta, tta_scores, view_mask
+    from pipeline.predict.with_head import predict_images
+
+    report = fit_head(views_cache, "logreg", tta=view_set)
+    sidecar = read_sidecar(Path(report.sidecar_path))
+    expected_views = [0, 2] if view_set == (0, 2) else list(range(VIEWS + 1))
+    assert sidecar[TTA_VIEWS_KEY] == expected_views
+    assert head_tta(sidecar).views == tuple(expected_views) and head_tta(sidecar).mild == (view_set == "mild")
+    assert head_tta(read_sidecar(Path(fit_head(views_cache, "logreg").sidecar_path))) is None
+    with pytest.raises(HeadError, match="must list view indices"):
+        head_tta({**sidecar, TTA_VIEWS_KEY: ["0", 1]})
+    features = load_feature_set(views_cache)
+    test = features.split("test")
+    photos = [features.info.data_root / relpath for relpath in test.relpaths]
+    head, _ = load_head(Path(report.sidecar_path))
+    scored = tta_scores(head, features, view_set, splits=("test",))  # what fit-head reported on cached rows
+    classes = features.class_names
+    with_tta = predict_images(photos, Path(report.sidecar_path), views_cache.parent, top_k=len(classes))
+    np.testing.assert_allclose(_probability_rows(with_tta, classes), scored.probabilities["test"], atol=1e-5)
+    _, mask = view_mask(features, "test", view_set)
+    assert [r["views_averaged"] for r in with_tta] == mask.sum(axis=1).tolist()
+    plain = predict_images(photos, Path(report.sidecar_path), views_cache.parent, top_k=len(classes), tta=False)
+    np.testing.assert_allclose(_probability_rows(plain, classes), head.predict_proba(test.x), atol=1e-5)
+    assert all("views_averaged" not in r for r in plain)
+    assert not np.allclose(_probability_rows(plain, classes), _probability_rows(with_tta, classes), atol=1e-4)
+    printed = cli(["predict", photos[0], "--head", report.sidecar_path, "--cache-dir", views_cache.parent])
+    assert printed.exit_code == 0 and "Test-time augmentation: the mean of the head's probabilities over views " \
+        f"{','.join(map(str, expected_views))}" in printed.stdout
+    payload, _ = cli.json(["predict", photos[0], "--head", report.sidecar_path, "--no-tta",
+                           "--cache-dir", views_cache.parent])
+    assert payload["tta_views"] is None and "views_averaged" not in payload["results"][0]
+    result = cli(["predict", photos[0], "--imagenet", "--no-tta"])
+    assert result.exit_code == 2 and "--no-tta" in result.stderr
+
+
+def test_a_tta_head_exports_its_plain_model_and_says_so(views_cache, cli, tmp_path):
+    from pipeline.export.formats import labels_path_of
+    from pipeline.heads.fitting import fit_head
+
+    report = fit_head(views_cache, "logreg", tta="all")
+    printed = cli(["export", report.sidecar_path, tmp_path / "model.keras", "--format", "keras",
+                   "--cache-dir", views_cache.parent])
+    assert printed.exit_code == 0, printed.output
+    assert "note      the head was scored with test-time augmentation (the mean over views 0,1,2" in printed.stdout
+    assert "verified against `predict --no-tta`" in printed.stdout
+    labels = json.loads(labels_path_of(tmp_path / "model.keras").read_text())
+    assert "sha256" in labels["tta_not_exported"] and labels["verification"]["passed"]
+    plain = fit_head(views_cache, "logreg")
+    payload, _ = cli.json(["export", plain.sidecar_path, tmp_path / "plain.keras", "--format", "keras",
+                           "--cache-dir", views_cache.parent])
+    assert payload["notes"] == [] and "tta_not_exported" not in json.loads(
+        labels_path_of(tmp_path / "plain.keras").read_text())

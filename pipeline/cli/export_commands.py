@@ -50,6 +50,8 @@ def export(head, out, fmt, images, samples, tolerance, cache_dir, as_json):
                    f"on {len(check.images)} images ({check.sample_source}); top-1 agrees on "
                    f"{check.top1_agree}/{len(check.images)}")
         click.echo(f"labels    {report.labels_path}")
+        for note in report.notes:
+            click.echo(f"note      {note}")
     return report.to_dict()
 
 

@@ -29,13 +29,19 @@ from pipeline.predict.images import DEFAULT_TOP_K
               show_default=True, help="With --imagenet: compute precision of the classifier.")
 @click.option("--top-k", type=click.IntRange(1, limits.MAX_TOP_K), default=DEFAULT_TOP_K, show_default=True,
               help="Labels shown per image.")
+@click.option("--no-tta", "no_tta", is_flag=True,
+              help="With a head fitted with test-time augmentation (fit-head --tta, a search winner): predict on "
+                   "the plain image only, instead of the mean over the views the head was scored on.")
 @cache_dir_option
 @json_option
 @command_body
-def predict(images, head_path, imagenet, backbone, resize, precision, top_k, cache_dir, as_json):
+def predict(images, head_path, imagenet, backbone, resize, precision, top_k, no_tta, cache_dir, as_json):
     """Classify IMAGES with a fitted head (--head), or with ImageNet's classes (--imagenet)."""
     if (head_path is None) == (not imagenet):
         raise click.UsageError("pass either --head HEAD (your classes) or --imagenet (ImageNet's classes)")
+    if no_tta and imagenet:
+        raise click.BadParameter("applies to --head only (a head fitted with test-time augmentation)",
+                                 param_hint="--no-tta")
     if imagenet:
         from pipeline.predict.imagenet import predict_imagenet
 
@@ -49,12 +55,17 @@ def predict(images, head_path, imagenet, backbone, resize, precision, top_k, cac
         if value != default:
             raise click.BadParameter("applies to --imagenet only; a head predicts through the extraction it was "
                                      "fitted on", param_hint=name)
-    from pipeline.predict.with_head import predict_images
+    from pipeline.predict.with_head import predict_images, predict_tta
 
-    results = predict_images(images, head_path, cache_dir, top_k)
+    tta = predict_tta(head_path, not no_tta)
+    results = predict_images(images, head_path, cache_dir, top_k, tta=not no_tta)
     if not as_json:
+        if tta is not None:
+            click.echo(f"Test-time augmentation: the mean of the head's probabilities over views "
+                       f"{','.join(map(str, tta.views))}{' (mild crops only)' if tta.mild else ''} of each image, "
+                       "as the head was scored (--no-tta: the plain image only)")
         _print_results(results)
-    return {"head": str(head_path), "results": results}
+    return {"head": str(head_path), "tta_views": list(tta.views) if tta else None, "results": results}
 
 
 def _print_results(results: list[dict]) -> None:

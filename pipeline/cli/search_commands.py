@@ -11,6 +11,7 @@ from pipeline.cli.plumbing import cache_dir_option, command_body, json_option
 
 DEFAULT_BUDGET = "30m"
 _SHOWN = 15  # leaderboard rows printed (every row is in the record and in --json)
+_NAME_WIDTH = 52  # fits "vgg16@320:block4_pool+4views logreg avgmax tta" and the like whole
 
 
 def _names(_ctx, _param, value: str | None) -> tuple[str, ...] | None:
@@ -33,9 +34,10 @@ def _names(_ctx, _param, value: str | None) -> tuple[str, ...] | None:
 @json_option
 @command_body
 def search_command(data_dir, budget, backbones, heads, cache_dir, as_json):
-    """Find the best transfer recipe for DATA_DIR on validation: backbone, input size, pooling,
-    augmented views, head, fusion. Test is scored once, for the winner, which is saved as a normal
-    head. A second run reuses every cached row and fit; an interrupted one resumes.
+    """Find the best transfer recipe for DATA_DIR on validation: backbone, input size, feature layer
+    (VGG16), pooling, augmented views, test-time augmentation, head, fusion. Test is scored once, for
+    the winner, which is saved as a normal head. A second run reuses every cached row and fit; an
+    interrupted one resumes.
     """
     from pipeline.search.cost import format_duration, parse_duration
     from pipeline.search.run import run_search
@@ -66,14 +68,15 @@ def _echo_progress(event) -> None:
 def _echo_result(result, format_duration) -> None:
     from pipeline.search.record import DONE
 
-    click.echo(f"{'candidate':<44} {'rung':>4} {'valid':>6} {'per-cls':>7}  status")
+    click.echo(f"{'candidate':<{_NAME_WIDTH}} {'rung':>4} {'valid':>6} {'per-cls':>7}  status")
     for row in result.leaderboard[:_SHOWN]:
         valid = row.get("valid") or {}
         top1 = f"{valid['top1']:.3f}" if valid.get("top1") is not None else "-"
         per_class = valid.get("mean_per_class_accuracy")
         per_class = f"{per_class:.3f}" if per_class is not None else "-"
         status = row["status"] if row["status"] == DONE else f"{row['status']}: {row.get('note', '')}"
-        click.echo(f"{row['name'][:44]:<44} {row.get('rung', '-'):>4} {top1:>6} {per_class:>7}  {status[:70]}")
+        name = row["name"][:_NAME_WIDTH]
+        click.echo(f"{name:<{_NAME_WIDTH}} {row.get('rung', '-'):>4} {top1:>6} {per_class:>7}  {status[:70]}")
     if len(result.leaderboard) > _SHOWN:
         click.echo(f"... and {len(result.leaderboard) - _SHOWN} more (see --json or the record)")
     selection = result.selection
@@ -95,6 +98,9 @@ def _echo_result(result, format_duration) -> None:
                f"{result.reused} reused, {result.skipped} skipped, {result.extracted_rows} rows extracted")
     click.echo(f"Record     {result.record_path}")
     click.echo(f"Head       {result.head}")
+    if result.recipe.get("tta"):
+        click.echo("TTA        the winner scores the mean over each image's cached views, and `predict` with its head "
+                   "averages the same views of each photo (--no-tta: the plain view)")
 
 
 #: The commands this module adds to the group.

@@ -7,6 +7,11 @@ the tolerance is it renamed to OUT and the labels file `<OUT>.json` (class names
 measured difference) written beside it; otherwise the temporary artifact is deleted and
 `ExportRefused` says by how much it differed. Temporary files of an export to the same OUT that
 was killed (SIGKILL) are deleted when the next one starts (`remove_orphaned_temps`).
+
+A head fitted with test-time augmentation is exported as its plain model, verified against
+`predict --no-tta`: its views are seeded by each file's sha256 (`pipeline.data.views`), which a
+model given pixels never sees, so they cannot be part of the artifact. The report's `notes` and
+the labels file (`tta_not_exported`) say so, with the views `predict` averages.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pipeline.export.verify import (
     verify_artifact,
 )
 from pipeline.heads.store import read_sidecar
+from pipeline.heads.tta import head_tta
 
 LOG = logging.getLogger(__name__)
 
@@ -46,12 +52,25 @@ class ExportReport:
     size_bytes: int
     seconds: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # what the artifact does differently from `predict` (test-time augmentation)
 
     def to_dict(self) -> dict:
         return {"path": str(self.path), "format": self.format, "labels_path": str(self.labels_path),
                 "class_names": self.class_names, "size_bytes": self.size_bytes,
                 "verification": self.verification.to_dict(), "seconds": self.seconds,
-                "input": self.metadata.get("input"), "feature_key": self.metadata.get("feature_key")}
+                "input": self.metadata.get("input"), "feature_key": self.metadata.get("feature_key"),
+                "notes": list(self.notes)}
+
+
+def tta_note(sidecar: dict) -> str | None:
+    """Why a head fitted with test-time augmentation is exported as its plain model (None for other heads)."""
+    tta = head_tta(sidecar)
+    if tta is None:
+        return None
+    return (f"the head was scored with test-time augmentation (the mean over views {','.join(map(str, tta.views))} "
+            "of each image), which `predict` applies; those views are random crops, flips and colour jitter seeded "
+            "by each file's sha256, which a model given pixels never sees, so the artifact is the plain model on "
+            "the image as given, verified against `predict --no-tta`")
 
 
 def export_head(head_path: Path, out: Path, fmt: str, cache_dir: Path, images=None,
@@ -89,10 +108,13 @@ def export_head(head_path: Path, out: Path, fmt: str, cache_dir: Path, images=No
                 f"{tolerance:g}, so nothing was written. {_hint(precisions)}")
         size = _size(temp)
     labels = labels_path_of(path)
+    note = tta_note(sidecar)
     write_text_atomically(labels, json.dumps({**deployable.metadata, "artifact": path.name,
-                                              "verification": verification.to_dict()}, indent=1))
+                                              "verification": verification.to_dict(),
+                                              **({"tta_not_exported": note} if note else {})}, indent=1))
     LOG.info("exported %s (%d bytes), max difference %.3g", path, size, verification.max_abs_diff)
-    return ExportReport(path, fmt, labels, class_names, verification, size, seconds, deployable.metadata)
+    return ExportReport(path, fmt, labels, class_names, verification, size, seconds, deployable.metadata,
+                        (note,) if note else ())
 
 
 def _hint(precisions: set[str]) -> str:

@@ -93,10 +93,13 @@ def sample_images(sidecar: dict, given, limit: int = DEFAULT_SAMPLES) -> tuple[l
 
 def reference_probabilities(paths: list[Path], head_path: Path, cache_dir: Path,
                             class_names: list[str]) -> tuple[list[Path], np.ndarray]:
-    """`predict`'s full probability rows for the decodable `paths` (class order), and those paths."""
+    """`predict`'s full probability rows for the decodable `paths` (class order), and those paths.
+
+    The plain view (`predict --no-tta`): the artifact is the plain model (`pipeline.export.run`).
+    """
     from pipeline.predict.with_head import predict_images
 
-    results = predict_images(paths, head_path, cache_dir, top_k=len(class_names))
+    results = predict_images(paths, head_path, cache_dir, top_k=len(class_names), tta=False)
     kept, rows = [], []
     for result in results:
         if "error" in result:

@@ -50,7 +50,7 @@ FIELD_TYPES = {
     "metrics": ((dict,), "an object"), "metrics_by_target": ((dict,), "an object"), "members": ((list,), "a list"),
     "class_names": ((list,), "a list of text"), "target": ((str,), "text"), "head_pooling": ((str,), "text"),
     "views": ((str,), "text (how the head used the cached views)"), "fit_seconds": ((int, float), "a number"),
-    "files": ((list,), "a list"),
+    "files": ((list,), "a list"), "tta_views": ((list,), "a list of view indices"),
     "search": ((list,), "a list"), "versions": ((dict,), "an object"), "cache": ((dict,), "an object"),
 }
 REQUIRED_FIELDS = ("kind", "class_names", "feature_key")

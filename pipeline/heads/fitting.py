@@ -28,7 +28,7 @@ from pipeline.heads.plots import save_confusion_png
 from pipeline.heads.registry import make_head
 from pipeline.heads.store import heads_dir_of, new_head_stem, write_sidecar
 from pipeline.heads.targets import implied_targets_report
-from pipeline.heads.tta import require_views, tta_scores
+from pipeline.heads.tta import require_views, tta_scores, tta_sidecar_fields
 
 
 @dataclass(frozen=True)
@@ -144,16 +144,17 @@ def fit_head(cache_path: Path, kind: str, recipe: str | None = None, target: str
     `target` picks an extra label of the cache instead of the main one; `pooling` how spatial maps
     are pooled (`pipeline.cache.rows.HEAD_POOLINGS`); `tta` a view set (`pipeline.heads.tta`) to
     also score valid/test with test-time augmentation (`HeadError`, before fitting, for a cache
-    without views); `options` go to the head.
+    without views) and record its views, so `predict` averages them too; `options` go to the head.
     """
     info = read_cache_info(cache_path)
     features = load_feature_set(cache_path, info, target, pooling)
     if tta is not None:
         require_views(features)
     fitted = fit_on_features(features, kind, recipe, **options)
-    if tta is not None:
-        fitted = replace(fitted, tta=tta_scores(fitted.head, features, tta).to_dict())
-    return save_fitted_head(cache_path, info, fitted)
+    if tta is None:
+        return save_fitted_head(cache_path, info, fitted)
+    fitted = replace(fitted, tta=tta_scores(fitted.head, features, tta).to_dict())
+    return save_fitted_head(cache_path, info, fitted, tta_sidecar_fields(features, tta))
 
 
 def save_fitted_head(cache_path: Path, info, fitted: FittedHead, extra: dict | None = None) -> FitReport:

@@ -14,6 +14,10 @@ View sets (`VIEW_SETS`), or explicit view indices (e.g. (0, 1, 2)):
   image (crops that cut most of the object away hurt more than they help at test time);
 - "augmented": the augmented views without view 0.
 
+A head fitted with TTA records the views it averages in its sidecar (`TTA_VIEWS_KEY`, written by
+`tta_sidecar_fields` and read by `head_tta` only), so `predict` renders those views of a new image
+(`pipeline.data.views`, seeded by the file's sha256 as the cache seeded them) and averages the same way.
+
 `DEFAULT_VIEW_SET` is the set measured best on the real-photo samples (docs/search-measurements.md).
 A view's crop comes from the first two draws of its own random generator (`render_view` draws the
 area, then the aspect factor, from `view_generator(spec, sha256, view)`), so "mild" needs no
@@ -39,6 +43,8 @@ DEFAULT_VIEW_SET = "all"
 MILD_CROP_AREA = 0.75
 #: The splits TTA scores (train is what the head learnt from).
 TTA_SPLITS = ("valid", "test")
+#: The head sidecar key listing the view indices a head fitted with TTA averages (0 = the plain image).
+TTA_VIEWS_KEY = "tta_views"
 TTA_NOTE = ("mean of the head's probabilities over each image's views; valid: the model selected on validation "
             "(trained without it), test: the final model - as the plain view-0 scores")
 
@@ -57,6 +63,36 @@ class TTAScores:
         """What a sidecar records (no probabilities)."""
         return {"view_set": self.view_set, "views_per_image": self.views_per_image, "metrics": self.metrics,
                 "note": TTA_NOTE}
+
+
+@dataclass(frozen=True)
+class HeadTTA:
+    """The views a saved head averages at prediction time: `views` (indices, 0 = the plain image), and with
+    `mild` only those augmented views whose crop kept at least `MILD_CROP_AREA` of each image."""
+
+    views: tuple[int, ...]
+    mild: bool = False
+
+
+def tta_sidecar_fields(features: FeatureSet, view_set: str | tuple[int, ...]) -> dict:
+    """The sidecar fields of a head fitted with `view_set`: {TTA_VIEWS_KEY: [view indices]} (see `head_tta`)."""
+    return {TTA_VIEWS_KEY: list(_views_of(features, view_set))}
+
+
+def head_tta(sidecar: dict) -> HeadTTA | None:
+    """The views a head recorded (`tta_sidecar_fields`) for prediction, or None for a head fitted without TTA."""
+    views = sidecar.get(TTA_VIEWS_KEY)
+    if not views:
+        return None
+    if not isinstance(views, list) or not all(type(view) is int and view >= 0 for view in views):
+        raise HeadError(f"head {sidecar.get('_path', '')}: {TTA_VIEWS_KEY} must list view indices (0, 1, ...), got "
+                        f"{views!r}; fit the head again with `fit-head --tta`")
+    return HeadTTA(tuple(views), (sidecar.get("tta") or {}).get("view_set") == "mild")
+
+
+def image_view_mask(spec: ViewSpec, sha256: str, views: tuple[int, ...], mild: bool) -> list[bool]:
+    """Which of `views` one image (its sha256) averages: every one, or with `mild` view 0 and the mild crops."""
+    return [not mild or view == 0 or crop_area_of(spec, sha256, view) >= MILD_CROP_AREA for view in views]
 
 
 def parse_view_set(text: str) -> str | tuple[int, ...]:
@@ -98,23 +134,26 @@ def crop_area_of(spec: ViewSpec, sha256: str, view: int) -> float:
 def view_mask(features: FeatureSet, split: str, view_set: str | tuple[int, ...]) -> tuple[tuple[int, ...], np.ndarray]:
     """The cached views a view set reads, and which of them each image of `split` averages: (views, mask of
     shape (images, len(views)))."""
-    per_image = require_views(features)
     images = features.info.images.in_split(split)
-    if view_set == "all":
-        views = tuple(range(per_image))
-    elif view_set == "augmented":
-        views = tuple(range(1, per_image))
-    elif view_set == "mild":
-        views = tuple(range(per_image))
+    views = _views_of(features, view_set)
+    if view_set == "mild":
         spec, shas = features.info.views, features.info.images.sha256[images]
-        mask = np.array([[view == 0 or crop_area_of(spec, sha, view) >= MILD_CROP_AREA for view in views]
-                         for sha in shas], dtype=bool).reshape(len(images), len(views))
+        mask = np.array([image_view_mask(spec, sha, views, True) for sha in shas],
+                        dtype=bool).reshape(len(images), len(views))
         return views, mask
-    elif isinstance(view_set, str):
-        raise UsageError(f"unknown TTA view set {view_set!r}; choose one of: {', '.join(VIEW_SETS)}")
-    else:
-        views = tuple(int(view) for view in view_set)
     return views, np.ones((len(images), len(views)), dtype=bool)
+
+
+def _views_of(features: FeatureSet, view_set: str | tuple[int, ...]) -> tuple[int, ...]:
+    """The cached view indices a view set reads (`HeadError` for a cache without views)."""
+    per_image = require_views(features)
+    if view_set in ("all", "mild"):
+        return tuple(range(per_image))
+    if view_set == "augmented":
+        return tuple(range(1, per_image))
+    if isinstance(view_set, str):
+        raise UsageError(f"unknown TTA view set {view_set!r}; choose one of: {', '.join(VIEW_SETS)}")
+    return tuple(int(view) for view in view_set)
 
 
 def average_over_views(predict, x_views: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -3,11 +3,14 @@
 A single recipe is fitted again on the full cache (the same deterministic fit its candidate had,
 now with test) and saved as a normal head (`pipeline.heads.fitting.save_fitted_head`); a fused
 one through `fit-head`'s fusion (`pipeline.heads.fusion.fit_fusion`), which saves its members as
-normal heads too.
+normal heads too. A winner with test-time augmentation keeps it: its valid and test figures are the TTA
+ones (its head's sidecar has the plain view-0 figures beside them), and its head records its views
+(`pipeline.heads.tta.tta_sidecar_fields`), so `predict` averages them as the search scored them.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from pipeline.cache.format import read_cache_info
@@ -31,12 +34,23 @@ def fit_winner(name: str, entry: dict) -> dict:
     else:
         cache_path = Path(entry["cache"])
         info = read_cache_info(cache_path)
-        fitted = fit_on_features(load_feature_set(cache_path, info, None, recipe["pooling"]), recipe["head"])
-        report = save_fitted_head(cache_path, info, fitted)
+        features = load_feature_set(cache_path, info, None, recipe["pooling"])
+        fitted = fit_on_features(features, recipe["head"])
+        if recipe.get("tta"):
+            from pipeline.heads.tta import tta_scores, tta_sidecar_fields
+
+            view_set = entry["tta_view_set"]
+            fitted = replace(fitted, tta=tta_scores(fitted.head, features, view_set).to_dict())
+            report = save_fitted_head(cache_path, info, fitted, tta_sidecar_fields(features, view_set))
+        else:
+            report = save_fitted_head(cache_path, info, fitted)
+    metrics = report.tta["metrics"] if recipe.get("tta") else report.metrics
     return {"name": name, "recipe": recipe, "feature_key": entry["feature_key"], "head": report.sidecar_path,
-            "valid": kept(report.metrics[VALID]),
-            "test": kept(report.metrics[TEST]) if TEST in report.metrics else None, "test_note": TEST_NOTE,
-            "caveats": [caveat.text for caveat in caveats_of(report.metrics)]}
+            "valid": kept(metrics[VALID]),
+            "test": kept(metrics[TEST]) if TEST in metrics else None, "test_note": TEST_NOTE,
+            **({"plain": {split: kept(values) for split, values in report.metrics.items() if split != "train"}}
+               if recipe.get("tta") else {}),
+            "caveats": [caveat.text for caveat in caveats_of(metrics)]}
 
 
 def kept(metrics: dict) -> dict:

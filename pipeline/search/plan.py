@@ -34,7 +34,8 @@ class ExtractionPlan:
 
 def plan_extraction(extraction: Extraction, data_dir: Path, cache_dir: Path, index) -> ExtractionPlan:
     """The plan of `extraction` for the images of `index` (the dataset at `data_dir`) in `cache_dir`."""
-    options = ExtractOptions(backbone=extraction.backbone, input_size=extraction.input_size, views=extraction.views)
+    options = ExtractOptions(backbone=extraction.backbone, input_size=extraction.input_size, views=extraction.views,
+                             layer=extraction.layer)
     setup, _ = resolve_setup(options, cache_dir)
     spec = setup.feature_spec
     cache_path = Path(cache_dir) / cache_file_name(dataset_name_of(data_dir), spec)

@@ -2,7 +2,8 @@
 
 `run_search` indexes the dataset once, builds the space (`pipeline.search.space`), refuses a
 budget too small for the cheapest candidate, then walks the rungs of `pipeline.search.scheduler`,
-cheapest first. Before each step it estimates its seconds (`pipeline.search.cost`) and skips it
+cheapest first. Before each step it estimates its seconds (`pipeline.search.cost`; an earlier
+feature layer at the backbone's full forward pass, an upper bound that is never learnt from) and skips it
 when that would leave too little for the final fit (a backbone not measured yet is first timed on
 a few blank images, where that probe fits, so it is not skipped on a borrowed rate); after each
 step it saves the record (`pipeline.search.record`), so an interrupted search resumes there.
@@ -161,6 +162,7 @@ def run_search(data_dir: Path, cache_dir: Path, budget_seconds: float, backbones
     _refuse_small_budget(run)
     recipe_scores = _native_rung(run)
     _larger_rung(run, recipe_scores)
+    _layer_rung(run, recipe_scores)
     _views_rung(run, recipe_scores)
     if space.fusion:
         _fusion_rung(run, recipe_scores)
@@ -238,6 +240,17 @@ def _larger_rung(run: _Run, scores: dict) -> None:
         _try_extraction(run, extraction, recipes, scheduler.RUNG_LARGER, scores)
 
 
+def _layer_rung(run: _Run, scores: dict) -> None:
+    """The best backbone's best extraction at its earlier feature layers (`SearchSpace.layers`), its best heads."""
+    by_extraction: dict = {}
+    for recipe, score in scores.items():
+        by_extraction[recipe.extraction] = max(score, by_extraction.get(recipe.extraction, 0.0))
+    for extraction in scheduler.layer_rung(run.space, by_extraction):
+        recipes = [Recipe(extraction, kind, pooling)
+                   for kind, pooling in scheduler.promoted_heads(scores, extraction.backbone)]
+        _try_extraction(run, extraction, recipes, scheduler.RUNG_LAYER, scores)
+
+
 def _views_rung(run: _Run, scores: dict) -> None:
     by_extraction: dict = {}
     for recipe, score in scores.items():
@@ -265,7 +278,8 @@ def _try_extraction(run: _Run, extraction: Extraction, recipes: list[Recipe], ru
     if not plan.complete:
         run.tell("extract", extraction.name, estimate)
         summary = run_extract(run.data_dir, run.cache_dir, plan.options)
-        run.cost.observe_extraction(extraction, summary.extracted, summary.seconds, summary.startup_seconds)
+        if extraction.layer is None:  # an earlier layer's partial forward pass would understate the backbone's
+            run.cost.observe_extraction(extraction, summary.extracted, summary.seconds, summary.startup_seconds)
         run.counts["extracted_rows"] += summary.extracted
         plan = replace(plan, cache_path=Path(summary.cache_path), missing=0, complete=True)
         run.plans[extraction] = plan
@@ -279,7 +293,8 @@ def _try_extraction(run: _Run, extraction: Extraction, recipes: list[Recipe], ru
 def _worth_probing(run: _Run, extraction: Extraction) -> bool:
     """Whether a timed probe could change the decision: the backbone is unmeasured and its probe affordable."""
     probe = run.cost.startup_seconds + PROBE_IMAGES * run.cost.forward_seconds_per_row(extraction)
-    return extraction.backbone not in run.cost.native_seconds_per_image and _affordable(run, probe)
+    return (extraction.layer is None and extraction.backbone not in run.cost.native_seconds_per_image
+            and _affordable(run, probe))
 
 
 def _probe(run: _Run, extraction: Extraction) -> None:
@@ -302,12 +317,17 @@ def _probe(run: _Run, extraction: Extraction) -> None:
 
 
 def _try_recipe(run: _Run, recipe: Recipe, plan: ExtractionPlan, rung: int, scores: dict) -> None:
-    entry = run.record["candidates"].get(recipe.name)
-    if entry and entry.get("status") in (records.DONE, records.FAILED) and entry.get("feature_key") == plan.feature_key:
-        run.counts["reused"] += 1
-        run.tell("reuse", recipe.name)
-        if entry["status"] == records.DONE:
-            scores[recipe] = entry["valid"]["top1"]
+    """Fit `recipe` on its cache without test and record its validation score; on an extraction with views
+    (and `space.tta`), also its score with test-time augmentation, as the candidate `recipe.with_tta()`."""
+    names = [recipe.name] + ([recipe.with_tta().name] if _scores_tta(run, recipe) else [])
+    entries = [run.record["candidates"].get(name) for name in names]
+    if all(entry and entry.get("status") in (records.DONE, records.FAILED)
+           and entry.get("feature_key") == plan.feature_key for entry in entries):
+        for name, entry in zip(names, entries):
+            run.counts["reused"] += 1
+            run.tell("reuse", name)
+            if entry["status"] == records.DONE:
+                scores[recipe.with_tta() if name != recipe.name else recipe] = entry["valid"]["top1"]
         return
     estimate = _fit_estimate(run, recipe)
     if not _affordable(run, estimate):
@@ -331,8 +351,34 @@ def _try_recipe(run: _Run, recipe: Recipe, plan: ExtractionPlan, rung: int, scor
                      seconds=round(seconds, 3))
         scores[recipe] = entry["valid"]["top1"]
         run.counts["fitted"] += 1
+        if len(names) > 1:
+            _score_tta(run, recipe.with_tta(), entry, fitted, features, scores)
     run.record["candidates"][recipe.name] = entry
     run.save()
+
+
+def _scores_tta(run: _Run, recipe: Recipe) -> bool:
+    """Whether `recipe` is also scored with test-time augmentation: its extraction has views, the space asks."""
+    return run.space.tta and bool(recipe.extraction.views) and not recipe.tta
+
+
+def _score_tta(run: _Run, recipe: Recipe, plain: dict, fitted, features, scores: dict) -> None:
+    """Record `recipe` (a TTA recipe): the head fitted for the plain one, scored on validation over the
+    cached views of `DEFAULT_VIEW_SET` (test was removed from `features`, so it cannot be read here)."""
+    from pipeline.heads.tta import DEFAULT_VIEW_SET, tta_scores
+
+    started = time.perf_counter()
+    entry = {**plain, "recipe": recipe.to_dict(), "order": _next_order(run), "tta_view_set": DEFAULT_VIEW_SET}
+    try:
+        tta = tta_scores(fitted.head, features, DEFAULT_VIEW_SET, splits=(VALID,))
+    except HeadError as error:
+        entry.update(status=records.FAILED, note=str(error).splitlines()[0])
+        entry.pop("valid", None)
+    else:
+        entry.update(valid=kept(tta.metrics[VALID]), tta_views_per_image=tta.views_per_image,
+                     seconds=round(plain["seconds"] + time.perf_counter() - started, 3))
+        scores[recipe] = entry["valid"]["top1"]
+    run.record["candidates"][recipe.name] = entry
 
 
 def _features_without_test(run: _Run, cache_path: Path, pooling: str):

@@ -6,6 +6,8 @@ spends more per candidate on them.
 
 0. every backbone at its native size, every head recipe (the cheapest extractions first);
 1. the best 1/ETA backbones at each larger input size, with their best `HEADS_PROMOTED` head recipes;
+4. (after rung 1) the best backbone's best extraction at its earlier feature layers, where the space
+   offers any (`SearchSpace.layers`: VGG16's block4_pool), with its best `HEADS_PROMOTED` head recipes;
 2. the best 1/ETA extractions so far with augmented training views (`extract --views`);
 3. fusion: the best extraction of each of the two best backbones, with the best head recipe.
 
@@ -16,16 +18,18 @@ The winner (`choose_winner`) is chosen on validation only: the best validation t
 because a small validation split cannot tell close candidates apart, the simplest candidate
 within one standard error of it (`standard_error`: binomial, of the best top-1 on the validation images),
 as `logreg` already chooses its C; simplest is `complexity`: no fusion before fusion, then the
-cheaper forward pass (multiply-adds x pixels), fewer views, the simpler head, the plainer pooling.
+cheaper forward pass (multiply-adds x pixels), fewer views, the default feature layer, no test-time
+augmentation (one forward pass per image instead of one per view), the simpler head, the plainer pooling.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from pipeline.search.cost import GFLOPS_AT_NATIVE, UNKNOWN_GFLOPS
 from pipeline.search.record import DONE
-from pipeline.search.space import SEARCH_POOLINGS, SIMPLEST_HEAD_ORDER, Extraction, Recipe, SearchSpace
+from pipeline.search.space import SEARCH_POOLINGS, SIMPLEST_HEAD_ORDER, TTA, Extraction, Recipe, SearchSpace
 
 #: Each rung keeps the best 1/ETA of the previous one (at least one).
 ETA = 2
@@ -34,7 +38,7 @@ HEADS_PROMOTED = 2
 #: Members of the fusion rung: the best extraction of this many backbones.
 FUSION_MEMBERS = 2
 FUSION = "fusion"
-RUNG_NATIVE, RUNG_LARGER, RUNG_VIEWS, RUNG_FUSION = 0, 1, 2, 3
+RUNG_NATIVE, RUNG_LARGER, RUNG_VIEWS, RUNG_FUSION, RUNG_LAYER = 0, 1, 2, 3, 4
 
 
 def best_first(scores: dict, keep: int | None = None) -> list:
@@ -52,7 +56,7 @@ def simplicity(key) -> tuple:
     if isinstance(key, str):
         return (_forward_cost({"backbone": key, "input_size": _native(key)}), key)
     if isinstance(key, Extraction):
-        return (_forward_cost(key.to_dict()), key.views, key.backbone)
+        return (_forward_cost(key.to_dict()), key.views, key.layer or "", key.backbone)
     return complexity({"recipe": key.to_dict()}) + (key.extraction.backbone,)
 
 
@@ -75,7 +79,17 @@ def views_rung(space: SearchSpace, extraction_scores: dict) -> list[Extraction]:
     plain = {e: score for e, score in extraction_scores.items() if not e.views}
     if not space.views:
         return []
-    return [Extraction(e.backbone, e.input_size, space.views) for e in best_first(plain, kept(len(plain)))]
+    return [replace(e, views=space.views) for e in best_first(plain, kept(len(plain)))]
+
+
+def layer_rung(space: SearchSpace, extraction_scores: dict) -> list[Extraction]:
+    """The best backbone's best extraction (`extraction_scores`: Extraction -> best valid top-1) at each earlier
+    feature layer `space.layers` offers it; [] when it offers none."""
+    plain = {e: score for e, score in extraction_scores.items() if not e.views and not e.layer}
+    if not plain:
+        return []
+    best = best_first(plain, 1)[0]
+    return [replace(best, layer=layer) for layer in space.layers.get(best.backbone, ())]
 
 
 def promoted_heads(recipe_scores: dict, backbone: str) -> list[tuple[str, str]]:
@@ -121,7 +135,8 @@ def complexity(entry: dict) -> tuple:
         SIMPLEST_HEAD_ORDER)
     pooling_rank = (SEARCH_POOLINGS.index(recipe["pooling"]) if recipe["pooling"] in SEARCH_POOLINGS
                     else len(SEARCH_POOLINGS))
-    return (len(members) > 1, forward, recipe.get("views", 0), head_rank, pooling_rank)
+    return (len(members) > 1, forward, recipe.get("views", 0), bool(recipe.get("layer")), bool(recipe.get(TTA)),
+            head_rank, pooling_rank)
 
 
 def _native(backbone: str) -> int:

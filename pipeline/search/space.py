@@ -7,13 +7,17 @@ cache and the pooling of its spatial maps. Caches keep full maps (`--pool none`,
 `extract`), so every head pooling is read from the same cache, and the default recipe's cache
 (vgg16 at 224) is the one a plain `extract` already wrote.
 
-Axes are plain tuples in `SearchSpace`; a new axis (e.g. scoring with test-time augmentation
-over cached views) is a new field of `Recipe` and `SearchSpace`, enumerated in `head_recipes`.
+Test-time augmentation is a field of `Recipe`: on an extraction with views, every head fitted is
+also scored on validation with TTA over its cached views (`pipeline.heads.tta.DEFAULT_VIEW_SET`),
+which costs predictions only, and recorded as a candidate of its own ("... tta").
+
+Axes are plain tuples in `SearchSpace`; a new axis is a new field of `Recipe` and `SearchSpace`,
+enumerated in `head_recipes`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipeline.backbones.registry import BACKBONES
@@ -31,57 +35,79 @@ SEARCHABLE_HEADS = tuple(kind for kind, entry in HEADS.items() if not entry.opti
 DEFAULT_HEADS = ("logreg", "svm", "knn")
 #: Head poolings of spatial maps tried: average (the default), and average + max side by side.
 SEARCH_POOLINGS = ("avg", "avgmax")
+#: Earlier feature layers tried for a backbone, where the choice matters: VGG16's classic bottleneck is
+#: block5_pool, and block4_pool (same 512 channels, 2x finer maps) often transfers better to data far
+#: from ImageNet (Azizpour et al., 2015). The light backbones' default layers are their last blocks, and
+#: their earlier blocks are narrower (MobileNet's conv_pw_11: 512 channels against 1024): not offered.
+EARLIER_LAYERS = {"vgg16": ("block4_pool",)}
+#: Marks a recipe scored with test-time augmentation (its name's suffix, its record's field).
+TTA = "tta"
 #: The simplest head: its recipe is the cheapest on each cache and is fitted first.
 SIMPLEST_HEAD_ORDER = ("logreg", "knn", "svm", "mlp", "gap-dense")
 
 
 @dataclass(frozen=True)
 class Extraction:
-    """One feature cache to extract: `backbone` at `input_size`, with `views` augmented views (0: none)."""
+    """One feature cache to extract: `backbone` at `input_size`, with `views` augmented views (0: none), at
+    its feature `layer` (None: the backbone's default, the classic bottleneck)."""
 
     backbone: str
     input_size: int
     views: int = 0
+    layer: str | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.backbone}@{self.input_size}" + (f"+{self.views}views" if self.views else "")
+        return (f"{self.backbone}@{self.input_size}" + (f":{self.layer}" if self.layer else "")
+                + (f"+{self.views}views" if self.views else ""))
 
     def to_dict(self) -> dict:
-        return {"backbone": self.backbone, "input_size": self.input_size, "views": self.views}
+        return {"backbone": self.backbone, "input_size": self.input_size, "views": self.views} | (
+            {"layer": self.layer} if self.layer else {})
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """A candidate: an extraction and the head fitted on it (kind and pooling of spatial maps)."""
+    """A candidate: an extraction and the head fitted on it (kind and pooling of spatial maps), scored on
+    view 0, or with `tta` on the mean over each image's cached views (an extraction with views only)."""
 
     extraction: Extraction
     head: str
     pooling: str = "avg"
+    tta: bool = False
 
     @property
     def name(self) -> str:
-        return f"{self.extraction.name} {self.head}" + (f" {self.pooling}" if self.pooling != "avg" else "")
+        return (f"{self.extraction.name} {self.head}" + (f" {self.pooling}" if self.pooling != "avg" else "")
+                + (f" {TTA}" if self.tta else ""))
+
+    def with_tta(self) -> Recipe:
+        return replace(self, tta=True)
 
     def to_dict(self) -> dict:
-        return {**self.extraction.to_dict(), "head": self.head, "pooling": self.pooling}
+        return {**self.extraction.to_dict(), "head": self.head, "pooling": self.pooling} | (
+            {TTA: True} if self.tta else {})
 
 
 @dataclass(frozen=True)
 class SearchSpace:
     """The axes of one search.
 
-    `sizes` maps each backbone to its input sizes, native first; `views` is the number of views of
-    the views rung (0 switches it off); `fusion` whether the best members of different backbones
+    `sizes` maps each backbone to its input sizes, native first; `layers` each backbone to the earlier
+    feature layers tried at its best extraction (`EARLIER_LAYERS`); `views` is the number of views of
+    the views rung (0 switches it off); `tta` whether heads on extractions with views are also
+    scored with test-time augmentation; `fusion` whether the best members of different backbones
     are fused at the end.
     """
 
     backbones: tuple[str, ...]
     heads: tuple[str, ...]
     sizes: dict = field(default_factory=dict)
+    layers: dict = field(default_factory=dict)
     poolings: tuple[str, ...] = SEARCH_POOLINGS
     views: int = DEFAULT_VIEWS
     fusion: bool = True
+    tta: bool = True
 
     def native(self, backbone: str) -> Extraction:
         return Extraction(backbone, self.sizes[backbone][0])
@@ -91,8 +117,9 @@ class SearchSpace:
 
     def to_dict(self) -> dict:
         return {"backbones": list(self.backbones), "heads": list(self.heads),
-                "sizes": {name: list(sizes) for name, sizes in self.sizes.items()}, "poolings": list(self.poolings),
-                "views": self.views, "fusion": self.fusion}
+                "sizes": {name: list(sizes) for name, sizes in self.sizes.items()},
+                "layers": {name: list(layers) for name, layers in self.layers.items()}, "poolings": list(self.poolings),
+                "views": self.views, "fusion": self.fusion, "tta": self.tta}
 
 
 def sizes_for(backbone: str) -> tuple[int, ...]:
@@ -141,7 +168,9 @@ def build_space(cache_dir: Path, backbones: tuple[str, ...] | None = None, heads
     if not usable:
         raise UsageError("no backbone has genuine ImageNet weights on this machine, so there is nothing to search; "
                          "see `python cli.py weights` for how to install a source")
-    return SearchSpace(usable, chosen_heads, {name: sizes_for(name) for name in usable}, views=views, fusion=fusion)
+    return SearchSpace(usable, chosen_heads, {name: sizes_for(name) for name in usable},
+                       {name: EARLIER_LAYERS[name] for name in usable if name in EARLIER_LAYERS}, views=views,
+                       fusion=fusion)
 
 
 def _checked_heads(heads: tuple[str, ...] | None) -> tuple[str, ...]:
