@@ -207,3 +207,18 @@ def test_fine_tuning_batches_come_in_order_and_an_early_stop_closes_the_cache(mo
     stream.close()
     assert _Rows.opened[-1].closed
     assert _threads("row-reader") == []
+
+
+def test_ctrl_c_while_waiting_for_a_result_leaves_once_the_running_tasks_end():
+    import _thread
+
+    def slow(n):
+        time.sleep(0.3)
+        return n
+
+    threading.Timer(0.1, _thread.interrupt_main).start()  # Ctrl-C while the consumer waits for item 0
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        list(read_ahead(slow, range(100), depth=4, workers=2, name="ctrl-c"))
+    assert time.perf_counter() - started < 1  # the two running tasks end; the queued ones never start
+    assert _threads("ctrl-c") == []
