@@ -21,7 +21,8 @@ import numpy as np
 
 from pipeline.cache.builder import CacheContents, write_dataset_cache
 from pipeline.cache.format import cache_file_name, partial_dir_of
-from pipeline.cache.key import FeatureSpec, extracted_origin, library_versions
+from pipeline.cache.key import FeatureSpec, library_versions
+from pipeline.cache.provenance import OriginInfo, WeightsInfo
 from pipeline.cache.segments import SegmentWriter, existing_rows
 from pipeline.data.dataset import DatasetIndex, ImageRecord
 
@@ -65,9 +66,9 @@ def write_feature_cache(cache_dir: Path, name: str = "synthetic-dogs", classes: 
 
     index = DatasetIndex(Path(cache_dir) / name, "generic", tuple(f"class_{c:03d}" for c in range(classes)),
                          tuple(records), notes=("synthetic benchmark features (benchmarks/feature_cache.py)",))
-    weights = {"source": "synthetic", "path": None, "verified": None, "request": "synthetic",
-               "description": "synthetic features, no backbone"}
-    contents = CacheContents(spec=spec, weights=weights, origin=extracted_origin(), versions=library_versions(),
+    weights = WeightsInfo(source="synthetic", path=None, verified=None, request="synthetic",
+                          description="synthetic features, no backbone")
+    contents = CacheContents(spec=spec, weights=weights, origin=OriginInfo.extracted(), versions=library_versions(),
                              name=name, index=index, usable=records, failures=[])
     write_dataset_cache(path, contents, existing_rows(path, spec.key()))
     return path

@@ -148,9 +148,10 @@ def record(cache: Cache, name: str, probabilities: dict, params: dict | None = N
     files = [png.name for png in [save_final_confusion(stem, metrics, features.class_names, f"{name}")] if png]
     sidecar = {**base_sidecar(stem, fitted), "name": stem.name, "hyperparameters": dict(params or {}),
                "search": [], "model_file": None, "files": files, "external_name": name,
-               "feature_key": cache.info.key, "feature_spec": cache.info.spec.to_dict(), "origin": cache.info.origin,
+               "feature_key": cache.info.key, "feature_spec": cache.info.spec.to_dict(),
+               "origin": cache.info.origin.to_dict(),
                "target": features.target, "head_pooling": pool, "class_names": list(features.class_names),
-               "cache": {"path": str(cache.path.resolve()), "dataset": cache.info.dataset.get("name"),
+               "cache": {"path": str(cache.path.resolve()), "dataset": cache.info.dataset.name,
                          "split_sizes": cache.info.split_sizes()}}
     return write_sidecar(stem, sidecar)
 

@@ -60,7 +60,7 @@ def test_a_format_1_cache_opens_with_its_facts_recovered(old):
     assert info.format_version == FORMAT_1 and verify_cache(cache) == []
     assert info.spec.key() == info.key, "the key of a format-1 spec must not change"
     assert (info.spec.resize_policy, info.spec.resize_filter) == ("stretch", "bilinear")
-    assert info.origin == {"kind": "extracted"} and not info.is_imported
+    assert info.origin.to_dict() == {"kind": "extracted"} and not info.is_imported
     carving = info.carving
     assert (carving.valid_fraction, carving.test_fraction, carving.seed, carving.pool) == (0.3, 0.0, 0, 10)
     assert carving.rounded_to_percent

@@ -41,7 +41,7 @@ def test_first_run_extracts_every_image_and_records_the_dataset(tiny_dataset, tm
     assert info.split_sizes()["train"] + info.split_sizes()["valid"] == 12
     labels = {path: info.class_names[label] for path, label in zip(info.images.relpath, info.images.label)}
     assert labels["train/cat/cat_0.jpg"] == "cat" and labels["test/dog/dog_5.jpg"] == "dog"
-    assert info.weights["source"] == "random"
+    assert info.weights.source == "random"
     assert verify_cache(summary.cache_path) == []
 
 

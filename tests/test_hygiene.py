@@ -131,7 +131,7 @@ def test_extract_drops_leaked_copies_when_asked(tmp_path, cli):
     assert any("conflicting labels" in note for note in payload["notes"])
     assert "test/cat/leaked.jpg" not in info.images.relpath
     assert [path for path, _ in info.failures] == ["test/cat/leaked.jpg"]
-    assert any("only the copy in the earliest split is kept" in note for note in info.dataset["notes"])
+    assert any("only the copy in the earliest split is kept" in note for note in info.dataset.notes)
 
 
 @pytest.mark.realdata

@@ -126,7 +126,7 @@ def test_oxford_pets_extracts_with_species_stored_as_an_extra_target(tmp_path, t
 
     summary = run_extract(oxford_sample(tmp_path / "oxford"), tmp_path / "cache", tiny_options)
     info = read_cache_info(summary.cache_path)
-    assert info.class_names == ("Abyssinian", "american_bulldog", "Bengal") and info.dataset["layout"] == "oxford-pets"
+    assert info.class_names == ("Abyssinian", "american_bulldog", "Bengal") and info.dataset.layout == "oxford-pets"
     species_names, species = info.extra_targets["species"]
     by_path = dict(zip(info.images.relpath, species))
     assert species_names == ("cat", "dog")

@@ -115,9 +115,10 @@ def test_imported_features_get_an_honest_key_of_their_own(classic, tmp_path):
     spec = info.spec
     assert (spec.backbone, spec.layer, spec.input_size, spec.pooling) == ("vgg16", "block5_pool", 224, "none")
     assert spec.weights_fingerprint.startswith("imported-npz:sha256:") and info.is_imported
-    assert info.origin == {"kind": "imported-npz", "file": str(Path(npz).resolve()), "sha256": sha256_file(npz)}
+    assert info.origin.to_dict() == {"kind": "imported-npz", "file": str(Path(npz).resolve()),
+                                     "sha256": sha256_file(npz)}
     assert spec.resize_policy == spec.preprocessing == spec.precision == "unknown (imported)"
-    assert "imported from DogVGG16Data.npz" in info.weights["description"]
+    assert "imported from DogVGG16Data.npz" in info.weights.description
     assert Path(summary.cache_path).name.startswith("DogVGG16Data-vgg16-block5_pool-")
     again = import_npz(npz, labels, tmp_path / "cache")
     assert again.feature_key == summary.feature_key and again.cache_path == summary.cache_path

@@ -124,7 +124,7 @@ def test_offline_backbones_extract_like_vgg16(name, tmp_path, tiny_dataset, no_k
     summary = run_extract(tiny_dataset, tmp_path / "cache", options)
     info = read_cache_info(summary.cache_path)
     assert info.spec.backbone == name and info.spec.layer == get_backbone(name).default_layer
-    assert info.weights["verified"] is True and "offline:" in info.weights["source"]
+    assert info.weights.verified is True and "offline:" in info.weights.source
     assert summary.extracted == 24 and len(info.feature_shape) == 3
     converted = resolve_weights(get_backbone(name), IMAGENET, tmp_path / "cache", TINY_SIZE).path
     by_path = run_extract(tiny_dataset, tmp_path / "cache", replace(options, weights=converted))

@@ -497,7 +497,7 @@ def test_the_imbalance_note_counts_only_images_that_decoded(tmp_path):
         (data / "train" / "cat" / f"broken_{index}.jpg").write_bytes(b"not an image %d" % index)
     summary = run_extract(data, tmp_path / "cache", ExtractOptions(**TINY_BACKBONE, batch_size=8))
     assert len(summary.failures) == 4
-    notes = summary.notes + read_cache_info(summary.cache_path).dataset["notes"]
+    notes = summary.notes + list(read_cache_info(summary.cache_path).dataset.notes)
     assert not [note for note in notes if note.startswith("class imbalance")], notes
     for index in range(4, 8):  # real imbalance among decodable images is still noted (a trailing byte: new files)
         (data / "train" / "dog" / f"dog_copy_{index}.jpg").write_bytes(

@@ -53,7 +53,7 @@ def photo_features(image: Path, features: AuditFeatures, cache_dir: Path) -> np.
                          "the dataset (`extract`) and query that cache")
     spec = info.spec
     backbone = get_backbone(spec.backbone)
-    weights = resolve_weights(backbone, info.weights["request"], cache_dir, spec.input_size)
+    weights = resolve_weights(backbone, info.weights.request, cache_dir, spec.input_size)
     try:
         pixels = decode_image(image, ResizeSpec(spec.input_size, spec.input_size, spec.resize_policy))
     except ImageDecodeError as error:

@@ -88,11 +88,6 @@ class ResolvedWeights:
         check = {True: "verified", False: "NOT ImageNet reference", None: "unverified"}[self.verified]
         return f"{self.request} from {self.source} ({self.path}; {check})"
 
-    def to_attrs(self) -> dict:
-        """What a cache records about these weights (its `weights` attribute)."""
-        return {"source": self.source, "path": self.path, "verified": self.verified, "request": self.request,
-                "description": self.describe()}
-
     def identity(self, layer: str) -> str:
         """Text that changes whenever the tensors this source yields for `layer` could change."""
         if self.is_random:

@@ -23,11 +23,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.cache.format import FORMAT_VERSION, created_of, feature_shape_of, format_version_of, open_cache_file
 from pipeline.cache.key import FeatureSpec, now_iso
+from pipeline.cache.provenance import DatasetInfo, OriginInfo, WeightsInfo
 from pipeline.cache.segments import RowSource
 from pipeline.cache.writer import json_attr, remove_partial, write_cache
 from pipeline.data.dataset import DatasetIndex, ImageRecord
@@ -40,29 +41,31 @@ class CacheContents:
 
     `index` gives the class names, extra targets, layout, root, notes and split carving;
     `usable` are the records that have features, `failures` the (relpath, reason) of files that
-    have none. `dataset_extra` adds facts to the dataset attributes (e.g. a shard's description),
-    `shard_positions` the full-index positions a shard cache records (see `pipeline.cache.shard`).
+    have none. A shard cache records its `shard` description and `shard_positions` (the
+    full-index positions, see `pipeline.cache.shard`); an imported one the npz file it was
+    `imported_from`.
     `kept_rows` are addresses whose rows the file keeps although no listed image uses them (images
     dropped after extraction as near-duplicates: a later run finds their rows and computes nothing).
     """
 
     spec: FeatureSpec
-    weights: dict
-    origin: dict
+    weights: WeightsInfo
+    origin: OriginInfo
     versions: dict
     name: str
     index: DatasetIndex
     usable: Sequence[ImageRecord]
     failures: Sequence[tuple[str, str]]
-    dataset_extra: dict = field(default_factory=dict)
+    shard: dict | None = None
     shard_positions: dict | None = None
+    imported_from: str | None = None
     kept_rows: Sequence[str] = ()
 
-    def dataset_attributes(self) -> dict:
-        """The cache's `dataset` attribute."""
-        carving = self.index.carving.to_dict() if self.index.carving is not None else None
-        return {"name": self.name, "root": str(Path(self.index.root).resolve()), "layout": self.index.layout,
-                "notes": list(self.index.notes), "carving": carving, **self.dataset_extra}
+    def dataset_info(self) -> DatasetInfo:
+        """What the cache's `dataset` attribute says."""
+        return DatasetInfo(name=self.name, root=str(Path(self.index.root).resolve()), layout=self.index.layout,
+                           notes=tuple(self.index.notes), carving=self.index.carving, shard=self.shard,
+                           imported_from=self.imported_from)
 
 
 def write_dataset_cache(path: Path, contents: CacheContents, sources: Mapping[str, RowSource],
@@ -78,7 +81,7 @@ def write_dataset_cache(path: Path, contents: CacheContents, sources: Mapping[st
     row_of, plan, kept = _plan_rows(path, contents.usable, sources, keep_existing_rows, contents.spec.views,
                                     contents.kept_rows)
     view = _view(contents, row_of)
-    dataset = contents.dataset_attributes()
+    dataset = contents.dataset_info().to_dict()
     digest = _digest(view, dataset)
     if keep_existing_rows and len(plan) == kept and _up_to_date(path, digest):
         remove_partial(path)  # left by a run killed after its last write: all of it is in the cache
@@ -88,8 +91,8 @@ def write_dataset_cache(path: Path, contents: CacheContents, sources: Mapping[st
         "schema_version": contents.spec.schema_version,
         "feature_key": contents.spec.key(),
         "feature_spec": contents.spec.to_json(),
-        "weights": json_attr(contents.weights),
-        "origin": json_attr(contents.origin),
+        "weights": json_attr(contents.weights.to_dict()),
+        "origin": json_attr(contents.origin.to_dict()),
         "versions": json_attr(contents.versions),
         "dataset": json_attr(dataset),
         "created": created_of(path) or now_iso(),

@@ -8,6 +8,7 @@ One HDF5 file per (dataset, feature key), named `<dataset>-<backbone>-<layer>-<k
             "sha256"}), versions (JSON), dataset (JSON: name, root, layout, notes, carving:
             the fractions and seed of carved splits or null, shard: shard caches only),
             created, updated, view_digest
+            (weights, origin and dataset are read and written as values by `pipeline.cache.provenance`)
     features        (rows, *feature_shape)  store dtype; one row per distinct image content
                     (per view of it, in a cache with views)
     row_sha256      (rows,)   sha256 of the image bytes each row was computed from
@@ -46,7 +47,8 @@ import numpy as np
 
 from pipeline.atomic import TEMP_MARK
 from pipeline.cache import legacy
-from pipeline.cache.key import ORIGIN_IMPORTED_NPZ, FeatureSpec
+from pipeline.cache.key import FeatureSpec
+from pipeline.cache.provenance import DatasetInfo, OriginInfo, WeightsInfo
 from pipeline.cache.structure import check_structure, check_table
 from pipeline.data.dataset import SPLITS, SplitCarving
 from pipeline.data.hashing import FileStamp
@@ -94,9 +96,9 @@ class CacheInfo:
     path: Path
     spec: FeatureSpec
     key: str
-    weights: dict
+    weights: WeightsInfo
     versions: dict
-    dataset: dict
+    dataset: DatasetInfo
     created: str
     updated: str
     class_names: tuple[str, ...]
@@ -105,18 +107,18 @@ class CacheInfo:
     failures: tuple[tuple[str, str], ...]
     feature_shape: tuple[int, ...]
     row_count: int
-    origin: dict
+    origin: OriginInfo
     format_version: int
 
     @property
     def is_imported(self) -> bool:
         """True when the features were imported from an npz file rather than extracted here."""
-        return self.origin.get("kind") == ORIGIN_IMPORTED_NPZ
+        return self.origin.is_imported
 
     @property
     def carving(self) -> SplitCarving | None:
         """How extract carved the splits the dataset lacked (None when it carved none)."""
-        return SplitCarving.from_dict(self.dataset.get("carving"))
+        return self.dataset.carving
 
     @property
     def views(self):
@@ -125,12 +127,12 @@ class CacheInfo:
 
     @property
     def data_root(self) -> Path:
-        return Path(self.dataset.get("root", "."))
+        return Path(self.dataset.root or ".")
 
     @property
     def shard(self) -> dict | None:
         """For a shard cache (`extract --shard I/N`): its shard attributes, e.g. {"index": 0, "count": 4, ...}."""
-        return self.dataset.get("shard")
+        return self.dataset.shard
 
     def require_whole_dataset(self) -> None:
         """`CacheError` for a shard cache: it holds only part of the dataset, so heads and exports refuse it."""
@@ -247,9 +249,9 @@ def _read_info(path: Path, handle: h5py.File) -> CacheInfo:
         path=path,
         spec=spec,
         key=str(handle.attrs["feature_key"]),
-        weights=weights,
+        weights=WeightsInfo.from_dict(weights),
         versions=json.loads(handle.attrs["versions"]),
-        dataset=dataset,
+        dataset=DatasetInfo.from_dict(dataset),
         created=str(handle.attrs["created"]),
         updated=str(handle.attrs["updated"]),
         class_names=tuple(n.decode() if isinstance(n, bytes) else n for n in handle["classes"][()]),
@@ -258,7 +260,7 @@ def _read_info(path: Path, handle: h5py.File) -> CacheInfo:
         failures=failures,
         feature_shape=tuple(features.shape[1:]),
         row_count=int(features.shape[0]),
-        origin=origin,
+        origin=OriginInfo.from_dict(origin),
         format_version=version,
     )
 
@@ -281,8 +283,8 @@ def read_file_stamps(cache_path: Path) -> dict:
             relpaths = images["relpath"][()]
             shas = images["sha256"][()].astype(str)
             sizes, mtimes = images["size"][()], images["mtime_ns"][()]
-            root = json.loads(handle.attrs["dataset"]).get("root")
-    except (CacheError, KeyError, OSError, ValueError):
+            root = DatasetInfo.from_dict(json.loads(handle.attrs["dataset"])).root
+    except (CacheError, KeyError, OSError, ValueError, TypeError):
         return {}
     return {
         str(Path(root) / os.fsdecode(bytes(p))): (FileStamp(int(s), int(m)), sha)

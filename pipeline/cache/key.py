@@ -139,11 +139,6 @@ def _spec_fields_v1(fields: dict) -> dict:
     return fields
 
 
-def extracted_origin() -> dict:
-    """The origin record of features extracted by this tool."""
-    return {"kind": ORIGIN_EXTRACTED}
-
-
 def library_versions() -> dict[str, str]:
     """Versions of Python and the libraries that shape features and heads (recorded, not keyed)."""
     versions = {"python": platform.python_version()}

@@ -121,16 +121,16 @@ def _merge_locked(paths: list[Path], out_dir: Path | None, wait_for_lock: bool) 
     for record, source in zip(index.records, usable_sources):
         source_of.setdefault(record.sha256, source)
     if not source_of:
-        raise DatasetError(f"none of the images of {first.info.dataset.get('name')} could be read in any shard, "
+        raise DatasetError(f"none of the images of {first.info.dataset.name} could be read in any shard, "
                            "so there is nothing to merge; check the dataset")
     notes = []
-    roots = sorted({str(shard.info.dataset.get("root")) for shard in shards})
+    roots = sorted({str(shard.info.dataset.root) for shard in shards})
     if len(roots) > 1:
         notes.append(f"the shards read the dataset at different paths ({', '.join(roots)}); the merged cache "
-                     f"records {first.info.dataset.get('root')}")
+                     f"records {first.info.dataset.root}")
     info = first.info
     contents = CacheContents(spec=info.spec, weights=info.weights, origin=info.origin, versions=info.versions,
-                             name=info.dataset.get("name"), index=index, usable=list(index.records), failures=failures)
+                             name=info.dataset.name, index=index, usable=list(index.records), failures=failures)
     with CacheLock(dest, wait=wait_for_lock):
         remove_stale_temps(dest)  # the temporary file of a merge that was killed
         write_dataset_cache(dest, contents, source_of, keep_existing_rows=False)
@@ -157,7 +157,7 @@ def _check_together(shards: list[ShardCache]) -> None:
                 f"{shard.path.name} and {first.path.name} hold different features (they differ in "
                 f"{', '.join(differing)}); run every shard with the same extract options (pass --precision "
                 "explicitly when machines differ: auto may choose differently per machine)")
-        if shard.info.dataset.get("name") != first.info.dataset.get("name"):
+        if shard.info.dataset.name != first.info.dataset.name:
             raise CacheError(f"{shard.path.name} and {first.path.name} are shards of different datasets; merge "
                              "the shards of one dataset at a time")
         if shard.shard["count"] != first.shard["count"]:
@@ -213,10 +213,10 @@ def _reassemble(shards: list[ShardCache]):
     failures = skipped + [failed[p] for p in sorted(failed)]
     placed = [slot for slot in slots if slot is not None]
     first = shards[0].info
-    index = DatasetIndex(root=first.data_root, layout=first.dataset.get("layout", ""), class_names=first.class_names,
+    index = DatasetIndex(root=first.data_root, layout=first.dataset.layout or "", class_names=first.class_names,
                          records=tuple(record for record, _ in placed),
                          extra_targets={task: first.extra_targets[task][0] for task in tasks},
-                         notes=tuple(first.dataset.get("notes", ())), carving=first.carving)
+                         notes=first.dataset.notes, carving=first.carving)
     # each shard counted its imbalance note on its own images: count it again on the whole dataset
     index = recount_imbalance(index, index.records)
     return index, [source for _, source in placed], failures

@@ -32,7 +32,7 @@ def list_caches(cache_dir: Path) -> list[dict]:
         except CacheError as error:
             rows.append({**row, "error": str(error)})
             continue
-        rows.append({**row, "dataset": info.dataset.get("name"), "backbone": info.spec.backbone,
+        rows.append({**row, "dataset": info.dataset.name, "backbone": info.spec.backbone,
                      "layer": info.spec.layer, "feature_key": info.key, "images": len(info.images),
                      "rows": info.row_count, "classes": len(info.class_names), "heads": len(list_sidecars(path)),
                      "updated": info.updated, "properties": cache_properties(info),
@@ -68,13 +68,13 @@ def describe_cache(path: Path) -> dict:
     info = read_cache_info(path)
     return {
         "file": str(path),
-        "dataset": info.dataset,
+        "dataset": info.dataset.to_dict(),
         "feature_key": info.key,
         "feature_spec": info.spec.to_dict(),
-        "origin": info.origin,
+        "origin": info.origin.to_dict(),
         "format_version": info.format_version,
         "feature_shape": list(info.feature_shape),
-        "weights": info.weights,
+        "weights": info.weights.to_dict(),
         "versions": info.versions,
         "created": info.created,
         "updated": info.updated,

@@ -61,7 +61,7 @@ class Candidate:
 def cache_properties(info: CacheInfo) -> dict[str, str]:
     """The selectable properties of a cache, as text (what specs compare against)."""
     spec = info.spec
-    return {"dataset": str(info.dataset.get("name")), "backbone": spec.backbone, "layer": spec.layer,
+    return {"dataset": str(info.dataset.name), "backbone": spec.backbone, "layer": spec.layer,
             "input_size": str(spec.input_size), "resize": spec.resize_policy, "pool": spec.pooling,
             "precision": spec.precision, "store_dtype": spec.store_dtype,
             "views": str(spec.views.count if spec.views is not None else 0)}

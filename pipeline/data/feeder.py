@@ -1,23 +1,24 @@
 """Parallel image decoding for extraction: files in, fixed-size uint8 batches out.
 
-Decoding and resizing run in a thread pool (Pillow releases the GIL while it works) and stay a
-few batches ahead of the consumer, so the backbone never waits on disk or JPEG decoding. Results
-come out in input order. Files that cannot be decoded are reported per batch, never raised.
-With `views` (`extract --views K`), each item names one view of an image by its row address
-(`pipeline.data.views.view_address`) and is rendered by `pipeline.data.views.decode_view`.
+Decoding and resizing run in a thread pool (`pipeline.data.background.read_ahead`; Pillow releases
+the GIL while it works) and stay a few batches ahead of the consumer, so the backbone never waits
+on disk or JPEG decoding. Results come out in input order. Files that cannot be decoded are
+reported per batch, never raised. With `views` (`extract --views K`), each item names one view of
+an image by its row address (`pipeline.data.views.view_address`) and is rendered by
+`pipeline.data.views.decode_view`.
 """
 
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.data.background import read_ahead
 from pipeline.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ResizeSpec
 from pipeline.data.views import ViewSpec, decode_view
 from pipeline.errors import UsageError
@@ -66,33 +67,16 @@ def decoded_batches(
         except ImageDecodeError as error:
             return sha, None, error.reason
 
-    pending = deque()
-    source = iter(items)
-    lookahead = batch_size * (PREFETCH_BATCHES + 1)
-    pool = ThreadPoolExecutor(max_workers=workers or default_workers())
-
-    def top_up():
-        while len(pending) < lookahead:
-            item = next(source, None)
-            if item is None:
-                return
-            pending.append(pool.submit(decode, item))
-
+    decoded = read_ahead(decode, items, depth=batch_size * (PREFETCH_BATCHES + 1), workers=workers or default_workers(),
+                         name="decode")
     try:
-        top_up()
-        while pending:
-            shas, arrays, failures = [], [], []
-            while pending and len(shas) + len(failures) < batch_size:
-                sha, pixels, reason = pending.popleft().result()
-                if reason is None:
-                    shas.append(sha)
-                    arrays.append(pixels)
-                else:
-                    failures.append((sha, reason))
-                top_up()
+        while chunk := list(islice(decoded, batch_size)):
+            shas = [sha for sha, _, reason in chunk if reason is None]
+            arrays = [pixels for _, pixels, reason in chunk if reason is None]
+            failures = [(sha, reason) for sha, _, reason in chunk if reason is not None]
             empty = np.zeros((0, resize.height, resize.width, 3), dtype=np.uint8)
             yield DecodedBatch(shas, np.stack(arrays) if arrays else empty, failures)
     finally:
         # Runs when the consumer stops early (an interrupt, an error) and closes the generator:
         # queued decodes are dropped instead of being finished for nobody.
-        pool.shutdown(wait=True, cancel_futures=True)
+        decoded.close()

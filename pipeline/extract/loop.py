@@ -9,12 +9,10 @@ is computed at the same batch position in every run.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from queue import Queue
 
 import numpy as np
 
@@ -22,14 +20,15 @@ from pipeline.cache import slots
 from pipeline.cache.format import partial_dir_of
 from pipeline.cache.rows import non_finite_rows
 from pipeline.cache.segments import SegmentWriter
+from pipeline.data.background import Background
 from pipeline.data.feeder import decoded_batches
 from pipeline.data.images import ResizeSpec
 from pipeline.data.views import ViewSpec, parse_view_address
 
 log = logging.getLogger(__name__)
 
-#: Finished batches queued for the background writer before the loop waits for it.
-WRITER_QUEUE_BATCHES = 2
+#: Finished batches handed to the background writer (queued or being written) before the loop waits for it.
+WRITER_BATCHES_IN_FLIGHT = 3
 
 
 @dataclass(frozen=True)
@@ -63,39 +62,24 @@ class LoopTimes:
 
 
 class BackgroundWriter:
-    """Runs a `SegmentWriter` in its own thread so disk writes overlap the forward pass."""
+    """Runs a `SegmentWriter`'s adds in a background thread (`pipeline.data.background`) so disk writes
+    overlap the forward pass. A failed write is raised by the next `put` or by `close`, with its own type."""
 
     def __init__(self, writer: SegmentWriter):
         self.writer = writer
-        self.queue: Queue = Queue(maxsize=WRITER_QUEUE_BATCHES)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="segment-writer", daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while True:
-            item = self.queue.get()
-            if item is None:
-                break
-            if self.error is None:
-                try:
-                    self.writer.add(*item)
-                except BaseException as error:  # noqa: BLE001 - handed to the main thread, which re-raises it
-                    self.error = error
+        self.work = Background(WRITER_BATCHES_IN_FLIGHT, name="segment-writer")
 
     def put(self, shas, block):
-        if self.error is not None:
-            raise self.error
-        self.queue.put((shas, block))
+        self.work.collect_done()
+        if self.work.full():
+            self.work.next_result()
+        self.work.submit(self.writer.add, shas, block)
 
     def close(self):
-        """Drain the queue and commit what is buffered (also on interruption)."""
-        self.queue.put(None)
-        self.thread.join()
-        if self.error is None:
-            self.writer.flush()
-        if self.error is not None:
-            raise self.error
+        """Wait for the queued writes and commit what is buffered (also on interruption); after a failed
+        write, commit nothing more and raise it."""
+        self.work.finish()
+        self.writer.flush()
 
 
 def non_finite_reasons(computed: np.ndarray, stored: np.ndarray) -> dict[int, str]:

@@ -35,8 +35,9 @@ from pathlib import Path
 from pipeline.cache import slots
 from pipeline.cache.builder import CacheContents, write_dataset_cache
 from pipeline.cache.format import cache_file_name, feature_shape_of, read_file_stamps
-from pipeline.cache.key import extracted_origin, library_versions
+from pipeline.cache.key import library_versions
 from pipeline.cache.lock import CacheLock
+from pipeline.cache.provenance import OriginInfo, WeightsInfo
 from pipeline.cache.segments import existing_rows
 from pipeline.cache.shard import ShardView, cut_index, shard_cache_path
 from pipeline.cache.verify import damaged_cache_error, verify_cache
@@ -259,14 +260,14 @@ def _consolidate(run: ExtractRun) -> None:
     run.index = recount_imbalance(run.index, run.usable())  # undecodable files have no rows to train on
     usable = [r for r in run.usable() if all(a in run.available for a in run.addresses(r))]
     failures = run.failures()
-    extra, positions = {}, None
+    shard, positions = None, None
     if run.shard_view is not None:
-        extra = {"shard": run.shard_view.attributes()}
+        shard = run.shard_view.attributes()
         positions = run.shard_view.positions([r.relpath for r in usable], failures)
     contents = CacheContents(
-        spec=run.setup.feature_spec, weights=run.setup.weights.to_attrs(), origin=extracted_origin(),
+        spec=run.setup.feature_spec, weights=WeightsInfo.of(run.setup.weights), origin=OriginInfo.extracted(),
         versions=library_versions(), name=run.name, index=run.index, usable=usable, failures=failures,
-        dataset_extra=extra, shard_positions=positions,
+        shard=shard, shard_positions=positions,
         kept_rows=[a for r in run.near_dropped_records for a in run.addresses(r) if a in run.available])
     run.wrote = write_dataset_cache(run.cache_path, contents, run.available)
 

@@ -6,23 +6,23 @@ generator (always view 0 without views), cut into batches of `batch_size`. So a 
 trains exactly the batches an uninterrupted one would. Scoring batches are a split's images in
 cache order, view 0 only.
 
-`prefetched` reads the rows of the coming batches in a background thread (`RowReader`: only the
-rows asked for, so memory holds `PREFETCH_BATCHES` batches whatever the dataset size) while the
-model trains on the current one, and measures how long the model waited for rows.
+`prefetched` reads the rows of the coming batches in a background thread (`RowReader` through
+`pipeline.data.background.read_ahead`: only the rows asked for, so memory holds `PREFETCH_BATCHES`
+batches whatever the dataset size) while the model trains on the current one, and measures how
+long the model waited for rows.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from queue import Queue
 
 import numpy as np
 
 from pipeline.cache.rows import RowReader
+from pipeline.data.background import read_ahead
 
 #: Batches read ahead of the one the model is training on.
 PREFETCH_BATCHES = 3
@@ -71,42 +71,24 @@ def scoring_batches(split: SplitRows, batch_size: int) -> list[Batch]:
 
 
 def prefetched(cache_path: Path, batches: list[Batch], times: StreamTimes) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (features float32, labels) per batch, read ahead in a thread; `times` records the waits."""
-    queue: Queue = Queue(maxsize=PREFETCH_BATCHES)
-    stop = threading.Event()
-    failure: list[BaseException] = []
+    """Yield (features float32, labels) per batch, read ahead in a thread; `times` records the waits.
 
-    def read_all():
-        try:
-            with RowReader(cache_path) as reader:
-                for batch in batches:
-                    if stop.is_set():
-                        return
-                    tick = time.perf_counter()
-                    features = reader.read(batch.rows)
-                    times.reading += time.perf_counter() - tick
-                    queue.put(features)
-        except BaseException as error:  # noqa: BLE001 - re-raised in the consuming thread
-            failure.append(error)
-        finally:
-            queue.put(None)
-
-    thread = threading.Thread(target=read_all, name="row-reader", daemon=True)
-    thread.start()
-    try:
-        for batch in batches:
+    The cache file is closed when the generator ends or is closed (a consumer that stops early).
+    """
+    with RowReader(cache_path) as reader:
+        def read(batch: Batch) -> np.ndarray:
             tick = time.perf_counter()
-            features = queue.get()
-            times.waiting_for_rows += time.perf_counter() - tick
-            if features is None:
-                break
-            times.rows += len(batch.rows)
-            yield features, batch.labels
-        if failure:
-            raise failure[0]
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a reader waiting on a full queue
-            if queue.get() is None:
-                break
-        thread.join()
+            features = reader.read(batch.rows)
+            times.reading += time.perf_counter() - tick
+            return features
+
+        rows = read_ahead(read, batches, PREFETCH_BATCHES, name="row-reader")
+        try:
+            for batch in batches:
+                tick = time.perf_counter()
+                features = next(rows)
+                times.waiting_for_rows += time.perf_counter() - tick
+                times.rows += len(batch.rows)
+                yield features, batch.labels
+        finally:
+            rows.close()

@@ -153,7 +153,7 @@ def _start(cache_path: Path, head_path: Path, cache_dir: Path, options: FineTune
     require_differentiable(sidecar["kind"], "fine-tuning")
     _check_head_fits_cache(sidecar, info)
     backbone = get_backbone(info.spec.backbone)
-    weights = resolve_weights(backbone, info.weights["request"], cache_dir, info.spec.input_size)
+    weights = resolve_weights(backbone, info.weights.request, cache_dir, info.spec.input_size)
     base = build_backbone(backbone, weights, info.spec.input_size)
     check_start_weights(base, info.spec.layer, info.spec.weights_fingerprint, sidecar["name"])
     cut = resolve_cut(backbone, base, info.spec.layer, options.unfreeze, options.from_layer, options.frozen_mode)
@@ -190,9 +190,9 @@ def _boundary_cache(run: FineTuneRun, progress) -> None:
     carving = info.carving
     options = ExtractOptions(
         backbone=spec.backbone, layer=run.cut.boundary, input_size=spec.input_size, resize=spec.resize_policy,
-        pool="none", precision=spec.precision, weights=info.weights["request"], store_dtype=spec.store_dtype,
-        batch_size=run.options.extract_batch_size, workers=run.options.workers, layout=info.dataset["layout"],
-        name=info.dataset["name"], views=run.options.views, view_seed=run.options.view_seed,
+        pool="none", precision=spec.precision, weights=info.weights.request, store_dtype=spec.store_dtype,
+        batch_size=run.options.extract_batch_size, workers=run.options.workers, layout=info.dataset.layout,
+        name=info.dataset.name, views=run.options.views, view_seed=run.options.view_seed,
         **({"valid_fraction": carving.valid_fraction, "test_fraction": carving.test_fraction,
             "split_seed": carving.seed} if carving is not None else {}))
     summary = run_extract(info.data_root, run.cache_dir, options, progress=progress)
@@ -295,7 +295,7 @@ def _save(run: FineTuneRun) -> FineTuneReport:
     final_split = "test" if "test" in metrics else "valid"
     png = save_confusion_png(metrics[final_split]["confusion_matrix"], info.class_names,
                              Path(f"{stem}.confusion-{final_split}.png"),
-                             f"{label} on {info.dataset.get('name', '')} ({final_split}, row-normalised)")
+                             f"{label} on {info.dataset.name or ''} ({final_split}, row-normalised)")
     files.append(png.name)
     boundary = run.boundary
     views_note = (f"train: one of the {boundary.views.per_image} views of each image per epoch (view 0 = the plain "
@@ -304,10 +304,10 @@ def _save(run: FineTuneRun) -> FineTuneReport:
         "kind": FINE_TUNED, "name": stem.name, "created": now_iso(),
         "fit_seconds": round(sum(record.get("seconds") or 0 for record in result.history), 3),
         "hyperparameters": params, "search": result.history, "model_file": files[0], "files": files,
-        "feature_key": boundary.key, "feature_spec": boundary.spec.to_dict(), "origin": boundary.origin,
+        "feature_key": boundary.key, "feature_spec": boundary.spec.to_dict(), "origin": boundary.origin.to_dict(),
         "head_input": f"{cut.boundary} maps, unpooled",
-        "extraction": {"weights": boundary.weights},
-        "cache": {"path": str(boundary.path.resolve()), "dataset": boundary.dataset.get("name"),
+        "extraction": {"weights": boundary.weights.to_dict()},
+        "cache": {"path": str(boundary.path.resolve()), "dataset": boundary.dataset.name,
                   "split_sizes": boundary.split_sizes()},
         "listed_with": str(Path(run.cache_path).resolve()),
         "fine_tuning": {

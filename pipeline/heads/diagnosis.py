@@ -34,7 +34,8 @@ def require_trainable(features) -> None:
     """
     names = features.class_names
     where = _cache_name(features)
-    root = (getattr(features.info, "dataset", None) or {}).get("root")
+    dataset = getattr(features.info, "dataset", None)
+    root = dataset.root if dataset is not None else None
     folder = f" under {root}" if root else ""
     if len(names) < MIN_CLASSES:
         only = f" ({names[0]!r})" if names else ""

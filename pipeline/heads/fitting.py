@@ -174,7 +174,7 @@ def save_fitted_head(cache_path: Path, info, fitted: FittedHead, extra: dict | N
         stem = new_head_stem(folder, fitted.label)
         temp_stem = temp_path_for(stem)
         written.append(temp_stem.with_name(fitted.head.save(temp_stem)))
-        title = f"{fitted.label} on {info.dataset.get('name', '')}"
+        title = f"{fitted.label} on {info.dataset.name or ''}"
         png = save_final_confusion(temp_stem, fitted.metrics, fitted.class_names, title)
         written += [png] if png is not None else []
         files = []
@@ -212,12 +212,12 @@ def _sidecar(stem: Path, cache_path: Path, info, fitted: FittedHead, files: list
         "files": list(files),
         "feature_key": info.key,
         "feature_spec": info.spec.to_dict(),
-        "origin": info.origin,
+        "origin": info.origin.to_dict(),
         "target": fitted.target,
         "head_pooling": fitted.pooling,
         "head_input": f"{fitted.pooling}-pooled features" if len(info.feature_shape) == 3 else "features as cached",
-        "extraction": {"weights": info.weights},
-        "cache": {"path": str(Path(cache_path).resolve()), "dataset": info.dataset.get("name"),
+        "extraction": {"weights": info.weights.to_dict()},
+        "cache": {"path": str(Path(cache_path).resolve()), "dataset": info.dataset.name,
                   "split_sizes": info.split_sizes()},
         "class_names": list(fitted.class_names),
         **(extra or {}),

@@ -316,11 +316,11 @@ def _save(stem: Path, first_cache: Path, sets, names, members, member_sidecars, 
                     for name, sidecar, features, weight in zip(names, member_sidecars, sets, chosen.weights)],
         "feature_key": "+".join(features.info.key for features in sets),
         "feature_keys": [features.info.key for features in sets],
-        "origin": reference.info.origin,
+        "origin": reference.info.origin.to_dict(),
         "target": reference.target,
         "head_pooling": reference.pooling,
         "class_names": list(reference.class_names),
-        "cache": {"path": str(Path(first_cache).resolve()), "dataset": reference.info.dataset.get("name"),
+        "cache": {"path": str(Path(first_cache).resolve()), "dataset": reference.info.dataset.name,
                   "split_sizes": reference.info.split_sizes()},
     }
     path = write_sidecar(stem, sidecar)

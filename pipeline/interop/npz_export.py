@@ -74,7 +74,7 @@ def load_files_positions(relpaths: Sequence[str], random_state: int = LOAD_FILES
 def export_order(info: CacheInfo, split: str) -> np.ndarray:
     """Indexes (into `info.images`) of the images of `split`, in the order their rows are written."""
     members = info.images.in_split(split)
-    if info.dataset.get("layout") not in CLASS_FOLDER_LAYOUTS:
+    if info.dataset.layout not in CLASS_FOLDER_LAYOUTS:
         return members
     folders = {name: {info.images.relpath[i].split("/")[0] for i in info.images.in_split(name)} for name in SPLITS}
     if any(folders[split] & folders[other] for other in SPLITS if other != split):

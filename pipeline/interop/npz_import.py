@@ -57,6 +57,7 @@ from pipeline.cache.builder import CacheContents, write_dataset_cache
 from pipeline.cache.format import cache_file_name, partial_dir_of
 from pipeline.cache.key import ORIGIN_IMPORTED_NPZ, UNKNOWN, FeatureSpec, library_versions
 from pipeline.cache.lock import CacheLock
+from pipeline.cache.provenance import OriginInfo, WeightsInfo
 from pipeline.cache.rows import row_digest
 from pipeline.cache.segments import SegmentWriter, existing_rows
 from pipeline.data.dataset import SPLITS, DatasetIndex, SkippedFile
@@ -417,10 +418,10 @@ def _write(cache_path, spec, npz_path, npz_sha256, index: DatasetIndex, name, av
     """Consolidate the rows of `index` into the cache file (through the builder every cache writer uses)."""
     usable = [r for r in index.records if r.sha256 in available]
     source = str(npz_path.resolve())
-    weights = {"source": ORIGIN_IMPORTED_NPZ, "path": source, "verified": None, "request": ORIGIN_IMPORTED_NPZ,
-               "description": f"unknown: features imported from {npz_path.name} ({spec.weights_fingerprint})"}
-    origin = {"kind": ORIGIN_IMPORTED_NPZ, "file": source, "sha256": npz_sha256}
+    weights = WeightsInfo(source=ORIGIN_IMPORTED_NPZ, path=source, verified=None, request=ORIGIN_IMPORTED_NPZ,
+                          description=f"unknown: features imported from {npz_path.name} ({spec.weights_fingerprint})")
+    origin = OriginInfo(kind=ORIGIN_IMPORTED_NPZ, file=source, sha256=npz_sha256)
     contents = CacheContents(spec=spec, weights=weights, origin=origin, versions=library_versions(), name=name,
                              index=index, usable=usable, failures=[(s.relpath, s.reason) for s in index.skipped],
-                             dataset_extra={"imported_from": source})
+                             imported_from=source)
     write_dataset_cache(cache_path, contents, available, keep_existing_rows=False, feature_shape=feature_shape)

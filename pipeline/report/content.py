@@ -59,7 +59,7 @@ def report_content(cache_path: Path, top_losses: int = TOP_LOSSES) -> dict:
     rows = leaderboard(cache_path)
     sidecars = {sidecar["_path"]: sidecar for sidecar in list_sidecars(cache_path)}
     heads = [_head_section(sidecars[row["path"]], cache_path, info, top_losses) for row in rows]
-    return {"title": f"{info.dataset.get('name', cache_path.stem)}: {info.spec.backbone} {info.spec.layer}",
+    return {"title": f"{info.dataset.name or cache_path.stem}: {info.spec.backbone} {info.spec.layer}",
             "generated": now_iso(), "cache": provenance(info), "leaderboard": rows, "heads": heads,
             "visuals": visuals(cache_path), "searches": report_sections(cache_path),
             "audit": audit_content(cache_path, info)}
@@ -78,11 +78,12 @@ def provenance(info: CacheInfo) -> dict:
         "file": str(info.path), "feature_key": info.key, "backbone": spec.backbone, "layer": spec.layer,
         "input_size": spec.input_size, "resize": spec.resize_text(), "preprocessing": spec.preprocessing,
         "precision": spec.precision, "pooling": spec.pooling, "store_dtype": spec.store_dtype,
-        "weights": info.weights, "weights_fingerprint": spec.weights_fingerprint, "origin": info.origin,
+        "weights": info.weights.to_dict(), "weights_fingerprint": spec.weights_fingerprint,
+        "origin": info.origin.to_dict(),
         "feature_shape": list(info.feature_shape), "rows": info.row_count, "created": info.created,
         "updated": info.updated, "versions": info.versions,
-        "dataset": {"name": info.dataset.get("name"), "layout": info.dataset.get("layout"),
-                    "root": info.dataset.get("root"), "notes": info.dataset.get("notes", []),
+        "dataset": {"name": info.dataset.name, "layout": info.dataset.layout,
+                    "root": info.dataset.root, "notes": list(info.dataset.notes),
                     "split_sizes": info.split_sizes(), "class_counts": class_counts},
         "failures": [{"path": path, "reason": reason} for path, reason in info.failures],
     }

@@ -130,7 +130,7 @@ def _better_layer(info: CacheInfo, score: float) -> tuple[str, float, bool] | No
             continue
         spec, mine = other.spec, info.spec
         same = (spec.backbone == mine.backbone and spec.input_size == mine.input_size and spec.layer != mine.layer
-                and other.dataset.get("name") == info.dataset.get("name") and other.weights == info.weights
+                and other.dataset.name == info.dataset.name and other.weights == info.weights
                 and spec.views is None and other.shard is None)
         if not same:
             continue
