@@ -88,14 +88,14 @@ def test_fit_head_tta_leaves_the_plain_scores_and_records_both(views_cache, cli,
     assert with_tta.metrics == plain.metrics and plain.tta is None
     assert set(with_tta.tta["metrics"]) == {"valid", "test"} and with_tta.tta["views_per_image"] == VIEWS + 1
     sidecar = read_sidecar(Path(with_tta.sidecar_path))
-    assert sidecar["metrics"] == with_tta.metrics and sidecar["tta"]["metrics"] == with_tta.tta["metrics"]
-    assert "tta" not in read_sidecar(Path(plain.sidecar_path))
+    assert sidecar.metrics == with_tta.metrics and sidecar.tta["metrics"] == with_tta.tta["metrics"]
+    assert read_sidecar(Path(plain.sidecar_path)).tta is None
     rows = {row["name"]: row for row in leaderboard(views_cache)}
-    row = rows[sidecar["name"]]
+    row = rows[sidecar.name]
     assert row["test_top1_tta"] == with_tta.tta["metrics"]["test"]["top1"]
     assert row["valid_top1"] == with_tta.metrics["valid"]["top1"]
     assert [line for line in notes(list(rows.values())) if "test-time augmentation" in line] == [
-        f"{sidecar['name']}: test-time augmentation over 3 views per image (all): valid "
+        f"{sidecar.name}: test-time augmentation over 3 views per image (all): valid "
         f"{row['valid_top1_tta']:.3f}, test {row['test_top1_tta']:.3f}, test per-class "
         f"{row['test_mean_per_class_accuracy_tta']:.3f}"]
     printed = cli(["fit-head", views_cache, "--head", "logreg", "--tta"])

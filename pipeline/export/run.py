@@ -57,9 +57,9 @@ class ExportReport:
 def export_head(head_path: Path, out: Path, fmt: str, cache_dir: Path, images=None,
                 tolerance: float | None = None, samples: int = DEFAULT_SAMPLES) -> ExportReport:
     """Export the head at `head_path` as `fmt` to OUT (see module doc); `tolerance` None: `default_tolerance`."""
-    sidecar = read_sidecar(head_path)
-    refuse_unexportable(sidecar)
-    precisions = head_precisions(sidecar)
+    record = read_sidecar(head_path)
+    refuse_unexportable(record)
+    precisions = head_precisions(record)
     if tolerance is None:
         tolerance = max(default_tolerance(precision) for precision in precisions)
     path = artifact_path(out, fmt)
@@ -67,12 +67,12 @@ def export_head(head_path: Path, out: Path, fmt: str, cache_dir: Path, images=No
         remove_orphaned_temps(final.parent, final.name)
     seconds = {}
     started = time.perf_counter()
-    paths, source = sample_images(sidecar, images, samples)
-    class_names = list(sidecar["class_names"])
-    paths, expected = reference_probabilities(paths, Path(sidecar["_path"]), cache_dir, class_names)
+    paths, source = sample_images(record, images, samples)
+    class_names = list(record.class_names)
+    paths, expected = reference_probabilities(paths, record.path, cache_dir, class_names)
     seconds["predict"] = _lap(started)
     started = time.perf_counter()
-    deployable = build_deployable(Path(sidecar["_path"]), cache_dir, fmt)
+    deployable = build_deployable(record.path, cache_dir, fmt)
     seconds["build"] = _lap(started)
     writing = atomic_write_dir if fmt == "saved_model" else atomic_write_path
     with writing(path) as temp:

@@ -25,6 +25,7 @@ from pipeline.heads.diagnosis import require_trainable
 from pipeline.heads.features import DEFAULT_HEAD_POOLING, MAIN_TARGET, load_feature_set
 from pipeline.heads.metrics import classification_metrics
 from pipeline.heads.plots import save_confusion_png
+from pipeline.heads.record import CacheRef, HeadRecord
 from pipeline.heads.registry import make_head
 from pipeline.heads.store import heads_dir_of, new_head_stem, write_sidecar
 from pipeline.heads.targets import implied_targets_report
@@ -156,9 +157,9 @@ def fit_head(cache_path: Path, kind: str, recipe: str | None = None, target: str
     return save_fitted_head(cache_path, info, fitted)
 
 
-def save_fitted_head(cache_path: Path, info, fitted: FittedHead, extra: dict | None = None) -> FitReport:
-    """Save `fitted` under the heads folder of `cache_path`: model file, confusion PNG, sidecar (with the
-    fields of `extra` added, e.g. a fusion member's mark).
+def save_fitted_head(cache_path: Path, info, fitted: FittedHead, member_of: tuple[str, ...] = ()) -> FitReport:
+    """Save `fitted` under the heads folder of `cache_path`: model file, confusion PNG, sidecar (marked as a
+    member of the fused heads `member_of`, if any).
 
     The model file and the PNG are written under temporary names (`.<stem>.tmp<pid>...`) and
     renamed only once both exist, then the sidecar is written last: a run killed at any point
@@ -182,7 +183,7 @@ def save_fitted_head(cache_path: Path, info, fitted: FittedHead, extra: dict | N
             os.replace(temp, final)
             written[index] = final
             files.append(final.name)
-        path = write_sidecar(stem, _sidecar(stem, cache_path, info, fitted, files, extra))
+        path = write_sidecar(stem, _record(stem, cache_path, info, fitted, files, member_of))
     except OSError as error:
         for leftover in written:
             leftover.unlink(missing_ok=True)
@@ -202,38 +203,34 @@ def _fix_for_write(error: OSError) -> str:
     return "fix the cause and"
 
 
-def _sidecar(stem: Path, cache_path: Path, info, fitted: FittedHead, files: list[str], extra: dict | None) -> dict:
-    sidecar = {
-        **base_sidecar(stem, fitted),
-        "hyperparameters": fitted.head.params_,
-        "search": fitted.head.search_,
-        "model_file": files[0],
-        "files": list(files),
-        "feature_key": info.key,
-        "feature_spec": info.spec.to_dict(),
-        "origin": info.origin,
-        "target": fitted.target,
-        "head_pooling": fitted.pooling,
-        "head_input": f"{fitted.pooling}-pooled features" if len(info.feature_shape) == 3 else "features as cached",
-        "extraction": {"weights": info.weights},
-        "cache": {"path": str(Path(cache_path).resolve()), "dataset": info.dataset.get("name"),
-                  "split_sizes": info.split_sizes()},
-        "class_names": list(fitted.class_names),
-        **(extra or {}),
-    }
-    if fitted.metrics_by_target is not None:
-        sidecar["metrics_by_target"] = fitted.metrics_by_target
-    if fitted.implied is not None:
-        sidecar["implied_targets"] = fitted.implied
-    if fitted.views is not None:
-        sidecar["views"] = fitted.views
-    if fitted.tta is not None:
-        sidecar["tta"] = fitted.tta
-    return sidecar
+def _record(stem: Path, cache_path: Path, info, fitted: FittedHead, files: list[str],
+            member_of: tuple[str, ...]) -> HeadRecord:
+    return HeadRecord(
+        **base_fields(stem, fitted),
+        hyperparameters=fitted.head.params_,
+        search=fitted.head.search_,
+        model_file=files[0],
+        files=tuple(files),
+        feature_key=info.key,
+        feature_spec=info.spec,
+        origin=info.origin,
+        target=fitted.target,
+        pooling=fitted.pooling,
+        head_input=f"{fitted.pooling}-pooled features" if len(info.feature_shape) == 3 else "features as cached",
+        extraction={"weights": info.weights},
+        cache=cache_ref(cache_path, info),
+        class_names=tuple(fitted.class_names),
+        member_of=tuple(member_of),
+        metrics_by_target=fitted.metrics_by_target,
+        implied_targets=fitted.implied,
+        views=fitted.views,
+        tta=fitted.tta,
+    )
 
 
-def base_sidecar(stem: Path, fitted) -> dict:
-    """What every head sidecar says first: kind, name, time, fit seconds, metrics and how to read them."""
+def base_fields(stem: Path, fitted) -> dict:
+    """What every head record says first (`HeadRecord` keyword arguments): kind, name, time, fit seconds,
+    metrics and how to read them."""
     return {
         "kind": fitted.kind,
         "name": stem.name,
@@ -243,6 +240,11 @@ def base_sidecar(stem: Path, fitted) -> dict:
         "metrics_note": "valid: model selected on validation (trained without it); test: final model, scored once",
         "metrics": fitted.metrics,
     }
+
+
+def cache_ref(cache_path: Path, info) -> CacheRef:
+    """How a head records the cache it was fitted on."""
+    return CacheRef(str(Path(cache_path).resolve()), info.dataset.get("name"), info.split_sizes())
 
 
 def save_final_confusion(stem: Path, metrics: dict, class_names, title: str) -> Path | None:

@@ -15,8 +15,8 @@ import numpy as np
 
 from pipeline.cache.rows import pool_rows
 from pipeline.errors import HeadError
-from pipeline.heads.fusion import FUSION_KIND
 from pipeline.heads.graph import consumes_maps
+from pipeline.heads.registry import FUSION_KIND
 from pipeline.heads.store import read_sidecar
 from pipeline.predict.extraction import check_fingerprint, load_head_extraction
 from pipeline.predict.images import DEFAULT_TOP_K, decoded_batches, in_given_order
@@ -26,17 +26,17 @@ def predict_images(image_paths, head_path: Path, cache_dir: Path, top_k: int = D
     """Top-k (label, probability) for each image; undecodable images get an `error` instead."""
     from pipeline.backbones.forward import FeatureExtractor
 
-    sidecar = read_sidecar(head_path)
-    if sidecar["kind"] == FUSION_KIND:
+    record = read_sidecar(head_path)
+    if record.kind == FUSION_KIND:
         from pipeline.predict.fused import predict_fused
 
-        return predict_fused(image_paths, sidecar, cache_dir, top_k)
+        return predict_fused(image_paths, record, cache_dir, top_k)
     extraction = load_head_extraction(head_path, cache_dir)
     spec, head = extraction.spec, extraction.head
     extractor = FeatureExtractor(extraction.backbone, spec.layer, spec.input_size, extraction.weights,
                                  spec.precision, spec.pooling)
     check_fingerprint(extraction, extractor.fingerprint)
-    class_names = extraction.sidecar["class_names"]
+    class_names = extraction.record.class_names
     results: list[dict] = []
     paths = [Path(p) for p in image_paths]
     for decoded, pixels in decoded_batches(paths, extraction.resize, results):
