@@ -57,7 +57,9 @@ def test_the_record_holds_typed_values():
     assert member.member_of == (fused.name,)
     tuned = read_sidecar(FIXTURES / "fine-tuned.json")
     assert tuned.target is None and tuned.pooling is None and tuned.warning is None
-    assert tuned.boundary_cache == _document(FIXTURES / "fine-tuned.json")["fine_tuning"]["boundary_cache"]
+    fine_tuning = _document(FIXTURES / "fine-tuned.json")["fine_tuning"]
+    assert tuned.boundary_cache == fine_tuning["boundary_cache"]
+    assert tuned.tuned_from == fine_tuning["from_head"]["name"] and logreg.tuned_from is None
     assert read_sidecar(FIXTURES / "external.json").external_name == "my model"
 
 

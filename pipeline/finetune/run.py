@@ -114,7 +114,7 @@ class FineTuneRun:
     base: object
     cut: Cut
     boundary: CacheInfo | None = None
-    start_head: object | None = None
+    start_head: Head | None = None
     start_note: str = ""
     tuned: TunedModel | None = None
     result: TrainingResult | None = None
@@ -151,7 +151,7 @@ def _start(cache_path: Path, head_path: Path, cache_dir: Path, options: FineTune
     head, record = load_head(head_path)
     if record.kind == FINE_TUNED:
         raise HeadError(f"{head_path} is already a fine-tuned model; fine-tune from the frozen head it started from "
-                        f"({(record.fine_tuning or {}).get('from_head', {}).get('name', 'see its sidecar')}) with "
+                        f"({record.tuned_from or 'see its sidecar'}) with "
                         "an earlier --unfreeze to tune more layers")
     require_differentiable(record.kind, "fine-tuning")
     _check_head_fits_cache(record, info)

@@ -23,6 +23,7 @@ from pipeline.cache.rows import non_finite_rows
 from pipeline.errors import HeadError
 from pipeline.heads.diagnosis import require_trainable
 from pipeline.heads.features import DEFAULT_HEAD_POOLING, MAIN_TARGET, load_feature_set
+from pipeline.heads.kinds.base import FittableHead
 from pipeline.heads.metrics import classification_metrics
 from pipeline.heads.plots import save_confusion_png
 from pipeline.heads.record import CacheRef, HeadRecord
@@ -55,7 +56,7 @@ class FitReport:
 class FittedHead:
     """A head fitted on a FeatureSet, its metrics per split and how long fitting took."""
 
-    head: object
+    head: FittableHead | None  # None for a fused head or an outside model's results (no model of its own)
     kind: str
     recipe: str | None
     metrics: dict

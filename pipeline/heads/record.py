@@ -148,6 +148,12 @@ class HeadRecord:
         """A fine-tuned model's boundary cache (None for any other head)."""
         return (self.fine_tuning or {}).get("boundary_cache")
 
+    @property
+    def tuned_from(self) -> str | None:
+        """The name of the head a fine-tuned model started from (None for any other head)."""
+        start = (self.fine_tuning or {}).get("from_head")
+        return start.get("name") if isinstance(start, dict) else None
+
     @classmethod
     def from_json(cls, document: dict, path: Path | None = None) -> HeadRecord:
         """The record of a checked sidecar document (`check_sidecar`), upgraded from older formats."""
