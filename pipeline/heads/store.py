@@ -4,7 +4,9 @@ Heads of a cache live in `<cache dir>/heads/<cache file stem>/`, one sidecar per
 `<kind>-<YYYYmmdd-HHMMSS>.json` next to its model file (`.npz` arrays or `.keras`) and its
 confusion-matrix PNG. The sidecar records everything needed to trust and reuse the head: kind,
 hyper-parameters, the search results, the feature key and spec, how the features were extracted
-(weights source), class names, library versions and metrics per split.
+(weights source), class names, library versions and metrics per split. It is read and written as a
+`HeadRecord` (`pipeline.heads.record`, which alone knows the JSON layout); `load_head` returns the
+head with its record, and a kind without a model of its own (`HeadEntry.no_model`) is refused there.
 
 Loading never executes code: arrays load with `allow_pickle=False` and Keras models with
 `safe_mode=True`. A head folder is untrusted: sidecars, npz headers and `.keras` configs are
