@@ -42,9 +42,11 @@ from pipeline.caches.select import select_cache
 from pipeline.data.dataset import SPLITS
 from pipeline.errors import UsageError
 from pipeline.heads.features import DEFAULT_HEAD_POOLING, FeatureSet, load_feature_set, target_classes
-from pipeline.heads.fitting import FittedHead, base_sidecar, save_final_confusion
+from pipeline.heads.fitting import FittedHead, base_fields, cache_ref, save_final_confusion
 from pipeline.heads.metrics import classification_metrics
-from pipeline.heads.store import EXTERNAL_KIND, heads_dir_of, new_head_stem, write_sidecar
+from pipeline.heads.record import HeadRecord
+from pipeline.heads.registry import EXTERNAL_KIND
+from pipeline.heads.store import heads_dir_of, new_head_stem, write_sidecar
 
 #: Rows of recorded probabilities must sum to 1 within this tolerance.
 PROBABILITY_TOLERANCE = 1e-3
@@ -146,14 +148,12 @@ def record(cache: Cache, name: str, probabilities: dict, params: dict | None = N
     fitted = FittedHead(None, EXTERNAL_KIND, None, metrics, fit_seconds or 0.0, {}, features.class_names,
                         features.target, pool)
     files = [png.name for png in [save_final_confusion(stem, metrics, features.class_names, f"{name}")] if png]
-    sidecar = {**base_sidecar(stem, fitted), "name": stem.name, "hyperparameters": dict(params or {}),
-               "search": [], "model_file": None, "files": files, "external_name": name,
-               "feature_key": cache.info.key, "feature_spec": cache.info.spec.to_dict(),
-               "origin": cache.info.origin.to_dict(),
-               "target": features.target, "head_pooling": pool, "class_names": list(features.class_names),
-               "cache": {"path": str(cache.path.resolve()), "dataset": cache.info.dataset.name,
-                         "split_sizes": cache.info.split_sizes()}}
-    return write_sidecar(stem, sidecar)
+    record = HeadRecord(**base_fields(stem, fitted), hyperparameters=dict(params or {}), search=[], model_file=None,
+                        files=tuple(files), external_name=name, feature_key=cache.info.key,
+                        feature_spec=cache.info.spec, origin=cache.info.origin.to_dict(), target=features.target,
+                        pooling=pool,
+                        class_names=tuple(features.class_names), cache=cache_ref(cache.path, cache.info))
+    return write_sidecar(stem, record)
 
 
 def search(data_dir, budget="30m", backbones=None, heads=None, cache_dir="cache"):

@@ -71,8 +71,8 @@ def test_format_1_heads_load_and_new_heads_fit_beside_them(old):
     _, cache = old
     heads = sorted((cache.parent / "heads" / cache.stem).glob("*.json"))
     sidecar = read_sidecar(heads[-1])
-    assert sidecar["format_version"] == FORMAT_1 and sidecar["origin"] == {"kind": "extracted"}
-    assert sidecar["feature_spec"]["resize_policy"] == "stretch" and "resize" not in sidecar["feature_spec"]
+    assert sidecar.format_version == FORMAT_1 and sidecar.origin == {"kind": "extracted"}
+    assert sidecar.feature_spec.resize_policy == "stretch" and "resize" not in sidecar.to_json()["feature_spec"]
     report = fit_head(cache, "logreg")
     assert report.metrics["test"]["n"] == 10
     written = json.loads(Path(report.sidecar_path).read_text())

@@ -14,6 +14,7 @@ from pipeline.atomic import TEMP_MARK
 from pipeline.errors import HeadError, UsageError
 from pipeline.export.artifact import FORMATS, refuse_unexportable
 from pipeline.export.formats import artifact_path, labels_path_of, read_metadata
+from pipeline.heads.record import CacheRef, FusedMember, HeadRecord
 
 #: Exports of float32 tiny-backbone heads match predict to float32 rounding (measured about 1e-8).
 TINY_MAX_DIFF = 1e-6
@@ -140,8 +141,8 @@ def test_knn_and_early_fused_heads_are_refused_with_the_reason(fitted, cli, tmp_
                                 "--cache-dir", fitted["cache_dir"]], expect_ok=False)
     assert result.exit_code == 1 and "vote among stored neighbours" in payload["error"]
     assert "logreg" in payload["error"] and not (tmp_path / "m.keras").exists()
-    fused = {"kind": "fusion", "_path": "fused.json", "hyperparameters": {"method": "early"},
-             "members": [{"sidecar": "/h/a.json"}, {"sidecar": "/h/b.json"}]}
+    fused = HeadRecord("fusion", ("cat", "dog"), "a+b", hyperparameters={"method": "early"}, path=Path("fused.json"),
+                       members=tuple(FusedMember(name, f"/h/{name}.json", name, None, 1.0) for name in "ab"))
     with pytest.raises(HeadError, match=r"early-fused head.*a\.json, b\.json"):
         refuse_unexportable(fused)
 
@@ -159,7 +160,8 @@ def test_without_sample_images_on_disk_the_export_asks_for_some(tmp_path):
     from pipeline.export.verify import sample_images
 
     with pytest.raises(HeadError, match="pass some photos with --images"):
-        sample_images({"cache": {"path": str(tmp_path / "gone.h5")}, "_path": "h.json"}, [])
+        sample_images(HeadRecord("logreg", ("cat", "dog"), "k", cache=CacheRef(str(tmp_path / "gone.h5")),
+                                 path=Path("h.json")), [])
 
 
 def test_a_fine_tuned_model_exports_with_its_frozen_and_tuned_layers(fitted, tmp_path):

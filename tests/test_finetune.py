@@ -155,7 +155,7 @@ def test_predict_and_the_image_model_run_frozen_tuned_and_head_layers(tuned, set
     model = head_image_model(extraction)
     pixels = np.stack([decode_image(p, extraction.resize) for p in photos]).astype(np.float32)
     probabilities = np.asarray(model(pixels))
-    names = extraction.sidecar["class_names"]
+    names = extraction.record.class_names
     for row, result in zip(probabilities, results):
         for prediction in result["predictions"]:
             assert row[names.index(prediction["label"])] == pytest.approx(prediction["probability"], abs=1e-4)
@@ -368,8 +368,9 @@ def test_an_svm_start_trains_on_its_own_objective_and_warns_once(setting, cli, c
     sidecar = json.loads(saved.read_text())
     assert sidecar["hyperparameters"]["objective"].startswith("squared hinge")
     from pipeline.heads.replay import split_probabilities
+    from pipeline.heads.store import read_sidecar
 
-    probabilities, _, _ = split_probabilities({**sidecar, "_path": str(saved)}, cache, "test")
+    probabilities, _, _ = split_probabilities(read_sidecar(saved), cache, "test")
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)  # the saved model ends in its softmax
 
 

@@ -53,18 +53,18 @@ def test_report_renders_a_fine_tuned_model_and_replays_it_on_the_boundary_cache(
     assert accuracy == pytest.approx(tuned.metrics["test"]["top1"], abs=1e-9)  # the rows it was scored on
     assert all(Path(relpath).parts[0] == "test" for relpath in relpaths)
 
-    section = next(h for h in report_content(cache)["heads"] if h["name"] == sidecar["name"])
+    section = next(h for h in report_content(cache)["heads"] if h["name"] == sidecar.name)
     assert section["top_losses"] and section["top_losses"][0]["path"].startswith("test")
 
     text = cli(["report", cache])
     assert text.exit_code == 0, text.output
-    assert sidecar["name"] in text.stdout
+    assert sidecar.name in text.stdout
     html = cli(["report", cache, "--html", tmp_path / "report.html"])
     assert html.exit_code == 0, html.output
     page = (tmp_path / "report.html").read_text()
-    assert sidecar["name"] in page and page.count("data:image") >= 1
+    assert sidecar.name in page and page.count("data:image") >= 1
 
     Path(tuned.boundary_cache).rename(tmp_path / "elsewhere.h5")  # e.g. removed to free space
-    section = next(h for h in report_content(cache)["heads"] if h["name"] == sidecar["name"])
+    section = next(h for h in report_content(cache)["heads"] if h["name"] == sidecar.name)
     assert "top_losses" not in section and "boundary cache" in section["top_losses_note"]
     assert cli(["report", cache, "--html", tmp_path / "again.html"]).exit_code == 0

@@ -56,10 +56,10 @@ def _copy(sidecar_path: Path, folder: Path) -> tuple[Path, Path]:
 def _load_and_predict(sidecar: Path) -> None:
     """The contract of a loaded head: one finite probability per class for a feature row."""
     head, record = load_head(sidecar)
-    if record["kind"] == "knn":
+    if record.kind == "knn":
         head.memory_ = head.memory_[:, :FEATURES] if head.memory_.shape[1] >= FEATURES else head.memory_
     probabilities = head.predict_proba(np.zeros((1, FEATURES), np.float32))
-    assert probabilities.shape == (1, len(record["class_names"]))
+    assert probabilities.shape == (1, len(record.class_names))
     assert np.isfinite(probabilities).all()
 
 

@@ -48,7 +48,7 @@ def test_the_image_model_predicts_what_predict_predicts(kind, store_dtype, pooli
     model = head_image_model(extraction)
     pixels = np.stack([decode_image(p, extraction.resize) for p in photos]).astype(np.float32)
     probabilities = np.asarray(model(pixels))
-    names = extraction.sidecar["class_names"]
+    names = extraction.record.class_names
     for row, result in zip(probabilities, expected):
         for prediction in result["predictions"]:
             assert row[names.index(prediction["label"])] == pytest.approx(prediction["probability"], abs=1e-4)

@@ -16,7 +16,9 @@ from samples import feature_set
 
 from pipeline.errors import HeadError
 from pipeline.heads.features import FeatureSet
-from pipeline.heads.registry import HEADS, make_head
+from pipeline.heads.kinds.base import DifferentiableHead, FittableHead, Head
+from pipeline.heads.record import HeadRecord
+from pipeline.heads.registry import HEADS, SAVED_KINDS, make_head
 
 CASES = [(kind, recipe) for kind, entry in HEADS.items() for recipe in (entry.recipes or (None,))]
 
@@ -39,8 +41,31 @@ def test_head_fits_scores_saves_and_loads(kind, recipe, tmp_path):
     if saved.suffix == ".npz":
         with np.load(saved, allow_pickle=False) as arrays:  # raises on any pickled object
             assert all(arrays[key].dtype != object for key in arrays.files)
-    loaded = type(head).load(tmp_path / "head", {"model_file": name, "hyperparameters": head.params_})
+    record = HeadRecord(kind, features.class_names, "key", model_file=name, hyperparameters=head.params_)
+    loaded = type(head).load(tmp_path / "head", record)
     np.testing.assert_allclose(loaded.predict_proba(test_x), probabilities, rtol=1e-3, atol=1e-4)
+    assert isinstance(head, FittableHead) and isinstance(loaded, Head) and head.kind == loaded.kind
+    assert isinstance(head, DifferentiableHead) == HEADS[kind].differentiable
+
+
+@pytest.mark.parametrize("kind", list(SAVED_KINDS))
+def test_every_saved_kind_states_the_head_interface(kind):
+    """The `Head` protocol (`pipeline.heads.kinds.base`) holds for every registry kind with a model; kinds
+    without one (fused heads, outside models' results) have no class and say why they cannot be loaded."""
+    entry = SAVED_KINDS[kind]
+    if not entry.has_model:
+        assert entry.module is None and entry.class_name is None and "{path}" in entry.no_model
+        return
+    cls = entry.head_class()
+    for method in ("predict_proba", "save", "load") + (("keras_layers",) if entry.differentiable else ()):
+        assert callable(getattr(cls, method, None)), f"{kind} has no {method}"
+    assert cls.kind == kind
+    if kind in HEADS:
+        assert callable(getattr(cls, "fit", None))
+    else:  # a fine-tuned model is built by `fine-tune`, not fitted
+        instance = cls(None, {})
+        assert isinstance(instance, Head) and isinstance(instance, DifferentiableHead)
+        assert not isinstance(instance, FittableHead)
 
 
 @pytest.mark.parametrize("kind, recipe", CASES)

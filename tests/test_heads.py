@@ -10,6 +10,7 @@ from pipeline.errors import HeadError
 from pipeline.heads.features import FeatureSet, SplitData
 from pipeline.heads.kinds.linear import LinearSVMHead, LogisticRegressionHead
 from pipeline.heads.kinds.svm_solver import fit_squared_hinge_ovr
+from pipeline.heads.record import HeadRecord
 from pipeline.heads.registry import make_head
 
 
@@ -97,7 +98,8 @@ def test_linear_heads_round_trip_through_npz(tmp_path, kind):
     features = feature_set()
     head = make_head(kind).fit(features)
     name = head.save(tmp_path / "head")
-    loaded = type(head).load(tmp_path / "head", {"model_file": name, "hyperparameters": head.params_})
+    record = HeadRecord(head.kind, (), "key", model_file=name, hyperparameters=head.params_)
+    loaded = type(head).load(tmp_path / "head", record)
     x = features.splits["test"].x
     np.testing.assert_allclose(loaded.predict_proba(x), head.predict_proba(x), rtol=1e-6)
 
@@ -121,7 +123,8 @@ def test_gap_dense_classic_recipe_keeps_best_validation_epoch(tmp_path):
     assert _accuracy(head, features.splits["test"]) > 0.8
     # the saved model takes full maps: GAP of a constant map equals the pooled row
     name = head.save(tmp_path / "head")
-    loaded = type(head).load(tmp_path / "head", {"model_file": name, "hyperparameters": params})
+    record = HeadRecord(head.kind, (), "key", model_file=name, hyperparameters=params)
+    loaded = type(head).load(tmp_path / "head", record)
     pooled = features.splits["test"].x
     maps = np.repeat(np.repeat(pooled[:, None, None, :], 2, axis=1), 2, axis=2)
     np.testing.assert_allclose(loaded.predict_proba(maps), head.predict_proba(pooled), rtol=1e-5, atol=1e-6)
@@ -161,7 +164,8 @@ def test_extra_heads_fit_select_and_round_trip(tmp_path, kind):
     assert _accuracy(head, features.splits["test"]) > 0.9
     assert head.valid_probabilities_.shape == (50, 5)
     name = head.save(tmp_path / "head")
-    loaded = type(head).load(tmp_path / "head", {"model_file": name, "hyperparameters": head.params_})
+    record = HeadRecord(head.kind, (), "key", model_file=name, hyperparameters=head.params_)
+    loaded = type(head).load(tmp_path / "head", record)
     x = features.splits["test"].x
     np.testing.assert_allclose(loaded.predict_proba(x), head.predict_proba(x), rtol=1e-3, atol=1e-4)
 

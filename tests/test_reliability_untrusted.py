@@ -59,7 +59,7 @@ def head_copy(fitted, tmp_path) -> Path:
 
 def test_untouched_head_loads(head_copy):
     head, sidecar = load_head(head_copy)
-    assert head.coef_.shape == (512, 2) and sidecar["kind"] == "logreg"
+    assert head.coef_.shape == (512, 2) and sidecar.kind == "logreg"
 
 
 def test_pickled_object_array_in_a_linear_head_is_refused(head_copy, tmp_path, cli):

@@ -223,7 +223,6 @@ def test_test_time_augmentation_wins_only_beyond_one_standard_error_of_the_plain
 
 
 def test_a_winner_with_test_time_augmentation_keeps_it_and_predicts_with_it(searched, cli):
-    from pipeline.heads.tta import TTA_VIEWS_KEY
     from pipeline.search.final import fit_winner
 
     data, cache_dir, result, _ = searched
@@ -232,7 +231,7 @@ def test_a_winner_with_test_time_augmentation_keeps_it_and_predicts_with_it(sear
                       key=lambda item: item[1]["valid"]["top1"])
     winner = fit_winner(name, entry)
     sidecar = json.loads(Path(winner["head"]).read_text())
-    assert sidecar[TTA_VIEWS_KEY] == [0, 1] and sidecar["tta"]["view_set"] == "all"
+    assert sidecar["tta_views"] == [0, 1] and sidecar["tta"]["view_set"] == "all"
     assert winner["valid"]["top1"] == entry["valid"]["top1"]  # the score it was chosen on, refitted the same
     assert winner["valid"] == {k: v for k, v in sidecar["tta"]["metrics"]["valid"].items() if k in winner["valid"]}
     assert winner["plain"]["test"]["top1"] == sidecar["metrics"]["test"]["top1"]

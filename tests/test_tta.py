@@ -89,14 +89,14 @@ def test_fit_head_tta_leaves_the_plain_scores_and_records_both(views_cache, cli,
     assert with_tta.metrics == plain.metrics and plain.tta is None
     assert set(with_tta.tta["metrics"]) == {"valid", "test"} and with_tta.tta["views_per_image"] == VIEWS + 1
     sidecar = read_sidecar(Path(with_tta.sidecar_path))
-    assert sidecar["metrics"] == with_tta.metrics and sidecar["tta"]["metrics"] == with_tta.tta["metrics"]
-    assert "tta" not in read_sidecar(Path(plain.sidecar_path))
+    assert sidecar.metrics == with_tta.metrics and sidecar.tta["metrics"] == with_tta.tta["metrics"]
+    assert read_sidecar(Path(plain.sidecar_path)).tta is None
     rows = {row["name"]: row for row in leaderboard(views_cache)}
-    row = rows[sidecar["name"]]
+    row = rows[sidecar.name]
     assert row["test_top1_tta"] == with_tta.tta["metrics"]["test"]["top1"]
     assert row["valid_top1"] == with_tta.metrics["valid"]["top1"]
     assert [line for line in notes(list(rows.values())) if "test-time augmentation" in line] == [
-        f"{sidecar['name']}: test-time augmentation over 3 views per image (all): valid "
+        f"{sidecar.name}: test-time augmentation over 3 views per image (all): valid "
         f"{row['valid_top1_tta']:.3f}, test {row['test_top1_tta']:.3f}, test per-class "
         f"{row['test_mean_per_class_accuracy_tta']:.3f}"]
     printed = cli(["fit-head", views_cache, "--head", "logreg", "--tta"])
@@ -216,17 +216,20 @@ def test_a_tta_head_predicts_on_the_mean_over_the_views_it_was_scored_on(views_c
     from pipeline.heads.features import load_feature_set
     from pipeline.heads.fitting import fit_head
     from pipeline.heads.store import load_head, read_sidecar
-    from pipeline.heads.tta import TTA_VIEWS_KEY, head_tta, tta_scores, view_mask
+    from pipeline.heads.tta import head_tta, tta_scores, view_mask
     from pipeline.predict.with_head import predict_images
 
     report = fit_head(views_cache, "logreg", tta=view_set)
-    sidecar = read_sidecar(Path(report.sidecar_path))
+    record = read_sidecar(Path(report.sidecar_path))
     expected_views = [0, 2] if view_set == (0, 2) else list(range(VIEWS + 1))
-    assert sidecar[TTA_VIEWS_KEY] == expected_views
-    assert head_tta(sidecar).views == tuple(expected_views) and head_tta(sidecar).mild == (view_set == "mild")
+    assert json.loads(Path(report.sidecar_path).read_text())["tta_views"] == expected_views
+    assert head_tta(record).views == tuple(expected_views) and head_tta(record).mild == (view_set == "mild")
     assert head_tta(read_sidecar(Path(fit_head(views_cache, "logreg").sidecar_path))) is None
-    with pytest.raises(HeadError, match="must list view indices"):
-        head_tta({**sidecar, TTA_VIEWS_KEY: ["0", 1]})
+    damaged = Path(report.sidecar_path).with_name("damaged.json")
+    damaged.write_text(json.dumps({**json.loads(Path(report.sidecar_path).read_text()), "tta_views": ["0", 1]}))
+    with pytest.raises(HeadError, match="tta_views should be view indices"):
+        read_sidecar(damaged)
+    damaged.unlink()
     features = load_feature_set(views_cache)
     test = features.split("test")
     photos = [features.info.data_root / relpath for relpath in test.relpaths]

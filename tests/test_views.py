@@ -143,7 +143,7 @@ def test_heads_train_on_every_view_and_score_view_zero(tiny_dataset, tmp_path, o
     assert len(features.splits["valid"]) == sizes["valid"] and len(features.splits["test"]) == sizes["test"]
     report = fit_head(cache, "logreg")
     assert "view 0 only" in report.views
-    assert read_sidecar(Path(report.sidecar_path))["views"] == report.views
+    assert read_sidecar(Path(report.sidecar_path)).views == report.views
 
 
 def test_views_with_shards_are_refused(tiny_dataset, tmp_path, options):

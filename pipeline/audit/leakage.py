@@ -26,15 +26,15 @@ def leakage_aware_scores(cache_path: Path, leaked: set[str]) -> list[dict]:
     """Per head with a model: {"name", "kind", "test": metrics on all test images, "unleaked": metrics on
     test minus `leaked`, "removed": how many were left out, "n": test images left}."""
     scores = []
-    for sidecar in list_sidecars(cache_path):
-        replayed = split_probabilities(sidecar, Path(cache_path), TEST_SPLIT)
+    for record in list_sidecars(cache_path):
+        replayed = split_probabilities(record, Path(cache_path), TEST_SPLIT)
         if replayed is None:
             continue
         probabilities, labels, relpaths = replayed
         keep = np.array([path not in leaked for path in relpaths], dtype=bool)
-        names = list(sidecar.get("class_names", []))
+        names = list(record.class_names)
         everything = classification_metrics(labels, np.asarray(probabilities), names)
-        row = {"name": sidecar.get("name"), "kind": sidecar.get("kind"), "removed": int((~keep).sum()),
+        row = {"name": record.name, "kind": record.kind, "removed": int((~keep).sum()),
                "n": int(keep.sum()), "test": {key: everything.get(key) for key in _KEYS},
                "unleaked": None}
         if keep.any():

@@ -105,8 +105,8 @@ def boundary_caches(folder: Path) -> dict[Path, list[str]]:
     """{resolved boundary cache path: [file names of the caches whose fine-tuned heads read it]} in `folder`."""
     users: dict[Path, list[str]] = {}
     for path in find_caches(folder):
-        for sidecar in list_sidecars(path):
-            boundary = (sidecar.get("fine_tuning") or {}).get("boundary_cache")
+        for record in list_sidecars(path):
+            boundary = record.boundary_cache
             if boundary and path.name not in users.setdefault(Path(boundary).resolve(), []):
                 users[Path(boundary).resolve()].append(path.name)
     return users

@@ -75,11 +75,11 @@ def _head_classifier(head_path: Path, cache_dir: Path) -> Classifier:
     from pipeline.predict.image_model import head_image_model
 
     extraction = load_head_extraction(head_path, cache_dir)
-    sidecar = extraction.sidecar
+    record = extraction.record
     model = head_image_model(extraction)
-    names = list(sidecar["class_names"])
-    source = {"kind": "head", "head": str(head_path), "head_kind": sidecar.get("kind"),
-              "target": sidecar.get("target", "label"), "feature_key": extraction.spec.key(),
+    names = list(record.class_names)
+    source = {"kind": "head", "head": str(head_path), "head_kind": record.kind,
+              "target": record.target or "label", "feature_key": extraction.spec.key(),
               "backbone": extraction.spec.backbone, "layer": extraction.spec.layer,
               "weights": extraction.weights.describe(), "weights_fingerprint": extraction.spec.weights_fingerprint}
     return Classifier(model=model, class_names=names, input_size=extraction.spec.input_size,

@@ -27,8 +27,10 @@ from pathlib import Path
 from pipeline.cache.key import library_versions, now_iso
 from pipeline.data.images import ResizeSpec
 from pipeline.errors import HeadError
-from pipeline.heads.fusion import EARLY, FUSION_KIND
+from pipeline.heads.fusion import EARLY
 from pipeline.heads.graph import require_differentiable
+from pipeline.heads.record import HeadRecord
+from pipeline.heads.registry import FUSION_KIND
 from pipeline.heads.store import read_sidecar
 
 #: Identifies the metadata document inside and beside every exported artifact.
@@ -55,14 +57,14 @@ class Deployable:
         return list(self.metadata["class_names"])
 
 
-def refuse_unexportable(sidecar: dict) -> None:
+def refuse_unexportable(record: HeadRecord) -> None:
     """`HeadError` naming the reason when the head cannot be exported as one graph (see module doc)."""
-    kind = sidecar.get("kind")
+    kind = record.kind
     if kind == FUSION_KIND:
-        if sidecar["hyperparameters"]["method"] == EARLY:
-            members = ", ".join(Path(m["sidecar"]).name for m in sidecar.get("members", []))
+        if record.hyperparameters["method"] == EARLY:
+            members = ", ".join(Path(m.sidecar).name for m in record.members)
             raise HeadError(
-                f"head {sidecar['_path']} is an early-fused head (one head on the concatenated features of several "
+                f"head {record.path} is an early-fused head (one head on the concatenated features of several "
                 "backbones), which export does not build as a graph yet; export the member heads one by one "
                 f"({members}), or fit the fused head with late fusion")
         return
@@ -75,20 +77,20 @@ def build_deployable(head_path: Path, cache_dir: Path, exported_format: str) -> 
     from pipeline.predict.extraction import load_head_extraction
     from pipeline.predict.image_model import head_image_model
 
-    sidecar = read_sidecar(head_path)
-    refuse_unexportable(sidecar)
+    record = read_sidecar(head_path)
+    refuse_unexportable(record)
     keras = import_keras()
-    if sidecar["kind"] == FUSION_KIND:
-        members = [m for m in sidecar["members"] if m["weight"] > 0]
-        extractions = [load_head_extraction(Path(m["sidecar"]), Path(cache_dir)) for m in members]
-        _require_one_pixel_tensor(sidecar, extractions)
+    if record.kind == FUSION_KIND:
+        members = [m for m in record.members if m.weight > 0]
+        extractions = [load_head_extraction(Path(m.sidecar), Path(cache_dir)) for m in members]
+        _require_one_pixel_tensor(record, extractions)
         inputs = keras.Input(shape=(extractions[0].spec.input_size,) * 2 + (3,), name="pixels", dtype="float32")
-        weighted = [keras.layers.Rescaling(member["weight"], name=f"member_{i}_weight")(
+        weighted = [keras.layers.Rescaling(member.weight, name=f"member_{i}_weight")(
             head_image_model(extraction, name=f"member_{i}")(inputs))
             for i, (member, extraction) in enumerate(zip(members, extractions))]
         tensor = keras.layers.Add(name="late_fusion")(weighted) if len(weighted) > 1 else weighted[0]
-        metadata = export_metadata(extractions[0], exported_format, sidecar)
-        metadata["members"] = [{"sidecar": str(Path(m["sidecar"]).resolve()), "weight": m["weight"],
+        metadata = export_metadata(extractions[0], exported_format, record)
+        metadata["members"] = [{"sidecar": str(Path(m.sidecar).resolve()), "weight": m.weight,
                                 "feature_key": e.spec.key(), "backbone": e.spec.backbone,
                                 "weights": {"fingerprint": e.spec.weights_fingerprint, "source": e.weights.describe()}}
                                for m, e in zip(members, extractions)]
@@ -98,31 +100,31 @@ def build_deployable(head_path: Path, cache_dir: Path, exported_format: str) -> 
         extraction = load_head_extraction(Path(head_path), Path(cache_dir))
         inner = head_image_model(extraction, name="head_model")
         inputs, tensor = inner.input, inner.output
-        metadata = export_metadata(extraction, exported_format, sidecar)
+        metadata = export_metadata(extraction, exported_format, record)
         extractions = [extraction]
     outputs = keras.layers.Identity(name=OUTPUT_NAME)(tensor)
     model = keras.Model(inputs, outputs, name="bottleneck_export")
     return Deployable(model, metadata, extractions[0].resize)
 
 
-def _require_one_pixel_tensor(sidecar: dict, extractions) -> None:
+def _require_one_pixel_tensor(record: HeadRecord, extractions) -> None:
     resizes = {extraction.resize.describe() for extraction in extractions}
     if len(resizes) > 1:
         raise HeadError(
-            f"head {sidecar['_path']} fuses backbones that take photos resized differently "
+            f"head {record.path} fuses backbones that take photos resized differently "
             f"({', '.join(sorted(resizes))}), so no single pixel tensor can feed one exported model; export the "
             "member heads one by one and combine their probabilities with the weights in the fused head's "
             "sidecar (`members`)")
 
 
-def head_precisions(sidecar: dict) -> set[str]:
+def head_precisions(record: HeadRecord) -> set[str]:
     """The compute precisions `predict` runs the head's backbones in (every member's, for a fused head)."""
-    if sidecar.get("kind") == FUSION_KIND:
-        return set().union(*(head_precisions(read_sidecar(Path(m["sidecar"]))) for m in sidecar["members"]))
-    return {sidecar["feature_spec"].get("precision", "float32")}
+    if record.kind == FUSION_KIND:
+        return set().union(*(head_precisions(read_sidecar(Path(m.sidecar))) for m in record.members))
+    return {record.feature_spec.precision}
 
 
-def export_metadata(extraction, exported_format: str, sidecar: dict) -> dict:
+def export_metadata(extraction, exported_format: str, record: HeadRecord) -> dict:
     """What an exported artifact records: classes, input contract, head, feature key, weights, versions."""
     spec = extraction.spec
     resize = extraction.resize
@@ -130,7 +132,7 @@ def export_metadata(extraction, exported_format: str, sidecar: dict) -> dict:
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_FORMAT_VERSION,
         "artifact_format": exported_format,
-        "class_names": list(sidecar["class_names"]),
+        "class_names": list(record.class_names),
         "input": {
             "name": "pixels", "shape": [None, spec.input_size, spec.input_size, 3], "dtype": "float32",
             "uint8_accepted": exported_format in ("keras", "saved_model"),
@@ -139,9 +141,9 @@ def export_metadata(extraction, exported_format: str, sidecar: dict) -> dict:
                        "width": resize.width, "describe": resize.describe()},
             "preprocessing": f"{spec.preprocessing} (inside the model: pass raw pixels)",
         },
-        "output": {"name": OUTPUT_NAME, "shape": [None, len(sidecar["class_names"])], "dtype": "float32"},
-        "head": {"sidecar": str(Path(sidecar["_path"]).resolve()), "kind": sidecar.get("kind"),
-                 "target": sidecar.get("target", "label"), "pooling": sidecar.get("head_pooling", extraction.pooling)},
+        "output": {"name": OUTPUT_NAME, "shape": [None, len(record.class_names)], "dtype": "float32"},
+        "head": {"sidecar": str(Path(record.path).resolve()), "kind": record.kind,
+                 "target": record.target or "label", "pooling": record.pooling or extraction.pooling},
         "feature_key": spec.key(),
         "feature_spec": spec.to_dict(),
         "weights": {"fingerprint": spec.weights_fingerprint, "source": extraction.weights.describe()},

@@ -34,6 +34,7 @@ from pipeline.export.verify import (
     sample_images,
     verify_artifact,
 )
+from pipeline.heads.record import HeadRecord
 from pipeline.heads.store import read_sidecar
 from pipeline.heads.tta import head_tta
 
@@ -62,9 +63,9 @@ class ExportReport:
                 "notes": list(self.notes)}
 
 
-def tta_note(sidecar: dict) -> str | None:
+def tta_note(record: HeadRecord) -> str | None:
     """Why a head fitted with test-time augmentation is exported as its plain model (None for other heads)."""
-    tta = head_tta(sidecar)
+    tta = head_tta(record)
     if tta is None:
         return None
     return (f"the head was scored with test-time augmentation (the mean over views {','.join(map(str, tta.views))} "
@@ -76,9 +77,9 @@ def tta_note(sidecar: dict) -> str | None:
 def export_head(head_path: Path, out: Path, fmt: str, cache_dir: Path, images=None,
                 tolerance: float | None = None, samples: int = DEFAULT_SAMPLES) -> ExportReport:
     """Export the head at `head_path` as `fmt` to OUT (see module doc); `tolerance` None: `default_tolerance`."""
-    sidecar = read_sidecar(head_path)
-    refuse_unexportable(sidecar)
-    precisions = head_precisions(sidecar)
+    record = read_sidecar(head_path)
+    refuse_unexportable(record)
+    precisions = head_precisions(record)
     if tolerance is None:
         tolerance = max(default_tolerance(precision) for precision in precisions)
     path = artifact_path(out, fmt)
@@ -86,12 +87,12 @@ def export_head(head_path: Path, out: Path, fmt: str, cache_dir: Path, images=No
         remove_orphaned_temps(final.parent, final.name)
     seconds = {}
     started = time.perf_counter()
-    paths, source = sample_images(sidecar, images, samples)
-    class_names = list(sidecar["class_names"])
-    paths, expected = reference_probabilities(paths, Path(sidecar["_path"]), cache_dir, class_names)
+    paths, source = sample_images(record, images, samples)
+    class_names = list(record.class_names)
+    paths, expected = reference_probabilities(paths, record.path, cache_dir, class_names)
     seconds["predict"] = _lap(started)
     started = time.perf_counter()
-    deployable = build_deployable(Path(sidecar["_path"]), cache_dir, fmt)
+    deployable = build_deployable(record.path, cache_dir, fmt)
     seconds["build"] = _lap(started)
     writing = atomic_write_dir if fmt == "saved_model" else atomic_write_path
     with writing(path) as temp:
@@ -108,7 +109,7 @@ def export_head(head_path: Path, out: Path, fmt: str, cache_dir: Path, images=No
                 f"{tolerance:g}, so nothing was written. {_hint(precisions)}")
         size = _size(temp)
     labels = labels_path_of(path)
-    note = tta_note(sidecar)
+    note = tta_note(record)
     write_text_atomically(labels, json.dumps({**deployable.metadata, "artifact": path.name,
                                               "verification": verification.to_dict(),
                                               **({"tta_not_exported": note} if note else {})}, indent=1))

@@ -22,6 +22,7 @@ from pipeline.backbones.tf_runtime import import_tensorflow, quiet_native_stderr
 from pipeline.errors import HeadError, PipelineError
 from pipeline.export.artifact import OUTPUT_NAME
 from pipeline.export.formats import ONNX_INSTALL_HINT, SIGNATURE_FLOAT, SIGNATURE_UINT8, read_metadata
+from pipeline.heads.record import HeadRecord
 from pipeline.predict.images import decoded_batches
 
 #: Largest absolute probability difference accepted between the artifact and `predict` by default, for
@@ -70,12 +71,12 @@ def default_tolerance(precision: str) -> float:
     return DEFAULT_TOLERANCE if precision == "float32" else REDUCED_PRECISION_TOLERANCE
 
 
-def sample_images(sidecar: dict, given, limit: int = DEFAULT_SAMPLES) -> tuple[list[Path], str]:
+def sample_images(record: HeadRecord, given, limit: int = DEFAULT_SAMPLES) -> tuple[list[Path], str]:
     """The photos to verify on, and where they came from; `HeadError` when there are none."""
     if given:
         return [Path(p) for p in given], "given"
-    recorded = sidecar.get("cache", {}).get("path") or next(
-        (m.get("cache") for m in sidecar.get("members", []) if m.get("cache")), "")  # a fused head: its first member's
+    recorded = record.cache_path or next(
+        (m.cache for m in record.members if m.cache), "")  # a fused head: its first member's
     cache_path = Path(recorded)
     if cache_path.is_file():
         from pipeline.cache.format import read_cache_info
@@ -87,7 +88,7 @@ def sample_images(sidecar: dict, given, limit: int = DEFAULT_SAMPLES) -> tuple[l
             if paths:
                 picks = np.unique(np.linspace(0, len(paths) - 1, min(limit, len(paths))).round().astype(int))
                 return [paths[i] for i in picks], f"{len(picks)} {split} images of {cache_path.name}"
-    raise HeadError(f"no sample images to verify the export with: the images of head {sidecar['_path']}'s cache are "
+    raise HeadError(f"no sample images to verify the export with: the images of head {record.path}'s cache are "
                     "not on disk here; pass some photos with --images")
 
 

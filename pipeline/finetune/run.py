@@ -45,8 +45,11 @@ from pipeline.finetune.model import TunedModel, build_backbone, check_start_weig
 from pipeline.finetune.recipe import Recipe
 from pipeline.finetune.train import Trainer, TrainingResult, selection_rule, smaller_drops, train
 from pipeline.heads.features import MAIN_TARGET, load_feature_set
+from pipeline.heads.fitting import cache_ref
 from pipeline.heads.graph import require_differentiable
+from pipeline.heads.kinds.base import Head
 from pipeline.heads.metrics import classification_metrics
+from pipeline.heads.record import HeadRecord
 from pipeline.heads.registry import FINE_TUNED
 from pipeline.heads.store import check_feature_key, heads_dir_of, load_head, new_head_stem, write_sidecar
 
@@ -104,14 +107,14 @@ class FineTuneRun:
     cache_dir: Path
     options: FineTuneOptions
     info: CacheInfo
-    head: object
-    sidecar: dict
+    head: Head
+    record: HeadRecord
     backbone: BackboneSpec
     weights: ResolvedWeights
     base: object
     cut: Cut
     boundary: CacheInfo | None = None
-    start_head: object | None = None
+    start_head: Head | None = None
     start_note: str = ""
     tuned: TunedModel | None = None
     result: TrainingResult | None = None
@@ -145,32 +148,32 @@ def _start(cache_path: Path, head_path: Path, cache_dir: Path, options: FineTune
         raise CacheError(f"{cache_path.name} holds features imported from an npz file: the images are not here to "
                          "extract the boundary layer from; extract the dataset (`extract`), fit a head on that cache "
                          "and fine-tune from it")
-    head, sidecar = load_head(head_path)
-    if sidecar["kind"] == FINE_TUNED:
+    head, record = load_head(head_path)
+    if record.kind == FINE_TUNED:
         raise HeadError(f"{head_path} is already a fine-tuned model; fine-tune from the frozen head it started from "
-                        f"({sidecar.get('fine_tuning', {}).get('from_head', {}).get('name', 'see its sidecar')}) with "
+                        f"({record.tuned_from or 'see its sidecar'}) with "
                         "an earlier --unfreeze to tune more layers")
-    require_differentiable(sidecar["kind"], "fine-tuning")
-    _check_head_fits_cache(sidecar, info)
+    require_differentiable(record.kind, "fine-tuning")
+    _check_head_fits_cache(record, info)
     backbone = get_backbone(info.spec.backbone)
     weights = resolve_weights(backbone, info.weights.request, cache_dir, info.spec.input_size)
     base = build_backbone(backbone, weights, info.spec.input_size)
-    check_start_weights(base, info.spec.layer, info.spec.weights_fingerprint, sidecar["name"])
+    check_start_weights(base, info.spec.layer, info.spec.weights_fingerprint, record.name)
     cut = resolve_cut(backbone, base, info.spec.layer, options.unfreeze, options.from_layer, options.frozen_mode)
-    return FineTuneRun(cache_path, cache_dir, options, info, head, sidecar, backbone, weights, base, cut)
+    return FineTuneRun(cache_path, cache_dir, options, info, head, record, backbone, weights, base, cut)
 
 
-def _check_head_fits_cache(sidecar: dict, info: CacheInfo) -> None:
+def _check_head_fits_cache(record: HeadRecord, info: CacheInfo) -> None:
     """`HeadError` unless the head was fitted on this cache's problem: its features (key), its main
     label (fine-tuning trains on it) and its classes, in the same order; otherwise the comparison
     with the head would measure a gain against another problem."""
-    head = sidecar["_path"]
-    check_feature_key(sidecar, info.key, f"cache {info.path.name}")
-    target = sidecar.get("target") or MAIN_TARGET
+    head = record.path
+    check_feature_key(record, info.key, f"cache {info.path.name}")
+    target = record.target or MAIN_TARGET
     if target != MAIN_TARGET:
         raise HeadError(f"head {head} predicts the target {target!r}, but fine-tuning trains on the cache's main "
                         f"label; fit a head without --target on {info.path.name} and fine-tune from it")
-    names, expected = list(sidecar.get("class_names") or []), list(info.class_names)
+    names, expected = list(record.class_names), list(info.class_names)
     if names != expected:
         differ = (f"{len(names)} classes ({_some(names)}) vs {len(expected)} ({_some(expected)})"
                   if set(names) != set(expected) else "the same classes in another order")
@@ -214,13 +217,13 @@ def _check_same_images(info: CacheInfo, boundary: CacheInfo) -> None:
 
 
 def _starting_head(run: FineTuneRun) -> None:
-    params = run.sidecar.get("hyperparameters", {})
+    params = run.record.hyperparameters
     if params.get("refit_on") != "train+valid":
-        run.start_head, run.start_note = run.head, f"{run.sidecar['name']} as saved (trained on train only)"
+        run.start_head, run.start_note = run.head, f"{run.record.name} as saved (trained on train only)"
         return
     head = type(run.head)(c_grid=(params["C"],), refit_on_valid=False)
     run.start_head = head.fit(load_feature_set(run.cache_path, run.info))
-    run.start_note = (f"{run.sidecar['name']} refit with its C={params['C']:.3g} on train only (the saved head was "
+    run.start_note = (f"{run.record.name} refit with its C={params['C']:.3g} on train only (the saved head was "
                       "refit on train+valid), so validation stays unseen while fine-tuning")
 
 
@@ -232,7 +235,7 @@ def _split_rows(boundary: CacheInfo, split: str) -> SplitRows:
 
 
 def _run_identity(run: FineTuneRun) -> dict:
-    return {"head": run.sidecar["name"], "head_created": run.sidecar.get("created"), "head_key": run.info.key,
+    return {"head": run.record.name, "head_created": run.record.created, "head_key": run.info.key,
             "boundary_key": run.boundary.key, "cut": run.cut.to_dict(), "recipe": run.options.recipe.to_dict(),
             "frozen_mode": run.options.frozen_mode}
 
@@ -261,7 +264,7 @@ def _scores(run: FineTuneRun) -> dict:
 
 
 def _comparison(run: FineTuneRun, metrics: dict) -> tuple[dict, str | None]:
-    before = run.sidecar.get("metrics", {}).get("valid", {})
+    before = run.record.metrics.get("valid", {})
     after = metrics.get("valid", {})
     rows = {name: {"head": before.get(name), "fine_tuned": after.get(name)} for name in COMPARED}
     worse = [name for name in ("top1", "mean_per_class_accuracy")
@@ -271,8 +274,8 @@ def _comparison(run: FineTuneRun, metrics: dict) -> tuple[dict, str | None]:
         warning = ("the fine-tuned model is worse on validation than the head it started from ("
                    + ", ".join(f"{name} {rows[name]['fine_tuned']:.3f} vs {rows[name]['head']:.3f}" for name in worse)
                    + f"); with {len(_split_rows(run.boundary, 'train'))} training images fine-tuning may over-fit: "
-                   f"keep the frozen head ({run.sidecar['name']}), or try --views and a lower learning rate")
-    return {"on": "valid", "head": run.sidecar["name"], "metrics": rows}, warning
+                   f"keep the frozen head ({run.record.name}), or try --views and a lower learning rate")
+    return {"on": "valid", "head": run.record.name, "metrics": rows}, warning
 
 
 def _save(run: FineTuneRun) -> FineTuneReport:
@@ -300,33 +303,31 @@ def _save(run: FineTuneRun) -> FineTuneReport:
     boundary = run.boundary
     views_note = (f"train: one of the {boundary.views.per_image} views of each image per epoch (view 0 = the plain "
                   "image); valid and test: view 0 only") if boundary.views is not None else None
-    sidecar = {
-        "kind": FINE_TUNED, "name": stem.name, "created": now_iso(),
-        "fit_seconds": round(sum(record.get("seconds") or 0 for record in result.history), 3),
-        "hyperparameters": params, "search": result.history, "model_file": files[0], "files": files,
-        "feature_key": boundary.key, "feature_spec": boundary.spec.to_dict(), "origin": boundary.origin.to_dict(),
-        "head_input": f"{cut.boundary} maps, unpooled",
-        "extraction": {"weights": boundary.weights.to_dict()},
-        "cache": {"path": str(boundary.path.resolve()), "dataset": boundary.dataset.name,
-                  "split_sizes": boundary.split_sizes()},
-        "listed_with": str(Path(run.cache_path).resolve()),
-        "fine_tuning": {
-            "from_head": {"name": run.sidecar["name"], "kind": run.sidecar["kind"], "path": run.sidecar["_path"],
+    record = HeadRecord(
+        kind=FINE_TUNED, name=stem.name, created=now_iso(),
+        fit_seconds=round(sum(epoch.get("seconds") or 0 for epoch in result.history), 3),
+        hyperparameters=params, search=result.history, model_file=files[0], files=tuple(files),
+        feature_key=boundary.key, feature_spec=boundary.spec, origin=boundary.origin.to_dict(),
+        head_input=f"{cut.boundary} maps, unpooled",
+        extraction={"weights": boundary.weights.to_dict()},
+        cache=cache_ref(boundary.path, boundary),
+        listed_with=str(Path(run.cache_path).resolve()),
+        fine_tuning={
+            "from_head": {"name": run.record.name, "kind": run.record.kind, "path": str(run.record.path),
                           "feature_key": info.key, "started_as": run.start_note},
             **cut.to_dict(), "backbone": info.spec.backbone,
             "batchnorm": "frozen, inference mode", "frozen_layers": f"up to {cut.boundary}, inference mode",
             "tuned_feature_spec": tuned_spec.to_dict(), "tuned_feature_key": tuned_spec.key(),
             "boundary_cache": str(boundary.path.resolve()), "resumed_from_epoch": result.resumed_from,
         },
-        "comparison": comparison, "warning": warning,
-        "class_names": list(info.class_names), "versions": library_versions(),
-        "metrics_note": "valid: model selected on validation (trained without it); test: final model, scored once; "
-                        "train: view 0",
-        "metrics": metrics,
-    }
-    if views_note:
-        sidecar["views"] = views_note
-    path = write_sidecar(stem, sidecar)
+        comparison=comparison, warning=warning,
+        class_names=tuple(info.class_names), versions=library_versions(),
+        metrics_note="valid: model selected on validation (trained without it); test: final model, scored once; "
+                     "train: view 0",
+        metrics=metrics,
+        views=views_note or None,
+    )
+    path = write_sidecar(stem, record)
     files.append(path.name)
     remove_checkpoints(run.checkpoint)
     if warning:  # the report carries it for the caller to show (the CLI prints it once)

@@ -52,6 +52,8 @@ FIELD_TYPES = {
     "views": ((str,), "text (how the head used the cached views)"), "fit_seconds": ((int, float), "a number"),
     "files": ((list,), "a list"), "tta_views": ((list,), "a list of view indices"),
     "search": ((list,), "a list"), "versions": ((dict,), "an object"), "cache": ((dict,), "an object"),
+    "concat_head": ((dict,), "an object"), "feature_keys": ((list,), "a list"), "member_of": ((list,), "a list"),
+    "fine_tuning": ((dict,), "an object"), "comparison": ((dict,), "an object"),
 }
 REQUIRED_FIELDS = ("kind", "class_names", "feature_key")
 #: Further fields a head with a model of its own needs.
@@ -91,10 +93,18 @@ def check_sidecar(sidecar: dict, path: Path, has_model: bool) -> None:
             FeatureSpec.from_dict(sidecar["feature_spec"])
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise HeadError(f"head {path}: feature_spec cannot be read ({_shown(error)}); {FIX}") from None
-    for member in sidecar.get("members", []):
-        if not isinstance(member, dict) or not isinstance(member.get("sidecar"), str):
-            raise HeadError(f"head {path}: members should be objects naming their sidecar, got {_shown(member)}; "
-                            f"{FIX}")
+    for member in sidecar.get("members") or []:
+        if not isinstance(member, dict) or not isinstance(member.get("sidecar"), str) or not _is_number(
+                member.get("weight", 0.0)):
+            raise HeadError(f"head {path}: members should be objects naming their sidecar and weight, got "
+                            f"{_shown(member)}; {FIX}")
+    views = sidecar.get("tta_views") or []
+    if not all(isinstance(view, int) and not isinstance(view, bool) and view >= 0 for view in views):
+        raise HeadError(f"head {path}: tta_views should be view indices (0, 1, ...), got {_shown(views)}; {FIX}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def check_keras_config(model_path: Path, head_path: Path) -> None:

@@ -23,12 +23,14 @@ from pipeline.cache.rows import non_finite_rows
 from pipeline.errors import HeadError
 from pipeline.heads.diagnosis import require_trainable
 from pipeline.heads.features import DEFAULT_HEAD_POOLING, MAIN_TARGET, load_feature_set
+from pipeline.heads.kinds.base import FittableHead
 from pipeline.heads.metrics import classification_metrics
 from pipeline.heads.plots import save_confusion_png
+from pipeline.heads.record import CacheRef, HeadRecord
 from pipeline.heads.registry import make_head
 from pipeline.heads.store import heads_dir_of, new_head_stem, write_sidecar
 from pipeline.heads.targets import implied_targets_report
-from pipeline.heads.tta import require_views, tta_scores, tta_sidecar_fields
+from pipeline.heads.tta import require_views, tta_scores, tta_views_of
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class FitReport:
 class FittedHead:
     """A head fitted on a FeatureSet, its metrics per split and how long fitting took."""
 
-    head: object
+    head: FittableHead | None  # None for a fused head or an outside model's results (no model of its own)
     kind: str
     recipe: str | None
     metrics: dict
@@ -154,12 +156,13 @@ def fit_head(cache_path: Path, kind: str, recipe: str | None = None, target: str
     if tta is None:
         return save_fitted_head(cache_path, info, fitted)
     fitted = replace(fitted, tta=tta_scores(fitted.head, features, tta).to_dict())
-    return save_fitted_head(cache_path, info, fitted, tta_sidecar_fields(features, tta))
+    return save_fitted_head(cache_path, info, fitted, tta_views=tta_views_of(features, tta))
 
 
-def save_fitted_head(cache_path: Path, info, fitted: FittedHead, extra: dict | None = None) -> FitReport:
-    """Save `fitted` under the heads folder of `cache_path`: model file, confusion PNG, sidecar (with the
-    fields of `extra` added, e.g. a fusion member's mark).
+def save_fitted_head(cache_path: Path, info, fitted: FittedHead, member_of: tuple[str, ...] = (),
+                     tta_views: tuple[int, ...] | None = None) -> FitReport:
+    """Save `fitted` under the heads folder of `cache_path`: model file, confusion PNG, sidecar (marked as a
+    member of the fused heads `member_of`, if any, and with the views `tta_views` predict averages).
 
     The model file and the PNG are written under temporary names (`.<stem>.tmp<pid>...`) and
     renamed only once both exist, then the sidecar is written last: a run killed at any point
@@ -183,7 +186,7 @@ def save_fitted_head(cache_path: Path, info, fitted: FittedHead, extra: dict | N
             os.replace(temp, final)
             written[index] = final
             files.append(final.name)
-        path = write_sidecar(stem, _sidecar(stem, cache_path, info, fitted, files, extra))
+        path = write_sidecar(stem, _record(stem, cache_path, info, fitted, files, member_of, tta_views))
     except OSError as error:
         for leftover in written:
             leftover.unlink(missing_ok=True)
@@ -203,38 +206,35 @@ def _fix_for_write(error: OSError) -> str:
     return "fix the cause and"
 
 
-def _sidecar(stem: Path, cache_path: Path, info, fitted: FittedHead, files: list[str], extra: dict | None) -> dict:
-    sidecar = {
-        **base_sidecar(stem, fitted),
-        "hyperparameters": fitted.head.params_,
-        "search": fitted.head.search_,
-        "model_file": files[0],
-        "files": list(files),
-        "feature_key": info.key,
-        "feature_spec": info.spec.to_dict(),
-        "origin": info.origin.to_dict(),
-        "target": fitted.target,
-        "head_pooling": fitted.pooling,
-        "head_input": f"{fitted.pooling}-pooled features" if len(info.feature_shape) == 3 else "features as cached",
-        "extraction": {"weights": info.weights.to_dict()},
-        "cache": {"path": str(Path(cache_path).resolve()), "dataset": info.dataset.name,
-                  "split_sizes": info.split_sizes()},
-        "class_names": list(fitted.class_names),
-        **(extra or {}),
-    }
-    if fitted.metrics_by_target is not None:
-        sidecar["metrics_by_target"] = fitted.metrics_by_target
-    if fitted.implied is not None:
-        sidecar["implied_targets"] = fitted.implied
-    if fitted.views is not None:
-        sidecar["views"] = fitted.views
-    if fitted.tta is not None:
-        sidecar["tta"] = fitted.tta
-    return sidecar
+def _record(stem: Path, cache_path: Path, info, fitted: FittedHead, files: list[str],
+            member_of: tuple[str, ...], tta_views: tuple[int, ...] | None) -> HeadRecord:
+    return HeadRecord(
+        **base_fields(stem, fitted),
+        hyperparameters=fitted.head.params_,
+        search=fitted.head.search_,
+        model_file=files[0],
+        files=tuple(files),
+        feature_key=info.key,
+        feature_spec=info.spec,
+        origin=info.origin.to_dict(),
+        target=fitted.target,
+        pooling=fitted.pooling,
+        head_input=f"{fitted.pooling}-pooled features" if len(info.feature_shape) == 3 else "features as cached",
+        extraction={"weights": info.weights.to_dict()},
+        cache=cache_ref(cache_path, info),
+        class_names=tuple(fitted.class_names),
+        member_of=tuple(member_of),
+        metrics_by_target=fitted.metrics_by_target,
+        implied_targets=fitted.implied,
+        views=fitted.views,
+        tta=fitted.tta,
+        tta_views=tta_views,
+    )
 
 
-def base_sidecar(stem: Path, fitted) -> dict:
-    """What every head sidecar says first: kind, name, time, fit seconds, metrics and how to read them."""
+def base_fields(stem: Path, fitted) -> dict:
+    """What every head record says first (`HeadRecord` keyword arguments): kind, name, time, fit seconds,
+    metrics and how to read them."""
     return {
         "kind": fitted.kind,
         "name": stem.name,
@@ -244,6 +244,11 @@ def base_sidecar(stem: Path, fitted) -> dict:
         "metrics_note": "valid: model selected on validation (trained without it); test: final model, scored once",
         "metrics": fitted.metrics,
     }
+
+
+def cache_ref(cache_path: Path, info) -> CacheRef:
+    """How a head records the cache it was fitted on."""
+    return CacheRef(str(Path(cache_path).resolve()), info.dataset.name, info.split_sizes())
 
 
 def save_final_confusion(stem: Path, metrics: dict, class_names, title: str) -> Path | None:

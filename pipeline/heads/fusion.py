@@ -45,16 +45,17 @@ from pipeline.heads.features import DEFAULT_HEAD_POOLING, FeatureSet, SplitData,
 from pipeline.heads.fitting import (
     FitReport,
     FittedHead,
-    base_sidecar,
+    base_fields,
+    cache_ref,
     fit_on_features,
     save_final_confusion,
     save_fitted_head,
 )
 from pipeline.heads.metrics import classification_metrics
-from pipeline.heads.registry import HEADS
-from pipeline.heads.store import FUSED_KIND, heads_dir_of, list_sidecars, load_head, new_head_stem, write_sidecar
+from pipeline.heads.record import ConcatHead, FusedMember, HeadRecord
+from pipeline.heads.registry import FUSION_KIND, HEADS
+from pipeline.heads.store import heads_dir_of, list_sidecars, load_head, new_head_stem, write_sidecar
 
-FUSION_KIND = FUSED_KIND
 LATE, EARLY, SINGLE = "late", "early", "single"
 #: Late-fusion weights are multiples of 1/WEIGHT_GRID_STEPS that sum to 1.
 WEIGHT_GRID_STEPS = 10
@@ -64,8 +65,6 @@ CONCAT_SUFFIX = ".concat"
 _EXAMPLES = 3  # differing images named in a refusal
 _PROBABILITY_FLOOR = 1e-12
 _SAME = 1e-6  # an existing head whose accuracies and probabilities are within this of a member's is that member
-#: The sidecar field of a member head naming the fused heads it is a member of.
-MEMBER_OF = "member_of"
 
 
 class FusionError(HeadError):
@@ -149,33 +148,30 @@ def _member_sidecar(cache_path: Path, features: FeatureSet, fitted: FittedHead, 
     member of `fusion_name` either way (see the module doc)."""
     twin = _identical_head(cache_path, features, fitted)
     if twin is None:
-        return save_fitted_head(cache_path, features.info, fitted, {MEMBER_OF: [fusion_name]}).sidecar_path
-    document = {key: value for key, value in twin.items() if key not in ("_path", "format", "format_version")}
-    document[MEMBER_OF] = [*document.get(MEMBER_OF, []), fusion_name]
-    return str(write_sidecar(Path(twin["_path"]).with_suffix(""), document))
+        return save_fitted_head(cache_path, features.info, fitted, (fusion_name,)).sidecar_path
+    return str(write_sidecar(twin.stem, replace(twin, member_of=(*twin.member_of, fusion_name))))
 
 
-def _identical_head(cache_path: Path, features: FeatureSet, fitted: FittedHead) -> dict | None:
+def _identical_head(cache_path: Path, features: FeatureSet, fitted: FittedHead) -> HeadRecord | None:
     """A saved head of the cache that is `fitted` again: same kind, features, target and pooling, the same
     top-1 on every split and the same probabilities (within `_SAME`); None when there is none.
     Rows may be in another order here than in `fit-head`, so figures are compared within rounding."""
-    expected = {"kind": fitted.kind, "feature_key": features.info.key, "target": fitted.target,
-                "head_pooling": fitted.pooling}
-    for sidecar in list_sidecars(cache_path):
-        if any(sidecar.get(key) != value for key, value in expected.items()):
+    expected = (fitted.kind, features.info.key, fitted.target, fitted.pooling)
+    for record in list_sidecars(cache_path):
+        if (record.kind, record.feature_key, record.target, record.pooling) != expected:
             continue
-        saved = sidecar.get("metrics", {})
+        saved = record.metrics
         if set(saved) != set(fitted.metrics) or any(
                 abs(saved[split].get("top1", -1) - fitted.metrics[split]["top1"]) > _SAME
                 for split in saved):
             continue
         try:
-            head, _ = load_head(Path(sidecar["_path"]))
+            head, _ = load_head(record.path)
         except HeadError:
             continue
         if all(np.allclose(head.predict_proba(data.x), fitted.head.predict_proba(data.x), atol=_SAME)
                for data in features.splits.values()):
-            return sidecar
+            return record
     return None
 
 
@@ -302,34 +298,32 @@ def _save(stem: Path, first_cache: Path, sets, names, members, member_sidecars, 
               "best_single_valid_top1": best_single.valid_top1}
     fitted = FittedHead(None, FUSION_KIND, None, metrics, fit_seconds, probabilities, reference.class_names,
                         reference.target, reference.pooling)
-    sidecar = {
-        **base_sidecar(stem, fitted),
-        "hyperparameters": params,
-        "search": [{"candidate": c.describe(names), "method": c.method, "weights": list(c.weights),
-                    "valid_top1": c.valid_top1, "valid_log_loss": c.valid_log_loss} for c in candidates],
-        "model_file": files[0] if chosen.method == EARLY else None,
-        "concat_head": ({"kind": kind, "model_file": files[0], "hyperparameters": chosen.fitted.head.params_}
-                        if chosen.method == EARLY else None),
-        "files": files,
-        "members": [{"name": name, "sidecar": sidecar, "feature_key": features.info.key,
-                     "cache": str(Path(features.info.path).resolve()), "weight": weight}
-                    for name, sidecar, features, weight in zip(names, member_sidecars, sets, chosen.weights)],
-        "feature_key": "+".join(features.info.key for features in sets),
-        "feature_keys": [features.info.key for features in sets],
-        "origin": reference.info.origin.to_dict(),
-        "target": reference.target,
-        "head_pooling": reference.pooling,
-        "class_names": list(reference.class_names),
-        "cache": {"path": str(Path(first_cache).resolve()), "dataset": reference.info.dataset.name,
-                  "split_sizes": reference.info.split_sizes()},
-    }
-    path = write_sidecar(stem, sidecar)
+    record = HeadRecord(
+        **base_fields(stem, fitted),
+        hyperparameters=params,
+        search=[{"candidate": c.describe(names), "method": c.method, "weights": list(c.weights),
+                 "valid_top1": c.valid_top1, "valid_log_loss": c.valid_log_loss} for c in candidates],
+        model_file=files[0] if chosen.method == EARLY else None,
+        concat_head=(ConcatHead(kind, files[0], chosen.fitted.head.params_) if chosen.method == EARLY else None),
+        files=tuple(files),
+        members=tuple(FusedMember(name, sidecar, features.info.key, str(Path(features.info.path).resolve()), weight)
+                      for name, sidecar, features, weight in zip(names, member_sidecars, sets, chosen.weights)),
+        feature_key="+".join(features.info.key for features in sets),
+        feature_keys=tuple(features.info.key for features in sets),
+        origin=reference.info.origin.to_dict(),
+        target=reference.target,
+        pooling=reference.pooling,
+        class_names=tuple(reference.class_names),
+        cache=cache_ref(first_cache, reference.info),
+    )
+    path = write_sidecar(stem, record)
     files.append(path.name)
     return FitReport(str(path), FUSION_KIND, params, metrics, fit_seconds, files)
 
 
-def concat_head(sidecar: dict):
+def concat_head(record: HeadRecord):
     """Early fusion's head on the concatenated features (member order), loaded like any head (no pickle)."""
-    concat = sidecar["concat_head"]
-    stem = Path(sidecar["_path"]).with_suffix("")
-    return HEADS[concat["kind"]].head_class().load(Path(f"{stem}{CONCAT_SUFFIX}"), concat)
+    concat = record.concat_head
+    concat_record = replace(record, kind=concat.kind, model_file=concat.model_file,
+                            hyperparameters=concat.hyperparameters, concat_head=None)
+    return HEADS[concat.kind].head_class().load(Path(f"{record.stem}{CONCAT_SUFFIX}"), concat_record)

@@ -7,7 +7,10 @@ is adding an entry here and a module under `pipeline.heads.kinds` that follows t
 
 `SAVED_KINDS` adds the models that are saved, reported, predicted with and exported like heads but
 are not fitted by `fit-head` on a cache's features: `fine-tuned` (`fine-tune`, see
-`pipeline.finetune`), the top layers of the backbone trained together with a head.
+`pipeline.finetune`), the top layers of the backbone trained together with a head; and the two
+kinds of head record with no model of their own to load (`HeadEntry.no_model` says why):
+`fusion` (`pipeline.heads.fusion`, applied through its members) and `external` (an outside
+model's results, `pipeline.api.record`).
 """
 
 from __future__ import annotations
@@ -25,16 +28,24 @@ class HeadEntry:
     `recipes` are the named training recipes `--recipe` may pick (the first is the default);
     `options` the keyword arguments the head's constructor accepts besides a recipe;
     `differentiable` says whether images -> backbone -> head is one differentiable graph (needed
-    to visualise classes or attack the head).
+    to visualise classes or attack the head). `no_model` (kinds without a model of their own, and
+    then without a module or class) is why such a head cannot be loaded as one model: a message
+    with the fields `{path}`, `{members}` and `{external_name}` of the record.
     """
 
     kind: str
     help: str
-    module: str
-    class_name: str
+    module: str | None
+    class_name: str | None
     recipes: tuple[str, ...] = ()
     differentiable: bool = True
     options: tuple[str, ...] = ()
+    no_model: str | None = None
+
+    @property
+    def has_model(self) -> bool:
+        """Whether a head of this kind has a model file of its own (`head_class().load` reads it)."""
+        return self.no_model is None
 
     def head_class(self):
         """The head's class (imports its module)."""
@@ -60,12 +71,28 @@ HEADS: dict[str, HeadEntry] = {
     )
 }
 HEAD_NAMES = tuple(HEADS)
+#: The kind of a model made by `fine-tune` (`pipeline.finetune`).
 FINE_TUNED = "fine-tuned"
-#: Every kind a saved head sidecar may name: the fitted heads, and the models made by `fine-tune`.
+#: The kind of a fused head (`pipeline.heads.fusion`), which has no model of its own to load.
+FUSION_KIND = "fusion"
+#: The kind of an outside model's results recorded through `pipeline.api.record` (no model at all).
+EXTERNAL_KIND = "external"
+#: Every kind a saved head sidecar may name: the fitted heads, the models made by `fine-tune`, and the
+#: records without a model of their own (fused heads, outside models' results).
 SAVED_KINDS: dict[str, HeadEntry] = {
     **HEADS,
     FINE_TUNED: HeadEntry(FINE_TUNED, "top backbone layers trained with a head on a boundary cache (`fine-tune`)",
                           "pipeline.heads.kinds.fine_tuned", "FineTunedHead"),
+    FUSION_KIND: HeadEntry(
+        FUSION_KIND, "heads of several backbones fused (`fit-head` with several caches)", None, None,
+        differentiable=False,
+        no_model="head {path} fuses several backbones' heads, and this needs the head of one backbone; `predict` "
+                 "takes fused heads, otherwise use one of its members: {members}"),
+    EXTERNAL_KIND: HeadEntry(
+        EXTERNAL_KIND, "the results of a model fitted outside this tool (`pipeline.api.record`)", None, None,
+        differentiable=False,
+        no_model="head {path} records the results of a model fitted outside this tool ({external_name}); there is "
+                 "no model here to apply: use that model itself"),
 }
 
 

@@ -4,7 +4,9 @@ Heads of a cache live in `<cache dir>/heads/<cache file stem>/`, one sidecar per
 `<kind>-<YYYYmmdd-HHMMSS>.json` next to its model file (`.npz` arrays or `.keras`) and its
 confusion-matrix PNG. The sidecar records everything needed to trust and reuse the head: kind,
 hyper-parameters, the search results, the feature key and spec, how the features were extracted
-(weights source), class names, library versions and metrics per split.
+(weights source), class names, library versions and metrics per split. It is read and written as a
+`HeadRecord` (`pipeline.heads.record`, which alone knows the JSON layout); `load_head` returns the
+head with its record, and a kind without a model of its own (`HeadEntry.no_model`) is refused there.
 
 Loading never executes code: arrays load with `allow_pickle=False` and Keras models with
 `safe_mode=True`. A head folder is untrusted: sidecars, npz headers and `.keras` configs are
@@ -19,8 +21,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pipeline.atomic import write_text_atomically
-from pipeline.cache import legacy
-from pipeline.cache.key import FeatureSpec
 from pipeline.errors import HeadError
 from pipeline.heads.checks import (
     MAX_SIDECAR_BYTES,
@@ -33,15 +33,10 @@ from pipeline.heads.checks import (
     describe_file,
     read_json_document,
 )
+from pipeline.heads.record import HEAD_FORMAT, HEAD_FORMAT_VERSION, HeadRecord
+from pipeline.heads.registry import SAVED_KINDS
 
-HEAD_FORMAT = "bottleneck-head"
-#: 2 added `origin` and the structured feature spec; version-1 sidecars are read (see `read_sidecar`).
-HEAD_FORMAT_VERSION = 2
 HEADS_SUBDIR = "heads"
-#: The kind of a fused head (`pipeline.heads.fusion`), which has no model of its own to load.
-FUSED_KIND = "fusion"
-#: The kind of an outside model's results recorded through `pipeline.api.record` (no model at all).
-EXTERNAL_KIND = "external"
 
 
 def heads_dir_of(cache_path: Path) -> Path:
@@ -61,15 +56,14 @@ def new_head_stem(folder: Path, kind: str) -> Path:
     return stem
 
 
-def write_sidecar(stem: Path, sidecar: dict) -> Path:
-    """Write `<stem>.json` atomically and return its path."""
+def write_sidecar(stem: Path, record: HeadRecord) -> Path:
+    """Write `record` to `<stem>.json` atomically (the current format) and return its path."""
     path = Path(f"{stem}.json")
-    document = {"format": HEAD_FORMAT, "format_version": HEAD_FORMAT_VERSION, **sidecar}
-    return write_text_atomically(path, json.dumps(document, indent=1))
+    return write_text_atomically(path, json.dumps(record.to_json(), indent=1))
 
 
-def read_sidecar(path: Path) -> dict:
-    """Read and check a head sidecar; `HeadError` explains what is wrong."""
+def read_sidecar(path: Path) -> HeadRecord:
+    """Read and check a head sidecar, upgraded to the current format; `HeadError` explains what is wrong."""
     path = Path(path)
     if path.suffix != ".json":
         candidate = path.with_suffix(".json")
@@ -93,37 +87,24 @@ def read_sidecar(path: Path) -> dict:
         raise HeadError(f"head {path}: format_version should be a whole number, got {version!r}; fit the head again")
     if version > HEAD_FORMAT_VERSION:
         raise HeadError(f"{path} was saved by a newer version of this tool; upgrade to load it")
-    check_sidecar(sidecar, path, has_model=sidecar.get("kind") not in (FUSED_KIND, EXTERNAL_KIND))
-    if version == legacy.FORMAT_1:
-        sidecar = _upgrade_v1(sidecar)
-    sidecar["_path"] = str(path)
-    return sidecar
-
-
-def _upgrade_v1(sidecar: dict) -> dict:
-    """A version-1 sidecar in the current shape: structured feature spec and an origin record."""
-    spec = FeatureSpec.from_dict(sidecar["feature_spec"])
-    weights = (sidecar.get("extraction") or {}).get("weights") or {}
-    return {**sidecar, "feature_spec": spec.to_dict(), "origin": legacy.origin_v1(spec.weights_fingerprint, weights)}
+    kind = sidecar.get("kind")
+    entry = SAVED_KINDS.get(kind) if isinstance(kind, str) else None
+    check_sidecar(sidecar, path, has_model=entry is None or entry.has_model)
+    return HeadRecord.from_json(sidecar, path)
 
 
 def load_head(path: Path):
-    """(head, sidecar) for a sidecar path; the head is ready for `predict_proba`."""
-    from pipeline.heads.registry import SAVED_KINDS
-
-    sidecar = read_sidecar(path)
-    kind = sidecar.get("kind")
-    if kind == FUSED_KIND:
-        members = ", ".join(member["sidecar"] for member in sidecar.get("members", []))
-        raise HeadError(f"head {path} fuses several backbones' heads, and this needs the head of one backbone; "
-                        f"`predict` takes fused heads, otherwise use one of its members: {members}")
-    if kind == EXTERNAL_KIND:
-        raise HeadError(f"head {path} records the results of a model fitted outside this tool "
-                        f"({sidecar.get('external_name')}); there is no model here to apply: use that model itself")
-    if kind not in SAVED_KINDS:
+    """(head, record) for a sidecar path; the head is ready for `predict_proba`."""
+    record = read_sidecar(path)
+    kind = record.kind
+    entry = SAVED_KINDS.get(kind)
+    if entry is None:
         raise HeadError(f"head {path} has unknown kind {kind!r}; it was saved by another version of this tool")
-    stem = Path(sidecar["_path"]).with_suffix("")
-    model_file = str(sidecar.get("model_file", ""))
+    if not entry.has_model:
+        raise HeadError(entry.no_model.format(path=path, external_name=record.external_name,
+                                              members=", ".join(member.sidecar for member in record.members)))
+    stem = record.stem
+    model_file = str(record.model_file or "")
     if not model_file or model_file in (".", "..") or "/" in model_file or "\\" in model_file:
         raise HeadError(f"head {path} names its model file {model_file!r}, which must be a file name next to it; "
                         "the sidecar was edited or damaged: fit the head again")
@@ -132,14 +113,14 @@ def load_head(path: Path):
         raise HeadError(f"the model file {model_path} of head {path} is missing; fit the head again")
     _check_model_file(kind, model_path, path)
     try:
-        head = SAVED_KINDS[kind].head_class().load(stem, sidecar)
-        _check_loaded(head, len(sidecar["class_names"]), path)
+        head = entry.head_class().load(stem, record)
+        _check_loaded(head, len(record.class_names), path)
     except HeadError:
         raise
     except Exception as error:
         raise HeadError(f"cannot load the model of head {path} ({type(error).__name__}: {_first_line(error)}); "
                         "the file is damaged: fit the head again") from error
-    return head, sidecar
+    return head, record
 
 
 #: Arrays (name -> dimensions) of the heads saved as `.npz`: k-NN, and the linear heads (logreg, svm).
@@ -171,17 +152,17 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0][:200]
 
 
-def check_feature_key(sidecar: dict, feature_key: str, what: str) -> None:
+def check_feature_key(record: HeadRecord, feature_key: str, what: str) -> None:
     """Refuse features whose key differs from the head's (other backbone, layer, weights...)."""
-    if sidecar["feature_key"] != feature_key:
+    if record.feature_key != feature_key:
         raise HeadError(
-            f"head {sidecar['_path']} was fitted on features with key {sidecar['feature_key'][:12]}, but {what} "
+            f"head {record.path} was fitted on features with key {record.feature_key[:12]}, but {what} "
             f"has key {feature_key[:12]} (a different backbone, layer, weights, input size or preprocessing); "
             "fit a head on these features instead"
         )
 
 
-def list_sidecars(cache_path: Path) -> list[dict]:
+def list_sidecars(cache_path: Path) -> list[HeadRecord]:
     """Every readable head sidecar of a cache, oldest first."""
     folder = heads_dir_of(cache_path)
     if not folder.is_dir():
@@ -194,4 +175,4 @@ def list_sidecars(cache_path: Path) -> list[dict]:
             sidecars.append(read_sidecar(path))
         except HeadError:
             continue
-    return sorted(sidecars, key=lambda s: s.get("created", ""))
+    return sorted(sidecars, key=lambda record: record.created or "")

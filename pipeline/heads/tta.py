@@ -14,8 +14,8 @@ View sets (`VIEW_SETS`), or explicit view indices (e.g. (0, 1, 2)):
   image (crops that cut most of the object away hurt more than they help at test time);
 - "augmented": the augmented views without view 0.
 
-A head fitted with TTA records the views it averages in its sidecar (`TTA_VIEWS_KEY`, written by
-`tta_sidecar_fields` and read by `head_tta` only), so `predict` renders those views of a new image
+A head fitted with TTA records the views it averages in its sidecar (`HeadRecord.tta_views`, from
+`tta_views_of`, read by `head_tta`), so `predict` renders those views of a new image
 (`pipeline.data.views`, seeded by the file's sha256 as the cache seeded them) and averages the same way.
 
 `DEFAULT_VIEW_SET` is the set measured best on the real-photo samples (docs/search-measurements.md).
@@ -36,6 +36,7 @@ from pipeline.errors import HeadError, UsageError
 from pipeline.heads.features import FeatureSet, cached_views, split_views
 from pipeline.heads.kinds.base import validation_model
 from pipeline.heads.metrics import classification_metrics
+from pipeline.heads.record import HeadRecord
 
 VIEW_SETS = ("all", "mild", "augmented")
 DEFAULT_VIEW_SET = "all"
@@ -43,8 +44,6 @@ DEFAULT_VIEW_SET = "all"
 MILD_CROP_AREA = 0.75
 #: The splits TTA scores (train is what the head learnt from).
 TTA_SPLITS = ("valid", "test")
-#: The head sidecar key listing the view indices a head fitted with TTA averages (0 = the plain image).
-TTA_VIEWS_KEY = "tta_views"
 TTA_NOTE = ("mean of the head's probabilities over each image's views; valid: the model selected on validation "
             "(trained without it), test: the final model - as the plain view-0 scores")
 
@@ -74,20 +73,18 @@ class HeadTTA:
     mild: bool = False
 
 
-def tta_sidecar_fields(features: FeatureSet, view_set: str | tuple[int, ...]) -> dict:
-    """The sidecar fields of a head fitted with `view_set`: {TTA_VIEWS_KEY: [view indices]} (see `head_tta`)."""
-    return {TTA_VIEWS_KEY: list(_views_of(features, view_set))}
+def tta_views_of(features: FeatureSet, view_set: str | tuple[int, ...]) -> tuple[int, ...]:
+    """The view indices a head fitted with `view_set` records (`HeadRecord.tta_views`; see `head_tta`)."""
+    return _views_of(features, view_set)
 
 
-def head_tta(sidecar: dict) -> HeadTTA | None:
-    """The views a head recorded (`tta_sidecar_fields`) for prediction, or None for a head fitted without TTA."""
-    views = sidecar.get(TTA_VIEWS_KEY)
-    if not views:
+def head_tta(record: HeadRecord) -> HeadTTA | None:
+    """The views a head recorded (`tta_views_of`) for prediction, or None for a head fitted without TTA.
+
+    The record's reader has checked `tta_views` lists view indices (`pipeline.heads.checks`)."""
+    if not record.tta_views:
         return None
-    if not isinstance(views, list) or not all(type(view) is int and view >= 0 for view in views):
-        raise HeadError(f"head {sidecar.get('_path', '')}: {TTA_VIEWS_KEY} must list view indices (0, 1, ...), got "
-                        f"{views!r}; fit the head again with `fit-head --tta`")
-    return HeadTTA(tuple(views), (sidecar.get("tta") or {}).get("view_set") == "mild")
+    return HeadTTA(tuple(record.tta_views), (record.tta or {}).get("view_set") == "mild")
 
 
 def image_view_mask(spec: ViewSpec, sha256: str, views: tuple[int, ...], mild: bool) -> list[bool]:

@@ -18,6 +18,8 @@ from pipeline.cache.key import ORIGIN_IMPORTED_NPZ, FeatureSpec
 from pipeline.data.images import ResizeSpec
 from pipeline.errors import HeadError
 from pipeline.heads.features import DEFAULT_HEAD_POOLING
+from pipeline.heads.kinds.base import Head
+from pipeline.heads.record import HeadRecord
 from pipeline.heads.store import check_feature_key, load_head
 
 
@@ -25,8 +27,8 @@ from pipeline.heads.store import check_feature_key, load_head
 class HeadExtraction:
     """A loaded head and the exact extraction it was fitted on: spec, backbone, verified weights."""
 
-    head: object
-    sidecar: dict
+    head: Head
+    record: HeadRecord
     spec: FeatureSpec
     backbone: BackboneSpec
     weights: ResolvedWeights
@@ -38,24 +40,24 @@ class HeadExtraction:
     @property
     def pooling(self) -> str:
         """How the head pools spatial maps (heads saved before it was a choice pooled by average)."""
-        return self.sidecar.get("head_pooling", DEFAULT_HEAD_POOLING)
+        return self.record.pooling or DEFAULT_HEAD_POOLING
 
 
 def load_head_extraction(head_path: Path, cache_dir: Path) -> HeadExtraction:
     """The head at `head_path` with its backbone and weights resolved again; `HeadError` when new images
     cannot be featurised the way its features were (imported features)."""
-    head, sidecar = load_head(head_path)
-    spec = FeatureSpec.from_dict(sidecar["feature_spec"])
-    check_feature_key(sidecar, spec.key(), "its recorded feature spec")
-    if sidecar["origin"]["kind"] == ORIGIN_IMPORTED_NPZ:
+    head, record = load_head(head_path)
+    spec = record.feature_spec
+    check_feature_key(record, spec.key(), "its recorded feature spec")
+    if record.origin["kind"] == ORIGIN_IMPORTED_NPZ:
         raise HeadError(
             f"head {head_path} was fitted on features imported from an .npz file, made by weights and "
             "preprocessing this tool cannot verify, so new images cannot be featurised the same way. "
             "Extract the dataset (`extract`) and fit a head on that cache to predict"
         )
     backbone = get_backbone(spec.backbone)
-    weights = resolve_weights(backbone, sidecar["extraction"]["weights"]["request"], cache_dir, spec.input_size)
-    return HeadExtraction(head, sidecar, spec, backbone, weights)
+    weights = resolve_weights(backbone, record.extraction["weights"]["request"], cache_dir, spec.input_size)
+    return HeadExtraction(head, record, spec, backbone, weights)
 
 
 def require_head_weights(extraction: HeadExtraction, fingerprint: str) -> None:
@@ -63,5 +65,5 @@ def require_head_weights(extraction: HeadExtraction, fingerprint: str) -> None:
     if fingerprint != extraction.spec.weights_fingerprint:
         raise HeadError(
             f"the {extraction.spec.backbone} weights available here ({extraction.weights.describe()}) differ from "
-            f"the ones head {extraction.sidecar['_path']} was fitted with; use the same weights source (see `weights`)"
+            f"the ones head {extraction.record.path} was fitted with; use the same weights source (see `weights`)"
         )

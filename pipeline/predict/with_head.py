@@ -18,8 +18,8 @@ import numpy as np
 
 from pipeline.cache.rows import pool_rows
 from pipeline.errors import HeadError
-from pipeline.heads.fusion import FUSION_KIND
 from pipeline.heads.graph import consumes_maps
+from pipeline.heads.registry import FUSION_KIND
 from pipeline.heads.store import read_sidecar
 from pipeline.heads.tta import HeadTTA, head_tta
 from pipeline.predict.extraction import load_head_extraction, require_head_weights
@@ -40,18 +40,18 @@ def predict_images(image_paths, head_path: Path, cache_dir: Path, top_k: int = D
     """
     from pipeline.backbones.forward import FeatureExtractor
 
-    sidecar = read_sidecar(head_path)
-    if sidecar["kind"] == FUSION_KIND:
+    record = read_sidecar(head_path)
+    if record.kind == FUSION_KIND:
         from pipeline.predict.fused import predict_fused
 
-        return predict_fused(image_paths, sidecar, cache_dir, top_k)
+        return predict_fused(image_paths, record, cache_dir, top_k)
     extraction = load_head_extraction(head_path, cache_dir)
     spec, head = extraction.spec, extraction.head
     extractor = FeatureExtractor(extraction.backbone, spec.layer, spec.input_size, extraction.weights,
                                  spec.precision, spec.pooling)
     require_head_weights(extraction, extractor.fingerprint)
-    class_names = extraction.sidecar["class_names"]
-    views = head_tta(extraction.sidecar) if tta else None
+    class_names = extraction.record.class_names
+    views = head_tta(extraction.record) if tta else None
     view_spec = require_view_spec(spec.views, head_path) if views else None
 
     def features_of(pixels: np.ndarray) -> np.ndarray:

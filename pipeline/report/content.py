@@ -33,6 +33,7 @@ import numpy as np
 from pipeline.cache.format import CacheInfo, read_cache_info
 from pipeline.cache.key import now_iso
 from pipeline.heads.caveats import caveats_of
+from pipeline.heads.record import HeadRecord
 from pipeline.heads.replay import split_probabilities, why_not_replayed
 from pipeline.heads.store import heads_dir_of, list_sidecars
 from pipeline.report.audit_section import audit_content
@@ -57,8 +58,8 @@ def report_content(cache_path: Path, top_losses: int = TOP_LOSSES) -> dict:
     info = read_cache_info(cache_path)
     info.require_whole_dataset()
     rows = leaderboard(cache_path)
-    sidecars = {sidecar["_path"]: sidecar for sidecar in list_sidecars(cache_path)}
-    heads = [_head_section(sidecars[row["path"]], cache_path, info, top_losses) for row in rows]
+    records = {str(record.path): record for record in list_sidecars(cache_path)}
+    heads = [_head_section(records[row["path"]], cache_path, info, top_losses) for row in rows]
     return {"title": f"{info.dataset.name or cache_path.stem}: {info.spec.backbone} {info.spec.layer}",
             "generated": now_iso(), "cache": provenance(info), "leaderboard": rows, "heads": heads,
             "visuals": visuals(cache_path), "searches": report_sections(cache_path),
@@ -156,21 +157,21 @@ def _visual_uri(folder: Path, name) -> tuple[str | None, str | None]:
     return uri, None
 
 
-def _head_section(sidecar: dict, cache_path: Path, info: CacheInfo, top_losses: int) -> dict:
-    metrics = sidecar.get("metrics", {})
+def _head_section(record: HeadRecord, cache_path: Path, info: CacheInfo, top_losses: int) -> dict:
+    metrics = record.metrics
     final = "test" if "test" in metrics else "valid" if "valid" in metrics else None
-    names = list(sidecar.get("class_names", info.class_names))
-    section = {"name": sidecar.get("name"), "kind": sidecar.get("kind"), "target": sidecar.get("target", "label"),
-               "pooling": sidecar.get("head_pooling", "avg"), "hyperparameters": sidecar.get("hyperparameters", {}),
-               "fit_seconds": sidecar.get("fit_seconds"), "created": sidecar.get("created"),
+    names = list(record.class_names)
+    section = {"name": record.name, "kind": record.kind, "target": record.target or "label",
+               "pooling": record.pooling or "avg", "hyperparameters": record.hyperparameters,
+               "fit_seconds": record.fit_seconds, "created": record.created,
                "metrics": {split: _summary(values) for split, values in metrics.items()}, "final_split": final,
                "class_names": names, "metrics_by_target": {t: {s: _summary(v) for s, v in by.items()}
-                                                           for t, by in sidecar.get("metrics_by_target", {}).items()},
-               "implied_targets": sidecar.get("implied_targets", {}),
+                                                           for t, by in (record.metrics_by_target or {}).items()},
+               "implied_targets": record.implied_targets or {},
                "caveats": [caveat.text for caveat in caveats_of(metrics)],
-               "members": [{"name": m["name"], "weight": m["weight"]} for m in sidecar.get("members", [])]}
-    if sidecar.get("tta"):  # `fit-head --tta`: the same splits scored on the mean over cached views
-        tta = sidecar["tta"]
+               "members": [{"name": m.name, "weight": m.weight} for m in record.members]}
+    if record.tta:  # `fit-head --tta`: the same splits scored on the mean over cached views
+        tta = record.tta
         section["tta"] = {"view_set": tta.get("view_set"), "views_per_image": tta.get("views_per_image"),
                           "metrics": {split: _summary(values) for split, values in tta.get("metrics", {}).items()}}
     if final is None:
@@ -181,9 +182,9 @@ def _head_section(sidecar: dict, cache_path: Path, info: CacheInfo, top_losses: 
     per_class = metrics[final].get("per_class_accuracy", {})
     section["per_class_accuracy"] = sorted(({"class": name, "accuracy": value} for name, value in per_class.items()
                                             if value is not None), key=lambda row: (row["accuracy"], row["class"]))
-    replayed = split_probabilities(sidecar, cache_path, final)
+    replayed = split_probabilities(record, cache_path, final)
     if replayed is None:
-        section["top_losses_note"] = why_not_replayed(sidecar, cache_path)
+        section["top_losses_note"] = why_not_replayed(record, cache_path)
     else:
         probabilities, labels, relpaths = replayed
         section["top_losses"] = top_loss_items(np.asarray(probabilities), labels, relpaths, names,

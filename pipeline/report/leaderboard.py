@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pipeline.cache.format import read_cache_info
 from pipeline.heads.caveats import caveats_of
-from pipeline.heads.fusion import MEMBER_OF, SINGLE
+from pipeline.heads.fusion import SINGLE
 from pipeline.heads.store import list_sidecars
 
 #: Width at which the params column wraps (at word boundaries; a longer word stays whole).
@@ -33,27 +33,27 @@ def leaderboard(cache_path: Path) -> list[dict]:
     """
     read_cache_info(cache_path).require_whole_dataset()
     rows = []
-    for sidecar in list_sidecars(cache_path):
-        metrics = sidecar.get("metrics", {})
+    for record in list_sidecars(cache_path):
+        metrics = record.metrics
         valid, test = metrics.get("valid", {}), metrics.get("test", {})
         rows.append({
             "train_top1": metrics.get("train", {}).get("top1"),
             "valid_mean_per_class_accuracy": valid.get("mean_per_class_accuracy"),
-            "views": sidecar.get("views"),
-            "name": sidecar.get("name"),
-            "kind": sidecar.get("kind"),
-            "params": short_params(sidecar.get("hyperparameters", {})) + _member_mark(sidecar.get(MEMBER_OF)),
-            "member_of": sidecar.get(MEMBER_OF) or [],
+            "views": record.views,
+            "name": record.name,
+            "kind": record.kind,
+            "params": short_params(record.hyperparameters) + _member_mark(record.member_of),
+            "member_of": list(record.member_of),
             "valid_top1": valid.get("top1"),
             "test_top1": test.get("top1"),
             "test_top5": test.get("top5"),
             "test_mean_per_class_accuracy": test.get("mean_per_class_accuracy"),
             "test_macro_f1": test.get("macro_f1"),
             "caveats": [caveat.text for caveat in caveats_of(metrics)],
-            "fit_seconds": sidecar.get("fit_seconds"),
-            "created": sidecar.get("created"),
-            "path": sidecar.get("_path"),
-            **_tta_columns(sidecar.get("tta")),
+            "fit_seconds": record.fit_seconds,
+            "created": record.created,
+            "path": str(record.path),
+            **_tta_columns(record.tta),
         })
     rows.sort(key=lambda row: -(row["valid_top1"] or 0.0))
     return rows

@@ -134,8 +134,8 @@ def _better_layer(info: CacheInfo, score: float) -> tuple[str, float, bool] | No
                 and spec.views is None and other.shard is None)
         if not same:
             continue
-        scores = [s["metrics"]["valid"]["top1"] for s in list_sidecars(path)
-                  if s.get("kind") != FINE_TUNED and s.get("metrics", {}).get("valid", {}).get("top1") is not None]
+        scores = [r.metrics["valid"]["top1"] for r in list_sidecars(path)
+                  if r.kind != FINE_TUNED and r.metrics.get("valid", {}).get("top1") is not None]
         if scores and max(scores) > score + LAYER_MARGIN and (best is None or max(scores) > best[1]):
             best = (spec.layer, max(scores), _spatial(other) > _spatial(info))
     return best

@@ -5,7 +5,7 @@ now with test) and saved as a normal head (`pipeline.heads.fitting.save_fitted_h
 one through `fit-head`'s fusion (`pipeline.heads.fusion.fit_fusion`), which saves its members as
 normal heads too. A winner with test-time augmentation keeps it: its valid and test figures are the TTA
 ones (its head's sidecar has the plain view-0 figures beside them), and its head records its views
-(`pipeline.heads.tta.tta_sidecar_fields`), so `predict` averages them as the search scored them.
+(`pipeline.heads.tta.tta_views_of`), so `predict` averages them as the search scored them.
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ def fit_winner(name: str, entry: dict) -> dict:
         features = load_feature_set(cache_path, info, None, recipe["pooling"])
         fitted = fit_on_features(features, recipe["head"])
         if recipe.get("tta"):
-            from pipeline.heads.tta import tta_scores, tta_sidecar_fields
+            from pipeline.heads.tta import tta_scores, tta_views_of
 
             view_set = entry["tta_view_set"]
             fitted = replace(fitted, tta=tta_scores(fitted.head, features, view_set).to_dict())
-            report = save_fitted_head(cache_path, info, fitted, tta_sidecar_fields(features, view_set))
+            report = save_fitted_head(cache_path, info, fitted, tta_views=tta_views_of(features, view_set))
         else:
             report = save_fitted_head(cache_path, info, fitted)
     metrics = report.tta["metrics"] if recipe.get("tta") else report.metrics

@@ -17,17 +17,65 @@ returns self and sets fitted attributes ending in `_`:
 `keras_layers()` (differentiable heads only, see `HeadEntry.differentiable`) returns Keras layers
 that compute the same probabilities from pooled features inside a Keras graph.
 `save(stem)` writes the model next to `stem` (never with pickle) and returns the file name;
-`load(stem, sidecar)` restores it.
+`load(stem, record)` restores it from that file and the head's `pipeline.heads.record.HeadRecord`
+(`model_file`, `hyperparameters`).
+
+`Head` states this interface as a `typing.Protocol` for every saved kind with a model (a
+fine-tuned model is saved and loaded but not fitted by `fit-head`); `FittableHead` adds `fit`, and
+`DifferentiableHead` adds `keras_layers`. `tests/test_head_contract.py` checks every registry kind.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from pipeline.errors import HeadError
 from pipeline.heads.diagnosis import require_trainable
+
+
+@runtime_checkable
+class Head(Protocol):
+    """A saved head: its kind, chosen hyper-parameters, probabilities, and its model file written and read."""
+
+    kind: str
+    params_: dict
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """(n, classes) probabilities of (n, channels) pooled features (boundary maps for a fine-tuned model)."""
+        ...
+
+    def save(self, stem: Path) -> str:
+        """Write the model next to `stem` (never with pickle); return the file name."""
+        ...
+
+    @classmethod
+    def load(cls, stem: Path, record) -> Head:
+        """The head saved next to `stem`, described by its `HeadRecord`."""
+        ...
+
+
+@runtime_checkable
+class FittableHead(Head, Protocol):
+    """A head `fit-head` fits: `fit(features)` returns self with the fitted attributes of the module doc."""
+
+    search_: list
+    valid_probabilities_: np.ndarray | None
+
+    def fit(self, features) -> FittableHead:
+        ...
+
+
+@runtime_checkable
+class DifferentiableHead(Head, Protocol):
+    """A head that is a Keras graph on pooled features (`HeadEntry.differentiable`)."""
+
+    def keras_layers(self) -> list:
+        ...
+
 
 #: Channels whose training standard deviation is below this are left unscaled (dead ReLUs).
 MIN_SCALE = 1e-6

@@ -45,5 +45,5 @@ class FineTunedHead:
         return save_keras_model(self.model_, stem)
 
     @classmethod
-    def load(cls, stem: Path, sidecar: dict) -> FineTunedHead:
-        return cls(load_keras_model(stem, sidecar), sidecar.get("hyperparameters", {}))
+    def load(cls, stem: Path, record) -> FineTunedHead:
+        return cls(load_keras_model(stem, record), record.hyperparameters)

@@ -113,10 +113,10 @@ class GapDenseHead:
         return save_keras_model(self.model_, stem)
 
     @classmethod
-    def load(cls, stem: Path, sidecar: dict) -> GapDenseHead:
-        head = cls(sidecar.get("hyperparameters", {}).get("recipe", "default"))
-        head.model_ = load_keras_model(stem, sidecar)
-        head.params_ = sidecar.get("hyperparameters", {})
+    def load(cls, stem: Path, record) -> GapDenseHead:
+        head = cls(record.hyperparameters.get("recipe", "default"))
+        head.model_ = load_keras_model(stem, record)
+        head.params_ = record.hyperparameters
         return head
 
 

@@ -24,7 +24,7 @@ def save_keras_model(model, stem: Path) -> str:
     return path.name
 
 
-def load_keras_model(stem: Path, sidecar: dict):
-    """The Keras model the sidecar's `model_file` names, next to `stem`."""
+def load_keras_model(stem: Path, record):
+    """The Keras model the head record's `model_file` names, next to `stem`."""
     keras = import_keras()
-    return keras.saving.load_model(Path(stem).with_name(sidecar["model_file"]), safe_mode=True, compile=False)
+    return keras.saving.load_model(Path(stem).with_name(record.model_file), safe_mode=True, compile=False)

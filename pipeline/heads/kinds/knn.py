@@ -77,14 +77,14 @@ class CosineKNNHead:
         return path.name
 
     @classmethod
-    def load(cls, stem: Path, sidecar: dict) -> CosineKNNHead:
+    def load(cls, stem: Path, record) -> CosineKNNHead:
         head = cls()
-        with np.load(Path(stem).with_name(sidecar["model_file"]), allow_pickle=False) as arrays:
+        with np.load(Path(stem).with_name(record.model_file), allow_pickle=False) as arrays:
             head.scaler_ = Standardizer(arrays["mean"], arrays["scale"])
             head.memory_ = arrays["memory"].astype(np.float32)
             head.labels_ = arrays["labels"]
             head.k_, head.num_classes_ = int(arrays["k"]), int(arrays["num_classes"])
-        head.params_ = sidecar.get("hyperparameters", {})
+        head.params_ = record.hyperparameters
         return head
 
     def _twin(self, k: int) -> CosineKNNHead:

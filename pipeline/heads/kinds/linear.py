@@ -138,13 +138,13 @@ class LinearHead:
         return path.name
 
     @classmethod
-    def load(cls, stem: Path, sidecar: dict) -> LinearHead:
+    def load(cls, stem: Path, record) -> LinearHead:
         head = cls()
-        with np.load(Path(stem).with_name(sidecar["model_file"]), allow_pickle=False) as arrays:
+        with np.load(Path(stem).with_name(record.model_file), allow_pickle=False) as arrays:
             head.scaler_ = Standardizer(arrays["mean"], arrays["scale"])
             head.coef_, head.intercept_ = arrays["coef"], arrays["intercept"]
             head.temperature_ = float(arrays["temperature"])
-        head.params_ = sidecar.get("hyperparameters", {})
+        head.params_ = record.hyperparameters
         return head
 
     def _temperature(self, scores: np.ndarray, y: np.ndarray) -> float:

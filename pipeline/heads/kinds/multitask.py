@@ -98,11 +98,11 @@ class MultitaskHead:
         return save_keras_model(self.model_, stem)
 
     @classmethod
-    def load(cls, stem: Path, sidecar: dict) -> MultitaskHead:
-        params = sidecar.get("hyperparameters", {})
+    def load(cls, stem: Path, record) -> MultitaskHead:
+        params = record.hyperparameters
         head = cls(params.get("targets"), params.get("task_weights"), params.get("weighting", "fixed"),
                    params.get("hidden_units", 0))
-        head.model_ = load_keras_model(stem, sidecar)
+        head.model_ = load_keras_model(stem, record)
         head.targets_ = tuple(params["targets"])
         head.class_names_ = {t: tuple(n) for t, n in params["class_names"].items()}
         head.params_ = params
