@@ -20,6 +20,12 @@ from PIL import Image
 
 from pipeline.extract.options import ExtractOptions
 
+#: Set in each pytest-xdist worker (`-n 2` in setup.cfg); absent in a run with `-n 0`.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+#: Thread pools of one worker when the workers share the CPU cores: one compute thread each, so two
+#: workers on two cores do not oversubscribe them (TensorFlow's and the BLAS pools spin while
+#: waiting). An explicit value in the environment wins.
+WORKER_THREAD_LIMITS = {"TF_NUM_INTRAOP_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("BOTTLENECK_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 TINY_SIZE = 32
@@ -112,3 +118,27 @@ def catsdogs_cache_dir(tmp_path_factory) -> Path:
     if not (SHARED_DATA / "catsdogs").is_dir():
         pytest.skip(f"real photos not found at {SHARED_DATA / 'catsdogs'} (set BOTTLENECK_SHARED_DATA)")
     return tmp_path_factory.mktemp("catsdogs-cache")
+
+
+def pytest_configure(config):
+    """In a pytest-xdist worker, `WORKER_THREAD_LIMITS`: set before any test module imports TensorFlow, and
+    inherited by the subprocesses a test starts; numpy's BLAS, already loaded here, is limited in place."""
+    if XDIST_WORKER:
+        from threadpoolctl import threadpool_limits
+
+        for variable, value in WORKER_THREAD_LIMITS.items():
+            os.environ.setdefault(variable, value)
+        threadpool_limits(limits=int(os.environ["OPENBLAS_NUM_THREADS"]), user_api="blas")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, modules with a test marked `slow` run first, so the long files do not end a run alone.
+
+    Files are sent to workers whole (`--dist loadfile`, so module fixtures are built once) in
+    collection order; starting with the longest leaves the short ones to even out the end. Every
+    worker computes the same order, as xdist requires. A run without workers keeps the file order.
+    """
+    if not XDIST_WORKER:
+        return
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)

@@ -23,6 +23,8 @@ from pipeline.heads.fitting import fit_head
 
 #: Every backbone with named blocks, so `--unfreeze` can cut it.
 CUTTABLE = sorted(name for name, spec in BACKBONES.items() if spec.block_of is not None)
+#: Every case builds a full-depth backbone three times (10-25 s a case on 2 CPU cores).
+pytestmark = pytest.mark.slow
 
 
 def _last_block(name: str) -> str:
