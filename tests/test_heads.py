@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from samples import feature_set
 
+from pipeline.cache.provenance import DatasetInfo
 from pipeline.errors import HeadError
 from pipeline.heads.features import FeatureSet, SplitData
 from pipeline.heads.kinds.linear import LinearSVMHead, LogisticRegressionHead
@@ -229,7 +230,8 @@ def _cache_like(index):
                           row=np.arange(len(records)), size=np.zeros(len(records)),
                           mtime_ns=np.zeros(len(records)))
     info = SimpleNamespace(class_names=index.class_names, feature_shape=(4,), images=images,
-                           dataset={"notes": list(index.notes)}, carving=index.carving)
+                           dataset=DatasetInfo(name=None, root=None, layout=None, notes=tuple(index.notes),
+                                               carving=index.carving), carving=index.carving)
     data = {s: SplitData(x[splits == s], labels[splits == s], ()) for s in ("train", "valid", "test")
             if np.any(splits == s)}
     return FeatureSet(info, data)
