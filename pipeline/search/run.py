@@ -231,34 +231,38 @@ def _native_rung(run: _Run) -> dict:
 
 
 def _larger_rung(run: _Run, scores: dict) -> None:
-    by_backbone: dict = {}
-    for recipe, score in scores.items():
-        by_backbone[recipe.extraction.backbone] = max(score, by_backbone.get(recipe.extraction.backbone, 0.0))
-    for extraction in sorted(scheduler.larger_rung(run.space, by_backbone), key=lambda e: _extraction_estimate(run, e)):
-        recipes = [Recipe(extraction, kind, pooling)
-                   for kind, pooling in scheduler.promoted_heads(scores, extraction.backbone)]
-        _try_extraction(run, extraction, recipes, scheduler.RUNG_LARGER, scores)
+    """Larger input sizes of the backbones, best first, each with its best heads."""
+    by_backbone = _best_by(scores, lambda recipe: recipe.extraction.backbone)
+    extractions = sorted(scheduler.larger_rung(run.space, by_backbone), key=lambda e: _extraction_estimate(run, e))
+    _try_promoted(run, extractions, scheduler.RUNG_LARGER, scores)
 
 
 def _layer_rung(run: _Run, scores: dict) -> None:
     """The best backbone's best extraction at its earlier feature layers (`SearchSpace.layers`), its best heads."""
-    by_extraction: dict = {}
-    for recipe, score in scores.items():
-        by_extraction[recipe.extraction] = max(score, by_extraction.get(recipe.extraction, 0.0))
-    for extraction in scheduler.layer_rung(run.space, by_extraction):
-        recipes = [Recipe(extraction, kind, pooling)
-                   for kind, pooling in scheduler.promoted_heads(scores, extraction.backbone)]
-        _try_extraction(run, extraction, recipes, scheduler.RUNG_LAYER, scores)
+    by_extraction = _best_by(scores, lambda recipe: recipe.extraction)
+    _try_promoted(run, scheduler.layer_rung(run.space, by_extraction), scheduler.RUNG_LAYER, scores)
 
 
 def _views_rung(run: _Run, scores: dict) -> None:
-    by_extraction: dict = {}
+    """The best extractions again with augmented views, their best heads."""
+    by_extraction = _best_by(scores, lambda recipe: recipe.extraction)
+    _try_promoted(run, scheduler.views_rung(run.space, by_extraction), scheduler.RUNG_VIEWS, scores)
+
+
+def _best_by(scores: dict, group) -> dict:
+    """The best valid top-1 of the recipes in `scores` per `group(recipe)`."""
+    best: dict = {}
     for recipe, score in scores.items():
-        by_extraction[recipe.extraction] = max(score, by_extraction.get(recipe.extraction, 0.0))
-    for extraction in scheduler.views_rung(run.space, by_extraction):
+        best[group(recipe)] = max(score, best.get(group(recipe), 0.0))
+    return best
+
+
+def _try_promoted(run: _Run, extractions, rung: int, scores: dict) -> None:
+    """Each of `extractions` with the heads promoted from the rungs before (`scheduler.promoted_heads`)."""
+    for extraction in extractions:
         recipes = [Recipe(extraction, kind, pooling)
                    for kind, pooling in scheduler.promoted_heads(scores, extraction.backbone)]
-        _try_extraction(run, extraction, recipes, scheduler.RUNG_VIEWS, scores)
+        _try_extraction(run, extraction, recipes, rung, scores)
 
 
 def _try_extraction(run: _Run, extraction: Extraction, recipes: list[Recipe], rung: int, scores: dict) -> None:
