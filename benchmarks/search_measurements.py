@@ -4,6 +4,8 @@
         [--out docs/search-measurements.json] [--backbones efficientnet_lite0,mobilenet,vgg16] [--extract-only]
     nice python benchmarks/search_measurements.py --plain --backbones vgg16 --samples oxford-pets-mini \
         --sizes native,320
+    nice python benchmarks/search_measurements.py --plain --backbones vgg16 --sizes native \
+        --layers block5_pool,block4_pool --heads logreg,svm
 
 For each sample (catsdogs, dogimages-mini, oxford-pets-mini), backbone and input size (`SIZES`:
 the backbone's native size and larger ones), extracts one cache with `--views 4 --pool avg`
@@ -19,6 +21,10 @@ caches in `extract-seconds.json`, so `--extract-only` runs and a later scoring r
 `--plain` measures the input-size curve alone, at a fifth of the rows: caches without views, in
 `--precision auto` (bfloat16 where the CPU has it), one logreg head trained and scored on view 0
 (the default recipe at that size); its figures go to `plain_runs` and a table of their own.
+With `--layers` it extracts each named feature layer (e.g. VGG16's block5_pool and block4_pool,
+the layer step of `search`) and with `--heads` fits each named head; a run of a layer other than
+the backbone's default is keyed `sample/backbone/size/layer`, and heads other than logreg are kept
+under `head_figures`.
 """
 
 from __future__ import annotations
@@ -76,10 +82,34 @@ def score_plain_cache(cache_path: Path) -> dict:
     return _figures(fit_on_features(load_feature_set(cache_path), HEAD).metrics)
 
 
+def score_plain_heads(cache_path: Path, heads: tuple[str, ...]) -> dict:
+    """`score_plain_cache` for each head of `heads` (logreg and svm are the cheap ones)."""
+    from pipeline.heads.features import load_feature_set
+    from pipeline.heads.fitting import fit_on_features
+
+    features = load_feature_set(cache_path)
+    return {head: _figures(fit_on_features(features, head).metrics) for head in heads}
+
+
+def layers_markdown(results: dict) -> str:
+    """The table of `--plain --layers` runs: valid / test per sample, layer and head."""
+    lines = ["Feature layer, caches without views in `--precision auto`, heads trained and scored on view 0. "
+             "Cells: valid top-1 (mean per-class) / test top-1 (mean per-class).", "",
+             "| sample | backbone | size | layer | head | figures |", "|---|---|---|---|---|---|"]
+    runs = [run for run in results.get("plain_runs", {}).values() if "layer" in run]
+    for run in sorted(runs, key=lambda run: (run["sample"], run["backbone"], run["input_size"], run["layer"])):
+        for head, figures in {HEAD: run["figures"], **run.get("head_figures", {})}.items():
+            lines.append(f"| {run['sample']} | {run['backbone']} | {_size_label(run)} | {run['layer']} | {head} | "
+                         f"{_cell(figures)} |")
+    return "\n".join(lines)
+
+
 def plain_markdown(results: dict) -> str:
     """The table of `--plain` runs: valid / test against input size, per sample and backbone."""
     groups = {}
     for run in results.get("plain_runs", {}).values():
+        if run.get("layer", "default") != run.get("default_layer", "default"):
+            continue  # an earlier layer: `layers_markdown`
         groups.setdefault((run["sample"], run["backbone"]), []).append(run)
     lines = ["Input size, caches without views in `--precision auto` (logreg trained and scored on view 0). Cells: "
              "valid top-1 (mean per-class) / test top-1 (mean per-class); extraction seconds in the JSON.", "",
@@ -174,14 +204,20 @@ def markdown(results: dict) -> str:
 @click.option("--extract-only", is_flag=True, help="Only extract the caches (no heads, no JSON).")
 @click.option("--tables", is_flag=True, help="Only print the markdown tables of the JSON file.")
 @click.option("--plain", is_flag=True, help="The input-size curve alone: caches without views, precision auto.")
+@click.option("--layers", default=None, help="With --plain: comma-separated feature layers to extract (default: the "
+              "backbone's own).")
+@click.option("--heads", default=HEAD, show_default=True, help="With --plain: comma-separated heads to fit.")
 def main(data: Path, cache_dir: Path, out: Path, backbones: str, samples: str, sizes: str | None,
-         extract_only: bool, tables: bool, plain: bool) -> None:
+         extract_only: bool, tables: bool, plain: bool, layers: str | None, heads: str) -> None:
     if tables:
         results = json.loads(out.read_text())
-        click.echo(markdown(results) + ("\n\n" + plain_markdown(results) if results.get("plain_runs") else ""))
+        plain_runs = results.get("plain_runs", {})
+        click.echo(markdown(results) + ("\n\n" + plain_markdown(results) if plain_runs else "")
+                   + ("\n\n" + layers_markdown(results) if any("layer" in run for run in plain_runs.values()) else ""))
         return
     if plain:
-        _plain_runs(data, cache_dir, out, backbones, samples, sizes)
+        _plain_runs(data, cache_dir, out, backbones, samples, sizes,
+                    tuple(layers.split(",")) if layers else (None,), tuple(heads.split(",")))
         return
     wanted = None if sizes is None else set(sizes.split(","))
     results = json.loads(out.read_text()) if out.exists() and not extract_only else {}
@@ -213,25 +249,41 @@ def main(data: Path, cache_dir: Path, out: Path, backbones: str, samples: str, s
                 out.write_text(json.dumps(results, indent=1))
 
 
-def _plain_runs(data: Path, cache_dir: Path, out: Path, backbones: str, samples: str, sizes: str | None) -> None:
-    """`--plain`: extract without views in precision auto, fit the default head, add to `plain_runs`."""
+def _plain_runs(data: Path, cache_dir: Path, out: Path, backbones: str, samples: str, sizes: str | None,
+                layers: tuple[str | None, ...], heads: tuple[str, ...]) -> None:
+    """`--plain`: extract without views in precision auto, fit the heads, add to `plain_runs`.
+
+    `layers` holds None for the backbone's default layer; `heads[0]`'s figures are the run's `figures`.
+    """
+    from pipeline.backbones.registry import get_backbone
+
     wanted = None if sizes is None else set(sizes.split(","))
     for backbone in backbones.split(","):
+        default_layer = get_backbone(backbone).default_layer
         for size in SIZES[backbone]:
             if wanted is not None and str(size or "native") not in wanted:
                 continue
-            for sample in samples.split(","):
-                options = ExtractOptions(backbone=backbone, input_size=size, precision="auto")
-                click.echo(f"{sample}: {backbone} at {size or 'native'} px, no views, precision auto", err=True)
+            for sample, layer in ((sample, layer) for sample in samples.split(",") for layer in layers):
+                options = ExtractOptions(backbone=backbone, input_size=size, precision="auto", layer=layer)
+                click.echo(f"{sample}: {backbone} {layer or default_layer} at {size or 'native'} px, no views, "
+                           "precision auto", err=True)
                 started = time.perf_counter()
                 summary = run_extract(data / sample, cache_dir, options)
                 seconds = round(time.perf_counter() - started, 1)
                 spec = read_cache_info(summary.cache_path).spec
+                key = f"{sample}/{backbone}/{size or 'native'}"
+                if (layer or default_layer) != default_layer:
+                    key += f"/{layer}"
+                figures = score_plain_heads(Path(summary.cache_path), heads)
                 results = json.loads(out.read_text()) if out.exists() else {}
-                results.setdefault("plain_runs", {})[f"{sample}/{backbone}/{size or 'native'}"] = {
-                    "sample": sample, "backbone": backbone, "input_size": spec.input_size, "native": size is None,
-                    "precision": spec.precision, "rows": summary.split_counts, "extract_seconds": seconds,
-                    "extracted_rows": summary.extracted, "figures": score_plain_cache(Path(summary.cache_path))}
+                run = {"sample": sample, "backbone": backbone, "input_size": spec.input_size, "native": size is None,
+                       "precision": spec.precision, "rows": summary.split_counts, "extract_seconds": seconds,
+                       "extracted_rows": summary.extracted, "figures": figures.pop(heads[0])}
+                if layer is not None:
+                    run.update(layer=layer, default_layer=default_layer, head=heads[0])
+                if figures:
+                    run["head_figures"] = figures
+                results.setdefault("plain_runs", {})[key] = run
                 out.write_text(json.dumps(results, indent=1))
 
 
