@@ -55,3 +55,14 @@ def test_a_terminal_gets_the_bar():
     progress.close()
     assert "extracting" in stream.getvalue() and "10/10" in stream.getvalue()
     assert "(100.0%)" not in stream.getvalue()
+
+
+def test_the_rate_counts_from_the_first_update_not_from_the_batch_before_it():
+    stream, clock = io.StringIO(), FakeClock()
+    progress = ExtractProgress(stream=stream, clock=clock)
+    progress(32, 320)  # the first update comes after a whole batch, whose time the progress never saw
+    clock.now += PLAIN_PROGRESS_SECONDS
+    progress(64, 320)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "extracting 32/320 (10.0%)"  # no rate, no time left: nothing was timed yet
+    assert lines[1] == "extracting 64/320 (20.0%), 6.4 img/s, about 40 s left"  # 32 images in 5 s

@@ -116,6 +116,8 @@ class ExtractProgress:
     On a terminal it is a bar. Anywhere else (a log file, a pipe, a CI job) a bar would be redrawn
     into nothing readable, so it prints a plain line at the first update, then at most every
     `PLAIN_PROGRESS_SECONDS`, and at the end: "extracting 120/8351 (1.4%), 3.1 img/s, about 44 min left".
+    The rate counts from the first update (the first one comes after a whole batch, whose time is unknown),
+    so the first line shows no rate and no time left.
     """
 
     def __init__(self, label: str = "extracting", unit: str = "img/s", stream=None, clock=time.perf_counter):
@@ -127,12 +129,13 @@ class ExtractProgress:
         self.done = 0
         self.total = 0
         self.started = None
+        self.done_at_start = 0
         self.last_line = None
 
     def __call__(self, done: int, total: int):
         stream = self.stream if self.stream is not None else sys.stderr
         if self.started is None:
-            self.started = self.clock()
+            self.started, self.done_at_start = self.clock(), done
         if not _is_terminal(stream):
             self.done, self.total = done, total
             now = self.clock()
@@ -153,14 +156,15 @@ class ExtractProgress:
         share = f" ({self.done / self.total:.1%})" if self.total else ""
         rate = self._rate(None)
         elapsed = now - self.started
-        left = ""
-        if self.done and self.total > self.done and elapsed > 0:
-            left = f", about {_duration((self.total - self.done) * elapsed / self.done)} left"
+        left, timed = "", self.done - self.done_at_start
+        if timed > 0 and self.total > self.done and elapsed > 0:
+            left = f", about {_duration((self.total - self.done) * elapsed / timed)} left"
         click.echo(f"{self.label} {self.done}/{self.total}{share}" + (f", {rate}" if rate else "") + left, file=stream)
 
     def _rate(self, _item):
         elapsed = self.clock() - (self.started if self.started is not None else self.clock())
-        return f"{self.done / elapsed:.1f} {self.unit}" if elapsed > 0 and self.done else None
+        timed = self.done - self.done_at_start
+        return f"{timed / elapsed:.1f} {self.unit}" if elapsed > 0 and timed > 0 else None
 
     def close(self):
         if self.bar is not None:
