@@ -126,7 +126,7 @@ def test_neighbours_finds_a_cached_image_first_at_similarity_one_and_draws_the_s
                                                                      reverse=True)
     with Image.open(strip) as image:
         assert image.format == "PNG" and image.width > 2 * image.height, "one row: the query and its 4 neighbours"
-    text = cli(["neighbours", query, "--cache", planted, "-k", "2", "--cache-dir", planted.parent]).stdout
+    text = cli(["neighbours", query, "--cache", "pets", "-k", "2", "--cache-dir", planted.parent]).stdout  # a spec
     assert "train/fox/fox_2.jpg" in text and "1.000" in text
 
 

@@ -76,8 +76,9 @@ def _more(count: int) -> None:
 
 @click.command()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--cache", "cache", type=click.Path(exists=True, path_type=Path), default=None,
-              help="The cache to search (a file, or a directory holding one; default --cache-dir).")
+@click.option("--cache", "cache", type=click.Path(path_type=Path), default=None, metavar="CACHE",
+              help="The cache to search: a file, a directory holding one, or a spec such as pets/vgg16 "
+                   "(default: the one --cache-dir holds).")
 @click.option("-k", "k", type=click.IntRange(1, limits.MAX_TOP_K), default=DEFAULT_NEIGHBOURS, show_default=True,
               help="How many neighbours.")
 @click.option("--png", "png_out", is_flag=False, flag_value="", default=None, metavar="[OUT]",
