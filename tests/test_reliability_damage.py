@@ -8,6 +8,7 @@ of disk in the middle of a write (injected, and for real on a small tmpfs when `
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import subprocess
@@ -299,3 +300,14 @@ def test_real_full_disk(small_disk, pristine, tmp_path, cli, free_bytes, failing
     assert resumed["extracted"] == 60 - len(kept), "rows committed before the disk filled are not redone"
     assert verify_cache(cache) == [] and len(rows_by_sha(cache)) == 84
     print(f"\nreal full disk: {payload['error']}\n{len(kept)} rows kept through the failure")
+
+
+def test_a_head_sidecar_given_as_a_cache_is_named_for_what_it_is(tmp_path, cli):
+    sidecar = tmp_path / "logreg-20260101-000000.json"
+    sidecar.write_text(json.dumps({"format": "bottleneck-head", "kind": "logreg"}))
+    for command in (["cache", "show", sidecar], ["fit-head", sidecar, "--head", "logreg"], ["report", sidecar]):
+        payload, result = cli.json(command, expect_ok=False)
+        assert result.exit_code == 1, command
+        assert "is not a feature cache" in payload["error"] and "head's sidecar" in payload["error"]
+        assert "cache rm" not in payload["error"], "never advise deleting a file that is not a cache"
+    assert sidecar.exists()

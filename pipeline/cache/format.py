@@ -59,6 +59,8 @@ FORMAT_NAME = "bottleneck-feature-cache"
 #: format_version, origin, dataset.carving and structured resize fields.
 FORMAT_VERSION = 2
 CACHE_SUFFIX = ".h5"
+#: The bytes every HDF5 file without a user block starts with (the HDF5 format specification).
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 #: The end of a shard cache's name (before the suffix), as `extract --shard I/N` writes it.
 SHARD_NAME_PATTERN = re.compile(r"\.shard-(\d+)-of-(\d+)$")
 PARTIAL_SUFFIX = ".partial"
@@ -168,6 +170,9 @@ def open_cache_file(path: Path) -> h5py.File:
     path = Path(path)
     if not path.is_file():
         raise CacheError(f"cache file {path} does not exist; run `extract` first, or pass the file `extract` printed")
+    if path.suffix != CACHE_SUFFIX and not _starts_as_hdf5(path):
+        raise CacheError(f"{path} is not a feature cache ({_what_file(path)}); pass a cache `extract` wrote "
+                         "(`cache ls` lists them), or a spec of one such as DATASET/BACKBONE")
     try:
         handle = h5py.File(path, "r")
     except OSError as error:
@@ -194,6 +199,19 @@ def open_cache_file(path: Path) -> h5py.File:
         raise CacheError(f"cache file {path} has damaged provenance attributes ({first_line(error)}); "
                          f"{FIX_DAMAGED}") from error
     return handle
+
+
+def _starts_as_hdf5(path: Path) -> bool:
+    """Whether the file begins with the HDF5 signature (caches are written without a user block)."""
+    with open(path, "rb") as handle:
+        return handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+
+
+def _what_file(path: Path) -> str:
+    """What a file given as a cache seems to be instead, for the error message."""
+    if path.suffix == ".json":
+        return "a JSON file, such as a head's sidecar: a head records the cache it was fitted on under `cache`"
+    return f"not an HDF5 file, and not named *{CACHE_SUFFIX}"
 
 
 def read_cache_info(path: Path) -> CacheInfo:
