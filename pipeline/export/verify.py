@@ -29,9 +29,11 @@ from pipeline.predict.images import decoded_batches
 #: a head of a float32 cache (the exported graphs measured at most about 1e-6 on the real photos).
 DEFAULT_TOLERANCE = 1e-4
 #: The default for a head of a bfloat16 or float16 cache: `predict` runs the backbone in that precision,
-#: the exported model in float32, so they differ by that precision's rounding (1.9e-3 measured with
-#: bfloat16 on the real photos, docs/export.md).
-REDUCED_PRECISION_TOLERANCE = 1e-2
+#: the exported model in float32, so they differ by that precision's rounding (bfloat16 keeps 8
+#: significant bits). Measured with bfloat16 (docs/export.md): 1.9e-3 for a confident VGG16 catsdogs
+#: head, up to 0.034 for the quickstart's head and an EfficientNet-Lite0 oxford-pets-mini head, whose
+#: probabilities sit where rounding moves them most.
+REDUCED_PRECISION_TOLERANCE = 5e-2
 #: Sample images taken from the head's cache when none are given.
 DEFAULT_SAMPLES = 16
 #: Images per forward pass while verifying.
