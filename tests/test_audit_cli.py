@@ -4,6 +4,7 @@ audit section and its map in headless Chromium, and (realdata) the finders on re
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -136,6 +137,7 @@ def test_the_report_shows_the_audit_section_with_its_map(planted, cli, tmp_path)
     page = Path(payload["html"]).read_text()
     assert 'id="audit-map"' in page and 'id="leakage"' in page and "dog_copy.jpg" in page
     assert "near-duplicate pairs at cosine &ge; 0.85 or pixel hash distance &le; 8" in page
+    assert re.search(r"cos \d\.\d{3} · hash \d+/64 · ", page), "each pair card shows its hash distance"
     data = page.split('<script type="application/json" id="audit-data">', 1)[1].split("</script>", 1)[0]
     chart = json.loads(data)
     assert len(chart["points"]) == 43 and len(chart["thumbnails"]) == 43

@@ -17,6 +17,7 @@ from pathlib import Path
 from pipeline.audit.leakage import leakage_aware_scores
 from pipeline.audit.record import read_record
 from pipeline.cache.format import CacheInfo
+from pipeline.data.phash import HASH_BITS
 from pipeline.report.thumbnails import thumbnail_uri
 
 #: Findings listed per kind, their thumbnails' side, and the map: thumbnails embedded and their side.
@@ -97,10 +98,17 @@ def _hash_rule(section: dict) -> str:
 def _pairs(pairs: list[dict]) -> str:
     cards = "".join(
         f'<div class="pair">{_image(p["thumbnails"][0], p["a"])}{_image(p["thumbnails"][1], p["b"])}'
-        f'<div>cos {p["similarity"]:.3f} · {_e(p["splits"][0] or "-")} / {_e(p["splits"][1] or "-")}</div>'
+        f'<div>cos {p["similarity"]:.3f}{_hash_distance(p)} · {_e(p["splits"][0] or "-")} / '
+        f'{_e(p["splits"][1] or "-")}</div>'
         f'<div class="muted" title="{_e(p["a"])}">{_e(p["a"])}</div><div class="muted" title="{_e(p["b"])}">'
         f'{_e(p["b"])}</div></div>' for p in pairs)
     return f'<div class="audit-grid">{cards}</div>'
+
+
+def _hash_distance(pair: dict) -> str:
+    """' · hash 2/64' for a pair whose pixels were hashed (older records, or unhashed files: '')."""
+    distance = pair.get("hash_distance")
+    return f" · hash {distance}/{HASH_BITS}" if distance is not None else ""
 
 
 def _issues(items: list[dict]) -> str:
