@@ -142,3 +142,26 @@ def pytest_collection_modifyitems(config, items):
         return
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)
+
+
+#: Size of the small real filesystem `small_disk` mounts: room for a tiny cache, its segments and one copy.
+SMALL_DISK_BYTES = 4 << 20
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs mounted for one test, for real disk-full failures (skipped where mounting is not
+    allowed; the injected disk-full tests cover the logic there)."""
+    import subprocess
+
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SMALL_DISK_BYTES}", "tmpfs", str(mount_point)],
+                       check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as error:
+        pytest.skip(f"cannot mount a small tmpfs here ({error}); the injected disk-full tests cover the logic")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=30)

@@ -11,7 +11,6 @@ import errno
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import h5py
@@ -249,26 +248,6 @@ def test_a_write_failure_at_any_byte_never_crashes_and_keeps_the_cache(cache_cop
             with pytest.raises(CacheError, match="the disk is full"):
                 write_cache(cache_copy, {"format_note": "x"}, view, plan, info.feature_shape, info.spec.store_dtype)
     assert rows_by_sha(cache_copy) == before and find_caches(cache_copy.parent) == [cache_copy]
-
-
-#: Size of the real small filesystem: room for the tiny cache, its segments and one copy.
-TMPFS_BYTES = 4 << 20
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 4 MiB tmpfs mounted for this test (skipped where mounting is not allowed)."""
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_BYTES}", "tmpfs", str(mount_point)],
-                       check=True, capture_output=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as error:
-        pytest.skip(f"cannot mount a small tmpfs here ({error}); the injected disk-full tests cover the logic")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=30)
 
 
 @pytest.mark.parametrize("free_bytes, failing_write", [

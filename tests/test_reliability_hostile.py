@@ -354,27 +354,6 @@ def test_a_read_only_cache_folder_is_exit_1_even_with_every_row_cached(pristine,
     assert sorted(p.name for p in (tmp_path / "cache").rglob("*")) == before
 
 
-TMPFS_BYTES = 4 << 20
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 4 MiB tmpfs mounted for this test (skipped where mounting is not allowed)."""
-    import subprocess
-
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_BYTES}", "tmpfs", str(mount_point)],
-                       check=True, capture_output=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as error:
-        pytest.skip(f"cannot mount a small tmpfs here ({error})")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=30)
-
-
 @pytest.mark.parametrize("kind", ["logreg", "gap-dense"])
 def test_a_full_disk_during_fit_head_is_exit_1_and_leaves_nothing(kind, small_disk, pristine, cli):
     import os
