@@ -204,3 +204,17 @@ def write_pattern(path: Path, seed: int, side: int = 64) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(cells).resize((side, side), Image.BILINEAR).save(path, quality=90)
     return path
+
+
+_PR_CAPBSET_DROP = 24  # prctl option (linux/prctl.h)
+_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2  # the capabilities that let root ignore permissions
+
+
+def drop_permission_override():
+    """preexec_fn: remove root's power to ignore file permissions (for this child only)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+        if libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")

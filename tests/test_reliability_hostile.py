@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from conftest import TINY_BACKBONE, make_dataset
 from reliability_support import only_cache
+from samples import drop_permission_override
 
 from pipeline.cache.format import read_cache_info
 from pipeline.cache.verify import verify_cache
@@ -311,18 +312,6 @@ def test_a_head_with_nan_weights_does_not_predict_nan(fitted, tmp_path, cli):
     assert "fit the head again" in payload["error"]
 
 
-_PR_CAPBSET_DROP = 24  # prctl option (linux/prctl.h)
-_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2  # the capabilities that let root ignore permissions
-
-
-def _drop_permission_override():
-    """preexec_fn: remove root's power to ignore file permissions (for this child only)."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    for capability in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
-        if libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
 
 
 def test_a_read_only_cache_folder_is_exit_1_even_with_every_row_cached(pristine, tmp_path):
@@ -342,7 +331,7 @@ def test_a_read_only_cache_folder_is_exit_1_even_with_every_row_cached(pristine,
     commands = {"extract": ["extract", data, "--cache-dir", tmp_path / "cache", *TINY_CLI_ARGS],
                 "fit-head": ["fit-head", tmp_path / "cache", "--head", "logreg"]}
     for name, args in commands.items():
-        preexec = _drop_permission_override if os.geteuid() == 0 else None
+        preexec = drop_permission_override if os.geteuid() == 0 else None
         try:
             run = subprocess.run([sys.executable, "cli.py", *map(str, args), "--json"], cwd=REPO_ROOT, text=True,
                                  capture_output=True, timeout=SUBPROCESS_TIMEOUT, preexec_fn=preexec)

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from conftest import CLASS_COLOURS, REPO_ROOT, TINY_CLI_ARGS, write_image
 from PIL import Image
+from samples import drop_permission_override
 
 from pipeline.cache.format import read_cache_info
 from pipeline.data.hashing import hash_files
@@ -310,18 +311,6 @@ try:
 except ImageDecodeError as error:
     print(error.reason)
 """
-_PR_CAPBSET_DROP = 24  # prctl option (linux/prctl.h)
-_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2  # the capabilities that let root ignore permissions
-
-
-def _drop_permission_override():
-    """preexec_fn: remove root's power to ignore file permissions (for this child only)."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    for capability in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
-        if libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
 
 
 def test_unreadable_file_gets_a_permission_reason(tmp_path):
@@ -334,7 +323,7 @@ def test_unreadable_file_gets_a_permission_reason(tmp_path):
         return
     try:
         probe = subprocess.run([sys.executable, "-c", _UNREADABLE_PROBE, str(path)], cwd=REPO_ROOT,
-                               capture_output=True, text=True, preexec_fn=_drop_permission_override, timeout=120)
+                               capture_output=True, text=True, preexec_fn=drop_permission_override, timeout=120)
     except subprocess.SubprocessError as error:
         pytest.skip(f"running as root and cannot drop CAP_DAC_OVERRIDE to make a file unreadable: {error}")
     assert probe.returncode == 0, probe.stderr
