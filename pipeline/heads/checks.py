@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.cache.format import HDF5_SIGNATURE
 from pipeline.errors import HeadError
 from pipeline.npz_safety import NpzRefusal, check_npz
 
@@ -38,7 +39,6 @@ KERAS_MODULE_PREFIXES = ("keras",)
 #: Serialised Python callables, which safe mode refuses too; refused here with a clearer message.
 FUNCTION_CLASS_NAMES = frozenset({"function", "__lambda__", "Lambda", "__function__", "__python_function__"})
 FIX = "fit the head again (or ask for the head folder again)"
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ZIP_MAGIC = b"PK\x03\x04"
 _HDF5_USERBLOCK_OFFSETS = (0, 512, 1024, 2048)
 
@@ -211,10 +211,10 @@ def describe_file(path: Path) -> str | None:
     """What `path` is, when it is a kind of file this tool knows (and not a head sidecar); None otherwise."""
     try:
         with path.open("rb") as handle:
-            start = handle.read(2048 + len(_HDF5_MAGIC))
+            start = handle.read(2048 + len(HDF5_SIGNATURE))
     except OSError:
         return None
-    if any(start[offset:offset + len(_HDF5_MAGIC)] == _HDF5_MAGIC for offset in _HDF5_USERBLOCK_OFFSETS):
+    if any(start[offset:offset + len(HDF5_SIGNATURE)] == HDF5_SIGNATURE for offset in _HDF5_USERBLOCK_OFFSETS):
         return _describe_hdf5(path)
     if start.startswith(_ZIP_MAGIC):
         return _describe_zip(path)
